@@ -1,0 +1,1 @@
+//! crhook-core
