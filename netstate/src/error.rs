@@ -1,0 +1,72 @@
+//! The one error type of crhook-netstate. Netlink answers carry only an errno, so every call
+//! site adds the operation, the object and the namespace.
+
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetstateError {
+    #[error("{op} {path}")]
+    Netns {
+        op: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} {object} in {netns}")]
+    Netlink {
+        op: String,
+        object: String,
+        netns: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{op} {object} in {netns}: {message}")]
+    NetlinkExt {
+        op: String,
+        object: String,
+        netns: String,
+        message: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("netlink {op} in {netns}: {what}")]
+    Protocol {
+        op: String,
+        netns: String,
+        what: String,
+    },
+    #[error("{op} {path}")]
+    Io {
+        op: String,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{program} in {netns} {status}: {stderr}")]
+    Program {
+        program: String,
+        netns: String,
+        status: String,
+        stderr: String,
+    },
+    #[error(transparent)]
+    Image(#[from] crhook_core::ImageError),
+    #[error("restore into {netns} refused, {} conflict(s): {}", conflicts.len(), conflicts.join("; "))]
+    Conflicts { netns: String, conflicts: Vec<String> },
+    #[error("restore into {netns} failed and was rolled back: {}", errors.join("; "))]
+    RolledBack { netns: String, errors: Vec<String> },
+    #[error("restore into {netns} failed and rollback was incomplete: {}", errors.join("; "))]
+    RollbackFailed { netns: String, errors: Vec<String> },
+    #[error("{what}")]
+    Invalid { what: String },
+    #[error("{what}")]
+    Unsupported { what: String },
+}
+
+pub type Result<T, E = NetstateError> = std::result::Result<T, E>;
+
+impl NetstateError {
+    pub fn invalid(what: impl Into<String>) -> Self {
+        NetstateError::Invalid { what: what.into() }
+    }
+}

@@ -1,0 +1,198 @@
+//! Network namespace handles and the one place crhook enters a namespace.
+//!
+//! A thread's network namespace decides where a netlink socket, a `/dev/net/tun` open, a
+//! `/proc/sys/net` access and a spawned child land, and a netlink socket stays bound to the
+//! namespace it was created in. So `setns` is called here only, and only on a fresh OS thread
+//! that exits afterwards (never on a tokio worker or blocking-pool thread, which are reused),
+//! or in a child between fork and exec. `/proc/1/ns/net` may not be openable even by root in
+//! sandboxes, so nothing here relies on it: the thread simply dies instead of switching back.
+
+use std::fs::File;
+use std::os::fd::{AsFd, AsRawFd};
+use std::os::unix::fs::MetadataExt;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use nix::sched::{setns, CloneFlags};
+
+use crate::error::{NetstateError, Result};
+
+/// Which namespace to act on, as the command line names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// a path to an nsfs file: `/run/netns/NAME`, `/proc/PID/ns/net`, a bind mount
+    Netns(PathBuf),
+    /// the network namespace of a process
+    Pid(u32),
+}
+
+impl Target {
+    pub fn path(&self) -> PathBuf {
+        match self {
+            Target::Netns(p) => p.clone(),
+            Target::Pid(pid) => PathBuf::from(format!("/proc/{pid}/ns/net")),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.path().display())
+    }
+}
+
+/// An open network namespace: the nsfs file, kept open so the namespace cannot vanish or be
+/// replaced under us, and its identity (device, inode).
+#[derive(Debug)]
+pub struct NetNs {
+    file: File,
+    name: String,
+    dev: u64,
+    ino: u64,
+}
+
+impl NetNs {
+    pub fn open(target: &Target) -> Result<NetNs> {
+        Self::open_path(&target.path())
+    }
+
+    pub fn open_path(path: &Path) -> Result<NetNs> {
+        let name = path.display().to_string();
+        let file = File::open(path).map_err(|source| NetstateError::Netns {
+            op: "open network namespace",
+            path: name.clone(),
+            source,
+        })?;
+        let meta = file.metadata().map_err(|source| NetstateError::Netns {
+            op: "stat network namespace",
+            path: name.clone(),
+            source,
+        })?;
+        // An nsfs inode answers NS_GET_NSTYPE; a plain file does not. Checking the type here
+        // turns "setns: Invalid argument" later into a message naming the path.
+        // SAFETY: ioctl NS_GET_NSTYPE takes no argument and only reads the fd.
+        let ty = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE) };
+        if ty != libc::CLONE_NEWNET {
+            return Err(NetstateError::Netns {
+                op: "open network namespace",
+                path: name,
+                source: std::io::Error::other("not a network namespace"),
+            });
+        }
+        Ok(NetNs {
+            file,
+            name,
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+
+    /// The namespace of the calling thread.
+    pub fn current() -> Result<NetNs> {
+        Self::open_path(Path::new("/proc/thread-self/ns/net"))
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// (st_dev, st_ino) of the nsfs inode: equal identities are the same namespace.
+    pub fn identity(&self) -> (u64, u64) {
+        (self.dev, self.ino)
+    }
+
+    pub fn same_as(&self, other: &NetNs) -> bool {
+        self.identity() == other.identity()
+    }
+
+    pub fn try_clone(&self) -> Result<NetNs> {
+        Ok(NetNs {
+            file: self.file.try_clone().map_err(|source| NetstateError::Netns {
+                op: "duplicate namespace handle",
+                path: self.name.clone(),
+                source,
+            })?,
+            name: self.name.clone(),
+            dev: self.dev,
+            ino: self.ino,
+        })
+    }
+
+    pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.file.as_fd()
+    }
+
+    /// Run `f` on a fresh OS thread that has entered this namespace; the thread exits
+    /// afterwards, so no other code ever runs in the wrong namespace.
+    pub fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send,
+        F: FnOnce() -> Result<T> + Send,
+    {
+        std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                self.enter_this_thread()?;
+                f()
+            });
+            h.join().map_err(|_| NetstateError::invalid(format!("worker thread in {} panicked", self.name)))?
+        })
+    }
+
+    /// Like [`NetNs::run`] but awaitable: the closure runs on its own OS thread while the
+    /// caller's runtime keeps going.
+    pub async fn run_async<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce() -> Result<T> + Send + 'static,
+    {
+        let ns = self.try_clone()?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("crhook-netns".into())
+            .spawn(move || {
+                let r = ns.enter_this_thread().and_then(|()| f());
+                let _ = tx.send(r);
+            })
+            .map_err(|source| NetstateError::Netns {
+                op: "spawn namespace thread for",
+                path: self.name.clone(),
+                source,
+            })?;
+        rx.await
+            .map_err(|_| NetstateError::invalid(format!("worker thread in {} panicked", self.name)))?
+    }
+
+    fn enter_this_thread(&self) -> Result<()> {
+        // unshare(CLONE_FS) is not needed: only the network namespace changes, and it is
+        // per-thread. The thread never returns to the pool.
+        setns(self.file.as_fd(), CloneFlags::CLONE_NEWNET).map_err(|e| NetstateError::Netns {
+            op: "enter network namespace",
+            path: self.name.clone(),
+            source: std::io::Error::from(e),
+        })
+    }
+
+    /// A command whose child enters this namespace between fork and exec.
+    pub fn command(&self, program: &Path) -> Result<Command> {
+        let mut cmd = Command::new(program);
+        let fd = self.file.try_clone().map_err(|source| NetstateError::Netns {
+            op: "duplicate namespace handle",
+            path: self.name.clone(),
+            source,
+        })?;
+        // SAFETY: the closure only calls setns(2), which is async-signal-safe, on an fd that
+        // stays open until the child execs (the File moves into the closure).
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setns(fd.as_raw_fd(), libc::CLONE_NEWNET) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+}
+
+const NS_GET_NSTYPE: libc::c_ulong = 0xb703;

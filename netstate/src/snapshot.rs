@@ -1,0 +1,71 @@
+//! The in-memory image of one namespace: what checkpoint captures, what restore applies and
+//! what diff compares. Reading and writing go through crhook-core's image directory.
+
+use crhook_core::{ImageDir, ImageWriter, Kind};
+use crhook_proto as pb;
+
+use crate::error::Result;
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Snapshot {
+    pub links: Vec<pb::Link>,
+    pub addresses: Vec<pb::Address>,
+    pub routes: Vec<pb::Route>,
+    pub nexthops: Vec<pb::NexthopObject>,
+    pub rules: Vec<pb::Rule>,
+    pub neighbours: Vec<pb::Neighbour>,
+    pub sysctls: Vec<pb::Sysctl>,
+    pub firewall: Vec<pb::FirewallRuleset>,
+    pub tun_files: Vec<pb::TunFile>,
+    pub ext_files: Vec<pb::ExtFile>,
+    pub skipped_files: Vec<pb::SkippedFile>,
+}
+
+impl Snapshot {
+    pub fn write(&self, w: &mut ImageWriter) -> Result<()> {
+        w.write(Kind::Links, &self.links)?;
+        w.write(Kind::Addresses, &self.addresses)?;
+        w.write(Kind::Routes, &self.routes)?;
+        w.write(Kind::Nexthops, &self.nexthops)?;
+        w.write(Kind::Rules, &self.rules)?;
+        w.write(Kind::Neighbours, &self.neighbours)?;
+        w.write(Kind::Sysctls, &self.sysctls)?;
+        w.write(Kind::Firewall, &self.firewall)?;
+        w.write(Kind::TunFiles, &self.tun_files)?;
+        w.write(Kind::ExtFiles, &self.ext_files)?;
+        w.write(Kind::SkippedFiles, &self.skipped_files)?;
+        Ok(())
+    }
+
+    pub fn read(dir: &ImageDir) -> Result<Snapshot> {
+        Ok(Snapshot {
+            links: dir.read(Kind::Links)?,
+            addresses: dir.read(Kind::Addresses)?,
+            routes: dir.read(Kind::Routes)?,
+            nexthops: dir.read(Kind::Nexthops)?,
+            rules: dir.read(Kind::Rules)?,
+            neighbours: dir.read(Kind::Neighbours)?,
+            sysctls: dir.read(Kind::Sysctls)?,
+            firewall: dir.read(Kind::Firewall)?,
+            tun_files: dir.read(Kind::TunFiles)?,
+            ext_files: dir.read(Kind::ExtFiles)?,
+            skipped_files: dir.read(Kind::SkippedFiles)?,
+        })
+    }
+
+    /// (kind, count) of every family, for stats.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            ("links", self.links.len() as u64),
+            ("addresses", self.addresses.len() as u64),
+            ("routes", self.routes.len() as u64),
+            ("nexthops", self.nexthops.len() as u64),
+            ("rules", self.rules.len() as u64),
+            ("neighbours", self.neighbours.len() as u64),
+            ("sysctls", self.sysctls.len() as u64),
+            ("firewall", self.firewall.len() as u64),
+            ("tun_files", self.tun_files.len() as u64),
+            ("ext_files", self.ext_files.len() as u64),
+        ]
+    }
+}
