@@ -1,0 +1,99 @@
+//! The byte layout of an image file (format 1.0), its version policy and the hard limits a
+//! reader enforces before it allocates anything.
+//!
+//! ```text
+//! offset  size  field
+//! 0       4     CRHOOK_MAGIC      u32 LE  ("\x89CRH")
+//! 4       4     kind magic        u32 LE  (magic.rs, e.g. "LINK")
+//! 8       2     format major      u16 LE
+//! 10      2     format minor      u16 LE
+//! 12      ...   entries: u32 LE length, then that many bytes (a protobuf message or raw payload)
+//! N-16    4     TRAILER_MAGIC     u32 LE  ("\x89END")
+//! N-12    8     entry count       u64 LE
+//! N-4     4     crc32c            u32 LE  over bytes 0 .. N-4
+//! ```
+//!
+//! The trailer sits at a fixed distance from the end, so a reader finds it without walking the
+//! entries, checks the checksum over the whole file first, and then walks entries knowing
+//! exactly where they stop. docs/image-format.md is the prose version of this module.
+//!
+//! Version policy: a reader accepts any minor version of a major it knows (a newer minor only
+//! adds fields or kinds an older reader may ignore) and every major it ever shipped; it refuses
+//! a newer major, naming both versions.
+
+/// The format this build writes: (major, minor). Independent of the program version.
+pub const FORMAT_VERSION: (u16, u16) = (1, 0);
+
+/// Format majors this build reads; each keeps golden files under core/tests/golden/.
+pub const READABLE_MAJORS: &[u16] = &[1];
+
+/// Bytes before the first entry: two magics and the version.
+pub const HEADER_LEN: usize = 12;
+
+/// Bytes after the last entry: trailer magic, entry count, crc32c.
+pub const TRAILER_LEN: usize = 16;
+
+/// Bytes of each entry's length prefix.
+pub const FRAME_PREFIX_LEN: usize = 4;
+
+/// The length an encoder writes for an entry too large to frame (over 4 GiB - 2). Readers
+/// reject it because no limit may reach it: see [`Limits::effective_max_entry`].
+pub const OVERSIZE_ENTRY: u32 = u32::MAX;
+
+/// Hard limits a reader checks before allocating: one hostile length must not make crhook
+/// allocate gigabytes or loop for hours.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest single entry, in bytes.
+    pub max_entry: u32,
+    /// Most entries in one file.
+    pub max_entries: u64,
+    /// Largest file, in bytes.
+    pub max_file: u64,
+}
+
+impl Limits {
+    /// 64 MiB per entry, 10 million entries per file, 4 GiB per file: far above what a
+    /// namespace produces (a million routes is ~60 MiB), far below what hurts the machine.
+    pub const DEFAULT: Limits = Limits {
+        max_entry: 64 << 20,
+        max_entries: 10_000_000,
+        max_file: 4 << 30,
+    };
+
+    /// `max_entry`, kept below [`OVERSIZE_ENTRY`] so the oversize mark is always refused.
+    pub fn effective_max_entry(&self) -> u32 {
+        self.max_entry.min(OVERSIZE_ENTRY - 1)
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits::DEFAULT
+    }
+}
+
+/// "1.0"
+pub fn version_string(v: (u16, u16)) -> String {
+    format!("{}.{}", v.0, v.1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults() {
+        let l = Limits::default();
+        assert_eq!(l.max_entry, 67_108_864);
+        assert_eq!(l.max_entries, 10_000_000);
+        assert_eq!(l.max_file, 4_294_967_296);
+        let all = Limits {
+            max_entry: u32::MAX,
+            ..l
+        };
+        assert_eq!(all.effective_max_entry(), u32::MAX - 1);
+        assert!(READABLE_MAJORS.contains(&FORMAT_VERSION.0));
+        assert_eq!(version_string(FORMAT_VERSION), "1.0");
+    }
+}

@@ -1,0 +1,181 @@
+//! `StatsRecorder`: collects what a checkpoint or restore did and how long each phase took,
+//! into the `Stats` message stored as `stats-dump.img` / `stats-restore.img`.
+//!
+//! Durations are whole microseconds (saturating); phases keep the order they ran in, and a
+//! phase recorded twice under one name is added up, so loops can time themselves piecewise.
+
+use std::time::{Duration, Instant};
+
+use crhook_proto::{Phase, Stats};
+
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Accumulates a `Stats` message; the clock for `total_us` starts at `new()`.
+#[derive(Debug)]
+pub struct StatsRecorder {
+    started: Instant,
+    stats: Stats,
+}
+
+impl Default for StatsRecorder {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl StatsRecorder {
+    pub fn new() -> Self {
+        StatsRecorder {
+            started: Instant::now(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// Adds `d` to the phase `name` (created at the end of the list the first time).
+    pub fn phase(&mut self, name: impl Into<String>, d: Duration) {
+        let name = name.into();
+        let us = micros(d);
+        match self.stats.phases.iter_mut().find(|p| p.name == name) {
+            Some(p) => p.duration_us = p.duration_us.saturating_add(us),
+            None => self.stats.phases.push(Phase {
+                name,
+                duration_us: us,
+            }),
+        }
+    }
+
+    /// Runs `f`, recording its wall time as phase `name`, and returns what it returned.
+    pub fn time<T>(&mut self, name: impl Into<String>, f: impl FnOnce() -> T) -> T {
+        let t = Instant::now();
+        let out = f();
+        self.phase(name, t.elapsed());
+        out
+    }
+
+    /// Starts a timer to hand to [`StatsRecorder::end`], for phases that span awaits or
+    /// borrow the recorder in between.
+    pub fn start(&self, name: impl Into<String>) -> PhaseTimer {
+        PhaseTimer {
+            name: name.into(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Records a timer started with [`StatsRecorder::start`].
+    pub fn end(&mut self, timer: PhaseTimer) {
+        self.phase(timer.name, timer.started.elapsed());
+    }
+
+    /// Adds `n` objects of `kind` ("links", "routes", ...).
+    pub fn count(&mut self, kind: &str, n: u64) {
+        let c = self.stats.counts.entry(kind.to_string()).or_insert(0);
+        *c = c.saturating_add(n);
+    }
+
+    pub fn add_netlink_requests(&mut self, n: u64) {
+        self.stats.netlink_requests = self.stats.netlink_requests.saturating_add(n);
+    }
+
+    /// Adds image bytes written.
+    pub fn add_bytes(&mut self, n: u64) {
+        self.stats.bytes_written = self.stats.bytes_written.saturating_add(n);
+    }
+
+    /// Adds image bytes read.
+    pub fn add_bytes_read(&mut self, n: u64) {
+        self.stats.bytes_read = self.stats.bytes_read.saturating_add(n);
+    }
+
+    /// Records a problem that was tolerated.
+    pub fn warn(&mut self, msg: String) {
+        self.stats.warnings = self.stats.warnings.saturating_add(1);
+        self.stats.warning_messages.push(msg);
+    }
+
+    /// How long the namespace's network was locked.
+    pub fn set_locked(&mut self, d: Duration) {
+        self.stats.locked_us = micros(d);
+    }
+
+    /// The stats so far (total_us not yet set).
+    pub fn current(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// The finished message, `total_us` measured from `new()`.
+    pub fn finish(mut self) -> Stats {
+        self.stats.total_us = micros(self.started.elapsed());
+        self.stats
+    }
+}
+
+/// A running phase; see [`StatsRecorder::start`].
+#[derive(Debug)]
+pub struct PhaseTimer {
+    name: String,
+    started: Instant,
+}
+
+/// Stats as JSON for `--print-stats`: phases as an ordered list, counts as an object.
+pub fn stats_json(s: &Stats) -> serde_json::Value {
+    let phases: Vec<serde_json::Value> = s
+        .phases
+        .iter()
+        .map(|p| serde_json::json!({"name": p.name, "us": p.duration_us}))
+        .collect();
+    serde_json::json!({
+        "total_us": s.total_us,
+        "locked_us": s.locked_us,
+        "phases": phases,
+        "counts": s.counts,
+        "bytes_written": s.bytes_written,
+        "bytes_read": s.bytes_read,
+        "netlink_requests": s.netlink_requests,
+        "warnings": s.warnings,
+        "warning_messages": s.warning_messages,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_everything() {
+        let mut r = StatsRecorder::new();
+        r.phase("links", Duration::from_micros(10));
+        r.phase("routes", Duration::from_micros(5));
+        r.phase("links", Duration::from_micros(1));
+        let x = r.time("write", || 7);
+        assert_eq!(x, 7);
+        let t = r.start("fsync");
+        r.end(t);
+        r.count("links", 2);
+        r.count("links", 1);
+        r.add_netlink_requests(3);
+        r.add_bytes(100);
+        r.add_bytes_read(50);
+        r.warn("tun file skipped".into());
+        r.set_locked(Duration::from_millis(2));
+        let s = r.finish();
+        let names: Vec<&str> = s.phases.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["links", "routes", "write", "fsync"]);
+        assert_eq!(s.phases[0].duration_us, 11);
+        assert_eq!(s.counts.get("links"), Some(&3));
+        assert_eq!(s.netlink_requests, 3);
+        assert_eq!(s.bytes_written, 100);
+        assert_eq!(s.warnings, 1);
+        assert_eq!(s.locked_us, 2000);
+        let j = stats_json(&s);
+        assert_eq!(j["phases"][1]["name"], "routes");
+        assert_eq!(j["counts"]["links"], 3);
+        assert_eq!(j["warning_messages"][0], "tun file skipped");
+    }
+
+    #[test]
+    fn huge_durations_saturate() {
+        assert_eq!(micros(Duration::MAX), u64::MAX);
+    }
+}

@@ -1,0 +1,143 @@
+//! Readable text rendering of `show`'s JSON: one header line per file, one line per entry with
+//! the fields that are set (`key=value`, nested messages in braces), and multi-line strings
+//! (firewall rulesets) printed below their entry, indented.
+
+use serde_json::Value;
+
+/// Renders a file object or an array of file objects (an image directory).
+pub fn render_text(v: &Value) -> String {
+    let mut out = String::new();
+    match v {
+        Value::Array(files) => {
+            for (i, f) in files.iter().enumerate() {
+                if i > 0 {
+                    out.push('\n');
+                }
+                render_file(f, &mut out);
+            }
+        }
+        other => render_file(other, &mut out),
+    }
+    out
+}
+
+fn render_file(f: &Value, out: &mut String) {
+    let entries = f["entries"].as_array().map(Vec::as_slice).unwrap_or(&[]);
+    out.push_str(&format!(
+        "{}: {} ({}), format {}, {} {}\n",
+        f["file"].as_str().unwrap_or("?"),
+        f["magic"].as_str().unwrap_or("?"),
+        f["message"].as_str().unwrap_or("?"),
+        f["version"].as_str().unwrap_or("?"),
+        entries.len(),
+        if entries.len() == 1 {
+            "entry"
+        } else {
+            "entries"
+        },
+    ));
+    for (i, e) in entries.iter().enumerate() {
+        let mut blocks = Vec::new();
+        let line = fields(e, "", &mut blocks);
+        out.push_str(&format!("  [{i}] {line}\n"));
+        for (key, text) in blocks {
+            out.push_str(&format!("      {key}:\n"));
+            for l in text.lines() {
+                out.push_str("        ");
+                out.push_str(l);
+                out.push('\n');
+            }
+        }
+    }
+}
+
+fn is_unset(v: &Value) -> bool {
+    match v {
+        Value::Null => true,
+        Value::Bool(b) => !b,
+        Value::Number(n) => n.as_f64() == Some(0.0),
+        Value::String(s) => s.is_empty(),
+        Value::Array(a) => a.is_empty(),
+        Value::Object(o) => o.is_empty(),
+    }
+}
+
+fn scalar(v: &Value) -> String {
+    match v {
+        Value::String(s)
+            if !s.is_empty() && !s.contains(char::is_whitespace) && !s.contains('"') =>
+        {
+            s.clone()
+        }
+        other => other.to_string(),
+    }
+}
+
+/// `key=value` pairs of the set fields of an object; multi-line strings go to `blocks`.
+fn fields(v: &Value, prefix: &str, blocks: &mut Vec<(String, String)>) -> String {
+    match v {
+        Value::Object(map) => map
+            .iter()
+            .filter(|(_, x)| !is_unset(x))
+            .map(|(k, x)| {
+                let path = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                match x {
+                    Value::String(s) if s.contains('\n') => {
+                        blocks.push((path, s.clone()));
+                        format!("{k}=<{} lines below>", s.lines().count())
+                    }
+                    Value::Object(_) => format!("{k}={{{}}}", fields(x, &path, blocks)),
+                    Value::Array(items) => {
+                        let parts: Vec<String> = items
+                            .iter()
+                            .map(|i| match i {
+                                Value::Object(_) => format!("{{{}}}", fields(i, &path, blocks)),
+                                other => scalar(other),
+                            })
+                            .collect();
+                        format!("{k}=[{}]", parts.join(", "))
+                    }
+                    other => format!("{k}={}", scalar(other)),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" "),
+        other => scalar(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_set_fields_and_blocks() {
+        let v = json!({
+            "file": "firewall.img", "magic": "firewall", "message": "crhook.FirewallRuleset",
+            "version": "1.0",
+            "entries": [
+                {"source": "IPTABLES_NFT", "text": "*filter\nCOMMIT\n", "counters": false,
+                 "info": {"veth": {"peer_name": "h0", "peer_mtu": 0}}, "alt": ["a b"]}
+            ]
+        });
+        let t = render_text(&v);
+        assert!(
+            t.starts_with("firewall.img: firewall (crhook.FirewallRuleset), format 1.0, 1 entry\n")
+        );
+        assert!(t.contains("[0] "), "{t}");
+        assert!(t.contains("source=IPTABLES_NFT"), "{t}");
+        assert!(t.contains("text=<2 lines below>"), "{t}");
+        assert!(t.contains("info={veth={peer_name=h0}}"), "{t}");
+        assert!(t.contains("alt=[\"a b\"]"), "{t}");
+        assert!(!t.contains("counters"), "{t}");
+        assert!(
+            t.contains("      text:\n        *filter\n        COMMIT\n"),
+            "{t}"
+        );
+    }
+}
