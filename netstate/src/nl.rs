@@ -11,7 +11,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -242,8 +242,28 @@ impl Nl {
     /// Dumps and returns the raw payload (after the netlink header) of every answer message.
     pub fn dump_raw(&mut self, req: &Req, op: &str) -> Result<Vec<(u16, Vec<u8>)>> {
         let mut out = Vec::new();
-        self.dump_each(req, op, |ty, payload| {
+        self.dump_each(req, NLM_F_DUMP, op, |ty, payload| {
             out.push((ty, payload.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// A non-dump request whose answer is one message (e.g. RTM_GETNSID); returns it parsed.
+    pub fn get(&mut self, req: RouteNetlinkMessage, op: &str) -> Result<Option<RouteNetlinkMessage>> {
+        let mut out = None;
+        let netns = self.netns.clone();
+        self.dump_each(&Req::Route(req), 0, op, |_, whole| {
+            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole).map_err(|e| {
+                NetstateError::Protocol {
+                    op: op.to_string(),
+                    netns: netns.clone(),
+                    what: format!("decode: {e}"),
+                }
+            })?;
+            if let NetlinkPayload::InnerMessage(m) = m.payload {
+                out = Some(m);
+            }
             Ok(())
         })?;
         Ok(out)
@@ -253,7 +273,7 @@ impl Nl {
     pub fn dump(&mut self, req: RouteNetlinkMessage, op: &str) -> Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
         let netns = self.netns.clone();
-        self.dump_each(&Req::Route(req), op, |_, whole| {
+        self.dump_each(&Req::Route(req), NLM_F_DUMP, op, |_, whole| {
             let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole).map_err(|e| {
                 NetstateError::Protocol {
                     op: op.to_string(),
@@ -275,13 +295,14 @@ impl Nl {
     fn dump_each(
         &mut self,
         req: &Req,
+        extra_flags: u16,
         op: &str,
         mut f: impl FnMut(u16, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let whole = matches!(req, Req::Route(_));
         let seq = self.next_seq();
         let mut buf = Vec::new();
-        Self::encode(req, NLM_F_REQUEST | NLM_F_DUMP, seq, &mut buf);
+        Self::encode(req, NLM_F_REQUEST | extra_flags, seq, &mut buf);
         self.send_all(&buf, op)?;
         self.requests += 1;
         loop {
@@ -321,8 +342,11 @@ impl Nl {
                     NLMSG_OVERRUN => return Err(self.protocol(op, "overrun".into())),
                     _ => {
                         let part = if whole { msg } else { &msg[NLMSG_HDRLEN..] };
-                        // the closure may need self's buffer no more: copy-free call
                         f(ty, part)?;
+                        if flags & NLM_F_MULTIPART == 0 {
+                            // a plain answer to a non-dump request: nothing follows
+                            return Ok(());
+                        }
                     }
                 }
             }

@@ -1,0 +1,204 @@
+//! Link capture: one RTM_GETLINK dump of the target, converted to `crhook_proto::Link`, with
+//! veth peers followed into whichever namespace holds them.
+
+use std::collections::HashMap;
+
+use crhook_proto::{self as pb};
+use netlink_packet_route::link::{
+    AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoPortKind, LinkAttribute,
+    LinkInfo, LinkMessage, Prop,
+};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::kinds;
+use super::peer::PeerFinder;
+use super::raw::{split, value_of};
+use crate::error::Result;
+use crate::nl::Nl;
+
+pub fn dump(nl: &mut Nl) -> Result<Vec<LinkMessage>> {
+    let msgs = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), "dump links")?;
+    Ok(msgs
+        .into_iter()
+        .filter_map(|m| match m {
+            RouteNetlinkMessage::NewLink(l) => Some(l),
+            _ => None,
+        })
+        .collect())
+}
+
+pub fn names(dump: &[LinkMessage]) -> HashMap<u32, String> {
+    dump.iter()
+        .map(|m| (m.header.index, link_name(m)))
+        .collect()
+}
+
+pub fn link_name(m: &LinkMessage) -> String {
+    m.attributes
+        .iter()
+        .find_map(|a| match a {
+            LinkAttribute::IfName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+/// Converts one dumped link. `names` resolves ifindexes of this namespace.
+pub fn convert(m: &LinkMessage, names: &HashMap<u32, String>) -> pb::Link {
+    let mut l = pb::Link {
+        ifindex: m.header.index,
+        flags: m.header.flags.bits(),
+        ..Default::default()
+    };
+    let mut info_data = Vec::new();
+    let mut slave_data = Vec::new();
+    let mut link_netnsid = None;
+    for a in &m.attributes {
+        match a {
+            LinkAttribute::IfName(n) => l.name = n.clone(),
+            LinkAttribute::Address(v) => l.mac = v.clone(),
+            LinkAttribute::Broadcast(v) => l.broadcast = v.clone(),
+            LinkAttribute::Mtu(v) => l.mtu = *v,
+            LinkAttribute::TxQueueLen(v) => l.txqlen = *v,
+            LinkAttribute::IfAlias(v) => l.alias = v.clone(),
+            LinkAttribute::Group(v) => l.group = *v,
+            LinkAttribute::Controller(v) => l.master = *v,
+            LinkAttribute::Link(v) => l.link = *v,
+            LinkAttribute::LinkNetNsId(v) => link_netnsid = Some(*v),
+            LinkAttribute::OperState(s) => l.operstate = u32::from(u8::from(*s)),
+            LinkAttribute::Mode(v) => l.linkmode = u32::from(u8::from(*v)),
+            LinkAttribute::MinMtu(v) => l.min_mtu = *v,
+            LinkAttribute::MaxMtu(v) => l.max_mtu = *v,
+            LinkAttribute::NumTxQueues(v) => l.num_tx_queues = *v,
+            LinkAttribute::NumRxQueues(v) => l.num_rx_queues = *v,
+            LinkAttribute::GsoMaxSize(v) => l.gso_max_size = *v,
+            LinkAttribute::GsoMaxSegs(v) => l.gso_max_segs = *v,
+            LinkAttribute::GroMaxSize(v) => l.gro_max_size = *v,
+            LinkAttribute::NetnsImmutable(v) => l.netns_local = *v,
+            LinkAttribute::PropList(props) => {
+                for p in props {
+                    if let Prop::AltIfName(n) = p {
+                        l.alt_names.push(n.clone());
+                    }
+                }
+            }
+            LinkAttribute::AfSpecUnspec(specs) => {
+                for s in specs {
+                    if let AfSpecUnspec::Inet6(v6) = s {
+                        for x in v6 {
+                            match x {
+                                AfSpecInet6::AddrGenMode(g) => {
+                                    l.addr_gen_mode = Some(u32::from(u8::from(g)))
+                                }
+                                AfSpecInet6::Token(t) => {
+                                    if !t.is_unspecified() {
+                                        l.ipv6_token = t.octets().to_vec()
+                                    }
+                                }
+                                _ => {}
+                            }
+                        }
+                    }
+                }
+            }
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    match i {
+                        LinkInfo::Kind(k) => l.kind = kind_name(k),
+                        LinkInfo::Data(d) => info_data = data_attrs(d),
+                        LinkInfo::PortKind(k) => l.slave_kind = port_kind_name(k),
+                        LinkInfo::PortData(d) => slave_data = split(&value_of(d)),
+                        _ => {}
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    l.link_other_netns = link_netnsid.is_some();
+    let lower = if l.link_other_netns {
+        String::new()
+    } else {
+        names.get(&l.link).cloned().unwrap_or_default()
+    };
+    let info_data = kinds::keep_info_data(&l.kind, info_data);
+    l.info = match l.kind.as_str() {
+        "veth" => Some(pb::link::Info::Veth(pb::Veth {
+            peer_ifindex: l.link,
+            peer_place: if link_netnsid.is_some() {
+                pb::PeerPlace::PeerUnknown as i32
+            } else {
+                pb::PeerPlace::PeerSame as i32
+            },
+            peer_name: if link_netnsid.is_none() { lower.clone() } else { String::new() },
+            ..Default::default()
+        })),
+        "tun" => Some(pb::link::Info::Tun(kinds::decode_tun(&info_data))),
+        "bridge" => Some(pb::link::Info::Bridge(kinds::decode_bridge(&info_data))),
+        "macvlan" | "macvtap" => Some(pb::link::Info::Macvlan(kinds::decode_macvlan(&info_data, lower))),
+        "vxlan" => {
+            let vl = super::raw::find(&info_data, kinds::IFLA_VXLAN_LINK)
+                .and_then(super::raw::u32_of)
+                .and_then(|i| names.get(&i).cloned())
+                .unwrap_or_default();
+            Some(pb::link::Info::Vxlan(kinds::decode_vxlan(&info_data, vl)))
+        }
+        "vlan" => Some(pb::link::Info::Vlan(kinds::decode_vlan(&info_data, lower))),
+        "ipvlan" | "ipvtap" => Some(pb::link::Info::Ipvlan(kinds::decode_ipvlan(&info_data, lower))),
+        _ => None,
+    };
+    // tun devices carry only reported state in IFLA_INFO_DATA; the typed view is the setting
+    l.info_data_raw = if l.kind == "tun" { Vec::new() } else { info_data };
+    if !l.slave_kind.is_empty() {
+        let kept = kinds::keep_slave_data(&l.slave_kind, slave_data);
+        if l.slave_kind == "bridge" {
+            let mut bp = kinds::decode_bridge_port(&kept);
+            bp.raw = Vec::new();
+            l.bridge_port = Some(bp);
+        }
+        l.slave_data_raw = kept;
+    }
+    l
+}
+
+fn data_attrs(d: &InfoData) -> Vec<pb::RawAttr> {
+    match d {
+        // the kernel never reports IFLA_VETH_PEER; nothing to keep
+        InfoData::Veth(_) => Vec::new(),
+        other => split(&value_of(other)),
+    }
+}
+
+pub fn kind_name(k: &InfoKind) -> String {
+    k.to_string()
+}
+
+fn port_kind_name(k: &InfoPortKind) -> String {
+    k.to_string()
+}
+
+/// Captures every link of the namespace `nl` is bound to; veth peers outside it are looked up
+/// through `peers`.
+pub fn capture(nl: &mut Nl, peers: &mut PeerFinder) -> Result<(Vec<pb::Link>, Vec<LinkMessage>)> {
+    let dump = dump(nl)?;
+    let names = names(&dump);
+    let mut links = Vec::with_capacity(dump.len());
+    for m in &dump {
+        let mut l = convert(m, &names);
+        if let Some(pb::link::Info::Veth(v)) = &mut l.info {
+            if v.peer_place == pb::PeerPlace::PeerSame as i32 {
+                // both ends here: the peer's own entry carries its settings
+            } else {
+                let nsid = m.attributes.iter().find_map(|a| match a {
+                    LinkAttribute::LinkNetNsId(i) => Some(*i),
+                    _ => None,
+                });
+                if let Some(nsid) = nsid {
+                    peers.describe(nl, nsid, v)?;
+                }
+            }
+        }
+        links.push(l);
+    }
+    Ok((links, dump))
+}

@@ -1,0 +1,12 @@
+//! Links: capture (every kind, veth peers followed across namespaces) and rebuild (created
+//! down with ifindex and MAC pinned, masters, MTU after enslaving, port settings, then up).
+
+pub mod capture;
+pub mod create;
+pub mod kinds;
+pub mod peer;
+pub mod raw;
+pub mod tun;
+
+pub use capture::capture;
+pub use peer::PeerFinder;
