@@ -8,6 +8,7 @@
 pub mod api;
 pub mod error;
 pub mod ifmap;
+pub mod link;
 pub mod netns;
 pub mod nl;
 pub mod snapshot;
