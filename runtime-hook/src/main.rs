@@ -1,1 +1,125 @@
-fn main() {}
+//! crhook: checkpoint and restore the network namespace of a container.
+//!
+//! `main` parses the command line, sets up logging, builds a current-thread runtime (the
+//! library moves every namespace-bound step to its own OS thread, so one runtime thread is
+//! enough), dispatches, and maps the result to the exit status of DESIGN.md: 0 success,
+//! 1 failure, 2 usage error; `diff` 0 identical, 1 different, 2 error. Every error ends as one
+//! line on stderr: `crhook: <operation>: <cause chain joined with ": ">`.
+
+mod cli;
+mod commands;
+mod fd_socket;
+mod logging;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::error::ErrorKind;
+use clap::Parser;
+
+use cli::{Cli, Command};
+
+const EXIT_FAILURE: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => return usage_error(&e),
+    };
+    let log_to_file = match logging::init(cli.log_level, cli.log_file.as_deref(), cli.log_format) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("crhook: logging: {e:#}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("crhook: start runtime: {e}");
+            return ExitCode::from(EXIT_FAILURE);
+        }
+    };
+    runtime.block_on(dispatch(cli.command, log_to_file))
+}
+
+async fn dispatch(command: Option<Command>, log_to_file: bool) -> ExitCode {
+    let fail = |op: &str, e: anyhow::Error, code: u8| {
+        if log_to_file {
+            tracing::error!("{op}: {e:#}");
+        }
+        eprintln!("crhook: {op}: {}", one_line(&e));
+        ExitCode::from(code)
+    };
+    let done = |op: &str, r: anyhow::Result<()>| match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fail(op, e, EXIT_FAILURE),
+    };
+    match command {
+        Some(Command::Checkpoint(a)) => done("checkpoint", commands::checkpoint::run(&a).await),
+        Some(Command::Restore(a)) => done("restore", commands::restore::run(&a).await),
+        Some(Command::Diff(a)) => match commands::diff::run(&a).await {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => ExitCode::from(1),
+            Err(e) => fail("diff", e, 2),
+        },
+        Some(Command::Show(a)) => done("show", commands::show::run(&a)),
+        Some(Command::Lock(a)) => done("lock", commands::lock::lock(&a).await),
+        Some(Command::Unlock(a)) => done("unlock", commands::lock::unlock(&a).await),
+        Some(Command::Hook(a)) => done("hook", commands::hook::run(&a).await),
+        None => match std::env::var(commands::criu::ACTION_VAR) {
+            Ok(action) => {
+                let op = format!("criu action {action}");
+                done(&op, commands::criu::run(&action).await)
+            }
+            Err(_) => {
+                eprintln!(
+                    "crhook: usage: a subcommand is required (or run as a CRIU action script with {} set); try 'crhook --help'",
+                    commands::criu::ACTION_VAR
+                );
+                ExitCode::from(EXIT_USAGE)
+            }
+        },
+    }
+}
+
+/// The anyhow chain on one line: messages joined with ": ", newlines inside any of them
+/// (a program's stderr, say) folded into spaces.
+fn one_line(e: &anyhow::Error) -> String {
+    let text = format!("{e:#}");
+    text.split('\n')
+        .map(str::trim_end)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// clap's errors are several lines (message, tip, usage); the contract is one line and exit 2.
+/// `--help` and `--version` print in full and exit 0.
+fn usage_error(e: &clap::Error) -> ExitCode {
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        _ => {
+            // The message is the first paragraph: "error: ..." and, for missing arguments,
+            // one indented line per argument. Tip and usage paragraphs follow a blank line.
+            let rendered = e.render().to_string();
+            let msg: Vec<&str> = rendered
+                .lines()
+                .skip_while(|l| l.trim().is_empty())
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let msg = msg.join(" ");
+            let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
+            eprintln!("crhook: usage: {msg}; try 'crhook --help'");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}

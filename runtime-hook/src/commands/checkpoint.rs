@@ -1,0 +1,27 @@
+//! `crhook checkpoint TARGET --images DIR`
+
+use anyhow::Context;
+use crhook_netstate::CheckpointOptions;
+
+use crate::cli::CheckpointArgs;
+use crate::target;
+
+pub async fn run(args: &CheckpointArgs) -> anyhow::Result<()> {
+    let resolved = target::resolve(&args.target)?;
+    let images = resolved.images(args.images.as_deref())?;
+    let opts = CheckpointOptions {
+        lock: args.lock,
+        leave_locked: args.leave_locked,
+        firewall: super::firewall_options(args.firewall_counters),
+        strict_files: args.strict_files,
+        plugin_dir: args.plugin_dir.clone(),
+    };
+    let stats = crhook_netstate::checkpoint(&resolved.target, &images, &opts)
+        .await
+        .with_context(|| format!("{} into {}", resolved.target, images.display()))?;
+    tracing::info!(target = %resolved.target, images = %images.display(), "checkpoint written");
+    if args.print_stats {
+        super::print_stats(&stats)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,165 @@
+//! CRIU action-script mode: crhook run with no subcommand while `CRTOOLS_SCRIPT_ACTION` is set.
+//!
+//! CRIU runs the `action-script` of its configuration at fixed points with the action in
+//! `CRTOOLS_SCRIPT_ACTION`, the image directory in `CRTOOLS_IMAGE_DIR` (often a
+//! `/proc/<criu>/fd/<n>` link to the directory CRIU holds open) and the root task in
+//! `CRTOOLS_INIT_PID`. `runc checkpoint` makes CRIU treat the network namespace as empty, so
+//! this is where the namespace's contents are carried:
+//!
+//! - `network-lock` (dump) or `pre-dump`, whichever fires first: capture the namespace of
+//!   CRTOOLS_INIT_PID into `$CRTOOLS_IMAGE_DIR/netstate/`. At `network-lock` crhook also
+//!   locks the namespace and leaves it locked, so nothing changes between capture and the
+//!   moment CRIU freezes the tasks; `pre-dump` leaves the task running, so no lock there.
+//! - `setup-namespaces` (restore): restore into the namespace of CRTOOLS_INIT_PID.
+//! - `network-unlock`: remove crhook's lock.
+//! - every other action: nothing.
+//!
+//! runc's RPC mode makes CRIU fire actions twice (once as a notification to runc, once as the
+//! configured script), so every action is idempotent: a complete image directory is not
+//! captured again, restoring the same images into an equal namespace changes nothing, and
+//! unlocking an unlocked namespace is a no-op. The process may start with an empty
+//! environment: nothing here needs PATH.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use crhook_netstate::{CheckpointOptions, NetNs, RestoreOptions, Target};
+
+pub const ACTION_VAR: &str = "CRTOOLS_SCRIPT_ACTION";
+
+/// Image directory name inside CRIU's image directory.
+pub const SUBDIR: &str = "netstate";
+
+pub async fn run(action: &str) -> anyhow::Result<()> {
+    match action {
+        "network-lock" => capture(action, true).await,
+        "pre-dump" => capture(action, false).await,
+        "setup-namespaces" => restore().await,
+        "network-unlock" => unlock().await,
+        other => {
+            tracing::debug!(action = other, "criu action: nothing to do");
+            Ok(())
+        }
+    }
+}
+
+fn init_pid() -> anyhow::Result<u32> {
+    let v = std::env::var("CRTOOLS_INIT_PID").context("CRTOOLS_INIT_PID is not set")?;
+    v.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|p| *p > 0)
+        .with_context(|| format!("CRTOOLS_INIT_PID {v:?} is not a process id"))
+}
+
+/// `$CRTOOLS_IMAGE_DIR/netstate`, with a `/proc/PID/fd/N` link resolved to the directory it
+/// points at, so logs and the library's temporary names use the real path.
+fn images_dir() -> anyhow::Result<PathBuf> {
+    let dir = std::env::var_os("CRTOOLS_IMAGE_DIR")
+        .filter(|v| !v.is_empty())
+        .context("CRTOOLS_IMAGE_DIR is not set")?;
+    let dir = PathBuf::from(dir);
+    let resolved = if dir.starts_with("/proc") {
+        match std::fs::read_link(&dir) {
+            // a deleted or anonymous target reads as "... (deleted)" or "anon_inode:..."
+            Ok(p) if p.is_absolute() && p.is_dir() => p,
+            _ => dir,
+        }
+    } else {
+        dir
+    };
+    Ok(resolved.join(SUBDIR))
+}
+
+/// Whether `dir` holds a finished image directory: the inventory is written last, after
+/// every other file, so its presence means a previous firing completed.
+fn complete(dir: &Path) -> bool {
+    dir.join(crhook_core::Kind::Inventory.file_name()).is_file()
+}
+
+/// True when `pid` shares crhook's own network namespace: a task without a namespace of its
+/// own has nothing container-specific to carry.
+fn in_own_netns(pid: u32) -> anyhow::Result<bool> {
+    let theirs = NetNs::open(&Target::Pid(pid))?;
+    let ours = NetNs::current()?;
+    Ok(theirs.same_as(&ours))
+}
+
+async fn capture(action: &str, lock: bool) -> anyhow::Result<()> {
+    let pid = init_pid()?;
+    let images = images_dir()?;
+    if complete(&images) {
+        tracing::info!(action, images = %images.display(), "images already complete; nothing to do");
+        return Ok(());
+    }
+    if in_own_netns(pid)? {
+        tracing::info!(
+            action,
+            pid,
+            "task shares crhook's network namespace; nothing to capture"
+        );
+        return Ok(());
+    }
+    let target = Target::Pid(pid);
+    let opts = CheckpointOptions {
+        lock,
+        leave_locked: lock,
+        firewall: super::firewall_options(false),
+        plugin_dir: super::plugin_dir_from_env(),
+        ..CheckpointOptions::default()
+    };
+    crhook_netstate::checkpoint(&target, &images, &opts)
+        .await
+        .with_context(|| format!("{target} into {}", images.display()))?;
+    tracing::info!(action, %target, images = %images.display(), "network namespace captured");
+    Ok(())
+}
+
+async fn restore() -> anyhow::Result<()> {
+    let images = images_dir()?;
+    if !images.exists() {
+        tracing::info!(images = %images.display(), "no images: nothing to restore");
+        return Ok(());
+    }
+    let pid = init_pid()?;
+    let target = Target::Pid(pid);
+    let opts = RestoreOptions {
+        firewall: super::firewall_options(false),
+        plugin_dir: super::plugin_dir_from_env(),
+        ..RestoreOptions::default()
+    };
+    let outcome = crhook_netstate::restore(&target, &images, &opts)
+        .await
+        .with_context(|| format!("{target} from {}", images.display()))?;
+    for w in &outcome.warnings {
+        tracing::warn!("{w}");
+    }
+    if !outcome.files.is_empty() {
+        // CRIU restores the tasks' own descriptors; the queues crhook reopened only keep
+        // persistent devices alive until then.
+        tracing::debug!(
+            files = outcome.files.len(),
+            "restored files dropped after restore"
+        );
+    }
+    tracing::info!(%target, images = %images.display(), "network namespace restored");
+    Ok(())
+}
+
+async fn unlock() -> anyhow::Result<()> {
+    let pid = match init_pid() {
+        Ok(p) => p,
+        Err(e) => bail!("{e:#}: cannot find the namespace to unlock"),
+    };
+    let target = Target::Pid(pid);
+    // The namespace dies with its last task: a lock in it cannot outlive it.
+    if !target.path().exists() {
+        tracing::info!(%target, "task is gone; no lock can remain");
+        return Ok(());
+    }
+    let was = crhook_netstate::unlock(&target)
+        .await
+        .with_context(|| target.to_string())?;
+    tracing::info!(%target, was_locked = was, "network unlocked");
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! `crhook diff TARGET --images DIR`: one line per difference on stdout. The caller maps
+//! `Ok(true)` (identical) to exit 0, `Ok(false)` to 1 and an error to 2.
+
+use anyhow::Context;
+
+use crate::cli::DiffArgs;
+use crate::target;
+
+pub async fn run(args: &DiffArgs) -> anyhow::Result<bool> {
+    let resolved = target::resolve(&args.target)?;
+    let images = resolved.images(args.images.as_deref())?;
+    let differences = crhook_netstate::diff(&resolved.target, &images)
+        .await
+        .with_context(|| format!("{} against {}", resolved.target, images.display()))?;
+    for d in &differences {
+        println!("{d}");
+    }
+    Ok(differences.is_empty())
+}

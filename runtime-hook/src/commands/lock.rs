@@ -1,0 +1,28 @@
+//! `crhook lock TARGET` and `crhook unlock TARGET`
+
+use anyhow::Context;
+
+use crate::cli::LockArgs;
+use crate::target;
+
+pub async fn lock(args: &LockArgs) -> anyhow::Result<()> {
+    let resolved = target::resolve(&args.target)?;
+    crhook_netstate::lock(&resolved.target)
+        .await
+        .with_context(|| resolved.target.to_string())?;
+    tracing::info!(target = %resolved.target, "namespace locked");
+    Ok(())
+}
+
+pub async fn unlock(args: &LockArgs) -> anyhow::Result<()> {
+    let resolved = target::resolve(&args.target)?;
+    let was_locked = crhook_netstate::unlock(&resolved.target)
+        .await
+        .with_context(|| resolved.target.to_string())?;
+    if was_locked {
+        tracing::info!(target = %resolved.target, "namespace unlocked");
+    } else {
+        tracing::info!(target = %resolved.target, "namespace was not locked");
+    }
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! One file per subcommand. Each `run` returns `anyhow::Result`, with context naming the
+//! operation added here at the command boundary; `main` prints the chain on one line.
+
+pub mod checkpoint;
+pub mod criu;
+pub mod diff;
+pub mod hook;
+pub mod lock;
+pub mod restore;
+pub mod show;
+
+use crhook_netstate::FirewallOptions;
+
+/// Firewall options shared by every command that captures or rebuilds: the counters flag,
+/// and `CR_IPTABLES`/`CR_IP6TABLES` from the environment (CRIU's variables, so a setup that
+/// already sets them for CRIU keeps working). An empty value counts as unset.
+pub fn firewall_options(counters: bool) -> FirewallOptions {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    FirewallOptions {
+        counters,
+        cr_iptables: var("CR_IPTABLES"),
+        cr_ip6tables: var("CR_IP6TABLES"),
+        skip: false,
+    }
+}
+
+/// The plugin directory: the flag (clap already folds in CRHOOK_PLUGIN_DIR for subcommands),
+/// else the variable, for the modes that have no flags (hook, CRIU action script).
+pub fn plugin_dir_from_env() -> Option<std::path::PathBuf> {
+    std::env::var_os("CRHOOK_PLUGIN_DIR")
+        .filter(|v| !v.is_empty())
+        .map(Into::into)
+}
+
+/// Prints stats as JSON on stdout (`--print-stats`).
+pub fn print_stats(stats: &crhook_netstate::crhook_proto::Stats) -> anyhow::Result<()> {
+    let json = crhook_core::stats_json(stats);
+    let text = serde_json::to_string_pretty(&json)?;
+    println!("{text}");
+    Ok(())
+}

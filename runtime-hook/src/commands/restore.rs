@@ -1,0 +1,35 @@
+//! `crhook restore TARGET --images DIR`
+
+use anyhow::Context;
+use crhook_netstate::RestoreOptions;
+
+use crate::cli::RestoreArgs;
+use crate::{fd_socket, target};
+
+pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
+    let resolved = target::resolve(&args.target)?;
+    let images = resolved.images(args.images.as_deref())?;
+    let opts = RestoreOptions {
+        externals: args.externals.clone(),
+        allow_host_netns: args.allow_host_netns,
+        firewall: super::firewall_options(args.firewall_counters),
+        verify: args.verify,
+        plugin_dir: args.plugin_dir.clone(),
+        fail_after: None,
+    };
+    let outcome = crhook_netstate::restore(&resolved.target, &images, &opts)
+        .await
+        .with_context(|| format!("{} from {}", resolved.target, images.display()))?;
+    for w in &outcome.warnings {
+        tracing::warn!("{w}");
+    }
+    tracing::info!(target = %resolved.target, images = %images.display(), "namespace restored");
+    if let Some(path) = &args.fd_socket {
+        fd_socket::send(path, &outcome.files)
+            .with_context(|| format!("hand restored files to {}", path.display()))?;
+    }
+    if args.print_stats {
+        super::print_stats(&outcome.stats)?;
+    }
+    Ok(())
+}
