@@ -202,7 +202,7 @@ fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), Im
             ),
         ));
     }
-    let crc = crc32c::crc32c(bytes);
+    let crc = crate::frame::body_crc(bytes);
     if crc != f.crc32c {
         return Err(inv_err(
             path.to_path_buf(),

@@ -128,12 +128,13 @@ pub fn kind_of_name(path: &Path) -> Option<Kind> {
 fn check_name(op: &'static str, path: &Path, kind: Kind) -> Result<(), ImageError> {
     match kind_of_name(path) {
         Some(k) if k == kind => Ok(()),
-        Some(k) => Err(ImageError::KindMismatch {
+        Some(k) => Err(ImageError::Usage {
+            op,
             file: path.to_path_buf(),
-            offset: 0,
-            found: format!("{k} (by its name)"),
-            expected: kind.to_string(),
-            why: "file name",
+            what: format!(
+                "named for {k}, but {kind} was requested (a {kind} image is named {})",
+                kind.file_name()
+            ),
         }),
         None => Err(ImageError::Usage {
             op,

@@ -223,7 +223,7 @@ fn parse_v1<'a>(
     }
     let crc_at = len - 4;
     let stored = le_u32(bytes, crc_at);
-    let computed = crc32c::crc32c(bytes.get(..crc_at).unwrap_or_default());
+    let computed = body_crc(bytes);
     if stored != computed {
         return Err(ImageError::Checksum {
             file: p(file),
@@ -401,6 +401,17 @@ impl Encoder {
     }
 }
 
+/// The checksum a file's trailer holds: crc32c of every byte but the last four. Inventories
+/// record this value (a crc32c over the whole file, checksum included, would be the same
+/// constant for every intact file: that is how CRCs work).
+pub fn body_crc(bytes: &[u8]) -> u32 {
+    crc32c::crc32c(
+        bytes
+            .get(..bytes.len().saturating_sub(4))
+            .unwrap_or_default(),
+    )
+}
+
 /// Recomputes the trailer checksum in place, for tests and the fuzzer (which must reach past the
 /// checksum to exercise the entry walk). Does nothing to a buffer shorter than a trailer.
 pub fn fix_checksum(bytes: &mut [u8]) {
@@ -408,7 +419,7 @@ pub fn fix_checksum(bytes: &mut [u8]) {
     if len < TRAILER_LEN {
         return;
     }
-    let crc = crc32c::crc32c(bytes.get(..len - 4).unwrap_or_default());
+    let crc = body_crc(bytes);
     if let Some(s) = bytes.get_mut(len - 4..) {
         s.copy_from_slice(&crc.to_le_bytes());
     }

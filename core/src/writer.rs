@@ -196,7 +196,7 @@ impl ImageWriter {
                 name: kind.file_name().to_string(),
                 kind: kind.name().to_string(),
                 size,
-                crc32c: crc32c::crc32c(bytes),
+                crc32c: crate::frame::body_crc(bytes),
                 entries,
             },
         );
@@ -357,5 +357,28 @@ mod tests {
         assert!(!is_crhook_name("notes.txt"));
         assert!(!is_crhook_name(".notes.tmp-1"));
         assert!(!is_crhook_name("links.img.bak"));
+    }
+
+    /// The path taken where renameat2(RENAME_EXCHANGE) is unsupported.
+    #[test]
+    fn swap_by_renames_replaces_an_image() -> Result<(), ImageError> {
+        let base = std::env::temp_dir().join(format!("crhook-core-swap-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        let fin = base.join("img");
+        let old = ImageWriter::create(&fin)?;
+        old.finish(NamespaceIdentity::default(), vec!["old".into()])?;
+        let mut w = ImageWriter::create(&fin)?;
+        let inv = w.inventory(NamespaceIdentity::default(), vec!["new".into()]);
+        let bytes = try_encode_file(&fin, Kind::Inventory, &[inv])?;
+        write_new(&w.tmp.join(Kind::Inventory.file_name()), &bytes)?;
+        w.swap_in_by_renames()?;
+        let got = crate::ImageDir::open(&fin)?.inventory().warnings.clone();
+        let left: Vec<_> = fs::read_dir(&base)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        let _ = fs::remove_dir_all(&base);
+        assert_eq!(got, ["new"]);
+        assert_eq!(left, ["img"]);
+        Ok(())
     }
 }

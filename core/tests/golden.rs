@@ -1,0 +1,142 @@
+//! Golden files of format 1.0 (core/tests/golden/v1.0/): every later crhook must read them,
+//! and today's encoder must reproduce them byte for byte. Regenerate only for a deliberate
+//! format change that keeps 1.0 readable, with `CRHOOK_BLESS=1 cargo test -p crhook-core
+//! --test golden` (a new format version gets a new directory instead).
+
+mod common;
+
+use std::fs;
+
+use common::*;
+use crhook_core::proto::{Inventory, Stats};
+use crhook_core::{decode_file, encode_file, read_file, ImageDir, Kind, Limits};
+
+#[test]
+fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
+    bless_if_asked();
+    let dir = ImageDir::open(&golden_dir())?;
+    let inv = dir.inventory();
+    assert_eq!((inv.format_major, inv.format_minor), (1, 0));
+    assert_eq!(inv.crhook_version, "0.1.0");
+    assert_eq!(
+        (inv.capture_time_sec, inv.capture_time_nsec),
+        (CAPTURE_SEC, CAPTURE_NSEC)
+    );
+    assert_eq!(inv.source.as_ref(), Some(&source()));
+    assert_eq!(inv.warnings, warnings());
+    let names: Vec<&str> = inv.files.iter().map(|f| f.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "links.img",
+            "addresses.img",
+            "routes.img",
+            "nexthops.img",
+            "rules.img",
+            "neighbours.img",
+            "sysctls.img",
+            "firewall.img",
+            "tun-files.img",
+            "ext-files.img",
+            "skipped-files.img",
+            "stats-dump.img"
+        ]
+    );
+    assert_eq!(inv.files[0].kind, "links");
+    assert_eq!(inv.files[0].entries, 5);
+
+    assert_eq!(dir.read::<crhook_core::proto::Link>(Kind::Links)?, links());
+    assert_eq!(
+        dir.read::<crhook_core::proto::Address>(Kind::Addresses)?,
+        addresses()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::Route>(Kind::Routes)?,
+        routes()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::NexthopObject>(Kind::Nexthops)?,
+        nexthops()
+    );
+    assert_eq!(dir.read::<crhook_core::proto::Rule>(Kind::Rules)?, rules());
+    assert_eq!(
+        dir.read::<crhook_core::proto::Neighbour>(Kind::Neighbours)?,
+        neighbours()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::Sysctl>(Kind::Sysctls)?,
+        sysctls()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::FirewallRuleset>(Kind::Firewall)?,
+        firewall()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::TunFile>(Kind::TunFiles)?,
+        tun_files()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::ExtFile>(Kind::ExtFiles)?,
+        ext_files()
+    );
+    assert_eq!(
+        dir.read::<crhook_core::proto::SkippedFile>(Kind::SkippedFiles)?,
+        skipped_files()
+    );
+    assert_eq!(dir.read::<Stats>(Kind::StatsDump)?, stats(2000));
+
+    // stats-restore.img sits beside the image, outside the inventory.
+    assert!(!dir.has(Kind::StatsRestore));
+    assert!(dir.read::<Stats>(Kind::StatsRestore)?.is_empty());
+    let restore: Vec<Stats> =
+        read_file(&golden_dir().join("stats-restore.img"), Kind::StatsRestore)?;
+    assert_eq!(restore, stats(3000));
+
+    // A few decoded values spelled out, so a fixture edit cannot silently move both sides.
+    let l = &dir.read::<crhook_core::proto::Link>(Kind::Links)?[1];
+    assert_eq!(l.name, "eth0");
+    assert_eq!(l.mac, [0x02, 0x42, 0xac, 0x11, 0x00, 0x02]);
+    let a = &dir.read::<crhook_core::proto::Address>(Kind::Addresses)?[0];
+    assert_eq!(
+        (a.address.as_slice(), a.prefix_len),
+        (&[10u8, 0, 0, 2][..], 24)
+    );
+    Ok(())
+}
+
+#[test]
+fn golden_v1_0_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
+    bless_if_asked();
+    for kind in Kind::ALL {
+        let path = golden_dir().join(kind.file_name());
+        let on_disk = fs::read(&path)?;
+        match fixture_bytes(kind) {
+            Some(bytes) => assert!(
+                bytes == on_disk,
+                "{} differs from the encoder",
+                path.display()
+            ),
+            None => {
+                // The inventory records the crhook version, so compare bytes → struct → bytes.
+                let inv: Vec<Inventory> = decode_file(&path, kind, &on_disk, &Limits::default())?;
+                assert_eq!(encode_file(kind, &inv), on_disk);
+            }
+        }
+    }
+    Ok(())
+}
+
+#[test]
+fn golden_v1_0_header_bytes() -> Result<(), Box<dyn std::error::Error>> {
+    bless_if_asked();
+    let b = fs::read(golden_dir().join("links.img"))?;
+    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x00\x00");
+    let t = b.len() - 16;
+    assert_eq!(&b[t..t + 4], b"\x89END");
+    assert_eq!(u64::from_le_bytes(b[t + 4..t + 12].try_into()?), 5);
+    assert_eq!(
+        u32::from_le_bytes(b[t + 12..].try_into()?),
+        crc32c::crc32c(&b[..b.len() - 4])
+    );
+    Ok(())
+}
