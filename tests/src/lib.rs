@@ -13,18 +13,25 @@
 //!   `crhook diff` misses.
 //! - [`fixture`]: a namespace holding every link kind this kernel has, with addresses, routes,
 //!   rules, neighbours and sysctls, its outer veth ends in a test host and a sibling namespace.
+//! - [`Saved`]: the full fixture checkpointed with the crhook binary and deleted, ready to be
+//!   restored.
+//! - [`Monitor`]: `ip monitor` fenced by marker events, to show an operation changed nothing.
 //! - [`wait_until`] for kernel work that finishes asynchronously (namespace teardown, DAD,
 //!   STP), and [`TempDir`].
 
 pub mod fixture;
+pub mod monitor;
 pub mod ns;
+pub mod saved;
 pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub use monitor::Monitor;
 pub use ns::{ip_bin, unique_name, TestNs};
+pub use saved::Saved;
 pub use state::{compare_namespaces, compare_states, ip_json, settle, sysctls, NsState};
 
 /// Panics unless the effective uid is 0: privileged tests must fail, not pass, without root.

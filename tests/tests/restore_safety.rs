@@ -1,0 +1,144 @@
+//! A restore that cannot or must not complete leaves every namespace as it was: conflicts are
+//! refused before any change, an injected failure after any number of changes is undone
+//! (host-side veth ends included), and crhook's own namespace is protected. Needs root and a
+//! built `crhook` (`cargo build -p crhook`); failure injection needs the binary to map
+//! `CRHOOK_FAIL_AFTER` to `RestoreOptions::fail_after`.
+
+use crhook_tests::fixture::{create_uplink, populate_small};
+use crhook_tests::{compare_states, crhook, require_root, NsState, Saved, TempDir, TestNs};
+
+fn assert_same(what: &str, before: &NsState, ns: &TestNs) {
+    let diffs = compare_states(before, &NsState::capture(ns));
+    assert!(
+        diffs.is_empty(),
+        "{what} changed:\n  {}",
+        diffs.join("\n  ")
+    );
+}
+
+#[test]
+fn conflicting_namespace_is_refused_and_untouched() {
+    require_root();
+    let saved = Saved::checkpoint_full("cfl");
+    let a2 = TestNs::new("cfl2");
+    // The uplink as saved, but 10.1.0.2 with another prefix; and br0 of another kind.
+    create_uplink(&a2, &saved.host);
+    a2.ip_batch(
+        "addr add 10.1.0.2/16 dev ve0\n\
+         link add br0 type ifb\n",
+    );
+    let before = NsState::capture(&a2);
+    let host_before = NsState::capture(&saved.host);
+    let sib_before = NsState::capture(&saved.sib);
+
+    let run = saved.restore(&a2, &[], &[]);
+    run.expect_code(1);
+    for conflict in ["10.1.0.2", "br0"] {
+        assert!(
+            run.stderr.contains(conflict),
+            "the refusal does not name the conflict {conflict}:\n{}",
+            run.stderr
+        );
+    }
+    assert_same("the conflicting namespace", &before, &a2);
+    assert_same("the host", &host_before, &saved.host);
+    assert_same("the sibling", &sib_before, &saved.sib);
+}
+
+#[test]
+fn failure_after_each_change_is_rolled_back_completely() {
+    require_root();
+    let saved = Saved::checkpoint_full("inj");
+    let a2 = TestNs::new("inj2");
+    let before = NsState::capture(&a2);
+    let host_before = NsState::capture(&saved.host);
+    let sib_before = NsState::capture(&saved.sib);
+
+    // N = 1, 2, ... until restore no longer reaches the N-th change and succeeds.
+    let mut n = 1usize;
+    loop {
+        let value = n.to_string();
+        let run = saved.restore(&a2, &[], &[("CRHOOK_FAIL_AFTER", &value)]);
+        if run.code == Some(0) {
+            assert!(
+                n > 1,
+                "CRHOOK_FAIL_AFTER=1 did not make the restore fail: is the variable mapped to \
+                 RestoreOptions::fail_after?"
+            );
+            break;
+        }
+        run.expect_code(1);
+        let ctx = format!("after a failure injected at change {n}");
+        assert_same(&format!("the target {ctx}"), &before, &a2);
+        assert_same(&format!("the host {ctx}"), &host_before, &saved.host);
+        assert_same(&format!("the sibling {ctx}"), &sib_before, &saved.sib);
+        n += 1;
+        assert!(n < 5000, "restore still failing at CRHOOK_FAIL_AFTER={n}");
+    }
+    eprintln!("restore made {} journaled changes", n - 1);
+    // The run that got through is a complete restore.
+    let diffs = compare_states(&saved.a_state, &NsState::capture(&a2));
+    assert!(
+        diffs.is_empty(),
+        "restore after the injection runs:\n  {}",
+        diffs.join("\n  ")
+    );
+}
+
+#[test]
+fn own_namespace_is_refused_without_allow_host_netns() {
+    require_root();
+    let src = TestNs::new("own-src");
+    populate_small(&src);
+    let host = TestNs::host();
+    let dir = TempDir::new("own");
+    let images = dir.join("images");
+    crhook(
+        Some(&host),
+        &[
+            "checkpoint",
+            "--netns",
+            &src.path_str(),
+            "--images",
+            &images,
+        ],
+        &[],
+    )
+    .expect_success();
+    let before = NsState::capture(&host);
+
+    // crhook runs in `host`, so `host` is its own namespace.
+    let run = crhook(
+        Some(&host),
+        &["restore", "--netns", &host.path_str(), "--images", &images],
+        &[],
+    );
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("--allow-host-netns"),
+        "the refusal does not say how to override it:\n{}",
+        run.stderr
+    );
+    assert_same("crhook's own namespace after the refusal", &before, &host);
+
+    crhook(
+        Some(&host),
+        &[
+            "restore",
+            "--netns",
+            &host.path_str(),
+            "--images",
+            &images,
+            "--allow-host-netns",
+        ],
+        &[],
+    )
+    .expect_success();
+    let diffs = compare_states(&NsState::capture(&src), &NsState::capture(&host));
+    assert!(
+        diffs.is_empty(),
+        "restore with --allow-host-netns:\n  {}",
+        diffs.join("\n  ")
+    );
+    assert!(host.link_exists("ifs0"));
+}
