@@ -74,3 +74,29 @@ fn file_command_names_every_kind() {
         .expect("run file");
     assert!(!String::from_utf8_lossy(&out.stdout).contains("crhook"));
 }
+
+#[test]
+fn format_doc_lists_every_kind() {
+    let doc = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/image-format.md"),
+    )
+    .expect("read docs/image-format.md");
+    // Table columns are padded for reading; compare with runs of spaces collapsed.
+    let doc = doc
+        .split(' ')
+        .filter(|w| !w.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    for k in Kind::ALL {
+        let i = k.info();
+        let row = format!("`{}` | `{}` |", i.file, crhook_core::magic::hex(i.magic));
+        assert!(doc.contains(&row), "docs/image-format.md lacks {row}");
+        assert!(
+            doc.contains(&format!("`{}`", i.message)),
+            "docs lack {}",
+            i.message
+        );
+    }
+    assert!(doc.contains(&crhook_core::magic::hex(crhook_core::CRHOOK_MAGIC)));
+    assert!(doc.contains(&crhook_core::magic::hex(crhook_core::magic::TRAILER_MAGIC)));
+}
