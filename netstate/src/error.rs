@@ -70,3 +70,19 @@ impl NetstateError {
         NetstateError::Invalid { what: what.into() }
     }
 }
+
+/// The error and all its sources on one line ("a: b: c"), for messages that collect several
+/// errors as text.
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let t = c.to_string();
+        if !s.ends_with(&t) {
+            s.push_str(": ");
+            s.push_str(&t);
+        }
+        cur = c.source();
+    }
+    s
+}

@@ -131,6 +131,10 @@ pub fn settings_request(l: &pb::Link, live: u32) -> Req {
     if l.mtu != 0 {
         m.attributes.push(LinkAttribute::Mtu(l.mtu));
     }
+    // a tap made with TUNSETIFF gets a random MAC; the saved one goes on afterwards
+    if matches!(&l.info, Some(pb::link::Info::Tun(t)) if t.tun_type == 2) && l.mac.len() == 6 {
+        m.attributes.push(LinkAttribute::Address(l.mac.clone()));
+    }
     m.attributes.push(LinkAttribute::TxQueueLen(l.txqlen));
     if !l.alias.is_empty() {
         m.attributes.push(LinkAttribute::IfAlias(l.alias.clone()));

@@ -21,6 +21,11 @@ const BRPORT_READ_ONLY: &[u16] = &[
 const MACVLAN_READ_ONLY: &[u16] = &[6, 8];
 
 pub const IFLA_VXLAN_LINK: u16 = 3;
+const IFLA_VXLAN_TTL_INHERIT: u16 = 28;
+const IFLA_BR_VLAN_FILTERING: u16 = 7;
+const IFLA_BR_MULTI_BOOLOPT: u16 = 46;
+const IFLA_VXLAN_REMCSUM_TX: u16 = 21;
+const IFLA_VXLAN_REMCSUM_RX: u16 = 22;
 pub const IFLA_BRPORT_BACKUP_PORT: u16 = 34;
 const IFLA_MACVLAN_MACADDR_MODE: u16 = 3;
 const IFLA_MACVLAN_MACADDR_DATA: u16 = 5;
@@ -62,7 +67,21 @@ pub fn create_info_data(
         "vxlan" => Some(
             attrs
                 .iter()
-                .map(|a| remap_u32(a, IFLA_VXLAN_LINK, remap))
+                .filter_map(|a| {
+                    // TTL_INHERIT is dumped as a u8 but its policy is NLA_FLAG: a payload is
+                    // rejected (ERANGE), so send it bare when set and not at all when clear
+                    if a.kind as u16 & 0x3fff == IFLA_VXLAN_TTL_INHERIT {
+                        return (u8_of(a).unwrap_or(0) != 0).then(|| RawAttr { kind: a.kind, value: Vec::new() });
+                    }
+                    // REMCSUM_TX/RX: the kernel counts the attribute's presence, not its
+                    // value, when it works out which header bits are in use, and then refuses
+                    // the saved RESERVED_BITS as overlapping; a clear one is the default anyway
+                    let k = a.kind as u16 & 0x3fff;
+                    if (k == IFLA_VXLAN_REMCSUM_TX || k == IFLA_VXLAN_REMCSUM_RX) && u8_of(a) == Some(0) {
+                        return None;
+                    }
+                    Some(remap_u32(a, IFLA_VXLAN_LINK, remap))
+                })
                 .collect(),
         ),
         "macvlan" | "macvtap" => {
@@ -80,6 +99,28 @@ pub fn create_info_data(
             }
             Some(v)
         }
+        // VLAN_FILTERING is always dumped, but a kernel built without bridge VLAN filtering
+        // refuses the attribute whatever its value (EOPNOTSUPP); off is the default
+        // MULTI_BOOLOPT is dumped with every option in its mask; options a kernel lacks
+        // support for (VLAN snooping, MST) refuse even "off", so only the ones on are sent
+        // (all boolopts default to off)
+        "bridge" => Some(
+            attrs
+                .iter()
+                .filter(|a| !(a.kind as u16 & 0x3fff == IFLA_BR_VLAN_FILTERING && u8_of(a) == Some(0)))
+                .filter_map(|a| {
+                    if a.kind as u16 & 0x3fff != IFLA_BR_MULTI_BOOLOPT {
+                        return Some(a.clone());
+                    }
+                    let on = u32_of(a)?;
+                    (on != 0).then(|| {
+                        let mut value = on.to_ne_bytes().to_vec();
+                        value.extend_from_slice(&on.to_ne_bytes());
+                        RawAttr { kind: a.kind, value }
+                    })
+                })
+                .collect(),
+        ),
         _ => Some(attrs.to_vec()),
     }
 }
@@ -260,6 +301,14 @@ mod tests {
         let out = create_info_data("vxlan", &a, &|i| (i == 5).then_some(9)).unwrap_or_default();
         assert_eq!(u32_of(&out[1]), Some(9));
         assert_eq!(u32_of(&out[0]), Some(42));
+    }
+
+    #[test]
+    fn vxlan_ttl_inherit_is_sent_as_a_flag() {
+        let off = create_info_data("vxlan", &[attr(28, &[0])], &|i| Some(i)).unwrap_or_default();
+        assert!(off.is_empty());
+        let on = create_info_data("vxlan", &[attr(28, &[1])], &|i| Some(i)).unwrap_or_default();
+        assert_eq!(on, vec![attr(28, &[])]);
     }
 
     #[test]

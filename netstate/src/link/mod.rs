@@ -7,6 +7,7 @@ pub mod kinds;
 pub mod peer;
 pub mod raw;
 pub mod tun;
+pub mod view;
 
 pub use capture::capture;
 pub use peer::PeerFinder;

@@ -112,7 +112,17 @@ pub fn set_iff(f: &File, name: &str, flags: u16) -> Result<()> {
 pub fn create(name: &str, t: &pb::Tun, ifindex: Option<u32>) -> Result<File> {
     let f = open_tun()?;
     if let Some(i) = ifindex {
-        ioctl_int(&f, TUNSETIFINDEX, libc::c_ulong::from(i), "pin ifindex (TUNSETIFINDEX)", name)?;
+        // unlike the others, TUNSETIFINDEX reads its argument through a pointer
+        let v: libc::c_uint = i;
+        // SAFETY: TUNSETIFINDEX copies an unsigned int from the pointer, which is a live local.
+        let rc = unsafe { libc::ioctl(f.as_raw_fd(), TUNSETIFINDEX, &v as *const libc::c_uint) };
+        if rc < 0 {
+            return Err(NetstateError::Io {
+                op: format!("pin ifindex {i} of tun device {name} (TUNSETIFINDEX)"),
+                path: "/dev/net/tun".into(),
+                source: std::io::Error::last_os_error(),
+            });
+        }
     }
     set_iff(&f, name, tun_flags(t))?;
     if let Some(o) = t.owner {

@@ -1,0 +1,112 @@
+//! Capturing a whole namespace into a [`Snapshot`]: shared by checkpoint, diff (the live side)
+//! and restore (what is already there). The firewall save, which runs external programs, goes
+//! on its own thread while the netlink families are dumped.
+
+use crhook_proto as pb;
+
+use crate::api::FirewallOptions;
+use crate::error::Result;
+use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::ifmap::IfMap;
+use crate::link::{self, PeerFinder};
+use crate::netns::NetNs;
+use crate::nl::Nl;
+use crate::snapshot::Snapshot;
+
+pub struct Captured {
+    pub snapshot: Snapshot,
+    pub warnings: Vec<String>,
+    pub netlink_requests: u64,
+    /// (phase, microseconds)
+    pub phases: Vec<(&'static str, u64)>,
+}
+
+/// What to capture besides the netlink families.
+#[derive(Clone, Copy)]
+pub struct Parts {
+    pub firewall: bool,
+    pub sysctls: bool,
+}
+
+pub fn capture(ns: &NetNs, host: &NetNs, fw: &FirewallOptions, parts: Parts) -> Result<Captured> {
+    std::thread::scope(|s| {
+        let fw_thread = (parts.firewall && !fw.skip).then(|| {
+            s.spawn(|| {
+                let t = std::time::Instant::now();
+                crate::firewall::capture(ns, fw).map(|r| (r, t.elapsed().as_micros() as u64))
+            })
+        });
+        let net = capture_netlink(ns, host, parts);
+        let mut c = match net {
+            Ok(c) => c,
+            Err(e) => {
+                if let Some(h) = fw_thread {
+                    let _ = h.join();
+                }
+                return Err(e);
+            }
+        };
+        if let Some(h) = fw_thread {
+            let (rules, us) = h
+                .join()
+                .map_err(|_| crate::error::NetstateError::invalid("firewall capture thread panicked"))??;
+            c.snapshot.firewall = rules;
+            c.phases.push(("firewall", us));
+        }
+        Ok(c)
+    })
+}
+
+fn timed<T>(phases: &mut Vec<(&'static str, u64)>, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let t = std::time::Instant::now();
+    let r = f()?;
+    phases.push((name, t.elapsed().as_micros() as u64));
+    Ok(r)
+}
+
+fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
+    let mut phases = Vec::new();
+    let name = ns.name().to_string();
+    let mut nl = ns.run(|| Nl::new(&name))?;
+    let mut peers = PeerFinder::new(host.try_clone()?, ns);
+    let (links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
+    let ifs = IfMap::from_names(links.iter().map(|l| (l.ifindex, l.name.clone())));
+    let mut snap = Snapshot {
+        addresses: timed(&mut phases, "addresses", || Addresses::capture(&mut nl, &ifs))?,
+        nexthops: timed(&mut phases, "nexthops", || Nexthops::capture(&mut nl, &ifs))?,
+        routes: timed(&mut phases, "routes", || Routes::capture(&mut nl, &ifs))?,
+        rules: timed(&mut phases, "rules", || Rules::capture(&mut nl, &ifs))?,
+        neighbours: timed(&mut phases, "neighbours", || Neighbours::capture(&mut nl, &ifs))?,
+        ..Default::default()
+    };
+    let mut requests = nl.requests;
+    if parts.sysctls {
+        let (sysctls, n) = timed(&mut phases, "sysctls", || {
+            ns.run(|| {
+                let mut snl = Nl::new(&name)?;
+                let v = crate::sysctl::capture(&mut snl, Some(&dump))?;
+                Ok((v, snl.requests))
+            })
+        })?;
+        snap.sysctls = sysctls;
+        requests += n;
+    }
+    let mut warnings = Vec::new();
+    for l in &links {
+        if let Some(pb::link::Info::Veth(v)) = &l.info {
+            if v.peer_place == pb::PeerPlace::PeerUnknown as i32 {
+                warnings.push(format!(
+                    "veth {}: its peer (ifindex {}) is in a namespace crhook could not find; restore needs --external veth:{}=NAME",
+                    l.name, v.peer_ifindex, l.name
+                ));
+            }
+        }
+    }
+    snap.links = links;
+    Ok(Captured {
+        snapshot: snap,
+        warnings,
+        netlink_requests: requests,
+        phases,
+    })
+}

@@ -1,0 +1,107 @@
+//! `checkpoint`: lock (optionally), capture, write the image directory, unlock.
+//!
+//! The image directory is written under a temporary name and renamed into place with the
+//! inventory last (crhook-core), so a failed checkpoint leaves nothing that reads as complete.
+//! Every failure path removes a lock this call took.
+
+use std::path::Path;
+use std::time::Instant;
+
+use crhook_core::{ImageWriter, Kind, StatsRecorder};
+use crhook_proto as pb;
+
+use crate::api::CheckpointOptions;
+use crate::capture_all::{capture, Parts};
+use crate::error::{NetstateError, Result};
+use crate::netns::{NetNs, Target};
+
+pub fn identity(ns: &NetNs, target: &Target) -> pb::NamespaceIdentity {
+    let (dev, ino) = ns.identity();
+    pb::NamespaceIdentity {
+        dev,
+        ino,
+        target: target.to_string(),
+        hostname: nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .unwrap_or_default(),
+    }
+}
+
+pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<pb::Stats> {
+    let start = Instant::now();
+    let ns = NetNs::open(target)?;
+    let host = NetNs::current()?;
+    let mut stats = StatsRecorder::new();
+    let mut warnings = Vec::new();
+
+    let mut locked_at = None;
+    if crate::firewall::is_locked(&ns)? {
+        warnings.push(format!(
+            "{}: found a network lock left by an earlier crhook run; it is not captured (crhook unlock removes it)",
+            ns.name()
+        ));
+    }
+    if opts.lock {
+        let t = Instant::now();
+        crate::firewall::lock(&ns)?;
+        stats.phase("lock", t.elapsed());
+        locked_at = Some(Instant::now());
+    }
+    let result = capture_and_write(&ns, &host, target, images, opts, &mut stats, &mut warnings);
+    let unlock_result = match locked_at {
+        Some(_) if result.is_err() || !opts.leave_locked => crate::firewall::unlock(&ns).map(|_| ()),
+        _ => Ok(()),
+    };
+    if let Some(t) = locked_at {
+        stats.set_locked(t.elapsed());
+    }
+    let bytes = result?;
+    unlock_result?;
+    let _ = bytes;
+    let mut s = stats.finish();
+    s.total_us = start.elapsed().as_micros() as u64;
+    Ok(s)
+}
+
+fn capture_and_write(
+    ns: &NetNs,
+    host: &NetNs,
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+    stats: &mut StatsRecorder,
+    warnings: &mut Vec<String>,
+) -> Result<u64> {
+    let parts = Parts {
+        firewall: true,
+        sysctls: true,
+    };
+    let mut c = capture(ns, host, &opts.firewall, parts)?;
+    for (p, us) in &c.phases {
+        stats.phase(*p, std::time::Duration::from_micros(*us));
+    }
+    stats.add_netlink_requests(c.netlink_requests);
+    warnings.append(&mut c.warnings);
+    let t = Instant::now();
+    crate::tunfile::capture(ns, &mut c.snapshot, opts, warnings)?;
+    stats.phase("files", t.elapsed());
+
+    for (k, n) in c.snapshot.counts() {
+        stats.count(k, n);
+    }
+    for w in warnings.iter() {
+        stats.warn(w.clone());
+    }
+    let t = Instant::now();
+    let mut w = ImageWriter::create(images)?;
+    c.snapshot.write(&mut w)?;
+    let current = stats.current().clone();
+    w.write(Kind::StatsDump, std::slice::from_ref(&current))?;
+    let bytes = w.bytes_written();
+    w.finish(identity(ns, target), warnings.clone())
+        .map_err(NetstateError::from)?;
+    stats.phase("write", t.elapsed());
+    stats.add_bytes(bytes);
+    Ok(bytes)
+}

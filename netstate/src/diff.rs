@@ -1,0 +1,60 @@
+//! `diff`: the live namespace against the images, with the normalisation restore uses (the
+//! families' `normalize`, links by name through `link::view`). One line per difference.
+
+use crhook_core::ImageDir;
+
+use crate::api::{Difference, FirewallOptions};
+use crate::capture_all::{capture, Parts};
+use crate::error::Result;
+use crate::family::{self, diff_by, Addresses, Neighbours, Nexthops, Routes, Rules};
+use crate::link::view::{names, view};
+use crate::netns::{NetNs, Target};
+use crate::snapshot::Snapshot;
+
+pub fn run(target: &Target, images: &std::path::Path, fw: &FirewallOptions) -> Result<Vec<Difference>> {
+    let dir = ImageDir::open(images)?;
+    let saved = Snapshot::read(&dir)?;
+    let ns = NetNs::open(target)?;
+    let host = NetNs::current()?;
+    compare(&ns, &host, &saved, fw)
+}
+
+pub fn compare(ns: &NetNs, host: &NetNs, saved: &Snapshot, fw: &FirewallOptions) -> Result<Vec<Difference>> {
+    let parts = Parts {
+        firewall: !fw.skip,
+        sysctls: true,
+    };
+    let live = capture(ns, host, fw, parts)?.snapshot;
+    Ok(differences(saved, &live, !fw.skip))
+}
+
+/// Differences between two snapshots (saved first).
+pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Vec<Difference> {
+    let mut out = Vec::new();
+    let (sn, ln) = (names(&saved.links), names(&live.links));
+    diff_by(
+        "link",
+        saved.links.iter().map(|l| (l.name.clone(), view(l, &sn))).collect(),
+        live.links.iter().map(|l| (l.name.clone(), view(l, &ln))).collect(),
+        &mut out,
+    );
+    family::diff::<Addresses>(&saved.addresses, &live.addresses, &mut out);
+    family::diff::<Nexthops>(&saved.nexthops, &live.nexthops, &mut out);
+    family::diff::<Routes>(&saved.routes, &live.routes, &mut out);
+    family::diff::<Rules>(&saved.rules, &live.rules, &mut out);
+    family::diff::<Neighbours>(&saved.neighbours, &live.neighbours, &mut out);
+    let norm = |v: &[crhook_proto::Sysctl]| -> Vec<(String, crhook_proto::Sysctl)> {
+        v.iter()
+            .map(|s| {
+                let mut c = s.clone();
+                crate::sysctl::normalize(&mut c);
+                (crate::sysctl::key(&c), c)
+            })
+            .collect()
+    };
+    diff_by("sysctl", norm(&saved.sysctls), norm(&live.sysctls), &mut out);
+    if with_firewall {
+        out.extend(crate::firewall::diff(&saved.firewall, &live.firewall));
+    }
+    out
+}

@@ -1,0 +1,76 @@
+//! The restore journal: every change restore makes is recorded with its undo, so that a failure
+//! at any step puts the target (and the host side of veth pairs) back as it was. Undo runs in
+//! reverse and collects every error rather than stopping at the first.
+
+use crate::nl::{Nl, Req};
+
+/// Which socket an undo goes through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sock {
+    Target,
+    Host,
+    /// a peer namespace, by index in the restore's socket list
+    Peer(usize),
+}
+
+pub enum Undo {
+    Req { sock: Sock, req: Req, what: String },
+    /// a change whose undo an earlier entry covers (settings of a link the journal deletes)
+    Nothing,
+    Sysctl(crate::sysctl::SysctlUndo),
+    Firewall(crate::firewall::FirewallUndo),
+}
+
+pub struct Journal {
+    entries: Vec<Undo>,
+    fail_after: Option<usize>,
+}
+
+impl Journal {
+    pub fn new(fail_after: Option<usize>) -> Journal {
+        Journal {
+            entries: Vec::new(),
+            fail_after,
+        }
+    }
+
+    /// Records a change. With `fail_after = N`, the N-th change is followed by an injected
+    /// failure (for tests that prove every step rolls back).
+    pub fn push(&mut self, u: Undo) -> Result<(), String> {
+        self.entries.push(u);
+        if self.fail_after == Some(self.entries.len()) {
+            return Err(format!("injected failure after change {}", self.entries.len()));
+        }
+        Ok(())
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn into_entries(self) -> Vec<Undo> {
+        self.entries
+    }
+}
+
+/// Errnos that mean the object is already gone (removed with its link or address).
+pub fn already_gone(errno: i32) -> bool {
+    matches!(
+        errno,
+        libc::ENOENT | libc::ESRCH | libc::ENODEV | libc::EADDRNOTAVAIL | libc::ENXIO
+    )
+}
+
+/// Sends one undo request; None when it worked or the object was already gone.
+pub fn undo_req(nl: &mut Nl, req: Req, what: &str) -> Option<String> {
+    match nl.request(req, 0, what) {
+        Ok(Ok(())) => None,
+        Ok(Err(e)) if already_gone(e.errno) => None,
+        Ok(Err(e)) => Some(format!("undo: {what} in {}: {e}", nl.netns())),
+        Err(e) => Some(format!("undo: {what}: {}", crate::error::chain(&e))),
+    }
+}

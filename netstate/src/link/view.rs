@@ -1,0 +1,55 @@
+//! The comparable form of a link: what `diff` reports and what restore calls "identical".
+//! Indexes become names (they are pinned where free, but a pre-populated namespace may force
+//! others), and state the kernel changes by itself (operstate, carrier flags, queue
+//! attachment counts, peer namespace inode numbers) is left out.
+
+use std::collections::HashMap;
+
+use crhook_proto::{self as pb};
+use serde_json::Value;
+
+use super::create::{IFF_UP, USER_FLAGS};
+
+pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
+    let mut c = l.clone();
+    c.flags &= USER_FLAGS | IFF_UP;
+    c.operstate = 0;
+    c.ifindex = 0;
+    c.link = 0;
+    c.master = 0;
+    match &mut c.info {
+        Some(pb::link::Info::Veth(v)) => {
+            v.peer_ifindex = 0;
+            v.peer_ns_dev = 0;
+            v.peer_ns_ino = 0;
+            v.peer_pid = 0;
+        }
+        Some(pb::link::Info::Tun(t)) => {
+            t.num_queues = 0;
+            t.num_disabled_queues = 0;
+        }
+        _ => {}
+    }
+    let mut v = serde_json::to_value(&c).unwrap_or_default();
+    if let Some(o) = v.as_object_mut() {
+        let name_of = |i: u32| -> Value {
+            if i == 0 {
+                Value::Null
+            } else {
+                Value::String(names.get(&i).cloned().unwrap_or_else(|| format!("if{i}")))
+            }
+        };
+        o.insert("master".into(), name_of(l.master));
+        if !l.link_other_netns && l.kind != "veth" {
+            o.insert("link".into(), name_of(l.link));
+        }
+        o.remove("ifindex");
+        o.remove("operstate");
+    }
+    v
+}
+
+/// Names by ifindex of a list of links.
+pub fn names(links: &[pb::Link]) -> HashMap<u32, String> {
+    links.iter().map(|l| (l.ifindex, l.name.clone())).collect()
+}
