@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod error;
+pub mod firewall;
 pub mod ifmap;
 pub mod link;
 pub mod netns;
@@ -49,12 +50,14 @@ pub async fn diff(target: &Target, images: &Path) -> Result<Vec<Difference>> {
 
 /// Drops all traffic in and out of the namespace except loopback.
 pub async fn lock(target: &Target) -> Result<()> {
-    let _ = target;
-    Err(NetstateError::Unsupported { what: "lock: not yet built".into() })
+    let ns = NetNs::open(target)?;
+    let handle = ns.try_clone()?;
+    ns.run_async(move || firewall::lock(&handle)).await
 }
 
 /// Removes crhook's lock (and reports whether one was there).
 pub async fn unlock(target: &Target) -> Result<bool> {
-    let _ = target;
-    Err(NetstateError::Unsupported { what: "unlock: not yet built".into() })
+    let ns = NetNs::open(target)?;
+    let handle = ns.try_clone()?;
+    ns.run_async(move || firewall::unlock(&handle)).await
 }
