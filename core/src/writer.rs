@@ -126,9 +126,10 @@ impl ImageWriter {
             _ => PathBuf::from("."),
         };
         fs::create_dir_all(&parent).map_err(|e| ImageError::io("create directory", &parent, e))?;
+        let prefix = format!(".{}.crhook-new-", name.to_string_lossy());
+        remove_stale(&parent, &prefix);
         let tmp = parent.join(format!(
-            ".{}.crhook-new-{}-{}",
-            name.to_string_lossy(),
+            "{prefix}{}-{}",
             std::process::id(),
             SEQ.fetch_add(1, Ordering::Relaxed)
         ));
@@ -296,7 +297,9 @@ impl ImageWriter {
     }
 
     fn swap_in_by_renames(&mut self) -> Result<(), ImageError> {
-        let aside = self.tmp.with_extension("old");
+        let mut aside = self.tmp.clone().into_os_string();
+        aside.push(".old");
+        let aside = PathBuf::from(aside);
         fs::rename(&self.final_dir, &aside)
             .map_err(|e| ImageError::io("move previous image aside", &self.final_dir, e))?;
         if let Err(e) = fs::rename(&self.tmp, &self.final_dir) {
@@ -310,6 +313,29 @@ impl ImageWriter {
         }
         self.finished = true;
         fs::remove_dir_all(&aside).map_err(|e| ImageError::io("remove previous image", &aside, e))
+    }
+}
+
+/// Removes temporary directories a killed writer left beside the image: names
+/// `PREFIX<pid>-<seq>[.old]` whose pid no longer runs (a live pid, or a name that does not
+/// parse, is left alone). Best effort: failures only leave the leftovers in place.
+fn remove_stale(parent: &Path, prefix: &str) {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+            continue;
+        };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
+            continue;
+        };
+        let dead = !Path::new("/proc").join(pid.to_string()).exists();
+        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+        if dead && is_dir && pid != std::process::id() {
+            let _ = fs::remove_dir_all(entry.path());
+        }
     }
 }
 
@@ -357,6 +383,26 @@ mod tests {
         assert!(!is_crhook_name("notes.txt"));
         assert!(!is_crhook_name(".notes.tmp-1"));
         assert!(!is_crhook_name("links.img.bak"));
+    }
+
+    #[test]
+    fn leftovers_of_dead_writers_are_removed() -> Result<(), ImageError> {
+        let base = std::env::temp_dir().join(format!("crhook-core-stale-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&base);
+        // pid 0x7fffffff is above pid_max, so never running.
+        let dead = base.join(".img.crhook-new-2147483647-0");
+        let live = base.join(format!(".img.crhook-new-{}-99", std::process::id()));
+        let other = base.join(".other.crhook-new-2147483647-0");
+        for d in [&dead, &live, &other] {
+            fs::create_dir_all(d).map_err(|e| ImageError::io("mkdir", d, e))?;
+        }
+        let w = ImageWriter::create(&base.join("img"))?;
+        w.finish(NamespaceIdentity::default(), vec![])?;
+        let (d, l, o) = (dead.exists(), live.exists(), other.exists());
+        let _ = fs::remove_dir_all(&base);
+        assert!(!d, "stale temp dir of a dead pid removed");
+        assert!(l && o, "live writer's and other images' temp dirs kept");
+        Ok(())
     }
 
     /// The path taken where renameat2(RENAME_EXCHANGE) is unsupported.
