@@ -119,8 +119,7 @@ pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
             Some(l) if *l == normalized::<F>(o) => p.present += 1,
             Some(l) => {
                 let fields = field_diffs(&normalized::<F>(o), l);
-                let f: Vec<String> = fields.iter().map(|(k, s, v)| format!("{k} {v} (saved {s})")).collect();
-                p.conflicts.push(format!("{} exists with {}", F::describe(o), f.join(", ")));
+                p.conflicts.push(format!("{} exists with {}", F::describe(o), describe_diffs(&fields)));
             }
             None => p.to_add.push(o.clone()),
         }
@@ -164,8 +163,7 @@ pub fn apply<F: Family>(
                 Ok(()) => {
                     let undo = F::del(o, ifs).map_err(|e| vec![crate::error::chain(&e)])?;
                     journal
-                        .push(Undo::Req { sock, req: undo, what: format!("delete {}", F::describe(o)) })
-                        .map_err(|e| vec![e])?;
+                        .push(Undo::Req { sock, req: undo, what: format!("delete {}", F::describe(o)) });
                 }
                 Err(e) if F::retry(e.errno) => retry.push((*o, e)),
                 Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
@@ -174,6 +172,7 @@ pub fn apply<F: Family>(
         if !failed.is_empty() {
             return Err(failed);
         }
+        journal.check().map_err(|e| vec![e])?;
         if retry.is_empty() {
             return Ok(());
         }
@@ -252,4 +251,19 @@ pub fn field_diffs<O: Serialize>(saved: &O, live: &O) -> Vec<(String, String, St
         out.push(("value".into(), s.to_string(), l.to_string()));
     }
     out
+}
+
+/// "mtu 1400 (saved 1500), kind macvlan (saved veth)", long values shortened.
+pub fn describe_diffs(d: &[(String, String, String)]) -> String {
+    let short = |v: &str| -> String {
+        if v.chars().count() > 60 {
+            format!("{}...", v.chars().take(57).collect::<String>())
+        } else {
+            v.to_string()
+        }
+    };
+    d.iter()
+        .map(|(k, s, v)| format!("{k} {} (saved {})", short(v), short(s)))
+        .collect::<Vec<_>>()
+        .join(", ")
 }

@@ -34,14 +34,18 @@ impl Journal {
         }
     }
 
-    /// Records a change. With `fail_after = N`, the N-th change is followed by an injected
-    /// failure (for tests that prove every step rolls back).
-    pub fn push(&mut self, u: Undo) -> Result<(), String> {
+    /// Records a change.
+    pub fn push(&mut self, u: Undo) {
         self.entries.push(u);
-        if self.fail_after == Some(self.entries.len()) {
-            return Err(format!("injected failure after change {}", self.entries.len()));
+    }
+
+    /// Called after every step (a batch, a sysctl pass, the firewall): with `fail_after = N`,
+    /// fails once N changes are recorded, so tests can prove each step rolls back.
+    pub fn check(&self) -> Result<(), String> {
+        match self.fail_after {
+            Some(n) if self.entries.len() >= n => Err(format!("injected failure after {} changes", self.entries.len())),
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     pub fn len(&self) -> usize {

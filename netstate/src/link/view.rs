@@ -10,6 +10,8 @@ use serde_json::Value;
 
 use super::create::{IFF_UP, USER_FLAGS};
 
+const IFLA_BR_AGEING_TIME: u16 = 4;
+
 pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
     let mut c = l.clone();
     c.flags &= USER_FLAGS | IFF_UP;
@@ -27,6 +29,12 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
         Some(pb::link::Info::Tun(t)) => {
             t.num_queues = 0;
             t.num_disabled_queues = 0;
+        }
+        // with STP on, the kernel reports the effective ageing time, which it drops to the
+        // forward delay during a topology change: not a setting anyone made
+        Some(pb::link::Info::Bridge(b)) if b.stp_state != 0 => {
+            b.ageing_time = 0;
+            c.info_data_raw.retain(|a| a.kind as u16 & 0x3fff != IFLA_BR_AGEING_TIME);
         }
         _ => {}
     }

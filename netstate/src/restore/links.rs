@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 
 use crhook_proto::{self as pb};
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
-use netlink_packet_route::link::{LinkAttribute, LinkMessage};
+use netlink_packet_route::link::LinkAttribute;
 use netlink_packet_route::RouteNetlinkMessage;
 
 use super::Socks;
@@ -16,7 +16,7 @@ use crate::api::RestoreOptions;
 use crate::error::Result;
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
-use crate::link::capture::{convert, dump, names as dump_names};
+use crate::link::capture::{dump, names as dump_names};
 use crate::link::create::{
     create_request, delete_request, ipv6_token_request, master_request, restore_settings_request,
     settings_request, slave_request, up_request, PeerSpec, IFF_UP,
@@ -71,15 +71,14 @@ fn peer_sock(socks: &mut Socks, ns: NetNs) -> Result<Sock> {
     Ok(Sock::Peer(socks.peers.len() - 1))
 }
 
-pub fn plan(saved: &[pb::Link], live: &[LinkMessage], socks: &mut Socks, opts: &RestoreOptions) -> Result<LinkPlan> {
+/// `live` is the target's links as capture sees them (veth peers resolved).
+pub fn plan(saved: &[pb::Link], live_links: &[pb::Link], socks: &mut Socks, opts: &RestoreOptions) -> Result<LinkPlan> {
     let mut p = LinkPlan::default();
-    let live_names = dump_names(live);
-    let live_links: Vec<pb::Link> = live.iter().map(|m| convert(m, &live_names)).collect();
     let live_by_name: HashMap<&str, &pb::Link> = live_links.iter().map(|l| (l.name.as_str(), l)).collect();
-    let used: HashSet<u32> = live.iter().map(|m| m.header.index).collect();
+    let used: HashSet<u32> = live_links.iter().map(|l| l.ifindex).collect();
     let saved_names = names(saved);
     let saved_by_name: HashMap<&str, usize> = saved.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
-    let lname = names(&live_links);
+    let lname = names(live_links);
     let mut handled = HashSet::new();
     for (i, l) in saved.iter().enumerate() {
         if handled.contains(&i) {
@@ -100,12 +99,12 @@ pub fn plan(saved: &[pb::Link], live: &[LinkMessage], socks: &mut Socks, opts: &
                 continue;
             }
             let diffs = crate::family::field_diffs(&sv, &lv);
-            let what: Vec<String> = diffs.iter().map(|(k, s, v)| format!("{k} {v} (saved {s})")).collect();
+            let what = crate::family::describe_diffs(&diffs);
             p.conflicts.push(format!(
                 "link {}: exists as {} with {}",
                 l.name,
                 if existing.kind.is_empty() { "device" } else { &existing.kind },
-                what.join(", ")
+                what
             ));
             continue;
         }
@@ -285,8 +284,7 @@ pub fn create(
                 sock: Sock::Target,
                 req: restore_settings_request(live),
                 what: format!("restore settings of {}", live.name),
-            })
-            .map_err(|e| vec![e])?;
+            });
     }
     // tun/tap: ioctls on a thread inside the namespace
     let tuns: Vec<usize> = p.create.iter().copied().filter(|&i| saved[i].kind == "tun").collect();
@@ -300,8 +298,8 @@ pub fn create(
         ns.run(move || crate::link::tun::create(&name, &t, pin).map(drop))
             .map_err(|e| vec![format!("create tun device {} in {netns}: {}", l.name, crate::error::chain(&e))])?;
         journal
-            .push(Undo::Req { sock: Sock::Target, req: delete_by_name(&l.name), what: format!("delete link {}", l.name) })
-            .map_err(|e| vec![e])?;
+            .push(Undo::Req { sock: Sock::Target, req: delete_by_name(&l.name), what: format!("delete link {}", l.name) });
+        journal.check().map_err(|e| vec![e])?;
     }
     // the rest level by level: a link whose lower device is also being created waits for it
     let creating: HashMap<u32, usize> = p.create.iter().map(|&i| (saved[i].ifindex, i)).collect();
@@ -360,11 +358,11 @@ pub fn create(
             if r.is_ok() {
                 let name = &saved[level[k]].name;
                 journal
-                    .push(Undo::Req { sock: Sock::Target, req: delete_by_name(name), what: format!("delete link {name}") })
-                    .map_err(|e| vec![e])?;
+                    .push(Undo::Req { sock: Sock::Target, req: delete_by_name(name), what: format!("delete link {name}") });
             }
         }
         check(results, &what, &netns)?;
+        journal.check().map_err(|e| vec![e])?;
         done.extend(level);
         ifs = live_map(saved, &mut socks.target)?;
     }
@@ -481,8 +479,9 @@ fn send(nl: &mut Nl, reqs: &[Req], what: &[String], netns: &str, journal: &mut J
     let n_ok = results.iter().filter(|r| r.is_ok()).count();
     check(results, what, netns)?;
     for _ in 0..n_ok {
-        journal.push(Undo::Nothing).map_err(|e| vec![e])?;
+        journal.push(Undo::Nothing);
     }
+    journal.check().map_err(|e| vec![e])?;
     Ok(())
 }
 

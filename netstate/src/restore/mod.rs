@@ -113,7 +113,9 @@ pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> 
 
     // plan: what is there, what conflicts
     let t = Instant::now();
-    let link_plan = links::plan(&snap.links, &target_links, &mut socks, opts)?;
+    let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &ns);
+    let (live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
+    let link_plan = links::plan(&snap.links, &live_links, &mut socks, opts)?;
     let live_ifs = IfMap::from_names(target_links.iter().map(|m| (m.header.index, link_name(m))));
     let addrs = family::plan::<Addresses>(&snap.addresses, &Addresses::capture(&mut socks.target, &live_ifs)?);
     let nhs = family::plan::<Nexthops>(&snap.nexthops, &Nexthops::capture(&mut socks.target, &live_ifs)?);
@@ -207,10 +209,11 @@ fn apply(
         match crate::firewall::restore(ns, fw, &opts.firewall) {
             Ok(u) => {
                 warnings.extend(u.warnings().iter().cloned());
-                journal.push(Undo::Firewall(u)).map_err(|e| vec![e])?
+                journal.push(Undo::Firewall(u));
+                journal.check().map_err(|e| vec![e])?;
             }
             Err((e, u)) => {
-                let _ = journal.push(Undo::Firewall(u));
+                journal.push(Undo::Firewall(u));
                 return Err(vec![crate::error::chain(&e)]);
             }
         }
@@ -252,13 +255,13 @@ fn sysctls(saved: &[crhook_proto::Sysctl], phase: crate::sysctl::Phase, ns: &Net
     match r {
         Ok(u) => {
             if !u.is_empty() {
-                journal.push(Undo::Sysctl(u)).map_err(|e| vec![e])?;
+                journal.push(Undo::Sysctl(u));
             }
-            Ok(())
+            journal.check().map_err(|e| vec![e])
         }
         Err((e, u)) => {
             if !u.is_empty() {
-                let _ = journal.push(Undo::Sysctl(u));
+                journal.push(Undo::Sysctl(u));
             }
             Err(vec![crate::error::chain(&e)])
         }
