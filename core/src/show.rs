@@ -303,6 +303,12 @@ fn humanize_field(key: &str, v: &mut Value) {
             }
         }
     }
+    if key == "crc32c" {
+        if let Some(n) = v.as_u64() {
+            *v = Value::String(format!("0x{n:08x}"));
+            return;
+        }
+    }
     if let Some(name) = v.as_i64().and_then(|n| enum_name(key, n)) {
         *v = Value::String(name.to_string());
         return;

@@ -91,6 +91,17 @@ fn fields(v: &Value, prefix: &str, blocks: &mut Vec<(String, String)>) -> String
                         format!("{k}=<{} lines below>", s.lines().count())
                     }
                     Value::Object(_) => format!("{k}={{{}}}", fields(x, &path, blocks)),
+                    // Long lists of messages (an inventory's files) read better one per line.
+                    Value::Array(items)
+                        if prefix.is_empty()
+                            && items.len() > 3
+                            && items.iter().all(Value::is_object) =>
+                    {
+                        let lines: Vec<String> =
+                            items.iter().map(|i| fields(i, &path, blocks)).collect();
+                        blocks.push((path, lines.join("\n")));
+                        format!("{k}=<{} below>", items.len())
+                    }
                     Value::Array(items) => {
                         let parts: Vec<String> = items
                             .iter()
@@ -137,6 +148,17 @@ mod tests {
         assert!(!t.contains("counters"), "{t}");
         assert!(
             t.contains("      text:\n        *filter\n        COMMIT\n"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn long_lists_of_messages_go_below() {
+        let files: Vec<Value> = (0..4).map(|i| json!({"name": format!("f{i}")})).collect();
+        let v = json!({"file": "inventory.img", "entries": [{"files": files}]});
+        let t = render_text(&v);
+        assert!(
+            t.contains("[0] files=<4 below>\n      files:\n        name=f0\n"),
             "{t}"
         );
     }
