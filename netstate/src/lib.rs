@@ -5,13 +5,18 @@
 //! subscriber; the binary owns `main`, logging and exit codes. Every namespace-bound action
 //! runs on a fresh OS thread inside the namespace ([`netns::NetNs::run`]).
 
+pub mod addr;
 pub mod api;
 pub mod error;
 pub mod firewall;
 pub mod ifmap;
 pub mod link;
+pub mod neigh;
 pub mod netns;
+pub mod nexthop;
 pub mod nl;
+pub mod route;
+pub mod rule;
 pub mod snapshot;
 
 pub use api::{
