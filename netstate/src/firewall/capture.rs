@@ -34,6 +34,13 @@ impl Tools {
         }
     }
 
+    /// The same tools as if one iptables backend were not installed.
+    #[cfg(test)]
+    pub(crate) fn without(mut self, backend: Backend) -> Tools {
+        self.xt.retain(|x| x.backend != backend);
+        self
+    }
+
     pub(crate) fn xt(&self, backend: Backend, family: Family) -> Option<&Xtables> {
         self.xt
             .iter()

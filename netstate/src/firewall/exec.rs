@@ -144,7 +144,11 @@ impl Run<'_> {
     /// Runs the program in `ns`; a non-zero exit, a signal or the timeout is an error that
     /// names the purpose, program, namespace and the program's stderr.
     pub(crate) fn run(&self, ns: &NetNs) -> Result<Output> {
-        let (status, stdout, stderr) = self.run_raw(ns)?;
+        self.run_with(ns, TIMEOUT)
+    }
+
+    pub(crate) fn run_with(&self, ns: &NetNs, timeout: Duration) -> Result<Output> {
+        let (status, stdout, stderr) = self.run_raw(ns, timeout)?;
         if !status.success() {
             return Err(self.error(ns, describe(status), &stderr));
         }
@@ -170,7 +174,7 @@ impl Run<'_> {
         }
     }
 
-    fn run_raw(&self, ns: &NetNs) -> Result<(ExitStatus, String, String)> {
+    fn run_raw(&self, ns: &NetNs, timeout: Duration) -> Result<(ExitStatus, String, String)> {
         let mut cmd = ns.command(self.program)?;
         cmd.args(self.args)
             .env_clear()
@@ -195,7 +199,7 @@ impl Run<'_> {
             .spawn()
             .map_err(|e| self.error(ns, "could not be started".into(), &e.to_string()))?;
         let pgid = child.id();
-        let deadline = Instant::now() + TIMEOUT;
+        let deadline = Instant::now() + timeout;
 
         let (tx, rx) = mpsc::channel::<(usize, Vec<u8>)>();
         let mut readers = 0;
@@ -246,7 +250,11 @@ impl Run<'_> {
             }
             if Instant::now() >= deadline {
                 kill(&mut child);
-                return Err(self.error(ns, format!("timed out after {}s", TIMEOUT.as_secs()), ""));
+                return Err(self.error(
+                    ns,
+                    format!("timed out after {}s", timeout.as_secs_f32()),
+                    "",
+                ));
             }
             std::thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(20));
@@ -265,7 +273,7 @@ impl Run<'_> {
                         ns,
                         format!(
                             "left processes holding its output after {}s",
-                            TIMEOUT.as_secs()
+                            timeout.as_secs_f32()
                         ),
                         &String::from_utf8_lossy(&stderr),
                     ));
@@ -320,6 +328,71 @@ pub(crate) fn read_ns_proc(ns: &NetNs, file: &'static str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn current() -> NetNs {
+        // SAFETY: geteuid has no preconditions and cannot fail.
+        let uid = unsafe { libc::geteuid() };
+        assert_eq!(uid, 0, "entering a namespace needs root");
+        NetNs::current().expect("open own namespace")
+    }
+
+    #[test]
+    fn a_hung_program_and_what_it_started_are_killed_at_the_deadline() {
+        let ns = current();
+        let sh = find("sh").expect("sh");
+        let started = Instant::now();
+        let run = Run {
+            program: &sh,
+            args: &["-c", "sleep 30 & echo partial >&2; sleep 30"],
+            env: &[],
+            stdin: None,
+            purpose: "test",
+        };
+        let e = run
+            .run_with(&ns, Duration::from_millis(300))
+            .err()
+            .expect("must time out")
+            .to_string();
+        assert!(e.contains("timed out after 0.3s"), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "waited for the background child"
+        );
+    }
+
+    #[test]
+    fn stdin_is_written_and_stderr_and_status_are_reported() {
+        let ns = current();
+        let sh = find("sh").expect("sh");
+        let big = "x".repeat(1 << 20);
+        let run = Run {
+            program: &sh,
+            args: &["-c", "wc -c"],
+            env: &[],
+            stdin: Some(big.as_bytes()),
+            purpose: "count",
+        };
+        assert_eq!(run.run(&ns).expect("wc").stdout.trim(), "1048576");
+        let run = Run {
+            program: &sh,
+            args: &["-c", "echo \"$FOO\" >&2; echo second >&2; exit 5"],
+            env: &[("FOO", "bar")],
+            stdin: None,
+            purpose: "fail",
+        };
+        let e = run.run(&ns).err().expect("must fail").to_string();
+        assert!(
+            e.starts_with("fail ") && e.contains("exited with status 5: bar / second"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn tools_are_found_by_absolute_path() {
+        let p = find("sh").expect("sh");
+        assert!(p.is_absolute());
+        assert!(find("no-such-tool-anywhere").is_none());
+    }
 
     #[test]
     fn stderr_becomes_one_line() {

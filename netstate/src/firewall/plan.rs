@@ -76,6 +76,7 @@ pub(crate) fn build(
     saved: &[FirewallRuleset],
     opts: &FirewallOptions,
     mode: Mode,
+    tools: &Tools,
 ) -> Result<Plan> {
     let mut plan = Plan::default();
     if opts.skip {
@@ -89,13 +90,12 @@ pub(crate) fn build(
             )));
         }
     }
-    let tools = Tools::probe();
-    let tables = capture::nft_tables(ns, &tools)?;
+    let tables = capture::nft_tables(ns, tools)?;
     let mut later = Vec::new();
     for family in [Family::V4, Family::V6] {
-        xt_family(ns, saved, opts, mode, &tools, family, &mut plan, &mut later)?;
+        xt_family(ns, saved, opts, mode, tools, family, &mut plan, &mut later)?;
     }
-    nft_native(ns, saved, &tools, tables.as_deref(), &mut plan)?;
+    nft_native(ns, saved, tools, tables.as_deref(), &mut plan)?;
     // legacy and CR steps last: check() runs in plan order, and a legacy `--test` brings the
     // legacy tables it names into existence (empty), so everything else is tested first
     plan.steps.extend(later);

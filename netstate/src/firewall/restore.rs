@@ -2,6 +2,7 @@
 
 use crhook_proto::FirewallRuleset;
 
+use super::capture::Tools;
 use super::exec::{Backend, Run};
 use super::plan::{self, Mode, Step};
 use crate::api::FirewallOptions;
@@ -15,7 +16,16 @@ use crate::netns::NetNs;
 /// chains the table lacks are checked here by reading the text; a legacy `--test` instantiates
 /// the (empty) legacy tables it names, which is why legacy rulesets are tested last.
 pub fn check(ns: &NetNs, saved: &[FirewallRuleset], opts: &FirewallOptions) -> Result<()> {
-    let plan = plan::build(ns, saved, opts, Mode::Check)?;
+    check_with(ns, saved, opts, &Tools::probe())
+}
+
+fn check_with(
+    ns: &NetNs,
+    saved: &[FirewallRuleset],
+    opts: &FirewallOptions,
+    tools: &Tools,
+) -> Result<()> {
+    let plan = plan::build(ns, saved, opts, Mode::Check, tools)?;
     for step in &plan.steps {
         match step {
             Step::Xt {
@@ -71,7 +81,7 @@ pub fn conflicts(
     saved: &[FirewallRuleset],
     opts: &FirewallOptions,
 ) -> Result<Vec<String>> {
-    Ok(plan::build(ns, saved, opts, Mode::Conflicts)?.conflicts)
+    Ok(plan::build(ns, saved, opts, Mode::Conflicts, &Tools::probe())?.conflicts)
 }
 
 /// What [`restore`] changed, to put it back. `warnings` says what was restored differently
@@ -108,7 +118,17 @@ pub fn restore(
     saved: &[FirewallRuleset],
     opts: &FirewallOptions,
 ) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
-    let plan = match plan::build(ns, saved, opts, Mode::Restore) {
+    restore_with(ns, saved, opts, &Tools::probe())
+}
+
+#[allow(clippy::result_large_err)]
+fn restore_with(
+    ns: &NetNs,
+    saved: &[FirewallRuleset],
+    opts: &FirewallOptions,
+    tools: &Tools,
+) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
+    let plan = match plan::build(ns, saved, opts, Mode::Restore, tools) {
         Ok(p) => p,
         Err(e) => return Err((e, FirewallUndo::default())),
     };
@@ -166,7 +186,7 @@ fn apply(ns: &NetNs, step: &Step) -> Result<()> {
             text,
             ..
         } => {
-            let tools = super::capture::Tools::probe();
+            let tools = Tools::probe();
             super::capture::run_cr(
                 ns,
                 &tools,
@@ -255,7 +275,7 @@ fn undo_step(ns: &NetNs, step: Step, errors: &mut Vec<NetstateError>) {
             pre,
             ..
         } => {
-            let tools = super::capture::Tools::probe();
+            let tools = Tools::probe();
             let pre = pre.unwrap_or_default();
             super::capture::run_cr(
                 ns,
@@ -270,5 +290,148 @@ fn undo_step(ns: &NetNs, step: Step, errors: &mut Vec<NetstateError>) {
     };
     if let Err(e) = r {
         errors.push(e);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Privileged: the fallback for a missing iptables backend can only be reached by
+    //! pretending the backend is not installed, which the public API cannot do.
+    use std::process::Command;
+
+    use super::*;
+    use crate::firewall::capture::capture;
+
+    struct TestNs(String);
+
+    impl TestNs {
+        fn new(tag: &str) -> TestNs {
+            // SAFETY: geteuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::geteuid() };
+            assert_eq!(uid, 0, "namespace tests need root");
+            let name = format!("crh-fwu-{tag}-{}", std::process::id());
+            let st = Command::new("/usr/bin/ip")
+                .args(["netns", "add", &name])
+                .status()
+                .expect("ip");
+            assert!(st.success(), "ip netns add {name}");
+            TestNs(name)
+        }
+        fn ns(&self) -> NetNs {
+            NetNs::open_path(std::path::Path::new(&format!("/run/netns/{}", self.0))).expect("open")
+        }
+        fn sh(&self, script: &str) -> String {
+            let out = Command::new("/usr/bin/ip")
+                .args(["netns", "exec", &self.0, "/bin/sh", "-c", script])
+                .output()
+                .expect("ip netns exec");
+            assert!(
+                out.status.success(),
+                "{script}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+    }
+
+    impl Drop for TestNs {
+        fn drop(&mut self) {
+            let _ = Command::new("/usr/bin/ip")
+                .args(["netns", "del", &self.0])
+                .status();
+        }
+    }
+
+    fn rules(text: &str) -> Vec<String> {
+        let mut v: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("-A") || l.starts_with(':'))
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn legacy_rules_go_through_nf_tables_when_legacy_is_missing() {
+        let a = TestNs::new("fba");
+        let b = TestNs::new("fbb");
+        a.sh("set -e
+iptables -A INPUT -p tcp --dport 22 -j ACCEPT
+iptables -P FORWARD DROP
+iptables-legacy -N LEG
+iptables-legacy -A LEG -s 192.0.2.0/24 -j DROP
+iptables-legacy -A INPUT -j LEG
+iptables-legacy -t nat -A POSTROUTING -o eth9 -j MASQUERADE
+ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT");
+        let opts = FirewallOptions::default();
+        let saved = capture(&a.ns(), &opts).expect("capture");
+        let tools = Tools::probe().without(Backend::Legacy);
+        let bns = b.ns();
+        check_with(&bns, &saved, &opts, &tools).expect("check");
+        let undo = restore_with(&bns, &saved, &opts, &tools)
+            .map_err(|(e, _)| e)
+            .expect("restore");
+        let w = undo.warnings.join("; ");
+        assert!(
+            w.contains("iptables-legacy rules restored through iptables-nft"),
+            "{w}"
+        );
+        assert!(
+            w.contains("ip6tables-legacy rules restored through ip6tables-nft"),
+            "{w}"
+        );
+        assert_eq!(
+            b.sh("cat /proc/net/ip_tables_names /proc/net/ip6_tables_names"),
+            ""
+        );
+        let v4 = rules(&b.sh("iptables-save"));
+        for want in [
+            "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT",
+            "-A INPUT -j LEG",
+            "-A LEG -s 192.0.2.0/24 -j DROP",
+            "-A POSTROUTING -o eth9 -j MASQUERADE",
+            ":FORWARD DROP [0:0]",
+        ] {
+            assert!(v4.iter().any(|l| l == want), "{want} missing from {v4:?}");
+        }
+        assert!(b
+            .sh("ip6tables-save")
+            .contains("-A OUTPUT -d 2001:db8::/32 -j REJECT"));
+
+        // restoring again changes nothing (the merged ruleset is recognised as in place)
+        let again = restore_with(&bns, &saved, &opts, &tools)
+            .map_err(|(e, _)| e)
+            .expect("again");
+        assert!(again.is_empty());
+        assert_eq!(rules(&b.sh("iptables-save")), v4);
+
+        let errors = undo.undo(&bns);
+        assert!(errors.is_empty(), "{errors:?}");
+        assert_eq!(b.sh("nft list tables"), "");
+    }
+
+    #[test]
+    fn nf_tables_rules_go_through_legacy_when_nf_tables_is_missing() {
+        let a = TestNs::new("fla");
+        let b = TestNs::new("flb");
+        a.sh("iptables -A INPUT -p tcp --dport 22 -j ACCEPT");
+        let opts = FirewallOptions::default();
+        let saved = capture(&a.ns(), &opts).expect("capture");
+        let tools = Tools::probe().without(Backend::Nft);
+        let undo = restore_with(&b.ns(), &saved, &opts, &tools)
+            .map_err(|(e, _)| e)
+            .expect("restore");
+        assert!(undo
+            .warnings
+            .join("; ")
+            .contains("iptables-nft rules restored through iptables-legacy"));
+        assert!(b
+            .sh("iptables-legacy-save")
+            .contains("-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT"));
+        assert_eq!(b.sh("nft list tables"), "");
+        let errors = undo.undo(&b.ns());
+        assert!(errors.is_empty(), "{errors:?}");
+        assert!(!b.sh("iptables-legacy-save").contains("-A "));
     }
 }
