@@ -420,6 +420,56 @@ fn stable_secret_is_written_before_addr_gen_mode() {
     assert!(b.undo(early).is_empty());
 }
 
+#[test]
+fn all_disable_ipv6_is_early_so_late_keeps_restored_addresses() {
+    let a = TestNs::new("src");
+    veths(&a);
+    // all/disable_ipv6 propagates to every device; v.1 is enabled again afterwards
+    a.set(&[
+        ("ipv6/conf/all/disable_ipv6", "1"),
+        ("ipv6/conf/v.1/disable_ipv6", "0"),
+    ]);
+    let cap = a.capture();
+    let got = map(&cap);
+    assert_eq!(got["ipv6/conf/all/disable_ipv6"], "1");
+    assert_eq!(got["ipv6/conf/v2/disable_ipv6"], "1");
+    assert_eq!(got["ipv6/conf/v.1/disable_ipv6"], "0");
+
+    let b = TestNs::new("dst");
+    veths(&b);
+    let early = b
+        .apply(&cap, Phase::Early)
+        .map_err(|(e, _)| e)
+        .expect("apply early");
+    assert!(
+        early
+            .entries()
+            .iter()
+            .any(|(p, _)| p == &["ipv6", "conf", "all", "disable_ipv6"]),
+        "{:?}",
+        early.entries()
+    );
+    // what address restore does between the phases
+    b.ip(&["addr", "add", "2001:db8::1/64", "dev", "v.1", "nodad"]);
+    let late = b
+        .apply(&cap, Phase::Late)
+        .map_err(|(e, _)| e)
+        .expect("apply late");
+    let out = Command::new("ip")
+        .args(["-n", &b.name, "-6", "addr", "show", "dev", "v.1"])
+        .output()
+        .unwrap();
+    let addrs = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        addrs.contains("2001:db8::1/64"),
+        "address flushed by Late: {addrs}"
+    );
+    assert_same("restored", &map(&b.capture()), &got);
+    let mut errs = b.undo(late);
+    errs.extend(b.undo(early));
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
 fn best_of(n: usize, mut f: impl FnMut()) -> Duration {
     (0..n)
         .map(|_| {

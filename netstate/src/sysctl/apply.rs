@@ -153,7 +153,8 @@ fn run(
 
 /// The keys of `phase` in write order: `ip_forward`, then `conf/all`, `conf/default`,
 /// `neigh/default` (they propagate), other namespace-wide keys, then per-device keys, Early
-/// ones first in [`EARLY`] order.
+/// ones first in [`EARLY`] order. Early takes the [`EARLY`] names of `ipv6/conf/*`,
+/// `all` and `default` included.
 fn plan<'a>(
     saved: &'a [pb::Sysctl],
     phase: Phase,
@@ -164,7 +165,9 @@ fn plan<'a>(
         procfs::check_path(&s.path)?;
         let dev = procfs::device_of(&s.path);
         let p: Vec<&str> = s.path.iter().map(String::as_str).collect();
-        let early = dev.is_some() && is_early(p[0], p[1], p[3]);
+        // conf/all and conf/default of these names are Early too: `all/disable_ipv6` set
+        // after addresses exist would flush every device's IPv6 addresses
+        let early = p.len() == 4 && is_early(p[0], p[1], p[3]);
         if phase == Phase::Early && !early {
             continue;
         }
@@ -354,6 +357,8 @@ mod tests {
             s("ipv6/conf/v.1/disable_ipv6", "1"),
             s("ipv4/conf/all/rp_filter", "1"),
             s("ipv4/ip_forward", "1"),
+            s("ipv6/conf/default/accept_dad", "0"),
+            s("ipv6/conf/all/disable_ipv6", "1"),
         ];
         let id = |d: &str| Some(d.to_string());
         let late = plan(&saved, Phase::Late, &id).unwrap();
@@ -362,7 +367,9 @@ mod tests {
             [
                 "ipv4/ip_forward",
                 "ipv4/conf/all/rp_filter",
+                "ipv6/conf/all/disable_ipv6",
                 "ipv4/conf/default/rp_filter",
+                "ipv6/conf/default/accept_dad",
                 "core/somaxconn",
                 "ipv6/conf/v.1/disable_ipv6",
                 "ipv6/conf/v.1/accept_dad",
@@ -372,7 +379,12 @@ mod tests {
         let early = plan(&saved, Phase::Early, &id).unwrap();
         assert_eq!(
             paths(&early),
-            ["ipv6/conf/v.1/disable_ipv6", "ipv6/conf/v.1/accept_dad"]
+            [
+                "ipv6/conf/all/disable_ipv6",
+                "ipv6/conf/default/accept_dad",
+                "ipv6/conf/v.1/disable_ipv6",
+                "ipv6/conf/v.1/accept_dad"
+            ]
         );
     }
 

@@ -40,16 +40,18 @@ use crhook_proto as pb;
 /// When a group of keys is written during restore.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
-    /// Before addresses and link up: the per-device keys that decide how addresses are made
-    /// ([`EARLY`]).
+    /// Before addresses and link up: the `ipv6/conf` keys that decide how addresses are made
+    /// ([`EARLY`]), for `all`, `default` and every device, in that order. `all` belongs
+    /// here because writing `all/disable_ipv6` later would flush the restored addresses of
+    /// every device (it propagates, and disabling IPv6 on a device drops its addresses).
     Early,
     /// Everything else: namespace-wide keys first (`conf/all` and `conf/default` propagate to
-    /// devices), then per-device keys (the Early ones are checked again, since `conf/all`
-    /// writes may have changed them).
+    /// devices), then per-device keys (the Early ones are checked again and normally found
+    /// equal).
     Late,
 }
 
-/// Per-device `ipv6/conf` keys of the Early phase, in write order: `stable_secret` sets
+/// `ipv6/conf` keys of the Early phase, in write order: `stable_secret` sets
 /// `addr_gen_mode`, so it goes first.
 pub const EARLY: &[&str] = &[
     "stable_secret",
