@@ -26,6 +26,8 @@ fuzz_target!(|data: &[u8]| {
             let _ = crhook_core::verify_framing(name, row.kind, bytes, &limits);
             let _ = (row.decode)(name, bytes);
         }
+        // show learns the kind from the magic when the name says nothing.
+        let _ = crhook_core::show::show_bytes(Path::new("x.img"), bytes);
         let _ = crhook_core::decode_raw_file(
             Path::new("x.img"),
             crhook_core::Kind::Firewall,
