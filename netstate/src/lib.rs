@@ -3,21 +3,30 @@
 //! Entry points: [`checkpoint`], [`restore`], [`diff`], [`lock`], [`unlock`]. They are async,
 //! keep no global state and return stats. This crate never builds a runtime or installs a log
 //! subscriber; the binary owns `main`, logging and exit codes. Every namespace-bound action
-//! runs on a fresh OS thread inside the namespace ([`netns::NetNs::run`]).
+//! runs on a fresh OS thread inside the namespace ([`netns::NetNs::run`]); the blocking work of
+//! each entry point runs on its own OS thread so the caller's runtime is never blocked.
 
 pub mod addr;
 pub mod api;
+pub mod capture_all;
+pub mod checkpoint;
+pub mod diff;
 pub mod error;
+pub mod family;
 pub mod firewall;
 pub mod ifmap;
+pub mod journal;
 pub mod link;
 pub mod neigh;
 pub mod netns;
 pub mod nexthop;
 pub mod nl;
+pub mod restore;
 pub mod route;
 pub mod rule;
 pub mod snapshot;
+pub mod sysctl;
+pub mod tunfile;
 
 pub use api::{
     CheckpointOptions, Difference, ExternalVeth, FirewallOptions, RestoreOptions, RestoreOutcome,
@@ -29,40 +38,56 @@ pub use error::{NetstateError, Result};
 pub use netlink_packet_route;
 pub use netns::{NetNs, Target};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Runs blocking work on its own OS thread and awaits it.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("crhook-work".into())
+        .spawn(move || {
+            let _ = tx.send(f());
+        })
+        .map_err(|source| NetstateError::Io {
+            op: "spawn worker thread".into(),
+            path: PathBuf::new(),
+            source,
+        })?;
+    rx.await
+        .map_err(|_| NetstateError::invalid("worker thread panicked"))?
+}
 
 /// Captures the namespace of `target` into the image directory `images`.
-pub async fn checkpoint(
-    target: &Target,
-    images: &Path,
-    opts: &CheckpointOptions,
-) -> Result<crhook_proto::Stats> {
-    let _ = (target, images, opts);
-    Err(NetstateError::Unsupported { what: "checkpoint: not yet built".into() })
+pub async fn checkpoint(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<crhook_proto::Stats> {
+    let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
+    blocking(move || checkpoint::run(&t, &i, &o)).await
 }
 
 /// Rebuilds the namespace of `target` from `images`, all or nothing.
 pub async fn restore(target: &Target, images: &Path, opts: &RestoreOptions) -> Result<RestoreOutcome> {
-    let _ = (target, images, opts);
-    Err(NetstateError::Unsupported { what: "restore: not yet built".into() })
+    let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
+    blocking(move || restore::run(&t, &i, &o)).await
 }
 
 /// Compares the live namespace with the images; empty when identical.
 pub async fn diff(target: &Target, images: &Path) -> Result<Vec<Difference>> {
-    let _ = (target, images);
-    Err(NetstateError::Unsupported { what: "diff: not yet built".into() })
+    diff_with(target, images, &FirewallOptions::default()).await
+}
+
+/// [`diff`] with firewall options (CR_IPTABLES, or skipping the firewall).
+pub async fn diff_with(target: &Target, images: &Path, fw: &FirewallOptions) -> Result<Vec<Difference>> {
+    let (t, i, f) = (target.clone(), images.to_path_buf(), fw.clone());
+    blocking(move || diff::run(&t, &i, &f)).await
 }
 
 /// Drops all traffic in and out of the namespace except loopback.
 pub async fn lock(target: &Target) -> Result<()> {
-    let ns = NetNs::open(target)?;
-    let handle = ns.try_clone()?;
-    ns.run_async(move || firewall::lock(&handle)).await
+    let t = target.clone();
+    blocking(move || firewall::lock(&NetNs::open(&t)?)).await
 }
 
-/// Removes crhook's lock (and reports whether one was there).
+/// Removes crhook's lock; true if one was there.
 pub async fn unlock(target: &Target) -> Result<bool> {
-    let ns = NetNs::open(target)?;
-    let handle = ns.try_clone()?;
-    ns.run_async(move || firewall::unlock(&handle)).await
+    let t = target.clone();
+    blocking(move || firewall::unlock(&NetNs::open(&t)?)).await
 }

@@ -208,7 +208,7 @@ fn apply(
         let t = Instant::now();
         match crate::firewall::restore(ns, fw, &opts.firewall) {
             Ok(u) => {
-                warnings.extend(u.warnings().iter().cloned());
+                warnings.extend(u.warnings.iter().cloned());
                 journal.push(Undo::Firewall(u));
                 journal.check().map_err(|e| vec![e])?;
             }
