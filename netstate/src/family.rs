@@ -24,6 +24,12 @@ pub trait Family {
     fn key(o: &Self::Obj) -> String;
     fn describe(o: &Self::Obj) -> String;
     fn normalize(o: &mut Self::Obj);
+    /// A second identity for conflicts the kernel would allow to coexist but a restore should
+    /// not: the same IPv4 address on the same device with another prefix.
+    fn clash_key(o: &Self::Obj) -> Option<String> {
+        let _ = o;
+        None
+    }
     /// errnos worth a later pass (a route whose gateway becomes reachable through another)
     fn retry(errno: i32) -> bool {
         let _ = errno;
@@ -59,7 +65,33 @@ macro_rules! family {
     };
 }
 
-family!(Addresses, addr, pb::Address, "address");
+pub struct Addresses;
+impl Family for Addresses {
+    type Obj = pb::Address;
+    const KIND: &'static str = "address";
+    fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Address>> {
+        crate::addr::capture(nl, ifs)
+    }
+    fn add(o: &pb::Address, ifs: &IfMap) -> Result<Req> {
+        crate::addr::add_request(o, ifs)
+    }
+    fn del(o: &pb::Address, ifs: &IfMap) -> Result<Req> {
+        crate::addr::del_request(o, ifs)
+    }
+    fn key(o: &pb::Address) -> String {
+        crate::addr::key(o)
+    }
+    fn describe(o: &pb::Address) -> String {
+        crate::addr::describe(o)
+    }
+    fn normalize(o: &mut pb::Address) {
+        crate::addr::normalize(o)
+    }
+    fn clash_key(o: &pb::Address) -> Option<String> {
+        let local = if o.local.is_empty() { &o.address } else { &o.local };
+        Some(format!("{} {:?} {}", o.family, local, o.ifname))
+    }
+}
 family!(Rules, rule, pb::Rule, "rule");
 family!(Neighbours, neigh, pb::Neighbour, "neighbour");
 family!(Nexthops, nexthop, pb::NexthopObject, "nexthop");
@@ -108,6 +140,10 @@ pub struct Plan<O> {
 /// Saved objects against live ones: identical → left alone, same identity but different
 /// settings → conflict, absent → to add. Live objects the images do not mention are left alone.
 pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
+    let clashes: HashMap<String, String> = live
+        .iter()
+        .filter_map(|o| F::clash_key(o).map(|k| (k, F::describe(o))))
+        .collect();
     let live: HashMap<String, F::Obj> = live.iter().map(|o| (F::key(o), normalized::<F>(o))).collect();
     let mut p = Plan {
         to_add: Vec::new(),
@@ -121,7 +157,10 @@ pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
                 let fields = field_diffs(&normalized::<F>(o), l);
                 p.conflicts.push(format!("{} exists with {}", F::describe(o), describe_diffs(&fields)));
             }
-            None => p.to_add.push(o.clone()),
+            None => match F::clash_key(o).and_then(|k| clashes.get(&k)) {
+                Some(other) => p.conflicts.push(format!("{}: the namespace holds {other}", F::describe(o))),
+                None => p.to_add.push(o.clone()),
+            },
         }
     }
     p

@@ -150,10 +150,12 @@ pub fn convert(m: &LinkMessage, names: &HashMap<u32, String>) -> pb::Link {
     // tun devices carry only reported state in IFLA_INFO_DATA; the typed view is the setting
     l.info_data_raw = if l.kind == "tun" { Vec::new() } else { info_data };
     if !l.slave_kind.is_empty() {
+        let port_no = kinds::decode_bridge_port(&slave_data).port_no;
         let kept = kinds::keep_slave_data(&l.slave_kind, slave_data);
         if l.slave_kind == "bridge" {
             let mut bp = kinds::decode_bridge_port(&kept);
             bp.raw = Vec::new();
+            bp.port_no = port_no;
             l.bridge_port = Some(bp);
         }
         l.slave_data_raw = kept;

@@ -213,6 +213,7 @@ pub fn decode_bridge_port(a: &[RawAttr]) -> pb::BridgePort {
         bcast_flood: flag_u8(a, 30),
         isolated: flag_u8(a, 33),
         raw: Vec::new(),
+        port_no: get_u16(a, 18),
     }
 }
 

@@ -19,12 +19,20 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
     c.ifindex = 0;
     c.link = 0;
     c.master = 0;
+    // port numbers follow the order ports joined; a gap left by a removed port cannot be
+    // recreated, and the number is not a setting
+    if let Some(bp) = &mut c.bridge_port {
+        bp.port_no = 0;
+    }
     match &mut c.info {
         Some(pb::link::Info::Veth(v)) => {
             v.peer_ifindex = 0;
             v.peer_ns_dev = 0;
             v.peer_ns_ino = 0;
             v.peer_pid = 0;
+            if let Some(bp) = &mut v.peer_bridge_port {
+                bp.port_no = 0;
+            }
         }
         Some(pb::link::Info::Tun(t)) => {
             t.num_queues = 0;

@@ -367,13 +367,16 @@ pub fn create(
         ifs = live_map(saved, &mut socks.target)?;
     }
     // masters, then settings (MTU after enslaving), then port settings
-    let touched: Vec<usize> = p
+    let mut touched: Vec<usize> = p
         .create
         .iter()
         .copied()
         .chain(p.partner.values().copied())
         .chain(p.configure.iter().map(|(i, _)| *i))
         .collect();
+    // enslave bridge ports in their saved port-number order, which is the order the kernel
+    // numbers them in
+    touched.sort_by_key(|&i| (saved[i].bridge_port.as_ref().map_or(0, |b| b.port_no), i));
     let saved_names = names(saved);
     let mut reqs = Vec::new();
     let mut what = Vec::new();
@@ -428,7 +431,14 @@ pub fn create(
 
 /// Brings links up as saved (and veth outer ends), and sets IPv6 tokens, which need the
 /// device up.
-pub fn up(saved: &[pb::Link], p: &LinkPlan, ifs: &IfMap, socks: &mut Socks, journal: &mut Journal) -> std::result::Result<(), Vec<String>> {
+pub fn up(
+    saved: &[pb::Link],
+    p: &LinkPlan,
+    ifs: &IfMap,
+    v6_links: &HashSet<u32>,
+    socks: &mut Socks,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
     let netns = socks.target.netns().to_string();
     let mut reqs = Vec::new();
     let mut what = Vec::new();
@@ -453,6 +463,7 @@ pub fn up(saved: &[pb::Link], p: &LinkPlan, ifs: &IfMap, socks: &mut Socks, jour
         }
     }
     send(&mut socks.target, &reqs, &what, &netns, journal, 0)?;
+    multicast_routes(saved, p, ifs, v6_links, socks)?;
     let tw: Vec<String> = tokens.iter().map(|_| "set ipv6 token".to_string()).collect();
     send(&mut socks.target, &tokens, &tw, &netns, journal, 0)?;
     for pp in p.peers.values() {
@@ -496,4 +507,60 @@ pub fn delete_by_name(name: &str) -> Req {
 /// The socket fd of a namespace, for IFLA_NET_NS_FD.
 pub fn fd_of(ns: &NetNs) -> i32 {
     ns.fd().as_raw_fd()
+}
+
+/// The kernel adds `multicast ff00::/8 table local` for a device when IPv6 is configured on
+/// it while it is up, or when it comes up with carrier. Restore adds addresses while links
+/// are down, so a device that comes up without carrier (a tun nobody holds yet) would miss
+/// the route it had; it is added here as the kernel would (an existing one answers EEXIST).
+/// Removed with the link on rollback.
+fn multicast_routes(
+    saved: &[pb::Link],
+    p: &LinkPlan,
+    ifs: &IfMap,
+    v6_links: &HashSet<u32>,
+    socks: &mut Socks,
+) -> std::result::Result<(), Vec<String>> {
+    use netlink_packet_route::route::{
+        RouteAddress, RouteAttribute, RouteMessage, RouteProtocol, RouteScope, RouteType,
+    };
+    use netlink_packet_route::AddressFamily;
+    let mut reqs = Vec::new();
+    let mut what = Vec::new();
+    for &i in p.create.iter().chain(p.partner.values()) {
+        let l = &saved[i];
+        if l.flags & IFF_UP == 0 || is_loopback(l) || !v6_links.contains(&l.ifindex) {
+            continue;
+        }
+        let Some(live) = ifs.live(l.ifindex) else { continue };
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet6;
+        m.header.destination_prefix_length = 8;
+        m.header.table = 255;
+        m.header.protocol = RouteProtocol::Kernel;
+        m.header.scope = RouteScope::Universe;
+        m.header.kind = RouteType::Multicast;
+        m.attributes.push(RouteAttribute::Table(255));
+        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet6(std::net::Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0))));
+        m.attributes.push(RouteAttribute::Oif(live));
+        m.attributes.push(RouteAttribute::Priority(256));
+        reqs.push(Req::Route(RouteNetlinkMessage::NewRoute(m)));
+        what.push(format!("add multicast route of {}", l.name));
+    }
+    if reqs.is_empty() {
+        return Ok(());
+    }
+    let netns = socks.target.netns().to_string();
+    let results = socks
+        .target
+        .batch(&reqs, NLM_F_CREATE, "add multicast routes")
+        .map_err(|e| vec![crate::error::chain(&e)])?;
+    let results = results
+        .into_iter()
+        .map(|r| match r {
+            Err(e) if e.errno == libc::EEXIST => Ok(()),
+            other => other,
+        })
+        .collect();
+    check(results, &what, &netns)
 }

@@ -224,7 +224,8 @@ fn apply(
     family::apply::<Addresses>(&mut socks.target, Sock::Target, addrs, &ifs, journal)?;
     stats.phase("addresses", t.elapsed());
     let t = Instant::now();
-    links::up(&snap.links, lp, &ifs, socks, journal)?;
+    let v6_links = addrs.iter().filter(|a| a.family == libc::AF_INET6 as u32).map(|a| a.ifindex).collect();
+    links::up(&snap.links, lp, &ifs, &v6_links, socks, journal)?;
     stats.phase("up", t.elapsed());
     let t = Instant::now();
     family::apply::<Nexthops>(&mut socks.target, Sock::Target, nhs, &ifs, journal)?;
@@ -249,8 +250,12 @@ fn sysctls(saved: &[crhook_proto::Sysctl], phase: crate::sysctl::Phase, ns: &Net
     if saved.is_empty() {
         return Ok(());
     }
+    let name = ns.name().to_string();
     let r = ns
-        .run(|| Ok(crate::sysctl::apply(saved, phase, &|n: &str| Some(n.to_string()))))
+        .run(|| {
+            let mut nl = Nl::new(&name)?;
+            Ok(crate::sysctl::apply_with(&mut nl, saved, phase, &|n: &str| Some(n.to_string())))
+        })
         .map_err(|e| vec![crate::error::chain(&e)])?;
     match r {
         Ok(u) => {

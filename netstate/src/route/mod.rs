@@ -17,7 +17,9 @@
 //!   same way, in one request.
 //! - Identity: an IPv4 add with NLM_F_EXCL fails when table, prefix, tos and priority match;
 //!   IPv6 keeps routes of one prefix and metric on different devices apart, so its identity
-//!   adds the source prefix and the device.
+//!   adds the source prefix and the device. Such IPv6 routes are still refused with
+//!   NLM_F_EXCL (EEXIST) once one of them exists: the second comes only from an add with
+//!   NLM_F_APPEND, which [`take_appended`] sets apart for the caller.
 
 mod decode;
 mod encode;
@@ -187,6 +189,26 @@ pub fn normalize(r: &mut pb::Route) {
         h.ifindex = 0;
         h.flags &= !ROUTE_STATE_FLAGS;
     }
+}
+
+/// Removes from `routes` (keeping their order) and returns the routes the kernel refuses with
+/// NLM_F_EXCL although they coexist with another: same family, table, prefix, source, tos and
+/// metric as an earlier route, on another device or gateway (made with `ip route append`;
+/// IPv6 keeps such routes of different devices apart and so does `key`). Add them after the
+/// others with NLM_F_CREATE|NLM_F_APPEND.
+pub fn take_appended(routes: &mut Vec<pb::Route>) -> Vec<pb::Route> {
+    let mut seen = std::collections::HashSet::new();
+    let mut appended = Vec::new();
+    routes.retain(|r| {
+        let id = (r.family, r.table, r.dst.clone(), r.dst_len, r.src.clone(), r.src_len, r.tos, r.priority);
+        if seen.insert(id) {
+            true
+        } else {
+            appended.push(r.clone());
+            false
+        }
+    });
+    appended
 }
 
 fn has_gateway(r: &pb::Route) -> bool {

@@ -363,3 +363,20 @@ fn malformed_multipath_is_an_error() {
     let e = decode::decode(&b, &ifs()).unwrap_err();
     assert!(e.contains("RTA_MULTIPATH entry of length 64"), "{e}");
 }
+
+#[test]
+fn routes_sharing_a_slot_are_set_apart_for_append() {
+    let first = dec(V6_PREF).unwrap();
+    let mut second = first.clone();
+    second.oif = 2;
+    second.oif_name = "vb".into();
+    second.gateway.clear();
+    let mut other = first.clone();
+    other.priority = Some(11);
+    let mut rs = vec![first.clone(), second.clone(), other.clone()];
+    let appended = take_appended(&mut rs);
+    assert_eq!(rs, vec![first.clone(), other]);
+    assert_eq!(appended, vec![second.clone()]);
+    // IPv6 keys keep them apart
+    assert_ne!(key(&first), key(&second));
+}

@@ -29,7 +29,7 @@ use crhook_core::{ExtFilePlugin, PluginRegistry};
 
 pub use capture::capture_with_plugins;
 pub use external::{ExternalPlugin, PROTOCOL_VERSION};
-pub use persist::release_persist;
+pub use persist::{release_persist, release_persist_in};
 pub use restore::restore_with_plugins;
 pub use tun_plugin::TunPlugin;
 

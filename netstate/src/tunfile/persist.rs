@@ -73,6 +73,15 @@ pub fn release_persist(ns: &NetNs, snap: &Snapshot) -> Result<()> {
     }
 }
 
+/// [`release_persist`] for a caller that holds only the target and the image directory
+/// (the binary, after `--fd-socket`): opens both and releases.
+pub fn release_persist_in(target: &crate::netns::Target, images: &std::path::Path) -> Result<()> {
+    let ns = NetNs::open(target)?;
+    let dir = crhook_core::ImageDir::open(images)?;
+    let snap = Snapshot::read(&dir)?;
+    release_persist(&ns, &snap)
+}
+
 /// This process's open tun files with the device each is on (duplicates of our descriptors,
 /// so nothing here closes a descriptor the caller still owns).
 fn own_tun_files() -> Vec<(String, File)> {

@@ -15,7 +15,8 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         firewall: super::firewall_options(args.firewall_counters),
         verify: args.verify,
         plugin_dir: args.plugin_dir.clone(),
-        fail_after: None,
+        // failure injection for tests that prove every step rolls back
+        fail_after: std::env::var("CRHOOK_FAIL_AFTER").ok().and_then(|v| v.parse().ok()),
     };
     let outcome = crhook_netstate::restore(&resolved.target, &images, &opts)
         .await
