@@ -610,6 +610,60 @@ fn checkpoint_and_restore_hand_the_files_over_the_fd_socket() {
         "{report:#}"
     );
     assert!(rx_packets(&b, "mq0") >= 1, "the probe arrived on mq0");
+
+    // released from a process that holds none of the files: a multi-queue device takes an
+    // extra queue for the ioctl; a single-queue device held elsewhere cannot be reached
+    let target = crhook_netstate::Target::Netns(b.path());
+    let e = tunfile::release_persist_in(&target, std::path::Path::new(&images))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("tp0") && !e.contains("mq0"), "{e}");
+    assert_eq!(
+        b.link_json("mq0")["linkinfo"]["info_data"]["persist"],
+        false
+    );
+    assert_eq!(b.link_json("tp0")["linkinfo"]["info_data"]["persist"], true);
     drop(recv.stdin.take());
     let _ = recv.wait();
+    wait_until(
+        "mq0 to vanish with the receiver's files",
+        Duration::from_secs(10),
+        || !b.link_exists("mq0"),
+    );
+    assert!(b.link_exists("tp0"), "tp0 is still persistent");
+}
+
+#[test]
+fn a_shell_plugin_hands_back_a_descriptor_it_holds_open() {
+    require_root();
+    let a = TestNs::new("tunf-sh");
+    let ns = open_ns(&a);
+    let tmp = TempDir::new("tunf-sh-plugins");
+    // the restore half of the shell plugin in docs/plugins.md, opening /dev/null
+    script_plugin(
+        tmp.path(),
+        "nullfile",
+        r#"read -r req
+case "$req" in
+  *'"op":"restore"'*) exec 5<>/dev/null; echo '{"fd":5}'; cat >/dev/null ;;
+  *) echo '{"error":"unexpected request"}'; exit 1 ;;
+esac"#,
+    );
+    let sink = tunfile::ErrorSink::default();
+    let reg = tunfile::registry(
+        &ns,
+        Some(tmp.path()),
+        tunfile::TunPlugin::default(),
+        Vec::new(),
+        &sink,
+    )
+    .unwrap();
+    assert_eq!(reg.names().collect::<Vec<_>>(), ["tun", "nullfile"]);
+    let fd = reg.require("nullfile").unwrap().restore(b"").unwrap();
+    let got = std::fs::metadata(format!("/proc/self/fd/{}", fd.as_raw_fd())).unwrap();
+    let want = std::fs::metadata("/dev/null").unwrap();
+    assert_eq!(
+        (got.dev(), got.ino(), got.rdev()),
+        (want.dev(), want.ino(), want.rdev())
+    );
 }
