@@ -200,7 +200,16 @@ pub fn take_appended(routes: &mut Vec<pb::Route>) -> Vec<pb::Route> {
     let mut seen = std::collections::HashSet::new();
     let mut appended = Vec::new();
     routes.retain(|r| {
-        let id = (r.family, r.table, r.dst.clone(), r.dst_len, r.src.clone(), r.src_len, r.tos, r.priority);
+        let id = (
+            r.family,
+            r.table,
+            r.dst.clone(),
+            r.dst_len,
+            r.src.clone(),
+            r.src_len,
+            r.tos,
+            r.priority,
+        );
         if seen.insert(id) {
             true
         } else {
