@@ -28,6 +28,10 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.fd_socket {
         fd_socket::send(path, &outcome.files)
             .with_context(|| format!("hand restored files to {}", path.display()))?;
+        // the receiver holds the files now: devices that lived only through them stop being
+        // persistent (restore made them persistent so nothing vanished before the hand-off)
+        crhook_netstate::tunfile::release_persist_in(&resolved.target, &images)
+            .with_context(|| format!("release tun devices in {}", resolved.target))?;
     }
     if args.print_stats {
         super::print_stats(&outcome.stats)?;
