@@ -210,3 +210,25 @@ fn short_attribute_is_an_error() {
     b.truncate(n - 4);
     assert!(decode::decode(&b).unwrap_err().contains("FRA_UID_RANGE"));
 }
+
+#[test]
+fn dscp_l3mdev_tun_id_and_realms_round_trip() {
+    let mut b = unhex(V4_FWMARK);
+    // FRA_DSCP 10, FRA_L3MDEV 1, FRA_PAD, FRA_TUN_ID 5 (be64), FRA_FLOW 0x00040003
+    b.extend_from_slice(&unhex(
+        "050019000a0000000500130001000000040012000c000c00000000000000000508000b0003000400",
+    ));
+    let r = decode::decode(&b).unwrap().unwrap();
+    assert_eq!(
+        (r.dscp, r.l3mdev, r.tun_id, r.flow),
+        (Some(10), Some(1), Some(5), Some(0x0004_0003))
+    );
+    assert!(r.raw.is_empty(), "the pad is not kept: {:?}", r.raw);
+    let req = add_request(&r, &IfMap::default()).unwrap();
+    assert_eq!(decode::decode(req_bytes(&req).1).unwrap().unwrap(), r);
+    assert!(
+        key(&r).contains("dscp 10 fwmark 0x10/0xff tun_id 5 l3mdev 1 realms 0x40003"),
+        "{}",
+        key(&r)
+    );
+}
