@@ -31,7 +31,9 @@ impl std::str::FromStr for ExternalVeth {
         };
         let valid = |n: &str| !n.is_empty() && n.len() < 16 && !n.contains(['/', ' ']);
         if !valid(inner) || !valid(outer) || bridge.as_deref().is_some_and(|b| !valid(b)) {
-            return Err(format!("external {s:?}: interface names must be 1-15 characters without '/' or spaces"));
+            return Err(format!(
+                "external {s:?}: interface names must be 1-15 characters without '/' or spaces"
+            ));
         }
         Ok(ExternalVeth {
             inner: inner.to_string(),

@@ -47,9 +47,9 @@ pub fn capture(ns: &NetNs, host: &NetNs, fw: &FirewallOptions, parts: Parts) -> 
             }
         };
         if let Some(h) = fw_thread {
-            let (rules, us) = h
-                .join()
-                .map_err(|_| crate::error::NetstateError::invalid("firewall capture thread panicked"))??;
+            let (rules, us) = h.join().map_err(|_| {
+                crate::error::NetstateError::invalid("firewall capture thread panicked")
+            })??;
             c.snapshot.firewall = rules;
             c.phases.push(("firewall", us));
         }
@@ -57,7 +57,11 @@ pub fn capture(ns: &NetNs, host: &NetNs, fw: &FirewallOptions, parts: Parts) -> 
     })
 }
 
-fn timed<T>(phases: &mut Vec<(&'static str, u64)>, name: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+fn timed<T>(
+    phases: &mut Vec<(&'static str, u64)>,
+    name: &'static str,
+    f: impl FnOnce() -> Result<T>,
+) -> Result<T> {
     let t = std::time::Instant::now();
     let r = f()?;
     phases.push((name, t.elapsed().as_micros() as u64));
@@ -72,11 +76,15 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
     let (links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
     let ifs = IfMap::from_names(links.iter().map(|l| (l.ifindex, l.name.clone())));
     let mut snap = Snapshot {
-        addresses: timed(&mut phases, "addresses", || Addresses::capture(&mut nl, &ifs))?,
+        addresses: timed(&mut phases, "addresses", || {
+            Addresses::capture(&mut nl, &ifs)
+        })?,
         nexthops: timed(&mut phases, "nexthops", || Nexthops::capture(&mut nl, &ifs))?,
         routes: timed(&mut phases, "routes", || Routes::capture(&mut nl, &ifs))?,
         rules: timed(&mut phases, "rules", || Rules::capture(&mut nl, &ifs))?,
-        neighbours: timed(&mut phases, "neighbours", || Neighbours::capture(&mut nl, &ifs))?,
+        neighbours: timed(&mut phases, "neighbours", || {
+            Neighbours::capture(&mut nl, &ifs)
+        })?,
         ..Default::default()
     };
     let mut requests = nl.requests;

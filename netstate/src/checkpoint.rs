@@ -50,7 +50,9 @@ pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<p
     }
     let result = capture_and_write(&ns, &host, target, images, opts, &mut stats, &mut warnings);
     let unlock_result = match locked_at {
-        Some(_) if result.is_err() || !opts.leave_locked => crate::firewall::unlock(&ns).map(|_| ()),
+        Some(_) if result.is_err() || !opts.leave_locked => {
+            crate::firewall::unlock(&ns).map(|_| ())
+        }
         _ => Ok(()),
     };
     if let Some(t) = locked_at {

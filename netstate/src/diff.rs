@@ -11,7 +11,11 @@ use crate::link::view::{names, view};
 use crate::netns::{NetNs, Target};
 use crate::snapshot::Snapshot;
 
-pub fn run(target: &Target, images: &std::path::Path, fw: &FirewallOptions) -> Result<Vec<Difference>> {
+pub fn run(
+    target: &Target,
+    images: &std::path::Path,
+    fw: &FirewallOptions,
+) -> Result<Vec<Difference>> {
     let dir = ImageDir::open(images)?;
     let saved = Snapshot::read(&dir)?;
     let ns = NetNs::open(target)?;
@@ -19,7 +23,12 @@ pub fn run(target: &Target, images: &std::path::Path, fw: &FirewallOptions) -> R
     compare(&ns, &host, &saved, fw)
 }
 
-pub fn compare(ns: &NetNs, host: &NetNs, saved: &Snapshot, fw: &FirewallOptions) -> Result<Vec<Difference>> {
+pub fn compare(
+    ns: &NetNs,
+    host: &NetNs,
+    saved: &Snapshot,
+    fw: &FirewallOptions,
+) -> Result<Vec<Difference>> {
     let parts = Parts {
         firewall: !fw.skip,
         sysctls: true,
@@ -34,8 +43,15 @@ pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Ve
     let (sn, ln) = (names(&saved.links), names(&live.links));
     diff_by(
         "link",
-        saved.links.iter().map(|l| (l.name.clone(), view(l, &sn))).collect(),
-        live.links.iter().map(|l| (l.name.clone(), view(l, &ln))).collect(),
+        saved
+            .links
+            .iter()
+            .map(|l| (l.name.clone(), view(l, &sn)))
+            .collect(),
+        live.links
+            .iter()
+            .map(|l| (l.name.clone(), view(l, &ln)))
+            .collect(),
         &mut out,
     );
     family::diff::<Addresses>(&saved.addresses, &live.addresses, &mut out);
@@ -52,7 +68,12 @@ pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Ve
             })
             .collect()
     };
-    diff_by("sysctl", norm(&saved.sysctls), norm(&live.sysctls), &mut out);
+    diff_by(
+        "sysctl",
+        norm(&saved.sysctls),
+        norm(&live.sysctls),
+        &mut out,
+    );
     if with_firewall {
         out.extend(crate::firewall::diff(&saved.firewall, &live.firewall));
     }

@@ -52,7 +52,10 @@ pub enum NetstateError {
     #[error(transparent)]
     Image(#[from] crhook_core::ImageError),
     #[error("restore into {netns} refused, {} conflict(s): {}", conflicts.len(), conflicts.join("; "))]
-    Conflicts { netns: String, conflicts: Vec<String> },
+    Conflicts {
+        netns: String,
+        conflicts: Vec<String>,
+    },
     #[error("restore into {netns} failed and was rolled back: {}", errors.join("; "))]
     RolledBack { netns: String, errors: Vec<String> },
     #[error("restore into {netns} failed and rollback was incomplete: {}", errors.join("; "))]

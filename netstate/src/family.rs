@@ -88,7 +88,11 @@ impl Family for Addresses {
         crate::addr::normalize(o)
     }
     fn clash_key(o: &pb::Address) -> Option<String> {
-        let local = if o.local.is_empty() { &o.address } else { &o.local };
+        let local = if o.local.is_empty() {
+            &o.address
+        } else {
+            &o.local
+        };
         Some(format!("{} {:?} {}", o.family, local, o.ifname))
     }
 }
@@ -144,7 +148,10 @@ pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
         .iter()
         .filter_map(|o| F::clash_key(o).map(|k| (k, F::describe(o))))
         .collect();
-    let live: HashMap<String, F::Obj> = live.iter().map(|o| (F::key(o), normalized::<F>(o))).collect();
+    let live: HashMap<String, F::Obj> = live
+        .iter()
+        .map(|o| (F::key(o), normalized::<F>(o)))
+        .collect();
     let mut p = Plan {
         to_add: Vec::new(),
         present: 0,
@@ -155,10 +162,16 @@ pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
             Some(l) if *l == normalized::<F>(o) => p.present += 1,
             Some(l) => {
                 let fields = field_diffs(&normalized::<F>(o), l);
-                p.conflicts.push(format!("{} exists with {}", F::describe(o), describe_diffs(&fields)));
+                p.conflicts.push(format!(
+                    "{} exists with {}",
+                    F::describe(o),
+                    describe_diffs(&fields)
+                ));
             }
             None => match F::clash_key(o).and_then(|k| clashes.get(&k)) {
-                Some(other) => p.conflicts.push(format!("{}: the namespace holds {other}", F::describe(o))),
+                Some(other) => p
+                    .conflicts
+                    .push(format!("{}: the namespace holds {other}", F::describe(o))),
                 None => p.to_add.push(o.clone()),
             },
         }
@@ -186,14 +199,22 @@ pub fn apply<F: Family>(
                     reqs.push(r);
                     ok_objs.push(*o);
                 }
-                Err(e) => errors.push(format!("add {}: {}", F::describe(o), crate::error::chain(&e))),
+                Err(e) => errors.push(format!(
+                    "add {}: {}",
+                    F::describe(o),
+                    crate::error::chain(&e)
+                )),
             }
         }
         if !errors.is_empty() {
             return Err(errors);
         }
         let results = nl
-            .batch(&reqs, NLM_F_CREATE | NLM_F_EXCL, &format!("add {}s", F::KIND))
+            .batch(
+                &reqs,
+                NLM_F_CREATE | NLM_F_EXCL,
+                &format!("add {}s", F::KIND),
+            )
             .map_err(|e| vec![crate::error::chain(&e)])?;
         let mut retry = Vec::new();
         let mut failed = Vec::new();
@@ -201,8 +222,11 @@ pub fn apply<F: Family>(
             match r {
                 Ok(()) => {
                     let undo = F::del(o, ifs).map_err(|e| vec![crate::error::chain(&e)])?;
-                    journal
-                        .push(Undo::Req { sock, req: undo, what: format!("delete {}", F::describe(o)) });
+                    journal.push(Undo::Req {
+                        sock,
+                        req: undo,
+                        what: format!("delete {}", F::describe(o)),
+                    });
                 }
                 Err(e) if F::retry(e.errno) => retry.push((*o, e)),
                 Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
@@ -229,8 +253,13 @@ pub fn apply<F: Family>(
 pub fn diff<F: Family>(saved: &[F::Obj], live: &[F::Obj], out: &mut Vec<Difference>) {
     diff_by::<F::Obj>(
         F::KIND,
-        saved.iter().map(|o| (F::key(o), normalized::<F>(o))).collect(),
-        live.iter().map(|o| (F::key(o), normalized::<F>(o))).collect(),
+        saved
+            .iter()
+            .map(|o| (F::key(o), normalized::<F>(o)))
+            .collect(),
+        live.iter()
+            .map(|o| (F::key(o), normalized::<F>(o)))
+            .collect(),
         out,
     );
 }
@@ -243,7 +272,8 @@ pub fn diff_by<O: Serialize + PartialEq>(
     out: &mut Vec<Difference>,
 ) {
     let live_map: HashMap<&str, &O> = live.iter().map(|(k, o)| (k.as_str(), o)).collect();
-    let saved_keys: std::collections::HashSet<&str> = saved.iter().map(|(k, _)| k.as_str()).collect();
+    let saved_keys: std::collections::HashSet<&str> =
+        saved.iter().map(|(k, _)| k.as_str()).collect();
     for (k, s) in &saved {
         match live_map.get(k.as_str()) {
             None => out.push(Difference {
@@ -256,7 +286,13 @@ pub fn diff_by<O: Serialize + PartialEq>(
             Some(l) if *l == s => {}
             Some(l) => {
                 for (field, sv, lv) in field_diffs(s, *l) {
-                    out.push(Difference { kind: kind.into(), object: k.clone(), field, saved: sv, live: lv });
+                    out.push(Difference {
+                        kind: kind.into(),
+                        object: k.clone(),
+                        field,
+                        saved: sv,
+                        live: lv,
+                    });
                 }
             }
         }

@@ -14,7 +14,11 @@ pub enum Sock {
 }
 
 pub enum Undo {
-    Req { sock: Sock, req: Req, what: String },
+    Req {
+        sock: Sock,
+        req: Req,
+        what: String,
+    },
     /// a change whose undo an earlier entry covers (settings of a link the journal deletes)
     Nothing,
     Sysctl(crate::sysctl::SysctlUndo),
@@ -43,7 +47,10 @@ impl Journal {
     /// fails once N changes are recorded, so tests can prove each step rolls back.
     pub fn check(&self) -> Result<(), String> {
         match self.fail_after {
-            Some(n) if self.entries.len() >= n => Err(format!("injected failure after {} changes", self.entries.len())),
+            Some(n) if self.entries.len() >= n => Err(format!(
+                "injected failure after {} changes",
+                self.entries.len()
+            )),
             _ => Ok(()),
         }
     }

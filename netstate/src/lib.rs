@@ -58,13 +58,21 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 }
 
 /// Captures the namespace of `target` into the image directory `images`.
-pub async fn checkpoint(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<crhook_proto::Stats> {
+pub async fn checkpoint(
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+) -> Result<crhook_proto::Stats> {
     let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
     blocking(move || checkpoint::run(&t, &i, &o)).await
 }
 
 /// Rebuilds the namespace of `target` from `images`, all or nothing.
-pub async fn restore(target: &Target, images: &Path, opts: &RestoreOptions) -> Result<RestoreOutcome> {
+pub async fn restore(
+    target: &Target,
+    images: &Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
     let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
     blocking(move || restore::run(&t, &i, &o)).await
 }
@@ -75,7 +83,11 @@ pub async fn diff(target: &Target, images: &Path) -> Result<Vec<Difference>> {
 }
 
 /// [`diff`] with firewall options (CR_IPTABLES, or skipping the firewall).
-pub async fn diff_with(target: &Target, images: &Path, fw: &FirewallOptions) -> Result<Vec<Difference>> {
+pub async fn diff_with(
+    target: &Target,
+    images: &Path,
+    fw: &FirewallOptions,
+) -> Result<Vec<Difference>> {
     let (t, i, f) = (target.clone(), images.to_path_buf(), fw.clone());
     blocking(move || diff::run(&t, &i, &f)).await
 }

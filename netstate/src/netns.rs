@@ -108,11 +108,14 @@ impl NetNs {
 
     pub fn try_clone(&self) -> Result<NetNs> {
         Ok(NetNs {
-            file: self.file.try_clone().map_err(|source| NetstateError::Netns {
-                op: "duplicate namespace handle",
-                path: self.name.clone(),
-                source,
-            })?,
+            file: self
+                .file
+                .try_clone()
+                .map_err(|source| NetstateError::Netns {
+                    op: "duplicate namespace handle",
+                    path: self.name.clone(),
+                    source,
+                })?,
             name: self.name.clone(),
             dev: self.dev,
             ino: self.ino,
@@ -135,7 +138,9 @@ impl NetNs {
                 self.enter_this_thread()?;
                 f()
             });
-            h.join().map_err(|_| NetstateError::invalid(format!("worker thread in {} panicked", self.name)))?
+            h.join().map_err(|_| {
+                NetstateError::invalid(format!("worker thread in {} panicked", self.name))
+            })?
         })
     }
 
@@ -159,8 +164,9 @@ impl NetNs {
                 path: self.name.clone(),
                 source,
             })?;
-        rx.await
-            .map_err(|_| NetstateError::invalid(format!("worker thread in {} panicked", self.name)))?
+        rx.await.map_err(|_| {
+            NetstateError::invalid(format!("worker thread in {} panicked", self.name))
+        })?
     }
 
     fn enter_this_thread(&self) -> Result<()> {
@@ -176,11 +182,14 @@ impl NetNs {
     /// A command whose child enters this namespace between fork and exec.
     pub fn command(&self, program: &Path) -> Result<Command> {
         let mut cmd = Command::new(program);
-        let fd = self.file.try_clone().map_err(|source| NetstateError::Netns {
-            op: "duplicate namespace handle",
-            path: self.name.clone(),
-            source,
-        })?;
+        let fd = self
+            .file
+            .try_clone()
+            .map_err(|source| NetstateError::Netns {
+                op: "duplicate namespace handle",
+                path: self.name.clone(),
+                source,
+            })?;
         // SAFETY: the closure only calls setns(2), which is async-signal-safe, on an fd that
         // stays open until the child execs (the File moves into the closure).
         unsafe {

@@ -11,7 +11,8 @@ use std::io;
 use std::os::fd::AsRawFd;
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART, NLM_F_REQUEST,
+    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART,
+    NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -31,7 +32,10 @@ const BUF_BYTES: usize = 32 << 20;
 pub enum Req {
     Route(RouteNetlinkMessage),
     /// message type and payload (after the netlink header), for messages the crate lacks
-    Raw { msg_type: u16, payload: Vec<u8> },
+    Raw {
+        msg_type: u16,
+        payload: Vec<u8>,
+    },
 }
 
 /// The kernel's answer to one request.
@@ -75,9 +79,12 @@ impl Nl {
         };
         let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| err("open", e))?;
         sock.bind_auto().map_err(|e| err("bind", e))?;
-        sock.connect(&SocketAddr::new(0, 0)).map_err(|e| err("connect", e))?;
-        sock.set_cap_ack(true).map_err(|e| err("set NETLINK_CAP_ACK on", e))?;
-        sock.set_ext_ack(true).map_err(|e| err("set NETLINK_EXT_ACK on", e))?;
+        sock.connect(&SocketAddr::new(0, 0))
+            .map_err(|e| err("connect", e))?;
+        sock.set_cap_ack(true)
+            .map_err(|e| err("set NETLINK_CAP_ACK on", e))?;
+        sock.set_ext_ack(true)
+            .map_err(|e| err("set NETLINK_EXT_ACK on", e))?;
         // Force sizes past rmem_max: we are root, and a batch's acks must not overflow.
         for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
             let v: libc::c_int = BUF_BYTES as libc::c_int;
@@ -137,18 +144,21 @@ impl Nl {
             }
         }
         // netlink messages are 4-byte aligned
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
 
     fn send_all(&self, buf: &[u8], op: &str) -> Result<()> {
-        let n = self.sock.send(buf, 0).map_err(|source| NetstateError::Netlink {
-            op: format!("send {op} batch"),
-            object: format!("of {} bytes", buf.len()),
-            netns: self.netns.clone(),
-            source,
-        })?;
+        let n = self
+            .sock
+            .send(buf, 0)
+            .map_err(|source| NetstateError::Netlink {
+                op: format!("send {op} batch"),
+                object: format!("of {} bytes", buf.len()),
+                netns: self.netns.clone(),
+                source,
+            })?;
         if n != buf.len() {
             return Err(self.protocol(op, format!("short send {n} of {}", buf.len())));
         }
@@ -182,7 +192,12 @@ impl Nl {
 
     /// Sends every request (with NLM_F_REQUEST|NLM_F_ACK added to `flags`) packed into as few
     /// `sendmsg` calls as fit, and returns one result per request, in order.
-    pub fn batch(&mut self, reqs: &[Req], flags: u16, op: &str) -> Result<Vec<Result<(), NlError>>> {
+    pub fn batch(
+        &mut self,
+        reqs: &[Req],
+        flags: u16,
+        op: &str,
+    ) -> Result<Vec<Result<(), NlError>>> {
         let mut results: Vec<Option<Result<(), NlError>>> = vec![None; reqs.len()];
         let mut i = 0;
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
@@ -215,7 +230,8 @@ impl Nl {
                     if len < NLMSG_HDRLEN || off + len > n {
                         return Err(self.protocol(op, format!("bad message length {len}")));
                     }
-                    if ty == NLMSG_ERROR && seq >= first_seq && seq < first_seq + (i - start) as u32 {
+                    if ty == NLMSG_ERROR && seq >= first_seq && seq < first_seq + (i - start) as u32
+                    {
                         let idx = start + (seq - first_seq) as usize;
                         let res = parse_ack(&h[NLMSG_HDRLEN..len]);
                         if results[idx].is_none() {
@@ -229,14 +245,22 @@ impl Nl {
         }
         Ok(results
             .into_iter()
-            .map(|r| r.unwrap_or(Err(NlError { errno: libc::EIO, ext: None })))
+            .map(|r| {
+                r.unwrap_or(Err(NlError {
+                    errno: libc::EIO,
+                    ext: None,
+                }))
+            })
             .collect())
     }
 
     /// One request, one answer.
     pub fn request(&mut self, req: Req, flags: u16, op: &str) -> Result<Result<(), NlError>> {
         let mut r = self.batch(std::slice::from_ref(&req), flags, op)?;
-        Ok(r.pop().unwrap_or(Err(NlError { errno: libc::EIO, ext: None })))
+        Ok(r.pop().unwrap_or(Err(NlError {
+            errno: libc::EIO,
+            ext: None,
+        })))
     }
 
     /// Dumps and returns the raw payload (after the netlink header) of every answer message.
@@ -250,7 +274,11 @@ impl Nl {
     }
 
     /// A non-dump request whose answer is one message (e.g. RTM_GETNSID); returns it parsed.
-    pub fn get(&mut self, req: RouteNetlinkMessage, op: &str) -> Result<Option<RouteNetlinkMessage>> {
+    pub fn get(
+        &mut self,
+        req: RouteNetlinkMessage,
+        op: &str,
+    ) -> Result<Option<RouteNetlinkMessage>> {
         let mut out = None;
         let netns = self.netns.clone();
         self.dump_each(&Req::Route(req), 0, op, |_, whole| {
@@ -361,7 +389,10 @@ fn align4(n: usize) -> usize {
 /// Parses the body of an NLMSG_ERROR: i32 error, the (capped) original header, then TLVs.
 fn parse_ack(body: &[u8]) -> Result<(), NlError> {
     if body.len() < 4 {
-        return Err(NlError { errno: libc::EIO, ext: None });
+        return Err(NlError {
+            errno: libc::EIO,
+            ext: None,
+        });
     }
     let code = i32::from_ne_bytes([body[0], body[1], body[2], body[3]]);
     if code == 0 {

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 
 use crhook_proto::{self as pb};
 use netlink_packet_route::link::{
-    AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoPortKind, LinkAttribute,
-    LinkInfo, LinkMessage, Prop,
+    AfSpecInet6, AfSpecUnspec, InfoData, InfoKind, InfoPortKind, LinkAttribute, LinkInfo,
+    LinkMessage, Prop,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -17,7 +17,10 @@ use crate::error::Result;
 use crate::nl::Nl;
 
 pub fn dump(nl: &mut Nl) -> Result<Vec<LinkMessage>> {
-    let msgs = nl.dump(RouteNetlinkMessage::GetLink(LinkMessage::default()), "dump links")?;
+    let msgs = nl.dump(
+        RouteNetlinkMessage::GetLink(LinkMessage::default()),
+        "dump links",
+    )?;
     Ok(msgs
         .into_iter()
         .filter_map(|m| match m {
@@ -90,10 +93,8 @@ pub fn convert(m: &LinkMessage, names: &HashMap<u32, String>) -> pb::Link {
                                 AfSpecInet6::AddrGenMode(g) => {
                                     l.addr_gen_mode = Some(u32::from(u8::from(g)))
                                 }
-                                AfSpecInet6::Token(t) => {
-                                    if !t.is_unspecified() {
-                                        l.ipv6_token = t.octets().to_vec()
-                                    }
+                                AfSpecInet6::Token(t) if !t.is_unspecified() => {
+                                    l.ipv6_token = t.octets().to_vec()
                                 }
                                 _ => {}
                             }
@@ -130,12 +131,18 @@ pub fn convert(m: &LinkMessage, names: &HashMap<u32, String>) -> pb::Link {
             } else {
                 pb::PeerPlace::PeerSame as i32
             },
-            peer_name: if link_netnsid.is_none() { lower.clone() } else { String::new() },
+            peer_name: if link_netnsid.is_none() {
+                lower.clone()
+            } else {
+                String::new()
+            },
             ..Default::default()
         })),
         "tun" => Some(pb::link::Info::Tun(kinds::decode_tun(&info_data))),
         "bridge" => Some(pb::link::Info::Bridge(kinds::decode_bridge(&info_data))),
-        "macvlan" | "macvtap" => Some(pb::link::Info::Macvlan(kinds::decode_macvlan(&info_data, lower))),
+        "macvlan" | "macvtap" => Some(pb::link::Info::Macvlan(kinds::decode_macvlan(
+            &info_data, lower,
+        ))),
         "vxlan" => {
             let vl = super::raw::find(&info_data, kinds::IFLA_VXLAN_LINK)
                 .and_then(super::raw::u32_of)
@@ -144,11 +151,17 @@ pub fn convert(m: &LinkMessage, names: &HashMap<u32, String>) -> pb::Link {
             Some(pb::link::Info::Vxlan(kinds::decode_vxlan(&info_data, vl)))
         }
         "vlan" => Some(pb::link::Info::Vlan(kinds::decode_vlan(&info_data, lower))),
-        "ipvlan" | "ipvtap" => Some(pb::link::Info::Ipvlan(kinds::decode_ipvlan(&info_data, lower))),
+        "ipvlan" | "ipvtap" => Some(pb::link::Info::Ipvlan(kinds::decode_ipvlan(
+            &info_data, lower,
+        ))),
         _ => None,
     };
     // tun devices carry only reported state in IFLA_INFO_DATA; the typed view is the setting
-    l.info_data_raw = if l.kind == "tun" { Vec::new() } else { info_data };
+    l.info_data_raw = if l.kind == "tun" {
+        Vec::new()
+    } else {
+        info_data
+    };
     if !l.slave_kind.is_empty() {
         let port_no = kinds::decode_bridge_port(&slave_data).port_no;
         let kept = kinds::keep_slave_data(&l.slave_kind, slave_data);

@@ -92,7 +92,8 @@ pub fn create_request(
     let mut m = base(if pin { l.ifindex } else { 0 });
     m.attributes = common_attrs(l, true);
     if l.link != 0 && !l.link_other_netns && l.kind != "veth" {
-        m.attributes.push(LinkAttribute::Link(remap(l.link).unwrap_or(l.link)));
+        m.attributes
+            .push(LinkAttribute::Link(remap(l.link).unwrap_or(l.link)));
     }
     let kind = InfoKind::from(l.kind.as_str());
     let data = if l.kind == "veth" {
@@ -141,9 +142,10 @@ pub fn settings_request(l: &pb::Link, live: u32) -> Req {
     }
     m.attributes.push(LinkAttribute::Group(l.group));
     if let Some(g) = l.addr_gen_mode {
-        m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
-            AfSpecInet6::AddrGenMode(In6AddrGenMode::from(g as u8)),
-        ])]));
+        m.attributes
+            .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+                vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::from(g as u8))],
+            )]));
     }
     Req::Route(RouteNetlinkMessage::SetLink(m))
 }
@@ -196,9 +198,10 @@ pub fn up_request(live: u32, up: bool) -> Req {
 pub fn ipv6_token_request(live: u32, token: &[u8]) -> Option<Req> {
     let t: [u8; 16] = token.try_into().ok()?;
     let mut m = base(live);
-    m.attributes.push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(vec![
-        AfSpecInet6::Token(std::net::Ipv6Addr::from(t)),
-    ])]));
+    m.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::Token(std::net::Ipv6Addr::from(t))],
+        )]));
     Some(Req::Route(RouteNetlinkMessage::SetLink(m)))
 }
 
@@ -209,11 +212,16 @@ pub fn delete_request(live: u32) -> Req {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use netlink_packet_core::{Emitable, NetlinkHeader, NetlinkMessage, NetlinkPayload};
+    use netlink_packet_core::{NetlinkHeader, NetlinkMessage, NetlinkPayload};
 
     fn bytes(r: &Req) -> Vec<u8> {
-        let Req::Route(m) = r else { panic!("raw request") };
-        let mut msg = NetlinkMessage::new(NetlinkHeader::default(), NetlinkPayload::InnerMessage(m.clone()));
+        let Req::Route(m) = r else {
+            panic!("raw request")
+        };
+        let mut msg = NetlinkMessage::new(
+            NetlinkHeader::default(),
+            NetlinkPayload::InnerMessage(m.clone()),
+        );
         msg.finalize();
         let mut v = vec![0; msg.buffer_len()];
         msg.serialize(&mut v);
@@ -244,46 +252,106 @@ mod tests {
     #[test]
     fn golden_create_requests_for_kinds_this_kernel_lacks() {
         // dummy: no data
-        let r = create_request(&link("dummy"), true, &|i| Some(i), None).unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else { panic!("not newlink") };
+        let r = create_request(&link("dummy"), true, &|i| Some(i), None)
+            .unwrap_or_else(|| panic!("no request"));
+        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
+            panic!("not newlink")
+        };
         assert_eq!(m.header.index, 7);
         assert!(m.attributes.contains(&LinkAttribute::IfName("x0".into())));
         assert!(m.attributes.contains(&LinkAttribute::Mtu(1400)));
-        assert!(m.attributes.contains(&LinkAttribute::LinkInfo(vec![LinkInfo::Kind(InfoKind::Dummy)])));
+        assert!(m
+            .attributes
+            .contains(&LinkAttribute::LinkInfo(vec![LinkInfo::Kind(
+                InfoKind::Dummy
+            )])));
 
         // vlan id 100 over ifindex 3 (saved) which is ifindex 9 live
         let mut v = link("vlan");
         v.link = 3;
-        v.info_data_raw = vec![pb::RawAttr { kind: 1, value: 100u16.to_ne_bytes().to_vec() }];
-        let r = create_request(&v, false, &|i| (i == 3).then_some(9), None).unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else { panic!("not newlink") };
+        v.info_data_raw = vec![pb::RawAttr {
+            kind: 1,
+            value: 100u16.to_ne_bytes().to_vec(),
+        }];
+        let r = create_request(&v, false, &|i| (i == 3).then_some(9), None)
+            .unwrap_or_else(|| panic!("no request"));
+        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
+            panic!("not newlink")
+        };
         assert_eq!(m.header.index, 0);
         assert!(m.attributes.contains(&LinkAttribute::Link(9)));
-        let info = m.attributes.iter().find_map(|a| match a { LinkAttribute::LinkInfo(i) => Some(i.clone()), _ => None }).unwrap_or_default();
+        let info = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
         assert_eq!(info[0], LinkInfo::Kind(InfoKind::Vlan));
-        assert!(matches!(&info[1], LinkInfo::Data(InfoData::Vlan(d)) if d.contains(&netlink_packet_route::link::InfoVlan::Id(100))));
+        assert!(
+            matches!(&info[1], LinkInfo::Data(InfoData::Vlan(d)) if d.contains(&netlink_packet_route::link::InfoVlan::Id(100)))
+        );
 
         // ipvlan mode l3 (1) flags 0
         let mut i = link("ipvlan");
         i.link = 3;
-        i.info_data_raw = vec![pb::RawAttr { kind: 1, value: 1u16.to_ne_bytes().to_vec() }];
-        let r = create_request(&i, true, &|x| Some(x), None).unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else { panic!("not newlink") };
-        let info = m.attributes.iter().find_map(|a| match a { LinkAttribute::LinkInfo(i) => Some(i.clone()), _ => None }).unwrap_or_default();
-        assert!(matches!(&info[1], LinkInfo::Data(InfoData::IpVlan(d)) if d.contains(&netlink_packet_route::link::InfoIpVlan::Mode(netlink_packet_route::link::IpVlanMode::L3))));
+        i.info_data_raw = vec![pb::RawAttr {
+            kind: 1,
+            value: 1u16.to_ne_bytes().to_vec(),
+        }];
+        let r =
+            create_request(&i, true, &|x| Some(x), None).unwrap_or_else(|| panic!("no request"));
+        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
+            panic!("not newlink")
+        };
+        let info = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        assert!(
+            matches!(&info[1], LinkInfo::Data(InfoData::IpVlan(d)) if d.contains(&netlink_packet_route::link::InfoIpVlan::Mode(netlink_packet_route::link::IpVlanMode::L3)))
+        );
     }
 
     #[test]
     fn veth_peer_carries_name_mac_index_and_namespace() {
-        let peer = PeerSpec { name: "host0".into(), mac: vec![2, 0, 0, 0, 0, 2], mtu: 1400, txqlen: 1000, ifindex: 33, netns_fd: Some(5) };
-        let r = create_request(&link("veth"), true, &|i| Some(i), Some(&peer)).unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else { panic!("not newlink") };
-        let info = m.attributes.iter().find_map(|a| match a { LinkAttribute::LinkInfo(i) => Some(i.clone()), _ => None }).unwrap_or_default();
-        let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = &info[1] else { panic!("no peer") };
+        let peer = PeerSpec {
+            name: "host0".into(),
+            mac: vec![2, 0, 0, 0, 0, 2],
+            mtu: 1400,
+            txqlen: 1000,
+            ifindex: 33,
+            netns_fd: Some(5),
+        };
+        let r = create_request(&link("veth"), true, &|i| Some(i), Some(&peer))
+            .unwrap_or_else(|| panic!("no request"));
+        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
+            panic!("not newlink")
+        };
+        let info = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = &info[1] else {
+            panic!("no peer")
+        };
         assert_eq!(p.header.index, 33);
-        assert!(p.attributes.contains(&LinkAttribute::IfName("host0".into())));
+        assert!(p
+            .attributes
+            .contains(&LinkAttribute::IfName("host0".into())));
         assert!(p.attributes.contains(&LinkAttribute::NetNsFd(5)));
-        assert!(p.attributes.contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 2])));
+        assert!(p
+            .attributes
+            .contains(&LinkAttribute::Address(vec![2, 0, 0, 0, 0, 2])));
     }
 
     #[test]

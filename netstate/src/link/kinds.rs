@@ -71,13 +71,18 @@ pub fn create_info_data(
                     // TTL_INHERIT is dumped as a u8 but its policy is NLA_FLAG: a payload is
                     // rejected (ERANGE), so send it bare when set and not at all when clear
                     if a.kind as u16 & 0x3fff == IFLA_VXLAN_TTL_INHERIT {
-                        return (u8_of(a).unwrap_or(0) != 0).then(|| RawAttr { kind: a.kind, value: Vec::new() });
+                        return (u8_of(a).unwrap_or(0) != 0).then(|| RawAttr {
+                            kind: a.kind,
+                            value: Vec::new(),
+                        });
                     }
                     // REMCSUM_TX/RX: the kernel counts the attribute's presence, not its
                     // value, when it works out which header bits are in use, and then refuses
                     // the saved RESERVED_BITS as overlapping; a clear one is the default anyway
                     let k = a.kind as u16 & 0x3fff;
-                    if (k == IFLA_VXLAN_REMCSUM_TX || k == IFLA_VXLAN_REMCSUM_RX) && u8_of(a) == Some(0) {
+                    if (k == IFLA_VXLAN_REMCSUM_TX || k == IFLA_VXLAN_REMCSUM_RX)
+                        && u8_of(a) == Some(0)
+                    {
                         return None;
                     }
                     Some(remap_u32(a, IFLA_VXLAN_LINK, remap))
@@ -107,7 +112,9 @@ pub fn create_info_data(
         "bridge" => Some(
             attrs
                 .iter()
-                .filter(|a| !(a.kind as u16 & 0x3fff == IFLA_BR_VLAN_FILTERING && u8_of(a) == Some(0)))
+                .filter(|a| {
+                    !(a.kind as u16 & 0x3fff == IFLA_BR_VLAN_FILTERING && u8_of(a) == Some(0))
+                })
                 .filter_map(|a| {
                     if a.kind as u16 & 0x3fff != IFLA_BR_MULTI_BOOLOPT {
                         return Some(a.clone());
@@ -116,7 +123,10 @@ pub fn create_info_data(
                     (on != 0).then(|| {
                         let mut value = on.to_ne_bytes().to_vec();
                         value.extend_from_slice(&on.to_ne_bytes());
-                        RawAttr { kind: a.kind, value }
+                        RawAttr {
+                            kind: a.kind,
+                            value,
+                        }
                     })
                 })
                 .collect(),
@@ -125,10 +135,7 @@ pub fn create_info_data(
     }
 }
 
-pub fn slave_data_to_send(
-    attrs: &[RawAttr],
-    remap: &dyn Fn(u32) -> Option<u32>,
-) -> Vec<RawAttr> {
+pub fn slave_data_to_send(attrs: &[RawAttr], remap: &dyn Fn(u32) -> Option<u32>) -> Vec<RawAttr> {
     attrs
         .iter()
         .map(|a| remap_u32(a, IFLA_BRPORT_BACKUP_PORT, remap))
@@ -157,7 +164,12 @@ fn get_u16(attrs: &[RawAttr], k: u16) -> u32 {
     u32::from(find(attrs, k).and_then(u16_of).unwrap_or(0))
 }
 fn get_be16(attrs: &[RawAttr], k: u16) -> u32 {
-    u32::from(find(attrs, k).and_then(u16_of).map(u16::from_be).unwrap_or(0))
+    u32::from(
+        find(attrs, k)
+            .and_then(u16_of)
+            .map(u16::from_be)
+            .unwrap_or(0),
+    )
 }
 fn get_bytes(attrs: &[RawAttr], k: u16) -> Vec<u8> {
     find(attrs, k).map(|a| a.value.clone()).unwrap_or_default()
@@ -230,7 +242,11 @@ pub fn decode_vxlan(a: &[RawAttr], lower: String) -> pb::Vxlan {
     let group6 = get_bytes(a, 16);
     let remote = if group4.is_empty() { group6 } else { group4 };
     let local4 = get_bytes(a, 4);
-    let local = if local4.is_empty() { get_bytes(a, 17) } else { local4 };
+    let local = if local4.is_empty() {
+        get_bytes(a, 17)
+    } else {
+        local4
+    };
     let is_multicast = match remote.len() {
         4 => remote[0] >= 224 && remote[0] <= 239,
         16 => remote[0] == 0xff,
@@ -283,14 +299,21 @@ mod tests {
     use super::*;
 
     fn attr(kind: u16, value: &[u8]) -> RawAttr {
-        RawAttr { kind: u32::from(kind), value: value.to_vec() }
+        RawAttr {
+            kind: u32::from(kind),
+            value: value.to_vec(),
+        }
     }
 
     #[test]
     fn bridge_state_attributes_are_dropped_and_settings_kept() {
         let kept = keep_info_data(
             "bridge",
-            vec![attr(5, &1u32.to_ne_bytes()), attr(16, &7u64.to_ne_bytes()), attr(48, &[0; 4])],
+            vec![
+                attr(5, &1u32.to_ne_bytes()),
+                attr(16, &7u64.to_ne_bytes()),
+                attr(48, &[0; 4]),
+            ],
         );
         assert_eq!(kept.iter().map(|a| a.kind).collect::<Vec<_>>(), vec![5]);
         assert_eq!(decode_bridge(&kept).stp_state, 1);

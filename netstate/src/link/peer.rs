@@ -61,11 +61,15 @@ impl PeerFinder {
     fn add_named(&mut self) {
         self.scanned_named = true;
         let mut seen = self.seen();
-        let Ok(rd) = std::fs::read_dir("/run/netns") else { return };
+        let Ok(rd) = std::fs::read_dir("/run/netns") else {
+            return;
+        };
         let mut entries: Vec<_> = rd.filter_map(|e| e.ok()).collect();
         entries.sort_by_key(|e| e.file_name());
         for e in entries {
-            let Ok(ns) = NetNs::open_path(&e.path()) else { continue };
+            let Ok(ns) = NetNs::open_path(&e.path()) else {
+                continue;
+            };
             if !seen.insert(ns.identity()) {
                 continue;
             }
@@ -83,14 +87,18 @@ impl PeerFinder {
     fn add_processes(&mut self) {
         self.scanned_procs = true;
         let mut seen = self.seen();
-        let Ok(rd) = std::fs::read_dir("/proc") else { return };
+        let Ok(rd) = std::fs::read_dir("/proc") else {
+            return;
+        };
         let mut pids: Vec<u32> = rd
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .collect();
         pids.sort_unstable();
         for pid in pids {
             let path = format!("/proc/{pid}/ns/net");
-            let Ok(ns) = NetNs::open_path(std::path::Path::new(&path)) else { continue };
+            let Ok(ns) = NetNs::open_path(std::path::Path::new(&path)) else {
+                continue;
+            };
             if !seen.insert(ns.identity()) {
                 continue;
             }
@@ -174,7 +182,8 @@ impl PeerFinder {
 /// The id `target` gave the namespace `other` (-1 when none).
 pub fn nsid_of(target: &mut Nl, other: &NetNs) -> Result<i32> {
     let mut m = NsidMessage::default();
-    m.attributes.push(NsidAttribute::Fd(other.fd().as_raw_fd() as u32));
+    m.attributes
+        .push(NsidAttribute::Fd(other.fd().as_raw_fd() as u32));
     let reply = target.get(RouteNetlinkMessage::GetNsId(m), "get nsid")?;
     Ok(match reply {
         Some(RouteNetlinkMessage::NewNsId(r)) => r

@@ -32,7 +32,7 @@ pub fn join<'a>(attrs: impl IntoIterator<Item = &'a RawAttr>) -> Vec<u8> {
         out.extend_from_slice(&(len as u16).to_ne_bytes());
         out.extend_from_slice(&(a.kind as u16).to_ne_bytes());
         out.extend_from_slice(&a.value);
-        while out.len() % 4 != 0 {
+        while !out.len().is_multiple_of(4) {
             out.push(0);
         }
     }
@@ -83,9 +83,18 @@ mod tests {
     #[test]
     fn split_join_round_trip_keeps_padding_and_nested_flag() {
         let attrs = vec![
-            RawAttr { kind: 1, value: vec![1, 2, 3] },
-            RawAttr { kind: 0x8002, value: vec![] },
-            RawAttr { kind: 3, value: 7u32.to_ne_bytes().to_vec() },
+            RawAttr {
+                kind: 1,
+                value: vec![1, 2, 3],
+            },
+            RawAttr {
+                kind: 0x8002,
+                value: vec![],
+            },
+            RawAttr {
+                kind: 3,
+                value: 7u32.to_ne_bytes().to_vec(),
+            },
         ];
         let bytes = join(&attrs);
         assert_eq!(bytes.len(), 8 + 4 + 8);
@@ -96,7 +105,10 @@ mod tests {
 
     #[test]
     fn split_stops_at_a_truncated_attribute() {
-        let mut bytes = join(&[RawAttr { kind: 1, value: vec![9; 4] }]);
+        let mut bytes = join(&[RawAttr {
+            kind: 1,
+            value: vec![9; 4],
+        }]);
         bytes.extend_from_slice(&[200, 0, 1, 0]);
         assert_eq!(split(&bytes).len(), 1);
     }

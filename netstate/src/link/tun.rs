@@ -52,7 +52,11 @@ impl IfReq {
 
 /// IFF_* flags TUNSETIFF needs to recreate a device like `t`.
 pub fn tun_flags(t: &pb::Tun) -> u16 {
-    let mut f = if t.tun_type == u32::from(IFF_TUN) { IFF_TUN } else { IFF_TAP };
+    let mut f = if t.tun_type == u32::from(IFF_TUN) {
+        IFF_TUN
+    } else {
+        IFF_TAP
+    };
     if !t.pi {
         f |= IFF_NO_PI;
     }
@@ -78,7 +82,13 @@ pub fn open_tun() -> Result<File> {
         })
 }
 
-fn ioctl_int(f: &File, req: libc::c_ulong, arg: libc::c_ulong, what: &str, name: &str) -> Result<()> {
+fn ioctl_int(
+    f: &File,
+    req: libc::c_ulong,
+    arg: libc::c_ulong,
+    what: &str,
+    name: &str,
+) -> Result<()> {
     // SAFETY: these tun ioctls take an integer argument by value and touch no user memory.
     let rc = unsafe { libc::ioctl(f.as_raw_fd(), req, arg) };
     if rc < 0 {
@@ -126,12 +136,30 @@ pub fn create(name: &str, t: &pb::Tun, ifindex: Option<u32>) -> Result<File> {
     }
     set_iff(&f, name, tun_flags(t))?;
     if let Some(o) = t.owner {
-        ioctl_int(&f, TUNSETOWNER, libc::c_ulong::from(o), "set owner (TUNSETOWNER)", name)?;
+        ioctl_int(
+            &f,
+            TUNSETOWNER,
+            libc::c_ulong::from(o),
+            "set owner (TUNSETOWNER)",
+            name,
+        )?;
     }
     if let Some(g) = t.group {
-        ioctl_int(&f, TUNSETGROUP, libc::c_ulong::from(g), "set group (TUNSETGROUP)", name)?;
+        ioctl_int(
+            &f,
+            TUNSETGROUP,
+            libc::c_ulong::from(g),
+            "set group (TUNSETGROUP)",
+            name,
+        )?;
     }
-    ioctl_int(&f, TUNSETPERSIST, 1, "make persistent (TUNSETPERSIST)", name)?;
+    ioctl_int(
+        &f,
+        TUNSETPERSIST,
+        1,
+        "make persistent (TUNSETPERSIST)",
+        name,
+    )?;
     Ok(f)
 }
 
@@ -149,9 +177,22 @@ mod tests {
 
     #[test]
     fn flags_follow_the_saved_settings() {
-        let t = pb::Tun { tun_type: 2, pi: false, vnet_hdr: true, multi_queue: true, ..Default::default() };
-        assert_eq!(tun_flags(&t), IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE);
-        let t = pb::Tun { tun_type: 1, pi: true, ..Default::default() };
+        let t = pb::Tun {
+            tun_type: 2,
+            pi: false,
+            vnet_hdr: true,
+            multi_queue: true,
+            ..Default::default()
+        };
+        assert_eq!(
+            tun_flags(&t),
+            IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE
+        );
+        let t = pb::Tun {
+            tun_type: 1,
+            pi: true,
+            ..Default::default()
+        };
         assert_eq!(tun_flags(&t), IFF_TUN);
     }
 }

@@ -42,7 +42,8 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
         // forward delay during a topology change: not a setting anyone made
         Some(pb::link::Info::Bridge(b)) if b.stp_state != 0 => {
             b.ageing_time = 0;
-            c.info_data_raw.retain(|a| a.kind as u16 & 0x3fff != IFLA_BR_AGEING_TIME);
+            c.info_data_raw
+                .retain(|a| a.kind as u16 & 0x3fff != IFLA_BR_AGEING_TIME);
         }
         _ => {}
     }

@@ -72,12 +72,22 @@ fn peer_sock(socks: &mut Socks, ns: NetNs) -> Result<Sock> {
 }
 
 /// `live` is the target's links as capture sees them (veth peers resolved).
-pub fn plan(saved: &[pb::Link], live_links: &[pb::Link], socks: &mut Socks, opts: &RestoreOptions) -> Result<LinkPlan> {
+pub fn plan(
+    saved: &[pb::Link],
+    live_links: &[pb::Link],
+    socks: &mut Socks,
+    opts: &RestoreOptions,
+) -> Result<LinkPlan> {
     let mut p = LinkPlan::default();
-    let live_by_name: HashMap<&str, &pb::Link> = live_links.iter().map(|l| (l.name.as_str(), l)).collect();
+    let live_by_name: HashMap<&str, &pb::Link> =
+        live_links.iter().map(|l| (l.name.as_str(), l)).collect();
     let used: HashSet<u32> = live_links.iter().map(|l| l.ifindex).collect();
     let saved_names = names(saved);
-    let saved_by_name: HashMap<&str, usize> = saved.iter().enumerate().map(|(i, l)| (l.name.as_str(), i)).collect();
+    let saved_by_name: HashMap<&str, usize> = saved
+        .iter()
+        .enumerate()
+        .map(|(i, l)| (l.name.as_str(), i))
+        .collect();
     let lname = names(live_links);
     let mut handled = HashSet::new();
     for (i, l) in saved.iter().enumerate() {
@@ -103,7 +113,11 @@ pub fn plan(saved: &[pb::Link], live_links: &[pb::Link], socks: &mut Socks, opts
             p.conflicts.push(format!(
                 "link {}: exists as {} with {}",
                 l.name,
-                if existing.kind.is_empty() { "device" } else { &existing.kind },
+                if existing.kind.is_empty() {
+                    "device"
+                } else {
+                    &existing.kind
+                },
                 what
             ));
             continue;
@@ -141,7 +155,10 @@ pub fn plan(saved: &[pb::Link], live_links: &[pb::Link], socks: &mut Socks, opts
                             p.pinned.insert(j);
                         }
                     }
-                    None => p.conflicts.push(format!("link {}: veth peer {} missing from the image", l.name, v.peer_name)),
+                    None => p.conflicts.push(format!(
+                        "link {}: veth peer {} missing from the image",
+                        l.name, v.peer_name
+                    )),
                 }
             } else {
                 match plan_peer(l, v, socks, opts) {
@@ -149,7 +166,10 @@ pub fn plan(saved: &[pb::Link], live_links: &[pb::Link], socks: &mut Socks, opts
                         p.peers.insert(i, pp);
                     }
                     Ok(Err(c)) => p.conflicts.push(c),
-                    Err(e) => p.conflicts.push(format!("link {}: {}", l.name, crate::error::chain(&e))),
+                    Err(e) => {
+                        p.conflicts
+                            .push(format!("link {}: {}", l.name, crate::error::chain(&e)))
+                    }
                 }
             }
         }
@@ -166,7 +186,12 @@ fn plan_peer(
 ) -> Result<std::result::Result<PeerPlan, String>> {
     let ext = opts.externals.iter().find(|e| e.inner == l.name);
     let (ns, name, master, up) = if let Some(e) = ext {
-        (socks.host_ns.try_clone()?, e.outer.clone(), e.bridge.clone(), true)
+        (
+            socks.host_ns.try_clone()?,
+            e.outer.clone(),
+            e.bridge.clone(),
+            true,
+        )
     } else {
         let master = (!v.peer_master.is_empty()).then(|| v.peer_master.clone());
         let ns = match pb::PeerPlace::try_from(v.peer_place).unwrap_or(pb::PeerPlace::PeerUnknown) {
@@ -243,11 +268,19 @@ fn plan_peer(
         pin,
         master,
         up,
-        port: v.peer_bridge_port.as_ref().map(|b| b.raw.clone()).unwrap_or_default(),
+        port: v
+            .peer_bridge_port
+            .as_ref()
+            .map(|b| b.raw.clone())
+            .unwrap_or_default(),
     }))
 }
 
-fn check(results: Vec<std::result::Result<(), crate::nl::NlError>>, what: &[String], netns: &str) -> std::result::Result<(), Vec<String>> {
+fn check(
+    results: Vec<std::result::Result<(), crate::nl::NlError>>,
+    what: &[String],
+    netns: &str,
+) -> std::result::Result<(), Vec<String>> {
     let errs: Vec<String> = results
         .into_iter()
         .zip(what)
@@ -264,7 +297,8 @@ fn live_map(saved: &[pb::Link], nl: &mut Nl) -> std::result::Result<IfMap, Vec<S
     let live = dump(nl).map_err(|e| vec![crate::error::chain(&e)])?;
     Ok(IfMap::by_name(
         saved.iter().map(|l| (l.ifindex, l.name.clone())),
-        live.iter().map(|m| (m.header.index, crate::link::capture::link_name(m))),
+        live.iter()
+            .map(|m| (m.header.index, crate::link::capture::link_name(m))),
     ))
 }
 
@@ -279,33 +313,50 @@ pub fn create(
     let netns = ns.name().to_string();
     // lo and other always-present links: remember their settings before touching them
     for (_, live) in &p.configure {
-        journal
-            .push(Undo::Req {
-                sock: Sock::Target,
-                req: restore_settings_request(live),
-                what: format!("restore settings of {}", live.name),
-            });
+        journal.push(Undo::Req {
+            sock: Sock::Target,
+            req: restore_settings_request(live),
+            what: format!("restore settings of {}", live.name),
+        });
     }
     // tun/tap: ioctls on a thread inside the namespace
-    let tuns: Vec<usize> = p.create.iter().copied().filter(|&i| saved[i].kind == "tun").collect();
+    let tuns: Vec<usize> = p
+        .create
+        .iter()
+        .copied()
+        .filter(|&i| saved[i].kind == "tun")
+        .collect();
     for &i in &tuns {
         let l = &saved[i];
         let Some(pb::link::Info::Tun(t)) = &l.info else {
-            return Err(vec![format!("link {}: tun device without tun settings in the image", l.name)]);
+            return Err(vec![format!(
+                "link {}: tun device without tun settings in the image",
+                l.name
+            )]);
         };
         let pin = p.pinned.contains(&i).then_some(l.ifindex);
-        let (name, t) = (l.name.clone(), t.clone());
+        let (name, t) = (l.name.clone(), *t);
         ns.run(move || crate::link::tun::create(&name, &t, pin).map(drop))
-            .map_err(|e| vec![format!("create tun device {} in {netns}: {}", l.name, crate::error::chain(&e))])?;
-        journal
-            .push(Undo::Req { sock: Sock::Target, req: delete_by_name(&l.name), what: format!("delete link {}", l.name) });
+            .map_err(|e| {
+                vec![format!(
+                    "create tun device {} in {netns}: {}",
+                    l.name,
+                    crate::error::chain(&e)
+                )]
+            })?;
+        journal.push(Undo::Req {
+            sock: Sock::Target,
+            req: delete_by_name(&l.name),
+            what: format!("delete link {}", l.name),
+        });
         journal.check().map_err(|e| vec![e])?;
     }
     // the rest level by level: a link whose lower device is also being created waits for it
     let creating: HashMap<u32, usize> = p.create.iter().map(|&i| (saved[i].ifindex, i)).collect();
     let lower_of = |l: &pb::Link| -> Option<u32> {
         if l.kind == "vxlan" {
-            crate::link::raw::find(&l.info_data_raw, crate::link::kinds::IFLA_VXLAN_LINK).and_then(crate::link::raw::u32_of)
+            crate::link::raw::find(&l.info_data_raw, crate::link::kinds::IFLA_VXLAN_LINK)
+                .and_then(crate::link::raw::u32_of)
         } else if l.link != 0 && !l.link_other_netns && l.kind != "veth" {
             Some(l.link)
         } else {
@@ -320,10 +371,16 @@ pub fn create(
             .iter()
             .copied()
             .filter(|i| !done.contains(i))
-            .filter(|&i| lower_of(&saved[i]).and_then(|lw| creating.get(&lw)).is_none_or(|j| done.contains(j)))
+            .filter(|&i| {
+                lower_of(&saved[i])
+                    .and_then(|lw| creating.get(&lw))
+                    .is_none_or(|j| done.contains(j))
+            })
             .collect();
         if level.is_empty() {
-            return Err(vec!["links: circular lower-device references in the image".into()]);
+            return Err(vec![
+                "links: circular lower-device references in the image".into()
+            ]);
         }
         let mut reqs = Vec::new();
         let mut what = Vec::new();
@@ -347,7 +404,12 @@ pub fn create(
                     reqs.push(r);
                     what.push(format!("create link {} ({})", l.name, l.kind));
                 }
-                None => return Err(vec![format!("link {} ({}): cannot be created over netlink", l.name, l.kind)]),
+                None => {
+                    return Err(vec![format!(
+                        "link {} ({}): cannot be created over netlink",
+                        l.name, l.kind
+                    )])
+                }
             }
         }
         let results = socks
@@ -357,8 +419,11 @@ pub fn create(
         for (k, r) in results.iter().enumerate() {
             if r.is_ok() {
                 let name = &saved[level[k]].name;
-                journal
-                    .push(Undo::Req { sock: Sock::Target, req: delete_by_name(name), what: format!("delete link {name}") });
+                journal.push(Undo::Req {
+                    sock: Sock::Target,
+                    req: delete_by_name(name),
+                    what: format!("delete link {name}"),
+                });
             }
         }
         check(results, &what, &netns)?;
@@ -384,7 +449,11 @@ pub fn create(
         let l = &saved[i];
         if l.master != 0 {
             let (Some(live), Some(m)) = (ifs.live(l.ifindex), ifs.live(l.master)) else {
-                return Err(vec![format!("link {}: master {} missing", l.name, saved_names.get(&l.master).cloned().unwrap_or_default())]);
+                return Err(vec![format!(
+                    "link {}: master {} missing",
+                    l.name,
+                    saved_names.get(&l.master).cloned().unwrap_or_default()
+                )]);
             };
             reqs.push(master_request(live, m));
             what.push(format!("set master of {}", l.name));
@@ -395,7 +464,9 @@ pub fn create(
     let mut what = Vec::new();
     for &i in &touched {
         let l = &saved[i];
-        let Some(live) = ifs.live(l.ifindex) else { continue };
+        let Some(live) = ifs.live(l.ifindex) else {
+            continue;
+        };
         reqs.push(settings_request(l, live));
         what.push(format!("configure link {}", l.name));
         let remap = |x: u32| ifs.live(x);
@@ -408,21 +479,45 @@ pub fn create(
     send(&mut socks.target, &reqs, &what, &netns, journal, 0)?;
     // outer ends of veth pairs: master and port settings in their namespace
     for (&i, pp) in &p.peers {
-        let pl = socks.links_refresh(pp.sock).map_err(|e| vec![crate::error::chain(&e)])?;
+        let pl = socks
+            .links_refresh(pp.sock)
+            .map_err(|e| vec![crate::error::chain(&e)])?;
         let pn = dump_names(&pl);
         let find = |n: &str| pn.iter().find(|(_, v)| v.as_str() == n).map(|(k, _)| *k);
         let Some(pidx) = find(&pp.name) else {
-            return Err(vec![format!("link {}: veth peer {} did not appear in {}", saved[i].name, pp.name, socks.name_of(pp.sock))]);
+            return Err(vec![format!(
+                "link {}: veth peer {} did not appear in {}",
+                saved[i].name,
+                pp.name,
+                socks.name_of(pp.sock)
+            )]);
         };
         let pnetns = socks.name_of(pp.sock);
         if let Some(m) = &pp.master {
             let Some(midx) = find(m) else {
-                return Err(vec![format!("veth peer {}: master {m} vanished from {pnetns}", pp.name)]);
+                return Err(vec![format!(
+                    "veth peer {}: master {m} vanished from {pnetns}",
+                    pp.name
+                )]);
             };
             let r = vec![master_request(pidx, midx)];
-            send(socks.get(pp.sock), &r, &[format!("attach veth peer {} to {m}", pp.name)], &pnetns, journal, 0)?;
+            send(
+                socks.get(pp.sock),
+                &r,
+                &[format!("attach veth peer {} to {m}", pp.name)],
+                &pnetns,
+                journal,
+                0,
+            )?;
             if let Some(r) = slave_request("bridge", &pp.port, pidx) {
-                send(socks.get(pp.sock), &[r], &[format!("configure bridge port {}", pp.name)], &pnetns, journal, 0)?;
+                send(
+                    socks.get(pp.sock),
+                    &[r],
+                    &[format!("configure bridge port {}", pp.name)],
+                    &pnetns,
+                    journal,
+                    0,
+                )?;
             }
         }
     }
@@ -451,7 +546,9 @@ pub fn up(
     let mut tokens = Vec::new();
     for i in touched {
         let l = &saved[i];
-        let Some(live) = ifs.live(l.ifindex) else { continue };
+        let Some(live) = ifs.live(l.ifindex) else {
+            continue;
+        };
         if l.flags & IFF_UP != 0 {
             reqs.push(up_request(live, true));
             what.push(format!("bring up {}", l.name));
@@ -464,17 +561,32 @@ pub fn up(
     }
     send(&mut socks.target, &reqs, &what, &netns, journal, 0)?;
     multicast_routes(saved, p, ifs, v6_links, socks)?;
-    let tw: Vec<String> = tokens.iter().map(|_| "set ipv6 token".to_string()).collect();
+    let tw: Vec<String> = tokens
+        .iter()
+        .map(|_| "set ipv6 token".to_string())
+        .collect();
     send(&mut socks.target, &tokens, &tw, &netns, journal, 0)?;
     for pp in p.peers.values() {
         if !pp.up {
             continue;
         }
-        let pl = socks.links_refresh(pp.sock).map_err(|e| vec![crate::error::chain(&e)])?;
-        if let Some(m) = pl.iter().find(|m| crate::link::capture::link_name(m) == pp.name) {
+        let pl = socks
+            .links_refresh(pp.sock)
+            .map_err(|e| vec![crate::error::chain(&e)])?;
+        if let Some(m) = pl
+            .iter()
+            .find(|m| crate::link::capture::link_name(m) == pp.name)
+        {
             let r = vec![up_request(m.header.index, true)];
             let pnetns = socks.name_of(pp.sock);
-            send(socks.get(pp.sock), &r, &[format!("bring up veth peer {}", pp.name)], &pnetns, journal, 0)?;
+            send(
+                socks.get(pp.sock),
+                &r,
+                &[format!("bring up veth peer {}", pp.name)],
+                &pnetns,
+                journal,
+                0,
+            )?;
         }
     }
     Ok(())
@@ -482,11 +594,20 @@ pub fn up(
 
 /// Sends a batch of changes whose undo is covered by an earlier journal entry (the link's own
 /// deletion, or the saved settings of an existing link); counts each as a change.
-fn send(nl: &mut Nl, reqs: &[Req], what: &[String], netns: &str, journal: &mut Journal, flags: u16) -> std::result::Result<(), Vec<String>> {
+fn send(
+    nl: &mut Nl,
+    reqs: &[Req],
+    what: &[String],
+    netns: &str,
+    journal: &mut Journal,
+    flags: u16,
+) -> std::result::Result<(), Vec<String>> {
     if reqs.is_empty() {
         return Ok(());
     }
-    let results = nl.batch(reqs, flags, "configure links").map_err(|e| vec![crate::error::chain(&e)])?;
+    let results = nl
+        .batch(reqs, flags, "configure links")
+        .map_err(|e| vec![crate::error::chain(&e)])?;
     let n_ok = results.iter().filter(|r| r.is_ok()).count();
     check(results, what, netns)?;
     for _ in 0..n_ok {
@@ -532,7 +653,9 @@ fn multicast_routes(
         if l.flags & IFF_UP == 0 || is_loopback(l) || !v6_links.contains(&l.ifindex) {
             continue;
         }
-        let Some(live) = ifs.live(l.ifindex) else { continue };
+        let Some(live) = ifs.live(l.ifindex) else {
+            continue;
+        };
         let mut m = RouteMessage::default();
         m.header.address_family = AddressFamily::Inet6;
         m.header.destination_prefix_length = 8;
@@ -541,7 +664,10 @@ fn multicast_routes(
         m.header.scope = RouteScope::Universe;
         m.header.kind = RouteType::Multicast;
         m.attributes.push(RouteAttribute::Table(255));
-        m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet6(std::net::Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0))));
+        m.attributes
+            .push(RouteAttribute::Destination(RouteAddress::Inet6(
+                std::net::Ipv6Addr::new(0xff00, 0, 0, 0, 0, 0, 0, 0),
+            )));
         m.attributes.push(RouteAttribute::Oif(live));
         m.attributes.push(RouteAttribute::Priority(256));
         reqs.push(Req::Route(RouteNetlinkMessage::NewRoute(m)));

@@ -48,7 +48,11 @@ impl Socks {
         match s {
             Sock::Target => &self.target_links,
             Sock::Host => &self.host_links,
-            Sock::Peer(i) => self.peers.get(i).map(|p| p.2.as_slice()).unwrap_or_default(),
+            Sock::Peer(i) => self
+                .peers
+                .get(i)
+                .map(|p| p.2.as_slice())
+                .unwrap_or_default(),
         }
     }
 
@@ -70,19 +74,31 @@ impl Socks {
         match s {
             Sock::Target => self.target.netns().to_string(),
             Sock::Host => "the host namespace".to_string(),
-            Sock::Peer(i) => self.peers.get(i).map(|p| p.0.name().to_string()).unwrap_or_default(),
+            Sock::Peer(i) => self
+                .peers
+                .get(i)
+                .map(|p| p.0.name().to_string())
+                .unwrap_or_default(),
         }
     }
 
     pub fn ns_fd(&self, s: Sock) -> RawFd {
         match s {
-            Sock::Peer(i) => self.peers.get(i).map(|p| p.0.fd().as_raw_fd()).unwrap_or(-1),
+            Sock::Peer(i) => self
+                .peers
+                .get(i)
+                .map(|p| p.0.fd().as_raw_fd())
+                .unwrap_or(-1),
             _ => self.host_ns.fd().as_raw_fd(),
         }
     }
 }
 
-pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> Result<RestoreOutcome> {
+pub fn run(
+    target: &Target,
+    images: &std::path::Path,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let mut stats = StatsRecorder::new();
     let t = Instant::now();
@@ -117,13 +133,31 @@ pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> 
     let (live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
     let link_plan = links::plan(&snap.links, &live_links, &mut socks, opts)?;
     let live_ifs = IfMap::from_names(target_links.iter().map(|m| (m.header.index, link_name(m))));
-    let addrs = family::plan::<Addresses>(&snap.addresses, &Addresses::capture(&mut socks.target, &live_ifs)?);
-    let nhs = family::plan::<Nexthops>(&snap.nexthops, &Nexthops::capture(&mut socks.target, &live_ifs)?);
-    let mut routes = family::plan::<Routes>(&snap.routes, &Routes::capture(&mut socks.target, &live_ifs)?);
+    let addrs = family::plan::<Addresses>(
+        &snap.addresses,
+        &Addresses::capture(&mut socks.target, &live_ifs)?,
+    );
+    let nhs = family::plan::<Nexthops>(
+        &snap.nexthops,
+        &Nexthops::capture(&mut socks.target, &live_ifs)?,
+    );
+    let mut routes = family::plan::<Routes>(
+        &snap.routes,
+        &Routes::capture(&mut socks.target, &live_ifs)?,
+    );
     let rules = family::plan::<Rules>(&snap.rules, &Rules::capture(&mut socks.target, &live_ifs)?);
-    let neighs = family::plan::<Neighbours>(&snap.neighbours, &Neighbours::capture(&mut socks.target, &live_ifs)?);
+    let neighs = family::plan::<Neighbours>(
+        &snap.neighbours,
+        &Neighbours::capture(&mut socks.target, &live_ifs)?,
+    );
     let mut conflicts = link_plan.conflicts.clone();
-    for c in [&addrs.conflicts, &nhs.conflicts, &routes.conflicts, &rules.conflicts, &neighs.conflicts] {
+    for c in [
+        &addrs.conflicts,
+        &nhs.conflicts,
+        &routes.conflicts,
+        &rules.conflicts,
+        &neighs.conflicts,
+    ] {
         conflicts.extend(c.iter().cloned());
     }
     let fw = if opts.firewall.skip || snap.firewall.is_empty() {
@@ -131,10 +165,17 @@ pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> 
     } else {
         snap.firewall.clone()
     };
-    let fw_conflicts = if fw.is_empty() { Vec::new() } else { crate::firewall::conflicts(&ns, &fw, &opts.firewall)? };
+    let fw_conflicts = if fw.is_empty() {
+        Vec::new()
+    } else {
+        crate::firewall::conflicts(&ns, &fw, &opts.firewall)?
+    };
     conflicts.extend(fw_conflicts);
     if !conflicts.is_empty() {
-        return Err(NetstateError::Conflicts { netns: ns.name().to_string(), conflicts });
+        return Err(NetstateError::Conflicts {
+            netns: ns.name().to_string(),
+            conflicts,
+        });
     }
     if !fw.is_empty() {
         crate::firewall::check(&ns, &fw, &opts.firewall)?;
@@ -146,10 +187,27 @@ pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> 
     let mut journal = Journal::new(opts.fail_after);
     let mut warnings = Vec::new();
     let mut files = Vec::new();
-    let applied = apply(&snap, &link_plan, &ns, &mut socks, &mut journal, &mut stats, &mut warnings, &fw, opts, &addrs.to_add, &nhs.to_add, &routes.to_add, &rules.to_add, &neighs.to_add, &mut files);
+    let applied = apply(
+        &snap,
+        &link_plan,
+        &ns,
+        &mut socks,
+        &mut journal,
+        &mut stats,
+        &mut warnings,
+        &fw,
+        opts,
+        &addrs.to_add,
+        &nhs.to_add,
+        &routes.to_add,
+        &rules.to_add,
+        &neighs.to_add,
+        &mut files,
+    );
     let applied = applied.and_then(|()| {
         if opts.verify {
-            let d = crate::diff::compare(&ns, &socks.host_ns, &snap, &opts.firewall).map_err(|e| vec![crate::error::chain(&e)])?;
+            let d = crate::diff::compare(&ns, &socks.host_ns, &snap, &opts.firewall)
+                .map_err(|e| vec![crate::error::chain(&e)])?;
             if !d.is_empty() {
                 return Err(d.iter().map(|x| format!("verify: {x}")).collect());
             }
@@ -160,7 +218,10 @@ pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> 
     if let Err(errors) = applied {
         let undo_errors = rollback(journal, &mut socks, &ns);
         return Err(if undo_errors.is_empty() {
-            NetstateError::RolledBack { netns: ns.name().to_string(), errors }
+            NetstateError::RolledBack {
+                netns: ns.name().to_string(),
+                errors,
+            }
         } else {
             NetstateError::RollbackFailed {
                 netns: ns.name().to_string(),
@@ -179,8 +240,16 @@ pub fn run(target: &Target, images: &std::path::Path, opts: &RestoreOptions) -> 
     let mut s = stats.finish();
     s.total_us = t0.elapsed().as_micros() as u64;
     // best effort: the image directory may be read-only (a mounted checkpoint archive)
-    let _ = crhook_core::write_file(&images.join(Kind::StatsRestore.file_name()), Kind::StatsRestore, std::slice::from_ref(&s));
-    Ok(RestoreOutcome { stats: s, files, warnings })
+    let _ = crhook_core::write_file(
+        &images.join(Kind::StatsRestore.file_name()),
+        Kind::StatsRestore,
+        std::slice::from_ref(&s),
+    );
+    Ok(RestoreOutcome {
+        stats: s,
+        files,
+        warnings,
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -224,7 +293,11 @@ fn apply(
     family::apply::<Addresses>(&mut socks.target, Sock::Target, addrs, &ifs, journal)?;
     stats.phase("addresses", t.elapsed());
     let t = Instant::now();
-    let v6_links = addrs.iter().filter(|a| a.family == libc::AF_INET6 as u32).map(|a| a.ifindex).collect();
+    let v6_links = addrs
+        .iter()
+        .filter(|a| a.family == libc::AF_INET6 as u32)
+        .map(|a| a.ifindex)
+        .collect();
     links::up(&snap.links, lp, &ifs, &v6_links, socks, journal)?;
     stats.phase("up", t.elapsed());
     let t = Instant::now();
@@ -240,13 +313,19 @@ fn apply(
     stats.phase("sysctls", t.elapsed());
     if !snap.tun_files.is_empty() || !snap.ext_files.is_empty() {
         let t = Instant::now();
-        *files = crate::tunfile::restore(ns, snap, opts).map_err(|e| vec![crate::error::chain(&e)])?;
+        *files =
+            crate::tunfile::restore(ns, snap, opts).map_err(|e| vec![crate::error::chain(&e)])?;
         stats.phase("files", t.elapsed());
     }
     Ok(())
 }
 
-fn sysctls(saved: &[crhook_proto::Sysctl], phase: crate::sysctl::Phase, ns: &NetNs, journal: &mut Journal) -> std::result::Result<(), Vec<String>> {
+fn sysctls(
+    saved: &[crhook_proto::Sysctl],
+    phase: crate::sysctl::Phase,
+    ns: &NetNs,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
     if saved.is_empty() {
         return Ok(());
     }
@@ -254,7 +333,12 @@ fn sysctls(saved: &[crhook_proto::Sysctl], phase: crate::sysctl::Phase, ns: &Net
     let r = ns
         .run(|| {
             let mut nl = Nl::new(&name)?;
-            Ok(crate::sysctl::apply_with(&mut nl, saved, phase, &|n: &str| Some(n.to_string())))
+            Ok(crate::sysctl::apply_with(
+                &mut nl,
+                saved,
+                phase,
+                &|n: &str| Some(n.to_string()),
+            ))
         })
         .map_err(|e| vec![crate::error::chain(&e)])?;
     match r {
@@ -285,10 +369,17 @@ pub fn rollback(journal: Journal, socks: &mut Socks, ns: &NetNs) -> Vec<String> 
                 }
             }
             Undo::Sysctl(s) => match ns.run(|| Ok(s.undo())) {
-                Ok(errs) => errors.extend(errs.into_iter().map(|e| format!("undo sysctl: {}", crate::error::chain(&e)))),
+                Ok(errs) => errors.extend(
+                    errs.into_iter()
+                        .map(|e| format!("undo sysctl: {}", crate::error::chain(&e))),
+                ),
                 Err(e) => errors.push(format!("undo sysctls: {}", crate::error::chain(&e))),
             },
-            Undo::Firewall(f) => errors.extend(f.undo(ns).into_iter().map(|e| format!("undo firewall: {}", crate::error::chain(&e)))),
+            Undo::Firewall(f) => errors.extend(
+                f.undo(ns)
+                    .into_iter()
+                    .map(|e| format!("undo firewall: {}", crate::error::chain(&e))),
+            ),
         }
     }
     errors
