@@ -1,0 +1,598 @@
+//! End to end with real runc (and CRIU): the two ways crhook carries a container's network.
+//!
+//! 1. Network state only: `runc run` container A, shape its namespace, `crhook checkpoint
+//!    --bundle --id`, delete A, `runc run` B from the same bundle with `crhook hook` as its
+//!    createRuntime hook (no PATH in the hook's environment): B's namespace equals A's.
+//! 2. Full checkpoint/restore: `runc checkpoint` with crhook as CRIU action script (through
+//!    examples/criu/runc.conf named by the `org.criu.config` annotation), `runc restore`: the
+//!    restored container's namespace equals the checkpointed one.
+//!
+//! runc itself runs inside a test namespace that plays the host (entered between fork and exec
+//! by the library's `NetNs::command`), so the containers' veth peers, the bridge, and the
+//! namespace crhook and CRIU run in are all the test's own; nothing touches the machine's
+//! namespace. The rootfs is a static busybox the test copies into a temporary bundle.
+#![allow(clippy::unwrap_used)]
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crhook_netstate::NetNs;
+use crhook_tests::{
+    compare_states, crhook, crhook_bin, ip_bin, require_root, unique_name, wait_link_gone, NsState,
+    TempDir, TestNs,
+};
+use serde_json::{json, Value};
+
+const BRIDGE: &str = "bre2e";
+const HOST_V4: &str = "192.0.2.1";
+
+fn find(name: &str, dirs: &[&str]) -> PathBuf {
+    dirs.iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+        .unwrap_or_else(|| panic!("{name} not found in {dirs:?}; install it (.ci/install-deps)"))
+}
+
+fn runc_bin() -> PathBuf {
+    find(
+        "runc",
+        &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
+    )
+}
+
+fn busybox_bin() -> PathBuf {
+    find("busybox", &["/bin", "/usr/bin"])
+}
+
+fn check(what: &str, out: &Output) -> String {
+    if !out.status.success() {
+        panic!(
+            "{what}: {}\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout).trim_end(),
+            String::from_utf8_lossy(&out.stderr).trim_end()
+        );
+    }
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// runc with its own state root, run inside the test's host namespace.
+struct Runc {
+    root: TempDir,
+    host: NetNs,
+    env: Vec<(String, String)>,
+}
+
+impl Runc {
+    fn new(host: &TestNs) -> Runc {
+        Runc {
+            root: TempDir::new("runc-root"),
+            host: NetNs::open_path(&host.path()).unwrap(),
+            env: Vec::new(),
+        }
+    }
+
+    fn root(&self) -> String {
+        self.root.path().display().to_string()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = self.host.command(&runc_bin()).unwrap();
+        c.arg("--root")
+            .arg(self.root.path())
+            .arg("--log")
+            .arg(self.log())
+            .args(args);
+        c.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        c.env_clear().env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        );
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let out = self.cmd(args).output().unwrap();
+        check(&format!("runc {}", args.join(" ")), &out)
+    }
+
+    fn log(&self) -> PathBuf {
+        self.root.path().join("runc.log")
+    }
+
+    /// Runs a detached `runc run -d` or `runc restore -d`. The container inherits runc's
+    /// stdio, so all three are /dev/null: a pipe would keep `output()` waiting for the
+    /// container, and CRIU cannot dump a descriptor of a file outside the container's mounts
+    /// (it handles /dev/null). runc's own errors go to its `--log`, shown on failure.
+    fn detached(&self, args: &[&str]) {
+        let status = self
+            .cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        if !status.success() {
+            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+            panic!(
+                "runc {}: {status}\nrunc log:\n{}",
+                args.join(" "),
+                tail(&log, 30)
+            );
+        }
+    }
+
+    fn start(&self, bundle: &Path, id: &str) -> Container<'_> {
+        let c = Container {
+            runc: self,
+            id: id.to_string(),
+        };
+        self.detached(&["run", "-d", "--bundle", &bundle.display().to_string(), id]);
+        c
+    }
+
+    fn pid(&self, id: &str) -> u32 {
+        let state: Value = serde_json::from_str(&self.run(&["state", id])).unwrap();
+        u32::try_from(state["pid"].as_u64().unwrap()).unwrap()
+    }
+}
+
+/// A container, killed and deleted on drop.
+struct Container<'a> {
+    runc: &'a Runc,
+    id: String,
+}
+
+impl Container<'_> {
+    fn pid(&self) -> u32 {
+        self.runc.pid(&self.id)
+    }
+}
+
+impl Drop for Container<'_> {
+    fn drop(&mut self) {
+        let _ = self.runc.cmd(&["delete", "-f", &self.id]).output();
+    }
+}
+
+/// A bundle: busybox rootfs, `runc spec` edited to run `sleep 1000` without a terminal in
+/// fresh namespaces (the network one without a path: runc creates it).
+fn make_bundle(dir: &Path) -> PathBuf {
+    let bundle = dir.join("bundle");
+    let bin = bundle.join("rootfs/bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    std::fs::copy(busybox_bin(), bin.join("busybox")).unwrap();
+    for applet in ["sh", "sleep", "ip", "ping", "cat", "ls"] {
+        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
+    }
+    check(
+        "runc spec",
+        &Command::new(runc_bin())
+            .arg("spec")
+            .arg("--bundle")
+            .arg(&bundle)
+            .output()
+            .unwrap(),
+    );
+    edit_config(&bundle, |c| {
+        c["process"]["terminal"] = json!(false);
+        c["process"]["args"] = json!(["sleep", "1000"]);
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "network");
+        ns.push(json!({"type": "network"}));
+    });
+    bundle
+}
+
+fn edit_config(bundle: &Path, f: impl FnOnce(&mut Value)) {
+    let path = bundle.join("config.json");
+    let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    f(&mut c);
+    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
+}
+
+/// A name for the namespace of `pid` under /run/netns, as a TestNs (so the harness's state
+/// reader and `ip -n` work on it). TestNs only makes fresh namespaces, so a fresh one's name
+/// is re-pointed at the container's namespace with `ip netns attach`; dropping it removes
+/// the name only, the namespace lives as long as the container.
+fn attach(tag: &str, pid: u32) -> TestNs {
+    let ns = TestNs::new(tag);
+    let ip = |args: &[&str]| {
+        check(
+            &format!("ip {}", args.join(" ")),
+            &Command::new(ip_bin()).args(args).output().unwrap(),
+        )
+    };
+    ip(&["netns", "del", ns.name()]);
+    ip(&["netns", "attach", ns.name(), &pid.to_string()]);
+    let want = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .ino();
+    assert_eq!(
+        std::fs::metadata(ns.path()).unwrap().ino(),
+        want,
+        "attached the container's namespace"
+    );
+    ns
+}
+
+/// The host side: a bridge with v4/v6 addresses.
+fn setup_host(host: &TestNs) {
+    host.ip_batch(&format!(
+        "link set lo up\n\
+         link add {BRIDGE} type bridge\n\
+         addr add {HOST_V4}/24 dev {BRIDGE}\n\
+         addr add 2001:db8:e2e::1/64 dev {BRIDGE} nodad\n\
+         link set {BRIDGE} up\n"
+    ));
+}
+
+/// Shapes the container's namespace: a veth to the host bridge, a tun device, v4/v6
+/// addresses, routes in two tables, a rule, iptables rules, sysctls.
+fn shape(c: &TestNs, host: &TestNs, peer: &str) {
+    c.ip(&[
+        "link",
+        "add",
+        "eth0",
+        "type",
+        "veth",
+        "peer",
+        "name",
+        peer,
+        "netns",
+        host.name(),
+    ]);
+    host.ip(&["link", "set", peer, "master", BRIDGE, "up"]);
+    c.ip_batch(
+        "link set lo up\n\
+         link set eth0 address 02:00:00:00:e2:10 mtu 1400 up\n\
+         addr add 192.0.2.10/24 dev eth0\n\
+         addr add 2001:db8:e2e::10/64 dev eth0 nodad\n\
+         tuntap add dev tun0 mode tun\n\
+         addr add 10.77.0.1/30 dev tun0\n\
+         route add default via 192.0.2.1\n\
+         route add 198.51.100.0/24 via 192.0.2.1 table 100\n\
+         rule add from 192.0.2.10 lookup 100 pref 1000\n\
+         neigh add 192.0.2.2 lladdr 02:00:00:00:00:02 dev eth0 nud permanent\n",
+    );
+    c.ip_batch_with(
+        &["-6"],
+        "route add 2001:db8:77::/64 via 2001:db8:e2e::1 table 100\n",
+    );
+    c.set_sysctl(&["ipv4", "ip_forward"], "1");
+    c.set_sysctl(&["ipv4", "conf", "eth0", "rp_filter"], "2");
+    c.set_sysctl(&["ipv6", "conf", "eth0", "accept_ra"], "0");
+    for rule in [
+        "iptables -A INPUT -p tcp --dport 8080 -j ACCEPT",
+        "iptables -A INPUT -i tun0 -s 10.77.0.2 -j ACCEPT",
+        "iptables -P FORWARD DROP",
+        "iptables -t nat -A POSTROUTING -o eth0 -s 10.77.0.0/30 -j MASQUERADE",
+        "ip6tables -A INPUT -p tcp --dport 8443 -j ACCEPT",
+    ] {
+        c.sh(rule);
+    }
+}
+
+/// iptables-save and ip6tables-save without comments and counters (what a restore must
+/// reproduce), then nft's view of the same tables (where a leftover lock would show).
+///
+/// CRIU locks a restored namespace with iptables (`-I INPUT/OUTPUT -j CRIU` in both families)
+/// after setup-namespaces and unlocks it after network-unlock. Under iptables-nft the unlock
+/// deletes the rules and the CRIU chain but not the base chains the lock created, so the
+/// restored namespace gains empty, policy-accept INPUT/OUTPUT base chains. They filter
+/// nothing and iptables-save does not show them (crhook diff compares what iptables-save
+/// shows), so the nft view drops empty base chains with policy accept; anything else left
+/// behind by a lock, CRIU's or crhook's, still shows.
+fn firewall(ns: &TestNs) -> String {
+    let xt = ns.sh("iptables-save; ip6tables-save");
+    let xt = xt.lines().filter(|l| !l.starts_with('#')).map(|l| {
+        strip_between(l, '[', ']', |inner| {
+            inner
+                .split(':')
+                .all(|p| p.chars().all(|c| c.is_ascii_digit()))
+        })
+    });
+    let nft = ns.sh("nft list ruleset");
+    let nft = drop_empty_accept_base_chains(&nft);
+    let nft = nft.lines().map(|l| match l.find("counter packets") {
+        Some(i) => format!("{}counter", &l[..i]),
+        None => l.to_string(),
+    });
+    xt.chain(std::iter::once("--- nft".to_string()))
+        .chain(nft)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// `nft list ruleset` without base chains that hold no rule and accept by policy, and
+/// without tables left empty by that.
+fn drop_empty_accept_base_chains(text: &str) -> String {
+    let mut tables: Vec<(String, Vec<Vec<String>>)> = Vec::new();
+    let mut chain: Option<Vec<String>> = None;
+    for line in text.lines() {
+        let t = line.trim();
+        if t.starts_with("table ") {
+            tables.push((line.to_string(), Vec::new()));
+        } else if t.starts_with("chain ") || t.starts_with("set ") || t.starts_with("map ") {
+            chain = Some(vec![line.to_string()]);
+        } else if t == "}" && chain.is_some() {
+            let mut c = chain.take().unwrap();
+            c.push(line.to_string());
+            let body: Vec<&String> = c[1..c.len() - 1]
+                .iter()
+                .filter(|l| !l.trim().is_empty())
+                .collect();
+            let empty_accept = c[0].trim().starts_with("chain ")
+                && body.len() == 1
+                && body[0].contains(" hook ")
+                && body[0].contains("policy accept;");
+            if !empty_accept {
+                tables.last_mut().unwrap().1.push(c);
+            }
+        } else if let Some(c) = chain.as_mut() {
+            c.push(line.to_string());
+        }
+    }
+    let mut out = Vec::new();
+    for (head, chains) in tables {
+        if chains.is_empty() {
+            continue;
+        }
+        out.push(head);
+        for c in chains {
+            out.extend(c);
+        }
+        out.push("}".to_string());
+    }
+    out.join("\n")
+}
+
+/// Removes `[...]` groups whose inside satisfies `pred` (iptables-save's `[packets:bytes]`).
+fn strip_between(l: &str, open: char, close: char, pred: impl Fn(&str) -> bool) -> String {
+    let mut out = String::new();
+    let mut rest = l;
+    while let Some(i) = rest.find(open) {
+        match rest[i..].find(close) {
+            Some(j) if pred(&rest[i + 1..i + j]) => {
+                out.push_str(&rest[..i]);
+                rest = &rest[i + j + 1..];
+            }
+            _ => {
+                out.push_str(&rest[..=i]);
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Pings the host bridge from inside `ns` (busybox's ping, run host-side in the namespace:
+/// the container itself has no CAP_NET_RAW).
+fn reaches_host(ns: &TestNs) {
+    let bb = busybox_bin().display().to_string();
+    let out = ns.exec(&[&bb, "ping", "-c", "1", "-W", "3", HOST_V4]);
+    check(&format!("ping {HOST_V4} from {}", ns.name()), &out);
+}
+
+fn assert_same(want: &NsState, want_fw: &str, got_ns: &TestNs) {
+    let got = NsState::capture(got_ns);
+    let diffs = compare_states(want, &got);
+    assert!(
+        diffs.is_empty(),
+        "restored namespace differs from the checkpointed one:\n{}",
+        diffs.join("\n")
+    );
+    let got_fw = firewall(got_ns);
+    assert_eq!(got_fw, want_fw, "firewall differs after restore");
+}
+
+#[test]
+fn network_state_only_runc_run_then_hook_restores_into_a_new_container() {
+    require_root();
+    let host = TestNs::host();
+    setup_host(&host);
+    let tmp = TempDir::new("e2e-hook");
+    let bundle = make_bundle(tmp.path());
+    // createRuntime hook, environment without PATH (runc passes exactly this env)
+    edit_config(&bundle, |c| {
+        c["hooks"] = json!({"createRuntime": [{
+            "path": crhook_bin(),
+            "args": ["crhook", "--log-level", "info", "hook"],
+            "env": [],
+            "timeout": 60,
+        }]});
+    });
+    let runc = Runc::new(&host);
+    let b = bundle.display().to_string();
+
+    // A: never checkpointed, so the hook finds no images and lets it start
+    let id_a = unique_name("a");
+    let a = runc.start(&bundle, &id_a);
+    let ns_a = attach("e2e-a", a.pid());
+    shape(&ns_a, &host, "vh-a");
+    let want = NsState::capture(&ns_a);
+    let want_fw = firewall(&ns_a);
+    reaches_host(&ns_a);
+
+    crhook(
+        Some(&host),
+        &[
+            "checkpoint",
+            "--bundle",
+            &b,
+            "--id",
+            &id_a,
+            "--root",
+            &runc.root(),
+        ],
+        &[],
+    )
+    .expect_success();
+    crhook(
+        Some(&host),
+        &[
+            "diff",
+            "--bundle",
+            &b,
+            "--id",
+            &id_a,
+            "--root",
+            &runc.root(),
+        ],
+        &[],
+    )
+    .expect_success();
+    drop(ns_a);
+    drop(a);
+    wait_link_gone(&host, "vh-a");
+
+    // B from the same bundle: the hook restores A's network into B's fresh namespace
+    let id_b = unique_name("b");
+    let b_ctr = runc.start(&bundle, &id_b);
+    let ns_b = attach("e2e-b", b_ctr.pid());
+    assert_same(&want, &want_fw, &ns_b);
+    crhook(
+        Some(&host),
+        &[
+            "diff",
+            "--bundle",
+            &b,
+            "--id",
+            &id_b,
+            "--root",
+            &runc.root(),
+        ],
+        &[],
+    )
+    .expect_success();
+    assert!(
+        host.link_exists("vh-a"),
+        "the veth's host end is back in the host namespace"
+    );
+    reaches_host(&ns_b);
+}
+
+#[test]
+fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
+    require_root();
+    find(
+        "criu",
+        &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
+    );
+    let host = TestNs::host();
+    setup_host(&host);
+    let tmp = TempDir::new("e2e-criu");
+    let bundle = make_bundle(tmp.path());
+
+    // examples/criu/runc.conf with the action script pointing at this build
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/criu/runc.conf");
+    let conf = std::fs::read_to_string(&example).unwrap();
+    assert!(
+        conf.lines()
+            .any(|l| l == "action-script /usr/local/bin/crhook"),
+        "{conf}"
+    );
+    let conf = conf.replace("/usr/local/bin/crhook", &crhook_bin().display().to_string());
+    let conf_path = tmp.path().join("criu-runc.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    edit_config(&bundle, |c| {
+        c["annotations"] = json!({"org.criu.config": conf_path});
+    });
+
+    let mut runc = Runc::new(&host);
+    // CRIU passes runc's environment to the action script: send crhook's log to a file
+    let log = tmp.join("crhook.log");
+    runc.env = vec![
+        ("CRHOOK_LOG".into(), log.clone()),
+        ("CRHOOK_LOG_FORMAT".into(), "json".into()),
+        ("CRHOOK_LOG_LEVEL".into(), "info".into()),
+    ];
+    let id = unique_name("c");
+    let ctr = runc.start(&bundle, &id);
+    let ns_a = attach("e2e-c", ctr.pid());
+    shape(&ns_a, &host, "vh-c");
+    let want = NsState::capture(&ns_a);
+    let want_fw = firewall(&ns_a);
+    drop(ns_a);
+
+    let images = tmp.path().join("criu-images");
+    let work = tmp.path().join("criu-work");
+    let (i, w) = (images.display().to_string(), work.display().to_string());
+    let dumped = runc
+        .cmd(&["checkpoint", "--image-path", &i, "--work-path", &w, &id])
+        .output()
+        .unwrap();
+    if !dumped.status.success() {
+        let dump_log = std::fs::read_to_string(work.join("dump.log")).unwrap_or_default();
+        let crhook_log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!(
+            "runc checkpoint: {}\n{}\ncrhook log:\n{crhook_log}\ndump.log (tail):\n{}",
+            dumped.status,
+            String::from_utf8_lossy(&dumped.stderr),
+            tail(&dump_log, 40)
+        );
+    }
+    let netstate = images.join("netstate");
+    crhook_core::ImageDir::open(&netstate)
+        .unwrap_or_else(|e| panic!("images at {}: {e}", netstate.display()));
+    wait_link_gone(&host, "vh-c");
+
+    let restore_args = [
+        "restore",
+        "-d",
+        "--image-path",
+        &i,
+        "--work-path",
+        &w,
+        "--bundle",
+        &bundle.display().to_string(),
+        &id,
+    ];
+    let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runc.detached(&restore_args)
+    }));
+    if restored.is_err() {
+        let restore_log = std::fs::read_to_string(work.join("restore.log")).unwrap_or_default();
+        let crhook_log = std::fs::read_to_string(&log).unwrap_or_default();
+        panic!(
+            "runc restore failed (above)\ncrhook log:\n{crhook_log}\nrestore.log (tail):\n{}",
+            tail(&restore_log, 40)
+        );
+    }
+    let pid = ctr.pid();
+    let ns_r = attach("e2e-r", pid);
+    assert_same(&want, &want_fw, &ns_r);
+    crhook(
+        Some(&host),
+        &[
+            "diff",
+            "--pid",
+            &pid.to_string(),
+            "--images",
+            &netstate.display().to_string(),
+        ],
+        &[],
+    )
+    .expect_success();
+    reaches_host(&ns_r);
+
+    // crhook acted where it should: capture during the dump, restore at setup-namespaces
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("network namespace captured"), "{text}");
+    assert!(text.contains("network namespace restored"), "{text}");
+    // the process is the one CRIU restored, still sleeping
+    assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+        .unwrap()
+        .starts_with("sleep"));
+}
+
+fn tail(s: &str, n: usize) -> String {
+    let lines: Vec<&str> = s.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
