@@ -30,7 +30,7 @@ fn main() -> ExitCode {
     let log_to_file = match logging::init(cli.log_level, cli.log_file.as_deref(), cli.log_format) {
         Ok(f) => f,
         Err(e) => {
-            eprintln!("crhook: logging: {e:#}");
+            say(&format!("crhook: logging: {e:#}"));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -40,7 +40,7 @@ fn main() -> ExitCode {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("crhook: start runtime: {e}");
+            say(&format!("crhook: start runtime: {e}"));
             return ExitCode::from(EXIT_FAILURE);
         }
     };
@@ -52,7 +52,7 @@ async fn dispatch(command: Option<Command>, log_to_file: bool) -> ExitCode {
         if log_to_file {
             tracing::error!("{op}: {e:#}");
         }
-        eprintln!("crhook: {op}: {}", one_line(&e));
+        say(&format!("crhook: {op}: {}", one_line(&e)));
         ExitCode::from(code)
     };
     let done = |op: &str, r: anyhow::Result<()>| match r {
@@ -77,14 +77,21 @@ async fn dispatch(command: Option<Command>, log_to_file: bool) -> ExitCode {
                 done(&op, commands::criu::run(&action).await)
             }
             Err(_) => {
-                eprintln!(
+                say(&format!(
                     "crhook: usage: a subcommand is required (or run as a CRIU action script with {} set); try 'crhook --help'",
                     commands::criu::ACTION_VAR
-                );
+                ));
                 ExitCode::from(EXIT_USAGE)
             }
         },
     }
+}
+
+/// Writes the one error line on stderr. A stderr nobody reads cannot be reported anywhere,
+/// so a failed write is ignored (`eprintln!` would panic).
+fn say(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
 /// The anyhow chain on one line: messages joined with ": ", newlines inside any of them
@@ -118,7 +125,7 @@ fn usage_error(e: &clap::Error) -> ExitCode {
                 .collect();
             let msg = msg.join(" ");
             let msg = msg.strip_prefix("error: ").unwrap_or(&msg);
-            eprintln!("crhook: usage: {msg}; try 'crhook --help'");
+            say(&format!("crhook: usage: {msg}; try 'crhook --help'"));
             ExitCode::from(EXIT_USAGE)
         }
     }

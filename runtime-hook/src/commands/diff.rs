@@ -12,8 +12,9 @@ pub async fn run(args: &DiffArgs) -> anyhow::Result<bool> {
     let differences = crhook_netstate::diff(&resolved.target, &images)
         .await
         .with_context(|| format!("{} against {}", resolved.target, images.display()))?;
-    for d in &differences {
-        println!("{d}");
+    let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();
+    if !lines.is_empty() {
+        super::print_out(&lines.join("\n"))?;
     }
     Ok(differences.is_empty())
 }

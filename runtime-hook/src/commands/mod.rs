@@ -36,6 +36,20 @@ pub fn plugin_dir_from_env() -> Option<std::path::PathBuf> {
 pub fn print_stats(stats: &crhook_netstate::crhook_proto::Stats) -> anyhow::Result<()> {
     let json = crhook_core::stats_json(stats);
     let text = serde_json::to_string_pretty(&json)?;
-    println!("{text}");
-    Ok(())
+    print_out(&text)
+}
+
+/// Writes `text` and a newline on stdout. A reader that went away (`crhook show | head`)
+/// is not an error: what it wanted it got, and `println!` would panic there instead.
+pub fn print_out(text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out
+        .write_all(text.as_bytes())
+        .and_then(|()| out.write_all(b"\n"))
+        .and_then(|()| out.flush())
+    {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.map_err(|e| anyhow::anyhow!("write to stdout: {e}")),
+    }
 }

@@ -16,7 +16,9 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         verify: args.verify,
         plugin_dir: args.plugin_dir.clone(),
         // failure injection for tests that prove every step rolls back
-        fail_after: std::env::var("CRHOOK_FAIL_AFTER").ok().and_then(|v| v.parse().ok()),
+        fail_after: std::env::var("CRHOOK_FAIL_AFTER")
+            .ok()
+            .and_then(|v| v.parse().ok()),
     };
     let outcome = crhook_netstate::restore(&resolved.target, &images, &opts)
         .await

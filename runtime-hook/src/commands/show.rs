@@ -8,8 +8,7 @@ use crate::cli::{ShowArgs, ShowFormatArg};
 pub fn run(args: &ShowArgs) -> anyhow::Result<()> {
     if args.magics {
         let text = serde_json::to_string_pretty(&crhook_core::magics_json())?;
-        println!("{text}");
-        return Ok(());
+        return super::print_out(&text);
     }
     let Some(path) = &args.path else {
         anyhow::bail!("no PATH given");
@@ -20,6 +19,5 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<()> {
     };
     // ImageError names the file and the offset already
     let text = crhook_core::show(path, format)?;
-    println!("{}", text.trim_end());
-    Ok(())
+    super::print_out(text.trim_end())
 }
