@@ -188,6 +188,19 @@ pub fn apply<F: Family>(
     ifs: &IfMap,
     journal: &mut Journal,
 ) -> std::result::Result<(), Vec<String>> {
+    apply_with::<F>(nl, sock, objs, ifs, journal, NLM_F_CREATE | NLM_F_EXCL)
+}
+
+/// [`apply`] with other request flags (NLM_F_APPEND for routes that share a key, NLM_F_REPLACE
+/// to refresh what the kernel finished only partly).
+pub fn apply_with<F: Family>(
+    nl: &mut Nl,
+    sock: Sock,
+    objs: &[F::Obj],
+    ifs: &IfMap,
+    journal: &mut Journal,
+    flags: u16,
+) -> std::result::Result<(), Vec<String>> {
     let mut pending: Vec<&F::Obj> = objs.iter().collect();
     loop {
         let mut reqs = Vec::with_capacity(pending.len());
@@ -210,11 +223,7 @@ pub fn apply<F: Family>(
             return Err(errors);
         }
         let results = nl
-            .batch(
-                &reqs,
-                NLM_F_CREATE | NLM_F_EXCL,
-                &format!("add {}s", F::KIND),
-            )
+            .batch(&reqs, flags, &format!("add {}s", F::KIND))
             .map_err(|e| vec![crate::error::chain(&e)])?;
         let mut retry = Vec::new();
         let mut failed = Vec::new();

@@ -55,6 +55,11 @@ impl Journal {
         }
     }
 
+    /// Drops entries recorded after `len` (changes whose undo an earlier entry covers).
+    pub fn truncate(&mut self, len: usize) {
+        self.entries.truncate(len);
+    }
+
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -5,7 +5,7 @@ use std::os::fd::RawFd;
 use crhook_proto::{self as pb};
 use netlink_packet_route::link::{
     AfSpecInet6, AfSpecUnspec, In6AddrGenMode, InfoData, InfoKind, InfoPortData, InfoPortKind,
-    InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage,
+    InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, Prop,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 
@@ -203,6 +203,18 @@ pub fn ipv6_token_request(live: u32, token: &[u8]) -> Option<Req> {
             vec![AfSpecInet6::Token(std::net::Ipv6Addr::from(t))],
         )]));
     Some(Req::Route(RouteNetlinkMessage::SetLink(m)))
+}
+
+/// Alternative names (`ip link property add altname`): RTM_NEWLINKPROP, one request per link.
+pub fn altnames_request(live: u32, names: &[String]) -> Option<Req> {
+    if names.is_empty() {
+        return None;
+    }
+    let mut m = base(live);
+    m.attributes.push(LinkAttribute::PropList(
+        names.iter().map(|n| Prop::AltIfName(n.clone())).collect(),
+    ));
+    Some(Req::Route(RouteNetlinkMessage::NewLinkProp(m)))
 }
 
 pub fn delete_request(live: u32) -> Req {

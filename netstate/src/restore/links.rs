@@ -18,8 +18,8 @@ use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
 use crate::link::capture::{dump, names as dump_names};
 use crate::link::create::{
-    create_request, delete_request, ipv6_token_request, master_request, restore_settings_request,
-    settings_request, slave_request, up_request, PeerSpec, IFF_UP,
+    altnames_request, create_request, delete_request, ipv6_token_request, master_request,
+    restore_settings_request, settings_request, slave_request, up_request, PeerSpec, IFF_UP,
 };
 use crate::link::view::{names, view};
 use crate::netns::NetNs;
@@ -469,6 +469,10 @@ pub fn create(
         };
         reqs.push(settings_request(l, live));
         what.push(format!("configure link {}", l.name));
+        if let Some(r) = altnames_request(live, &l.alt_names) {
+            reqs.push(r);
+            what.push(format!("add alternative names of {}", l.name));
+        }
         let remap = |x: u32| ifs.live(x);
         let port = crate::link::kinds::slave_data_to_send(&l.slave_data_raw, &remap);
         if let Some(r) = slave_request(&l.slave_kind, &port, live) {

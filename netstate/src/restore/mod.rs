@@ -8,6 +8,7 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
 use crhook_core::{ImageDir, Kind, StatsRecorder};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::link::LinkMessage;
 
 use crate::api::{RestoreOptions, RestoreOutcome};
@@ -299,10 +300,39 @@ fn apply(
         .map(|a| a.ifindex)
         .collect();
     links::up(&snap.links, lp, &ifs, &v6_links, socks, journal)?;
+    // IPv6 addresses added while their link was down miss the prefix route of a finite
+    // lifetime and the peer route of a NODAD address; replacing them once up makes those.
+    // Their undo is the deletion already journaled.
+    let refresh: Vec<_> = addrs
+        .iter()
+        .filter(|a| crate::addr::refresh_after_up(a))
+        .cloned()
+        .collect();
+    let before = journal.len();
+    family::apply_with::<Addresses>(
+        &mut socks.target,
+        Sock::Target,
+        &refresh,
+        &ifs,
+        journal,
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
+    journal.truncate(before);
     stats.phase("up", t.elapsed());
     let t = Instant::now();
     family::apply::<Nexthops>(&mut socks.target, Sock::Target, nhs, &ifs, journal)?;
-    family::apply::<Routes>(&mut socks.target, Sock::Target, routes, &ifs, journal)?;
+    // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
+    let mut routes = routes.to_vec();
+    let appended = crate::route::take_appended(&mut routes);
+    family::apply::<Routes>(&mut socks.target, Sock::Target, &routes, &ifs, journal)?;
+    family::apply_with::<Routes>(
+        &mut socks.target,
+        Sock::Target,
+        &appended,
+        &ifs,
+        journal,
+        NLM_F_CREATE | NLM_F_APPEND,
+    )?;
     stats.phase("routes", t.elapsed());
     let t = Instant::now();
     family::apply::<Rules>(&mut socks.target, Sock::Target, rules, &ifs, journal)?;
