@@ -612,3 +612,21 @@ fn bundle_checkpoint_through_runc_state_captures_the_container_namespace() {
     )
     .expect_success();
 }
+
+#[test]
+fn a_reader_that_went_away_is_not_an_error() {
+    // `crhook show ... | head`: stdout is a pipe whose reader is already gone
+    let (reader, writer) = nix::unistd::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(crhook_bin())
+        .args(["show", "--magics"])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::from(writer))
+        .stderr(Stdio::piped())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.is_empty(), "{stderr}");
+}
