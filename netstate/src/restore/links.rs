@@ -234,6 +234,7 @@ fn plan_peer(
         (ns, v.peer_name.clone(), master, v.peer_up)
     };
     let sock = peer_sock(socks, ns)?;
+    wait_for_dying_peer(socks, sock, &name)?;
     let plinks = socks.links_of(sock);
     let pnames = dump_names(plinks);
     if pnames.values().any(|n| *n == name) {
@@ -693,4 +694,27 @@ fn multicast_routes(
         })
         .collect();
     check(results, &what, &netns)
+}
+
+/// After `ip netns del`, the old namespace is dismantled asynchronously, and the outer end of
+/// its veth lingers in the host for a moment. A restore started right away would call that a
+/// conflict, so when the name is held by a veth whose peer is in another namespace, wait a
+/// little (up to 3 s) for it to go.
+fn wait_for_dying_peer(socks: &mut Socks, sock: Sock, name: &str) -> Result<()> {
+    use netlink_packet_route::link::{InfoKind, LinkInfo};
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        let lingering = socks.links_of(sock).iter().any(|m| {
+            crate::link::capture::link_name(m) == name
+                && m.attributes.iter().any(|a| matches!(a, LinkAttribute::LinkNetNsId(_)))
+                && m.attributes.iter().any(|a| {
+                    matches!(a, LinkAttribute::LinkInfo(i) if i.contains(&LinkInfo::Kind(InfoKind::Veth)))
+                })
+        });
+        if !lingering || std::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        socks.links_refresh(sock)?;
+    }
 }
