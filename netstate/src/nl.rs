@@ -279,29 +279,23 @@ impl Nl {
         req: RouteNetlinkMessage,
         op: &str,
     ) -> Result<Option<RouteNetlinkMessage>> {
-        let mut out = None;
-        let netns = self.netns.clone();
-        self.dump_each(&Req::Route(req), 0, op, |_, whole| {
-            let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole).map_err(|e| {
-                NetstateError::Protocol {
-                    op: op.to_string(),
-                    netns: netns.clone(),
-                    what: format!("decode: {e}"),
-                }
-            })?;
-            if let NetlinkPayload::InnerMessage(m) = m.payload {
-                out = Some(m);
-            }
-            Ok(())
-        })?;
-        Ok(out)
+        Ok(self.parsed(req, 0, op)?.pop())
     }
 
     /// Dumps and parses every answer as an rtnetlink message.
     pub fn dump(&mut self, req: RouteNetlinkMessage, op: &str) -> Result<Vec<RouteNetlinkMessage>> {
+        self.parsed(req, NLM_F_DUMP, op)
+    }
+
+    fn parsed(
+        &mut self,
+        req: RouteNetlinkMessage,
+        flags: u16,
+        op: &str,
+    ) -> Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
         let netns = self.netns.clone();
-        self.dump_each(&Req::Route(req), NLM_F_DUMP, op, |_, whole| {
+        self.dump_each(&Req::Route(req), flags, op, |_, whole| {
             let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole).map_err(|e| {
                 NetstateError::Protocol {
                     op: op.to_string(),

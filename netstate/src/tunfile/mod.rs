@@ -58,21 +58,7 @@ pub fn restore(ns: &NetNs, snap: &Snapshot, opts: &RestoreOptions) -> Result<Vec
     restore_with_plugins(ns, snap, opts, Vec::new())
 }
 
-/// An error with its causes on one line ("a: b: c"): plugin errors carry the cause as a
-/// source, and the messages built here must not lose it.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let t = c.to_string();
-        if !s.ends_with(&t) {
-            s.push_str(": ");
-            s.push_str(&t);
-        }
-        cur = c.source();
-    }
-    s
-}
+pub use crate::error::chain;
 
 /// Where external plugins put the errors `ExtFilePlugin::claims` cannot return.
 #[derive(Debug, Default, Clone)]
