@@ -283,30 +283,66 @@ fn shape(c: &TestNs, host: &TestNs, peer: &str) {
 ///
 /// CRIU locks a restored namespace with iptables (`-I INPUT/OUTPUT -j CRIU` in both families)
 /// after setup-namespaces and unlocks it after network-unlock. Under iptables-nft the unlock
-/// deletes the rules and the CRIU chain but not the base chains the lock created, so the
-/// restored namespace gains empty, policy-accept INPUT/OUTPUT base chains. They filter
-/// nothing and iptables-save does not show them (crhook diff compares what iptables-save
-/// shows), so the nft view drops empty base chains with policy accept; anything else left
-/// behind by a lock, CRIU's or crhook's, still shows.
+/// deletes the rules and the CRIU chain but not the tables and base chains the lock created,
+/// so the restored namespace gains empty, policy-accept INPUT/OUTPUT base chains, and an
+/// empty `filter` table where it had none. They filter nothing, and `crhook diff` treats them
+/// as absent; so does this comparison: tables holding nothing but empty built-in chains with
+/// policy ACCEPT, and empty policy-accept base chains, are dropped. Every rule, policy and
+/// user chain is still compared, and anything else a lock leaves behind, CRIU's or crhook's,
+/// still shows.
 fn firewall(ns: &TestNs) -> String {
     let xt = ns.sh("iptables-save; ip6tables-save");
-    let xt = xt.lines().filter(|l| !l.starts_with('#')).map(|l| {
-        strip_between(l, '[', ']', |inner| {
-            inner
-                .split(':')
-                .all(|p| p.chars().all(|c| c.is_ascii_digit()))
+    let xt: Vec<String> = xt
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(|l| {
+            strip_between(l, '[', ']', |inner| {
+                inner
+                    .split(':')
+                    .all(|p| p.chars().all(|c| c.is_ascii_digit()))
+            })
+            .trim_end()
+            .to_string()
         })
-    });
+        .collect();
+    let xt = drop_empty_accept_tables(&xt);
     let nft = ns.sh("nft list ruleset");
     let nft = drop_empty_accept_base_chains(&nft);
     let nft = nft.lines().map(|l| match l.find("counter packets") {
         Some(i) => format!("{}counter", &l[..i]),
         None => l.to_string(),
     });
-    xt.chain(std::iter::once("--- nft".to_string()))
+    xt.into_iter()
+        .chain(std::iter::once("--- nft".to_string()))
         .chain(nft)
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// iptables-save lines without `*table ... COMMIT` blocks that declare only built-in chains
+/// with policy ACCEPT and hold no rule.
+fn drop_empty_accept_tables(lines: &[String]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut block: Vec<String> = Vec::new();
+    for l in lines {
+        if l.starts_with('*') {
+            block = vec![l.clone()];
+        } else if l == "COMMIT" && !block.is_empty() {
+            let empty = block[1..]
+                .iter()
+                .all(|c| c.starts_with(':') && c.ends_with(" ACCEPT"));
+            if !empty {
+                out.append(&mut block);
+                out.push(l.clone());
+            }
+            block.clear();
+        } else if !block.is_empty() {
+            block.push(l.clone());
+        } else {
+            out.push(l.clone());
+        }
+    }
+    out
 }
 
 /// `nft list ruleset` without base chains that hold no rule and accept by policy, and
@@ -595,4 +631,145 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
 fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// What CNI does for a pod, the same way every time: `eth0` (fixed index and MAC) to a veth
+/// `peer` on the host bridge, an address and a default route.
+fn cni_setup(pod: &TestNs, host: &TestNs, peer: &str) {
+    host.ip_batch(&format!(
+        "link add {peer} index 40 address 02:00:00:00:e2:41 type veth peer name eth0 index 4 \
+         address 02:00:00:00:e2:40 netns {}\n\
+         link set {peer} master {BRIDGE} up\n",
+        pod.name()
+    ));
+    pod.ip_batch(
+        "link set lo up\n\
+         link set eth0 up\n\
+         addr add 192.0.2.30/24 dev eth0\n\
+         route add default via 192.0.2.1\n",
+    );
+}
+
+/// The Kubernetes shape: the container joins its pod's namespace by path (runc marks it
+/// external to CRIU), the workload adds its own network state, the container is checkpointed
+/// with crhook as action script, the pod goes away, and the container is restored into a new
+/// pod whose namespace CNI set up the same way: crhook restores the workload's state on top.
+#[test]
+fn criu_restore_into_a_new_pod_namespace_joined_by_path() {
+    require_root();
+    find(
+        "criu",
+        &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
+    );
+    let host = TestNs::host();
+    setup_host(&host);
+    let pod1 = TestNs::new("e2e-pod1");
+    cni_setup(&pod1, &host, "vh-pod");
+
+    let tmp = TempDir::new("e2e-pod");
+    let bundle = make_bundle(tmp.path());
+    let conf_path = tmp.path().join("criu-runc.conf");
+    std::fs::write(
+        &conf_path,
+        format!("action-script {}\n", crhook_bin().display()),
+    )
+    .unwrap();
+    let join = |pod: &TestNs| {
+        edit_config(&bundle, |c| {
+            c["annotations"] = json!({"org.criu.config": conf_path});
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "network");
+            ns.push(json!({"type": "network", "path": pod.path()}));
+        })
+    };
+    join(&pod1);
+
+    let mut runc = Runc::new(&host);
+    let log = tmp.join("crhook.log");
+    runc.env = vec![
+        ("CRHOOK_LOG".into(), log.clone()),
+        ("CRHOOK_LOG_LEVEL".into(), "info".into()),
+    ];
+    let id = unique_name("pod");
+    let ctr = runc.start(&bundle, &id);
+    // the workload's own network state
+    pod1.ip_batch(
+        "addr add 198.51.100.9/32 dev lo\n\
+         tuntap add dev tun0 mode tun\n\
+         addr add 10.77.0.1/30 dev tun0\n\
+         route add 203.0.113.0/24 via 192.0.2.1 table 100\n\
+         rule add from 10.77.0.0/30 lookup 100 pref 1000\n",
+    );
+    pod1.set_sysctl(&["ipv4", "ip_forward"], "1");
+    pod1.sh("iptables -t nat -A POSTROUTING -s 10.77.0.0/30 -o eth0 -j MASQUERADE");
+    let want = NsState::capture(&pod1);
+    let want_fw = firewall(&pod1);
+
+    let images = tmp.path().join("criu-images");
+    let work = tmp.path().join("criu-work");
+    let (i, w) = (images.display().to_string(), work.display().to_string());
+    let dumped = runc
+        .cmd(&["checkpoint", "--image-path", &i, "--work-path", &w, &id])
+        .output()
+        .unwrap();
+    let crhook_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        dumped.status.success(),
+        "runc checkpoint: {}\ncrhook log:\n{}",
+        String::from_utf8_lossy(&dumped.stderr),
+        crhook_log()
+    );
+    let netstate = images.join("netstate");
+    crhook_core::ImageDir::open(&netstate)
+        .unwrap_or_else(|e| panic!("images at {}: {e}", netstate.display()));
+
+    // the pod goes away; a new one gets the same CNI setup
+    pod1.delete();
+    wait_link_gone(&host, "vh-pod");
+    let pod2 = TestNs::new("e2e-pod2");
+    cni_setup(&pod2, &host, "vh-pod");
+    join(&pod2);
+    let restore_args = [
+        "restore",
+        "-d",
+        "--image-path",
+        &i,
+        "--work-path",
+        &w,
+        "--bundle",
+        &bundle.display().to_string(),
+        &id,
+    ];
+    let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        runc.detached(&restore_args)
+    }));
+    assert!(
+        restored.is_ok(),
+        "runc restore failed (above)\ncrhook log:\n{}",
+        crhook_log()
+    );
+    let pid = ctr.pid();
+    let in_pod2 = std::fs::metadata(format!("/proc/{pid}/ns/net"))
+        .unwrap()
+        .ino();
+    assert_eq!(
+        in_pod2,
+        std::fs::metadata(pod2.path()).unwrap().ino(),
+        "restored into the new pod"
+    );
+
+    assert_same(&want, &want_fw, &pod2);
+    crhook(
+        Some(&host),
+        &[
+            "diff",
+            "--netns",
+            &pod2.path_str(),
+            "--images",
+            &netstate.display().to_string(),
+        ],
+        &[],
+    )
+    .expect_success();
+    reaches_host(&pod2);
 }
