@@ -415,3 +415,170 @@ fn hooks_d_example_is_valid_and_runs() {
     let line: Value = serde_json::from_str(logged.lines().last().unwrap()).unwrap();
     assert_eq!(line["msg"], "no images: nothing to restore");
 }
+
+// ---- CRIU action-script mode: crhook with no subcommand and CRTOOLS_SCRIPT_ACTION set ----
+
+/// crhook as CRIU runs it: no arguments, an environment of exactly `env`.
+fn criu_action(env: &[(&str, &str)]) -> Output {
+    hook(&[], b"", env)
+}
+
+#[test]
+fn criu_actions_without_work_exit_0_with_an_empty_environment() {
+    let tmp = TempDir::new("criu-noop");
+    for action in [
+        "pre-restore",
+        "post-dump",
+        "post-restore",
+        "pre-resume",
+        "post-resume",
+        "no-such-action",
+    ] {
+        let out = criu_action(&[("CRTOOLS_SCRIPT_ACTION", action)]);
+        assert_eq!(out.status.code(), Some(0), "{action}: {}", stderr(&out));
+        assert!(
+            out.stdout.is_empty() && out.stderr.is_empty(),
+            "{action}: {}",
+            stderr(&out)
+        );
+    }
+    // setup-namespaces without images (a dump made without crhook): nothing to restore
+    let out = criu_action(&[
+        ("CRTOOLS_SCRIPT_ACTION", "setup-namespaces"),
+        ("CRTOOLS_IMAGE_DIR", tmp.path().to_str().unwrap()),
+        ("CRTOOLS_INIT_PID", "1"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    // network-unlock for a task that is gone: its namespace, and any lock in it, went with it
+    let out = criu_action(&[
+        ("CRTOOLS_SCRIPT_ACTION", "network-unlock"),
+        ("CRTOOLS_INIT_PID", "1073741800"),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+#[test]
+fn criu_actions_missing_their_variables_fail_in_one_line() {
+    let out = criu_action(&[("CRTOOLS_SCRIPT_ACTION", "network-lock")]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("crhook: criu action network-lock: ") && err.contains("CRTOOLS_INIT_PID"),
+        "{err}"
+    );
+    let out = criu_action(&[
+        ("CRTOOLS_SCRIPT_ACTION", "pre-dump"),
+        ("CRTOOLS_INIT_PID", "1"),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("CRTOOLS_IMAGE_DIR"), "{err}");
+    let out = criu_action(&[
+        ("CRTOOLS_SCRIPT_ACTION", "network-unlock"),
+        ("CRTOOLS_INIT_PID", "x1"),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("\"x1\""), "{}", stderr(&out));
+}
+
+fn inode(p: &Path) -> u64 {
+    std::fs::metadata(p).unwrap().ino()
+}
+
+/// The CRIU image directory as CRIU names it: `/proc/<pid>/fd/<n>` of a descriptor it holds.
+struct HeldDir {
+    _dir: std::fs::File,
+    proc_path: String,
+}
+
+impl HeldDir {
+    fn open(path: &Path) -> HeldDir {
+        use std::os::fd::AsRawFd;
+        let dir = std::fs::File::open(path).unwrap();
+        let proc_path = format!("/proc/{}/fd/{}", std::process::id(), dir.as_raw_fd());
+        HeldDir {
+            _dir: dir,
+            proc_path,
+        }
+    }
+}
+
+#[test]
+fn criu_actions_capture_once_restore_and_unlock() {
+    require_root();
+    let a = TestNs::new("criu-src");
+    shape(&a);
+    crhook_tests::settle(&a);
+    let want = NsState::capture(&a);
+    let init_a = Sleeper::start(&a);
+    let tmp = TempDir::new("criu-act");
+    let held = HeldDir::open(tmp.path());
+    let images = tmp.path().join("netstate");
+    let pid_a = init_a.pid().to_string();
+    let dump_env = |action| {
+        [
+            ("CRTOOLS_SCRIPT_ACTION", action),
+            ("CRTOOLS_IMAGE_DIR", held.proc_path.as_str()),
+            ("CRTOOLS_INIT_PID", pid_a.as_str()),
+        ]
+    };
+
+    // network-lock first (no pre-dump): capture, and the namespace stays locked
+    let out = criu_action(&dump_env("network-lock"));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    crhook_core::ImageDir::open(&images).unwrap();
+    let ns_a = crhook_netstate::NetNs::open_path(&a.path()).unwrap();
+    assert!(
+        crhook_netstate::firewall::is_locked(&ns_a).unwrap(),
+        "network-lock leaves the namespace locked"
+    );
+    // every action fires twice: the second finds the complete image and writes nothing
+    let first = inode(&images);
+    for action in ["network-lock", "pre-dump"] {
+        let out = criu_action(&dump_env(action));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert_eq!(
+            inode(&images),
+            first,
+            "{action} fired again rewrote the image"
+        );
+    }
+    // network-unlock (twice) leaves nothing of the lock
+    for _ in 0..2 {
+        let out = criu_action(&dump_env("network-unlock"));
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        assert!(
+            !crhook_netstate::firewall::is_locked(&ns_a).unwrap(),
+            "lock left behind"
+        );
+    }
+    assert_eq!(
+        NsState::capture(&a),
+        want,
+        "lock and unlock changed the namespace"
+    );
+    assert!(
+        !a.sh("nft list ruleset").contains("crhook"),
+        "lock table left behind"
+    );
+
+    // setup-namespaces (twice) restores into the new task's namespace
+    let b = TestNs::new("criu-dst");
+    let init_b = Sleeper::start(&b);
+    let pid_b = init_b.pid().to_string();
+    for _ in 0..2 {
+        let out = criu_action(&[
+            ("CRTOOLS_SCRIPT_ACTION", "setup-namespaces"),
+            ("CRTOOLS_IMAGE_DIR", held.proc_path.as_str()),
+            ("CRTOOLS_INIT_PID", pid_b.as_str()),
+        ]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let diffs = crhook_tests::compare_states(&want, &NsState::capture(&b));
+    assert!(
+        diffs.is_empty(),
+        "restored namespace differs:\n{}",
+        diffs.join("\n")
+    );
+}
