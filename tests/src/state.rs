@@ -5,7 +5,7 @@
 //! `grep -r` over `/proc/sys/net` inside the namespace, then normalised so that only state a
 //! restore is responsible for remains:
 //! - links keep their ifindex (crhook pins them) but lose `operstate` (it lags carrier
-//!   changes), `link_netnsid` (ids are assigned per pair of namespaces on first use), STP
+//!   changes), the qdisc of a down link (noop before the first up, the default after), `link_netnsid` (ids are assigned per pair of namespaces on first use), STP
 //!   timers and state of bridges and bridge ports, and learned-entry counters;
 //! - finite address lifetimes become `"finite"` (they count down), `forever` stays;
 //! - routes lose `expires` and `cache`; a locked metric is invisible in `ip -j` (iproute2
@@ -14,11 +14,13 @@
 //!   itself for multicast, broadcast and unspecified destinations;
 //! - sysctls: every readable key, minus a few that are counters or per-namespace random.
 //!
-//! Two things finish asynchronously after links go up and must be over before a capture, or
-//! two identical namespaces look different: IPv6 DAD (an address is `tentative` and its local
-//! route missing for about a second) and STP (ports pass listening and learning, and while a
-//! bridge's topology change is flagged the kernel reports its ageing time as twice the forward
-//! delay instead of the configured value). [`settle`] waits for both.
+//! Three things finish asynchronously after links change and must be over before a capture,
+//! or two identical namespaces look different: linkwatch (a carrier change reaches the
+//! RUNNING flag, operstate and the LINKDOWN flag of routes up to a second later), IPv6 DAD
+//! (an address is `tentative` and its local route missing for about a second) and STP (ports
+//! pass listening and learning, and while a bridge's topology change is flagged the kernel
+//! reports its ageing time as twice the forward delay instead of the configured value).
+//! [`settle`] waits for all three.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -223,6 +225,16 @@ fn remove_keys(v: &mut Value, keys: &[&str]) {
 /// Drops what changes by itself from one `ip -d -j link` entry.
 pub fn normalize_link(mut l: Value) -> Value {
     remove_keys(&mut l, LINK_DYNAMIC);
+    let up = l
+        .get("flags")
+        .and_then(Value::as_array)
+        .is_some_and(|f| f.iter().any(|x| x == "UP"));
+    if !up {
+        // A link never up shows qdisc "noop"; once up and down again it keeps the default
+        // qdisc it was given (noqueue, pfifo_fast...), which is attached again on the next up
+        // either way. On a down link the two mean the same.
+        remove_keys(&mut l, &["qdisc"]);
+    }
     if let Some(info) = l.get_mut("linkinfo") {
         let is_bridge = info_kind(info) == Some("bridge");
         if let Some(d) = info.get_mut("info_data") {
@@ -331,11 +343,28 @@ pub fn sysctls(ns: &TestNs) -> BTreeMap<String, String> {
     map
 }
 
-/// True when no DAD and no STP transition is pending in `ns` (see the module doc).
+/// `Ok` when no carrier change, DAD or STP transition is pending in `ns` (see the module doc);
+/// otherwise what is still pending.
 pub fn is_settled(ns: &TestNs) -> Result<(), String> {
     let links = as_array(ip_json(ns, &["-d", "link", "show"]));
     for l in &links {
         let name = name_of(l);
+        let flags: Vec<&str> = l
+            .get("flags")
+            .and_then(Value::as_array)
+            .map(|f| f.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        let operstate = l.get("operstate").and_then(Value::as_str).unwrap_or("");
+        if flags.contains(&"UP") {
+            // LOWER_UP is the carrier now; RUNNING (shown as the absence of NO-CARRIER) and
+            // the LINKDOWN flag of routes follow it only when linkwatch runs, up to a second
+            // later.
+            let lower = flags.contains(&"LOWER_UP");
+            let no_carrier = flags.contains(&"NO-CARRIER");
+            if (!lower && !no_carrier) || (lower && no_carrier && operstate == "DOWN") {
+                return Err(format!("link {name}: carrier change not yet propagated"));
+            }
+        }
         let info = l.get("linkinfo");
         if let Some(d) = info.and_then(|i| i.get("info_data")) {
             let is_bridge = info.and_then(info_kind) == Some("bridge");
@@ -376,8 +405,8 @@ pub fn is_settled(ns: &TestNs) -> Result<(), String> {
     Ok(())
 }
 
-/// Waits (up to 60 s) until [`is_settled`]: DAD done on every link with carrier, STP ports out
-/// of listening/learning and no topology change flagged.
+/// Waits (up to 60 s) until [`is_settled`]: carrier changes propagated, DAD done on every
+/// link with carrier, STP ports out of listening/learning and no topology change flagged.
 pub fn settle(ns: &TestNs) {
     let start = std::time::Instant::now();
     loop {
@@ -429,11 +458,37 @@ pub fn compare_states(a: &NsState, b: &NsState) -> Vec<String> {
     compare_ordered("ipv6 rules", &a.rules6, &b.rules6, &mut out);
     compare_multisets("neighbour", &a.neighbours, &b.neighbours, &mut out);
     compare_multisets("proxy neighbour", &a.proxies, &b.proxies, &mut out);
+    // The per-device keys of a link that exists on one side only would bury everything
+    // else; the link's own line already says it is missing.
+    let one_sided: Vec<&String> = a
+        .links
+        .keys()
+        .filter(|k| !b.links.contains_key(*k))
+        .chain(b.links.keys().filter(|k| !a.links.contains_key(*k)))
+        .collect();
+    let per_device = |key: &str| {
+        let c: Vec<&str> = key.split('/').collect();
+        c.len() > 3 && (c[1] == "conf" || c[1] == "neigh") && one_sided.iter().any(|l| *l == c[2])
+    };
+    let mut hidden = 0usize;
     compare_maps("sysctl", &a.sysctls, &b.sysctls, &mut out, |p, x, y, o| {
         if x != y {
             o.push(format!("{p}: {x:?} | {y:?}"));
         }
     });
+    out.retain(|d| {
+        let hide = d
+            .strip_prefix("sysctl ")
+            .and_then(|r| r.split(':').next())
+            .is_some_and(&per_device);
+        hidden += usize::from(hide);
+        !hide
+    });
+    if hidden > 0 {
+        out.push(format!(
+            "({hidden} per-device sysctls of links present on one side only not listed)"
+        ));
+    }
     out
 }
 
@@ -598,6 +653,40 @@ mod tests {
         assert_eq!(
             out,
             vec!["route 1: present | missing", "route 3: missing | present"]
+        );
+    }
+
+    #[test]
+    fn sysctls_of_a_missing_link_collapse_into_one_line() {
+        let empty = NsState {
+            name: "a".into(),
+            links: BTreeMap::new(),
+            addrs: BTreeMap::new(),
+            routes: vec![],
+            route_locks: vec![],
+            rules4: vec![],
+            rules6: vec![],
+            neighbours: vec![],
+            proxies: vec![],
+            sysctls: BTreeMap::new(),
+        };
+        let mut b = empty.clone();
+        b.links.insert("x0".into(), json!({"ifname": "x0"}));
+        for k in [
+            "ipv4/conf/x0/forwarding",
+            "ipv6/neigh/x0/locktime",
+            "ipv4/ip_forward",
+        ] {
+            b.sysctls.insert(k.into(), "1".into());
+        }
+        let out = compare_states(&empty, &b);
+        assert_eq!(
+            out,
+            vec![
+                "link x0: missing | present".to_string(),
+                "sysctl ipv4/ip_forward: missing | present".to_string(),
+                "(2 per-device sysctls of links present on one side only not listed)".to_string(),
+            ]
         );
     }
 }

@@ -16,33 +16,54 @@ fn assert_same(what: &str, before: &NsState, ns: &TestNs) {
     );
 }
 
-#[test]
-fn conflicting_namespace_is_refused_and_untouched() {
-    require_root();
-    let saved = Saved::checkpoint_full("cfl");
-    let a2 = TestNs::new("cfl2");
-    // The uplink as saved, but 10.1.0.2 with another prefix; and br0 of another kind.
+/// Restores the full fixture's images into a namespace holding the saved uplink plus
+/// `conflict` (ip batch lines); the restore must be refused naming `names`, touching nothing.
+fn assert_conflict_refused(tag: &str, conflict: &str, names: &[&str]) {
+    let saved = Saved::checkpoint_full(tag);
+    let a2 = TestNs::new(&format!("{tag}2"));
     create_uplink(&a2, &saved.host);
-    a2.ip_batch(
-        "addr add 10.1.0.2/16 dev ve0\n\
-         link add br0 type ifb\n",
-    );
+    a2.ip_batch(conflict);
     let before = NsState::capture(&a2);
     let host_before = NsState::capture(&saved.host);
     let sib_before = NsState::capture(&saved.sib);
 
     let run = saved.restore(&a2, &[], &[]);
-    run.expect_code(1);
-    for conflict in ["10.1.0.2", "br0"] {
-        assert!(
-            run.stderr.contains(conflict),
-            "the refusal does not name the conflict {conflict}:\n{}",
-            run.stderr
-        );
-    }
+    // Check the namespaces first: a refusal that changed things is the worse failure.
     assert_same("the conflicting namespace", &before, &a2);
     assert_same("the host", &host_before, &saved.host);
     assert_same("the sibling", &sib_before, &saved.sib);
+    run.expect_code(1);
+    for name in names {
+        assert!(
+            run.stderr.contains(name),
+            "the refusal does not name the conflict {name}:\n{}",
+            run.stderr
+        );
+    }
+}
+
+#[test]
+fn link_of_another_kind_is_refused_untouched() {
+    require_root();
+    // br0 is a bridge in the images
+    assert_conflict_refused("cfk", "link add br0 type ifb\n", &["br0"]);
+}
+
+#[test]
+fn address_with_another_prefix_is_refused_untouched() {
+    require_root();
+    // the images hold 10.1.0.2/24 on ve0
+    assert_conflict_refused("cfa", "addr add 10.1.0.2/16 dev ve0\n", &["10.1.0.2"]);
+}
+
+#[test]
+fn every_conflict_is_named_in_one_refusal() {
+    require_root();
+    assert_conflict_refused(
+        "cfb",
+        "addr add 10.1.0.2/16 dev ve0\nlink add br0 type ifb\nlink add vx0 type ifb\n",
+        &["10.1.0.2", "br0", "vx0"],
+    );
 }
 
 #[test]
