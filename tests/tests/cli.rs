@@ -393,6 +393,26 @@ fn json_logs_use_runc_keys() {
         "{text}"
     );
 
+    // a failure is logged too (at error), besides the line on stderr
+    let run = crhook_clean(&[
+        "--log",
+        &log,
+        "--log-format",
+        "json",
+        "show",
+        "/nonexistent-image",
+    ]);
+    run.expect_code(1);
+    one_line_error(&run, "show", &["/nonexistent-image"]);
+    let text = std::fs::read_to_string(&log).unwrap();
+    check(&text);
+    let last: Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(last["level"], "error");
+    assert!(
+        last["msg"].as_str().unwrap().contains("/nonexistent-image"),
+        "{last}"
+    );
+
     // the same through the environment, which is all a CRIU action script gets
     let log2 = tmp.join("env.log");
     let out = run_with_stdin(
