@@ -1,0 +1,146 @@
+//! Benchmark namespaces: named `crh-bench-<pid>-<tag>`, made with `ip netns add`, deleted on
+//! `Drop`; and waiting for the machine to go quiet between timed runs.
+//!
+//! Deleting a namespace returns at once, but the kernel tears it down afterwards on a
+//! workqueue (`cleanup_net`): with 2,000 veths and 100,000 routes that is seconds of CPU on
+//! a 2-core machine, which would be charged to whatever runs next. [`quiesce`] waits until
+//! /proc/stat shows both cores idle.
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use crhook_netstate::NetNs;
+
+/// Absolute path of a program from the usual sbin/bin directories (no PATH lookup).
+pub fn program(name: &str) -> Result<PathBuf> {
+    ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
+        .iter()
+        .map(|d| PathBuf::from(d).join(name))
+        .find(|p| p.exists())
+        .with_context(|| format!("find {name} in /usr/sbin, /sbin, /usr/bin or /bin"))
+}
+
+/// A named network namespace, deleted when dropped.
+#[derive(Debug)]
+pub struct BenchNs {
+    name: String,
+    ns: NetNs,
+}
+
+impl BenchNs {
+    pub fn new(tag: &str) -> Result<BenchNs> {
+        let name = format!("crh-bench-{}-{tag}", std::process::id());
+        let ip = program("ip")?;
+        let out = Command::new(&ip)
+            .args(["netns", "add", &name])
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("spawn ip netns add {name}"))?;
+        if !out.status.success() {
+            bail!(
+                "ip netns add {name}: {}: {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // From here on the guard exists, so a failure below still deletes the namespace.
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        match NetNs::open_path(&path) {
+            Ok(ns) => Ok(BenchNs { name, ns }),
+            Err(e) => {
+                delete(&name);
+                Err(e).with_context(|| format!("open namespace {name}"))
+            }
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> String {
+        format!("/run/netns/{}", self.name)
+    }
+
+    /// A command whose child runs inside this namespace (setns between fork and exec, so no
+    /// `ip netns exec` process and no mount namespace in between).
+    pub fn command(&self, program: &std::path::Path) -> Result<Command> {
+        self.ns
+            .command(program)
+            .with_context(|| format!("prepare {} in {}", program.display(), self.name))
+    }
+}
+
+impl Drop for BenchNs {
+    fn drop(&mut self) {
+        delete(&self.name);
+    }
+}
+
+fn delete(name: &str) {
+    let Ok(ip) = program("ip") else {
+        eprintln!("crhook-bench: cannot delete namespace {name}: ip not found");
+        return;
+    };
+    match Command::new(ip)
+        .args(["netns", "del", name])
+        .stdin(Stdio::null())
+        .output()
+    {
+        Ok(out) if out.status.success() => {}
+        Ok(out) => eprintln!(
+            "crhook-bench: ip netns del {name}: {}: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr).trim()
+        ),
+        Err(e) => eprintln!("crhook-bench: spawn ip netns del {name}: {e}"),
+    }
+}
+
+/// (busy, total) jiffies summed over all CPUs, from the first line of /proc/stat.
+fn cpu_jiffies() -> Result<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/stat").context("read /proc/stat")?;
+    let line = text.lines().next().unwrap_or_default();
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|f| f.parse().ok())
+        .collect();
+    if fields.len() < 5 {
+        bail!("parse /proc/stat: unexpected first line {line:?}");
+    }
+    let total: u64 = fields.iter().sum();
+    // idle and iowait
+    let idle = fields[3] + fields[4];
+    Ok((total - idle, total))
+}
+
+/// Waits until the CPUs have been under 10% busy for three 100 ms samples in a row (at most
+/// `limit`); returns how long it waited. Gives up quietly after the limit: a noisy machine
+/// makes a noisier benchmark, not a wrong one.
+pub fn quiesce(limit: Duration) -> Result<Duration> {
+    let start = Instant::now();
+    let mut quiet = 0;
+    let (mut busy0, mut total0) = cpu_jiffies()?;
+    while start.elapsed() < limit {
+        std::thread::sleep(Duration::from_millis(100));
+        let (busy1, total1) = cpu_jiffies()?;
+        let (db, dt) = (busy1 - busy0, total1 - total0);
+        (busy0, total0) = (busy1, total1);
+        if dt > 0 && db * 10 < dt {
+            quiet += 1;
+            if quiet >= 3 {
+                return Ok(start.elapsed());
+            }
+        } else {
+            quiet = 0;
+        }
+    }
+    eprintln!(
+        "crhook-bench: machine still busy after {:.0} s, going on",
+        limit.as_secs_f64()
+    );
+    Ok(start.elapsed())
+}
