@@ -2,6 +2,9 @@
 //! error contract, `show`, JSON logs, and `--bundle` target resolution.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -10,6 +13,8 @@ use crhook_core::proto::{Address, NamespaceIdentity};
 use crhook_core::{ImageDir, ImageWriter, Kind, ShowFormat};
 use crhook_tests::{crhook, crhook_bin, require_root, Run, TempDir, TestNs};
 use serde_json::Value;
+
+use process::{start_time, Sleeper};
 
 /// Asserts that stderr is exactly one line, starts with `crhook: <op>:` and mentions every
 /// one of `names`.
@@ -464,13 +469,6 @@ fn bundle_with(dir: &Path, namespaces: Value) {
     .unwrap();
 }
 
-/// (start time, in clock ticks since boot) of `pid`: field 22 of /proc/PID/stat.
-fn start_time(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let rest = stat.rsplit_once(')').unwrap().1;
-    rest.split_whitespace().nth(19).unwrap().parse().unwrap()
-}
-
 #[test]
 fn bundle_config_netns_path_is_the_target() {
     let tmp = TempDir::new("cli-bundle");
@@ -550,42 +548,6 @@ fn bundle_without_netns_path_needs_an_id_and_reads_runc_state() {
         "diff",
         &[&format!("/proc/{me}/ns/net"), &tmp.join("none")],
     );
-}
-
-/// A process living in `ns`, killed on drop.
-struct Sleeper(std::process::Child);
-
-impl Sleeper {
-    fn start(ns: &TestNs) -> Sleeper {
-        let child = Command::new(crhook_tests::ip_bin())
-            .args(["netns", "exec", ns.name(), "/bin/sleep", "1000"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Sleeper(child);
-        // `ip netns exec` enters the namespace, then execs sleep in the same process
-        let want = std::fs::metadata(ns.path()).unwrap().ino();
-        crhook_tests::wait_until(
-            "the sleeper to enter its namespace",
-            std::time::Duration::from_secs(10),
-            || {
-                std::fs::metadata(format!("/proc/{}/ns/net", s.pid()))
-                    .map(|m| m.ino() == want)
-                    .unwrap_or(false)
-            },
-        );
-        s
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 #[test]

@@ -2,16 +2,18 @@
 //! stdin, possibly an empty environment, failure reported as one line on stderr.
 #![allow(clippy::unwrap_used)]
 
+#[path = "support/process.rs"]
+mod process;
+
 use std::io::Write;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
-use crhook_tests::{
-    crhook, crhook_bin, ip_bin, require_root, wait_until, NsState, TempDir, TestNs,
-};
+use crhook_tests::{crhook, crhook_bin, require_root, NsState, TempDir, TestNs};
 use serde_json::{json, Value};
+
+use process::Sleeper;
 
 /// Runs `crhook ARGS` with `stdin` and exactly `env` (runc passes exactly the hook's env).
 fn hook(args: &[&str], stdin: &[u8], env: &[(&str, &str)]) -> Output {
@@ -222,41 +224,6 @@ fn missing_images_exit_0_even_with_an_empty_environment() {
     let st = json!({"id": "c", "status": "stopped", "bundle": b}).to_string();
     let out = hook(&["hook"], st.as_bytes(), &[]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-}
-
-/// A process living in `ns`, killed on drop: the container's init, for the hook.
-struct Sleeper(std::process::Child);
-
-impl Sleeper {
-    fn start(ns: &TestNs) -> Sleeper {
-        let child = Command::new(ip_bin())
-            .args(["netns", "exec", ns.name(), "/bin/sleep", "1000"])
-            .stdin(Stdio::null())
-            .spawn()
-            .unwrap();
-        let s = Sleeper(child);
-        let want = std::fs::metadata(ns.path()).unwrap().ino();
-        wait_until(
-            "the sleeper to enter its namespace",
-            Duration::from_secs(10),
-            || {
-                std::fs::metadata(format!("/proc/{}/ns/net", s.pid()))
-                    .map(|m| m.ino() == want)
-                    .unwrap_or(false)
-            },
-        );
-        s
-    }
-    fn pid(&self) -> u32 {
-        self.0.id()
-    }
-}
-
-impl Drop for Sleeper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
 }
 
 /// Shapes `ns` a little: lo up, a veth pair inside, addresses, a route in table 100.

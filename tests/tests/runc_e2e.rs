@@ -13,213 +13,25 @@
 //! namespace. The rootfs is a static busybox the test copies into a temporary bundle.
 #![allow(clippy::unwrap_used)]
 
-use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+#[path = "runc_e2e/firewall.rs"]
+mod firewall;
+#[path = "runc_e2e/runc.rs"]
+mod runc;
 
-use crhook_netstate::NetNs;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
 use crhook_tests::{
-    compare_states, crhook, crhook_bin, ip_bin, require_root, unique_name, wait_link_gone, NsState,
+    compare_states, crhook, crhook_bin, require_root, unique_name, wait_link_gone, NsState,
     TempDir, TestNs,
 };
-use serde_json::{json, Value};
+use serde_json::json;
+
+use firewall::firewall;
+use runc::{attach, busybox_bin, check, edit_config, find, make_bundle, tail, Runc};
 
 const BRIDGE: &str = "bre2e";
 const HOST_V4: &str = "192.0.2.1";
-
-fn find(name: &str, dirs: &[&str]) -> PathBuf {
-    dirs.iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.exists())
-        .unwrap_or_else(|| panic!("{name} not found in {dirs:?}; install it (.ci/install-deps)"))
-}
-
-fn runc_bin() -> PathBuf {
-    find(
-        "runc",
-        &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
-    )
-}
-
-fn busybox_bin() -> PathBuf {
-    find("busybox", &["/bin", "/usr/bin"])
-}
-
-fn check(what: &str, out: &Output) -> String {
-    if !out.status.success() {
-        panic!(
-            "{what}: {}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim_end(),
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// runc with its own state root, run inside the test's host namespace.
-struct Runc {
-    root: TempDir,
-    host: NetNs,
-    env: Vec<(String, String)>,
-}
-
-impl Runc {
-    fn new(host: &TestNs) -> Runc {
-        Runc {
-            root: TempDir::new("runc-root"),
-            host: NetNs::open_path(&host.path()).unwrap(),
-            env: Vec::new(),
-        }
-    }
-
-    fn root(&self) -> String {
-        self.root.path().display().to_string()
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = self.host.command(&runc_bin()).unwrap();
-        c.arg("--root")
-            .arg(self.root.path())
-            .arg("--log")
-            .arg(self.log())
-            .args(args);
-        c.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        c.env_clear().env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        );
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> String {
-        let out = self.cmd(args).output().unwrap();
-        check(&format!("runc {}", args.join(" ")), &out)
-    }
-
-    fn log(&self) -> PathBuf {
-        self.root.path().join("runc.log")
-    }
-
-    /// Runs a detached `runc run -d` or `runc restore -d`. The container inherits runc's
-    /// stdio, so all three are /dev/null: a pipe would keep `output()` waiting for the
-    /// container, and CRIU cannot dump a descriptor of a file outside the container's mounts
-    /// (it handles /dev/null). runc's own errors go to its `--log`, shown on failure.
-    fn detached(&self, args: &[&str]) {
-        let status = self
-            .cmd(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
-        if !status.success() {
-            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
-            panic!(
-                "runc {}: {status}\nrunc log:\n{}",
-                args.join(" "),
-                tail(&log, 30)
-            );
-        }
-    }
-
-    fn start(&self, bundle: &Path, id: &str) -> Container<'_> {
-        let c = Container {
-            runc: self,
-            id: id.to_string(),
-        };
-        self.detached(&["run", "-d", "--bundle", &bundle.display().to_string(), id]);
-        c
-    }
-
-    fn pid(&self, id: &str) -> u32 {
-        let state: Value = serde_json::from_str(&self.run(&["state", id])).unwrap();
-        u32::try_from(state["pid"].as_u64().unwrap()).unwrap()
-    }
-}
-
-/// A container, killed and deleted on drop.
-struct Container<'a> {
-    runc: &'a Runc,
-    id: String,
-}
-
-impl Container<'_> {
-    fn pid(&self) -> u32 {
-        self.runc.pid(&self.id)
-    }
-}
-
-impl Drop for Container<'_> {
-    fn drop(&mut self) {
-        let _ = self.runc.cmd(&["delete", "-f", &self.id]).output();
-    }
-}
-
-/// A bundle: busybox rootfs, `runc spec` edited to run `sleep 1000` without a terminal in
-/// fresh namespaces (the network one without a path: runc creates it).
-fn make_bundle(dir: &Path) -> PathBuf {
-    let bundle = dir.join("bundle");
-    let bin = bundle.join("rootfs/bin");
-    std::fs::create_dir_all(&bin).unwrap();
-    std::fs::copy(busybox_bin(), bin.join("busybox")).unwrap();
-    for applet in ["sh", "sleep", "ip", "ping", "cat", "ls"] {
-        std::os::unix::fs::symlink("busybox", bin.join(applet)).unwrap();
-    }
-    check(
-        "runc spec",
-        &Command::new(runc_bin())
-            .arg("spec")
-            .arg("--bundle")
-            .arg(&bundle)
-            .output()
-            .unwrap(),
-    );
-    edit_config(&bundle, |c| {
-        c["process"]["terminal"] = json!(false);
-        c["process"]["args"] = json!(["sleep", "1000"]);
-        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
-        ns.retain(|n| n["type"] != "network");
-        ns.push(json!({"type": "network"}));
-    });
-    bundle
-}
-
-fn edit_config(bundle: &Path, f: impl FnOnce(&mut Value)) {
-    let path = bundle.join("config.json");
-    let mut c: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    f(&mut c);
-    std::fs::write(&path, serde_json::to_vec_pretty(&c).unwrap()).unwrap();
-}
-
-/// A name for the namespace of `pid` under /run/netns, as a TestNs (so the harness's state
-/// reader and `ip -n` work on it). TestNs only makes fresh namespaces, so a fresh one's name
-/// is re-pointed at the container's namespace with `ip netns attach`; dropping it removes
-/// the name only, the namespace lives as long as the container.
-fn attach(tag: &str, pid: u32) -> TestNs {
-    let ns = TestNs::new(tag);
-    let ip = |args: &[&str]| {
-        check(
-            &format!("ip {}", args.join(" ")),
-            &Command::new(ip_bin()).args(args).output().unwrap(),
-        )
-    };
-    ip(&["netns", "del", ns.name()]);
-    ip(&["netns", "attach", ns.name(), &pid.to_string()]);
-    let want = std::fs::metadata(format!("/proc/{pid}/ns/net"))
-        .unwrap()
-        .ino();
-    assert_eq!(
-        std::fs::metadata(ns.path()).unwrap().ino(),
-        want,
-        "attached the container's namespace"
-    );
-    ns
-}
 
 /// The host side: a bridge with v4/v6 addresses.
 fn setup_host(host: &TestNs) {
@@ -276,136 +88,6 @@ fn shape(c: &TestNs, host: &TestNs, peer: &str) {
     ] {
         c.sh(rule);
     }
-}
-
-/// iptables-save and ip6tables-save without comments and counters (what a restore must
-/// reproduce), then nft's view of the same tables (where a leftover lock would show).
-///
-/// CRIU locks a restored namespace with iptables (`-I INPUT/OUTPUT -j CRIU` in both families)
-/// after setup-namespaces and unlocks it after network-unlock. Under iptables-nft the unlock
-/// deletes the rules and the CRIU chain but not the tables and base chains the lock created,
-/// so the restored namespace gains empty, policy-accept INPUT/OUTPUT base chains, and an
-/// empty `filter` table where it had none. They filter nothing, and `crhook diff` treats them
-/// as absent; so does this comparison: tables holding nothing but empty built-in chains with
-/// policy ACCEPT, and empty policy-accept base chains, are dropped. Every rule, policy and
-/// user chain is still compared, and anything else a lock leaves behind, CRIU's or crhook's,
-/// still shows.
-fn firewall(ns: &TestNs) -> String {
-    let xt = ns.sh("iptables-save; ip6tables-save");
-    let xt: Vec<String> = xt
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| {
-            strip_between(l, '[', ']', |inner| {
-                inner
-                    .split(':')
-                    .all(|p| p.chars().all(|c| c.is_ascii_digit()))
-            })
-            .trim_end()
-            .to_string()
-        })
-        .collect();
-    let xt = drop_empty_accept_tables(&xt);
-    let nft = ns.sh("nft list ruleset");
-    let nft = drop_empty_accept_base_chains(&nft);
-    let nft = nft.lines().map(|l| match l.find("counter packets") {
-        Some(i) => format!("{}counter", &l[..i]),
-        None => l.to_string(),
-    });
-    xt.into_iter()
-        .chain(std::iter::once("--- nft".to_string()))
-        .chain(nft)
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
-/// iptables-save lines without `*table ... COMMIT` blocks that declare only built-in chains
-/// with policy ACCEPT and hold no rule.
-fn drop_empty_accept_tables(lines: &[String]) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut block: Vec<String> = Vec::new();
-    for l in lines {
-        if l.starts_with('*') {
-            block = vec![l.clone()];
-        } else if l == "COMMIT" && !block.is_empty() {
-            let empty = block[1..]
-                .iter()
-                .all(|c| c.starts_with(':') && c.ends_with(" ACCEPT"));
-            if !empty {
-                out.append(&mut block);
-                out.push(l.clone());
-            }
-            block.clear();
-        } else if !block.is_empty() {
-            block.push(l.clone());
-        } else {
-            out.push(l.clone());
-        }
-    }
-    out
-}
-
-/// `nft list ruleset` without base chains that hold no rule and accept by policy, and
-/// without tables left empty by that.
-fn drop_empty_accept_base_chains(text: &str) -> String {
-    let mut tables: Vec<(String, Vec<Vec<String>>)> = Vec::new();
-    let mut chain: Option<Vec<String>> = None;
-    for line in text.lines() {
-        let t = line.trim();
-        if t.starts_with("table ") {
-            tables.push((line.to_string(), Vec::new()));
-        } else if t.starts_with("chain ") || t.starts_with("set ") || t.starts_with("map ") {
-            chain = Some(vec![line.to_string()]);
-        } else if t == "}" && chain.is_some() {
-            let mut c = chain.take().unwrap();
-            c.push(line.to_string());
-            let body: Vec<&String> = c[1..c.len() - 1]
-                .iter()
-                .filter(|l| !l.trim().is_empty())
-                .collect();
-            let empty_accept = c[0].trim().starts_with("chain ")
-                && body.len() == 1
-                && body[0].contains(" hook ")
-                && body[0].contains("policy accept;");
-            if !empty_accept {
-                tables.last_mut().unwrap().1.push(c);
-            }
-        } else if let Some(c) = chain.as_mut() {
-            c.push(line.to_string());
-        }
-    }
-    let mut out = Vec::new();
-    for (head, chains) in tables {
-        if chains.is_empty() {
-            continue;
-        }
-        out.push(head);
-        for c in chains {
-            out.extend(c);
-        }
-        out.push("}".to_string());
-    }
-    out.join("\n")
-}
-
-/// Removes `[...]` groups whose inside satisfies `pred` (iptables-save's `[packets:bytes]`).
-fn strip_between(l: &str, open: char, close: char, pred: impl Fn(&str) -> bool) -> String {
-    let mut out = String::new();
-    let mut rest = l;
-    while let Some(i) = rest.find(open) {
-        match rest[i..].find(close) {
-            Some(j) if pred(&rest[i + 1..i + j]) => {
-                out.push_str(&rest[..i]);
-                rest = &rest[i + j + 1..];
-            }
-            _ => {
-                out.push_str(&rest[..=i]);
-                rest = &rest[i + 1..];
-            }
-        }
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Pings the host bridge from inside `ns` (busybox's ping, run host-side in the namespace:
@@ -626,11 +308,6 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
     assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
         .unwrap()
         .starts_with("sleep"));
-}
-
-fn tail(s: &str, n: usize) -> String {
-    let lines: Vec<&str> = s.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
 /// What CNI does for a pod, the same way every time: `eth0` (fixed index and MAC) to a veth
