@@ -28,7 +28,7 @@ use crhook_tests::{
 use serde_json::json;
 
 use firewall::firewall;
-use runc::{attach, busybox_bin, check, edit_config, find, make_bundle, tail, Runc};
+use runc::{attach, busybox_bin, check, edit_config, find, make_bundle, Criu, Runc};
 
 const BRIDGE: &str = "bre2e";
 const HOST_V4: &str = "192.0.2.1";
@@ -239,50 +239,16 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
     let want_fw = firewall(&ns_a);
     drop(ns_a);
 
-    let images = tmp.path().join("criu-images");
-    let work = tmp.path().join("criu-work");
-    let (i, w) = (images.display().to_string(), work.display().to_string());
-    let dumped = runc
-        .cmd(&["checkpoint", "--image-path", &i, "--work-path", &w, &id])
-        .output()
-        .unwrap();
-    if !dumped.status.success() {
-        let dump_log = std::fs::read_to_string(work.join("dump.log")).unwrap_or_default();
-        let crhook_log = std::fs::read_to_string(&log).unwrap_or_default();
-        panic!(
-            "runc checkpoint: {}\n{}\ncrhook log:\n{crhook_log}\ndump.log (tail):\n{}",
-            dumped.status,
-            String::from_utf8_lossy(&dumped.stderr),
-            tail(&dump_log, 40)
-        );
-    }
-    let netstate = images.join("netstate");
-    crhook_core::ImageDir::open(&netstate)
-        .unwrap_or_else(|e| panic!("images at {}: {e}", netstate.display()));
+    let criu = Criu {
+        runc: &runc,
+        images: tmp.path().join("criu-images"),
+        work: tmp.path().join("criu-work"),
+        crhook_log: log.clone().into(),
+    };
+    criu.checkpoint(&id);
+    let netstate = criu.netstate();
     wait_link_gone(&host, "vh-c");
-
-    let restore_args = [
-        "restore",
-        "-d",
-        "--image-path",
-        &i,
-        "--work-path",
-        &w,
-        "--bundle",
-        &bundle.display().to_string(),
-        &id,
-    ];
-    let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runc.detached(&restore_args)
-    }));
-    if restored.is_err() {
-        let restore_log = std::fs::read_to_string(work.join("restore.log")).unwrap_or_default();
-        let crhook_log = std::fs::read_to_string(&log).unwrap_or_default();
-        panic!(
-            "runc restore failed (above)\ncrhook log:\n{crhook_log}\nrestore.log (tail):\n{}",
-            tail(&restore_log, 40)
-        );
-    }
+    criu.restore(&id, &bundle);
     let pid = ctr.pid();
     let ns_r = attach("e2e-r", pid);
     assert_same(&want, &want_fw, &ns_r);
@@ -382,23 +348,14 @@ fn criu_restore_into_a_new_pod_namespace_joined_by_path() {
     let want = NsState::capture(&pod1);
     let want_fw = firewall(&pod1);
 
-    let images = tmp.path().join("criu-images");
-    let work = tmp.path().join("criu-work");
-    let (i, w) = (images.display().to_string(), work.display().to_string());
-    let dumped = runc
-        .cmd(&["checkpoint", "--image-path", &i, "--work-path", &w, &id])
-        .output()
-        .unwrap();
-    let crhook_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    assert!(
-        dumped.status.success(),
-        "runc checkpoint: {}\ncrhook log:\n{}",
-        String::from_utf8_lossy(&dumped.stderr),
-        crhook_log()
-    );
-    let netstate = images.join("netstate");
-    crhook_core::ImageDir::open(&netstate)
-        .unwrap_or_else(|e| panic!("images at {}: {e}", netstate.display()));
+    let criu = Criu {
+        runc: &runc,
+        images: tmp.path().join("criu-images"),
+        work: tmp.path().join("criu-work"),
+        crhook_log: log.clone().into(),
+    };
+    criu.checkpoint(&id);
+    let netstate = criu.netstate();
 
     // the pod goes away; a new one gets the same CNI setup
     pod1.delete();
@@ -406,25 +363,7 @@ fn criu_restore_into_a_new_pod_namespace_joined_by_path() {
     let pod2 = TestNs::new("e2e-pod2");
     cni_setup(&pod2, &host, "vh-pod");
     join(&pod2);
-    let restore_args = [
-        "restore",
-        "-d",
-        "--image-path",
-        &i,
-        "--work-path",
-        &w,
-        "--bundle",
-        &bundle.display().to_string(),
-        &id,
-    ];
-    let restored = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        runc.detached(&restore_args)
-    }));
-    assert!(
-        restored.is_ok(),
-        "runc restore failed (above)\ncrhook log:\n{}",
-        crhook_log()
-    );
+    criu.restore(&id, &bundle);
     let pid = ctr.pid();
     let in_pod2 = std::fs::metadata(format!("/proc/{pid}/ns/net"))
         .unwrap()

@@ -93,20 +93,28 @@ impl Runc {
     /// container, and CRIU cannot dump a descriptor of a file outside the container's mounts
     /// (it handles /dev/null). runc's own errors go to its `--log`, shown on failure.
     pub fn detached(&self, args: &[&str]) {
+        if let Err(e) = self.try_detached(args) {
+            panic!("{e}");
+        }
+    }
+
+    /// [`Runc::detached`] that returns the failure (with the tail of runc's log) instead.
+    pub fn try_detached(&self, args: &[&str]) -> Result<(), String> {
         let status = self
             .cmd(args)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .status()
             .unwrap();
-        if !status.success() {
-            let log = std::fs::read_to_string(self.log()).unwrap_or_default();
-            panic!(
-                "runc {}: {status}\nrunc log:\n{}",
-                args.join(" "),
-                tail(&log, 30)
-            );
+        if status.success() {
+            return Ok(());
         }
+        let log = std::fs::read_to_string(self.log()).unwrap_or_default();
+        Err(format!(
+            "runc {}: {status}\nrunc log:\n{}",
+            args.join(" "),
+            tail(&log, 30)
+        ))
     }
 
     pub fn start(&self, bundle: &Path, id: &str) -> Container<'_> {
@@ -121,6 +129,83 @@ impl Runc {
     pub fn pid(&self, id: &str) -> u32 {
         let state: Value = serde_json::from_str(&self.run(&["state", id])).unwrap();
         u32::try_from(state["pid"].as_u64().unwrap()).unwrap()
+    }
+}
+
+/// `runc checkpoint` / `runc restore` of one container through CRIU, with crhook as the
+/// action script writing its log to `crhook_log`. A failure shows runc's error, crhook's log
+/// and the tail of CRIU's.
+pub struct Criu<'a> {
+    pub runc: &'a Runc,
+    pub images: PathBuf,
+    pub work: PathBuf,
+    pub crhook_log: PathBuf,
+}
+
+impl Criu<'_> {
+    /// crhook's image directory inside CRIU's.
+    pub fn netstate(&self) -> PathBuf {
+        self.images.join("netstate")
+    }
+
+    fn fail(&self, what: &str, criu_log: &str) -> ! {
+        let crhook_log = std::fs::read_to_string(&self.crhook_log).unwrap_or_default();
+        let criu = std::fs::read_to_string(self.work.join(criu_log)).unwrap_or_default();
+        panic!(
+            "{what}\ncrhook log:\n{crhook_log}\n{criu_log} (tail):\n{}",
+            tail(&criu, 40)
+        );
+    }
+
+    /// Checkpoints `id` (the container stops) and checks that crhook's images are complete.
+    pub fn checkpoint(&self, id: &str) {
+        let (i, w) = (
+            self.images.display().to_string(),
+            self.work.display().to_string(),
+        );
+        let out = self
+            .runc
+            .cmd(&["checkpoint", "--image-path", &i, "--work-path", &w, id])
+            .output()
+            .unwrap();
+        if !out.status.success() {
+            let what = format!(
+                "runc checkpoint {id}: {}\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+            self.fail(&what, "dump.log");
+        }
+        let netstate = self.netstate();
+        if let Err(e) = crhook_core::ImageDir::open(&netstate) {
+            self.fail(
+                &format!("images at {}: {e}", netstate.display()),
+                "dump.log",
+            );
+        }
+    }
+
+    /// Restores `id` from the checkpoint, detached, with `bundle`'s configuration.
+    pub fn restore(&self, id: &str, bundle: &Path) {
+        let (i, w) = (
+            self.images.display().to_string(),
+            self.work.display().to_string(),
+        );
+        let b = bundle.display().to_string();
+        let args = [
+            "restore",
+            "-d",
+            "--image-path",
+            &i,
+            "--work-path",
+            &w,
+            "--bundle",
+            &b,
+            id,
+        ];
+        if let Err(e) = self.runc.try_detached(&args) {
+            self.fail(&e, "restore.log");
+        }
     }
 }
 
