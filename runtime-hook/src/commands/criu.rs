@@ -10,6 +10,9 @@
 //!   CRTOOLS_INIT_PID into `$CRTOOLS_IMAGE_DIR/netstate/`. At `network-lock` crhook also
 //!   locks the namespace and leaves it locked, so nothing changes between capture and the
 //!   moment CRIU freezes the tasks; `pre-dump` leaves the task running, so no lock there.
+//!   CRIU 4.1 fires `pre-dump` at the start of every dump too, before `network-lock`, so
+//!   with runc the capture happens there; both come before CRIU installs its own lock rules,
+//!   which therefore never reach the images.
 //! - `setup-namespaces` (restore): restore into the namespace of CRTOOLS_INIT_PID.
 //! - `network-unlock`: remove crhook's lock.
 //! - every other action: nothing.
