@@ -31,9 +31,11 @@ mod lock;
 mod nftx;
 mod plan;
 mod restore;
+mod tidy;
 mod xt;
 
 pub use capture::capture;
 pub use diff::diff;
 pub use lock::{is_locked, lock, lock_xtables, unlock};
 pub use restore::{check, conflicts, restore, FirewallUndo};
+pub use tidy::tidy;
