@@ -5,7 +5,9 @@
 //!    createRuntime hook (no PATH in the hook's environment): B's namespace equals A's.
 //! 2. Full checkpoint/restore: `runc checkpoint` with crhook as CRIU action script (through
 //!    examples/criu/runc.conf named by the `org.criu.config` annotation), `runc restore`: the
-//!    restored container's namespace equals the checkpointed one.
+//!    restored container's namespace equals the checkpointed one, and `iptables-save`,
+//!    `ip6tables-save` and `nft list ruleset` print the same as before the checkpoint (crhook
+//!    removes what CRIU's own lock leaves behind).
 //!
 //! runc itself runs inside a test namespace that plays the host (entered between fork and exec
 //! by the library's `NetNs::command`), so the containers' veth peers, the bridge, and the
@@ -266,10 +268,19 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
     .expect_success();
     reaches_host(&ns_r);
 
-    // crhook acted where it should: capture during the dump, restore at setup-namespaces
+    // crhook acted where it should: capture during the dump, restore at setup-namespaces,
+    // and at pre-resume removal of the base chains CRIU's lock made (the image's filter
+    // tables had no OUTPUT chain)
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("network namespace captured"), "{text}");
     assert!(text.contains("network namespace restored"), "{text}");
+    for family in ["ip", "ip6"] {
+        let line = format!(
+            "removed empty chain OUTPUT (policy ACCEPT) from iptables-nft table {family} filter"
+        );
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
+    assert!(text.contains(r#""action":"pre-resume""#), "{text}");
     // the process is the one CRIU restored, still sleeping
     assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
         .unwrap()
@@ -375,6 +386,12 @@ fn criu_restore_into_a_new_pod_namespace_joined_by_path() {
     );
 
     assert_same(&want, &want_fw, &pod2);
+    // the pod had no filter tables: CRIU's lock made them, crhook removed them at pre-resume
+    let text = std::fs::read_to_string(&log).unwrap();
+    for family in ["ip", "ip6"] {
+        let line = format!("removed empty iptables-nft table {family} filter");
+        assert!(text.contains(&line), "{line} missing from\n{text}");
+    }
     crhook(
         Some(&host),
         &[

@@ -15,17 +15,29 @@
 //!   which therefore never reach the images.
 //! - `setup-namespaces` (restore): restore into the namespace of CRTOOLS_INIT_PID.
 //! - `network-unlock`: remove crhook's lock.
+//! - `pre-resume` (restore): remove what CRIU's own lock left in the restored namespace.
+//!   CRIU locks it with iptables after `setup-namespaces` and unlocks it after
+//!   `network-unlock`; under iptables-nft the unlock leaves the empty base chains (and an
+//!   empty `filter` table) the lock created. `pre-resume` is the first action after that
+//!   unlock, and the last one that can still read the images: CRIU closes the image directory
+//!   before `post-resume`, so `CRTOOLS_IMAGE_DIR` no longer resolves there. The tasks are
+//!   still stopped, so nothing in the container changes its firewall meanwhile. Only what
+//!   the images do not have goes (see `crhook_netstate::firewall::tidy`); no images, images
+//!   without a firewall part, or no `CRTOOLS_*` variables: nothing. A dump never fires
+//!   `pre-resume`.
 //! - every other action: nothing.
 //!
 //! runc's RPC mode makes CRIU fire actions twice (once as a notification to runc, once as the
 //! configured script), so every action is idempotent: a complete image directory is not
-//! captured again, restoring the same images into an equal namespace changes nothing, and
-//! unlocking an unlocked namespace is a no-op. The process may start with an empty
-//! environment: nothing here needs PATH.
+//! captured again, restoring the same images into an equal namespace changes nothing,
+//! unlocking an unlocked namespace is a no-op, and a second tidy finds nothing left. The
+//! process may start with an empty environment: nothing here needs PATH.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use crhook_core::{ImageDir, Kind};
+use crhook_netstate::crhook_proto::FirewallRuleset;
 use crhook_netstate::{CheckpointOptions, NetNs, RestoreOptions, Target};
 
 pub const ACTION_VAR: &str = "CRTOOLS_SCRIPT_ACTION";
@@ -39,6 +51,7 @@ pub async fn run(action: &str) -> anyhow::Result<()> {
         "pre-dump" => capture(action, false).await,
         "setup-namespaces" => restore().await,
         "network-unlock" => unlock().await,
+        "pre-resume" => tidy().await,
         other => {
             tracing::debug!(action = other, "criu action: nothing to do");
             Ok(())
@@ -77,7 +90,7 @@ fn images_dir() -> anyhow::Result<PathBuf> {
 /// Whether `dir` holds a finished image directory: the inventory is written last, after
 /// every other file, so its presence means a previous firing completed.
 fn complete(dir: &Path) -> bool {
-    dir.join(crhook_core::Kind::Inventory.file_name()).is_file()
+    dir.join(Kind::Inventory.file_name()).is_file()
 }
 
 /// True when `pid` shares crhook's own network namespace: a task without a namespace of its
@@ -164,5 +177,59 @@ async fn unlock() -> anyhow::Result<()> {
         .await
         .with_context(|| target.to_string())?;
     tracing::info!(%target, was_locked = was, "network unlocked");
+    Ok(())
+}
+
+/// Removes the empty iptables-nft chains and tables CRIU's lock left behind, where the images
+/// do not have them.
+async fn tidy() -> anyhow::Result<()> {
+    // Tidying is an extra after a finished restore (CRIU only logs a failing pre-resume
+    // script), and pre-resume did nothing before: fired without CRIU's variables, by hand or
+    // by a CRIU that is not restoring crhook's images, there is nothing to tidy.
+    let set = |name: &str| std::env::var_os(name).is_some_and(|v| !v.is_empty());
+    if !set("CRTOOLS_IMAGE_DIR") || !set("CRTOOLS_INIT_PID") {
+        tracing::debug!("CRTOOLS_IMAGE_DIR or CRTOOLS_INIT_PID not set: nothing to tidy");
+        return Ok(());
+    }
+    let images = images_dir()?;
+    if !images.exists() {
+        tracing::info!(images = %images.display(), "no images: nothing to tidy");
+        return Ok(());
+    }
+    let pid = init_pid()?;
+    if in_own_netns(pid)? {
+        tracing::info!(
+            pid,
+            "task shares crhook's network namespace; nothing to tidy"
+        );
+        return Ok(());
+    }
+    let dir =
+        ImageDir::open(&images).with_context(|| format!("open images {}", images.display()))?;
+    if !dir.has(Kind::Firewall) {
+        tracing::info!(images = %images.display(), "images hold no firewall: nothing to tidy");
+        return Ok(());
+    }
+    let saved: Vec<FirewallRuleset> = dir
+        .read(Kind::Firewall)
+        .with_context(|| format!("read the firewall of {}", images.display()))?;
+    let target = Target::Pid(pid);
+    let opts = super::firewall_options(false);
+    let t = target.clone();
+    // nft and iptables-nft-restore run as children that enter the namespace themselves; the
+    // waiting happens on a blocking thread, off the runtime
+    let removed = tokio::task::spawn_blocking(move || {
+        let ns = NetNs::open(&t)?;
+        crhook_netstate::firewall::tidy(&ns, &saved, &opts)
+    })
+    .await
+    .context("firewall tidy worker")?
+    .with_context(|| format!("tidy the firewall of {target} after CRIU's lock"))?;
+    for line in &removed {
+        tracing::info!(action = "pre-resume", %target, "{line}");
+    }
+    if removed.is_empty() {
+        tracing::info!(action = "pre-resume", %target, "firewall tidy: nothing to remove");
+    }
     Ok(())
 }
