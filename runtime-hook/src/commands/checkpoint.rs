@@ -19,6 +19,10 @@ pub async fn run(args: &CheckpointArgs) -> anyhow::Result<()> {
     let stats = crhook_netstate::checkpoint(&resolved.target, &images, &opts)
         .await
         .with_context(|| format!("{} into {}", resolved.target, images.display()))?;
+    // what the checkpoint knowingly did not carry (also listed in the inventory)
+    for w in &stats.warning_messages {
+        tracing::warn!("{w}");
+    }
     tracing::info!(target = %resolved.target, images = %images.display(), "checkpoint written");
     if args.print_stats {
         super::print_stats(&stats)?;
