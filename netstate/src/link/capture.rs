@@ -200,18 +200,25 @@ pub fn capture(nl: &mut Nl, peers: &mut PeerFinder) -> Result<(Vec<pb::Link>, Ve
     let mut links = Vec::with_capacity(dump.len());
     for m in &dump {
         let mut l = convert(m, &names);
-        if let Some(pb::link::Info::Veth(v)) = &mut l.info {
-            if v.peer_place == pb::PeerPlace::PeerSame as i32 {
-                // both ends here: the peer's own entry carries its settings
-            } else {
-                let nsid = m.attributes.iter().find_map(|a| match a {
-                    LinkAttribute::LinkNetNsId(i) => Some(*i),
-                    _ => None,
-                });
-                if let Some(nsid) = nsid {
-                    peers.describe(nl, nsid, v)?;
+        let nsid = m.attributes.iter().find_map(|a| match a {
+            LinkAttribute::LinkNetNsId(i) => Some(*i),
+            _ => None,
+        });
+        match (&mut l.info, nsid) {
+            // both ends here: the peer's own entry carries its settings
+            (Some(pb::link::Info::Veth(v)), Some(nsid)) => peers.describe(nl, nsid, v)?,
+            (Some(pb::link::Info::Veth(_)), None) => {}
+            (_, Some(nsid)) if l.link != 0 => {
+                let lw = peers.describe_lower(nl, nsid, l.link)?;
+                match &mut l.info {
+                    Some(pb::link::Info::Macvlan(x)) => x.lower = lw.name.clone(),
+                    Some(pb::link::Info::Ipvlan(x)) => x.lower = lw.name.clone(),
+                    Some(pb::link::Info::Vlan(x)) => x.lower = lw.name.clone(),
+                    _ => {}
                 }
+                l.lower = Some(lw);
             }
+            _ => {}
         }
         links.push(l);
     }

@@ -113,9 +113,8 @@ impl PeerFinder {
         }
     }
 
-    /// Fills the peer fields of `v` for a veth whose peer is in the namespace the target calls
-    /// `nsid`. Leaves `PEER_UNKNOWN` if no candidate matches.
-    pub fn describe(&mut self, target: &mut Nl, nsid: i32, v: &mut pb::Veth) -> Result<()> {
+    /// The candidate the target calls `nsid`, scanning further sources only when needed.
+    fn find(&mut self, target: &mut Nl, nsid: i32) -> Result<Option<usize>> {
         let mut idx = self.match_nsid(target, nsid, 0)?;
         if idx.is_none() && !self.scanned_named {
             let from = self.cands.len();
@@ -127,18 +126,57 @@ impl PeerFinder {
             self.add_processes();
             idx = self.match_nsid(target, nsid, from)?;
         }
-        let Some(i) = idx else {
-            v.peer_place = pb::PeerPlace::PeerUnknown as i32;
-            return Ok(());
-        };
+        Ok(idx)
+    }
+
+    /// The links of candidate `i`, dumped once.
+    fn links(&mut self, i: usize) -> Result<&[LinkMessage]> {
         let c = &mut self.cands[i];
         if c.links.is_none() {
             let name = c.ns.name().to_string();
             let mut nl = c.ns.run(move || Nl::new(&name))?;
             c.links = Some(dump(&mut nl)?);
         }
-        let links = c.links.as_deref().unwrap_or_default();
-        let names = names(links);
+        Ok(c.links.as_deref().unwrap_or_default())
+    }
+
+    /// Where the lower device (ifindex `lower` in the namespace the target calls `nsid`) of a
+    /// macvlan, macvtap, ipvlan or vlan lives.
+    pub fn describe_lower(&mut self, target: &mut Nl, nsid: i32, lower: u32) -> Result<pb::Lower> {
+        let Some(i) = self.find(target, nsid)? else {
+            return Ok(pb::Lower {
+                place: pb::PeerPlace::PeerUnknown as i32,
+                ..Default::default()
+            });
+        };
+        let name = self
+            .links(i)?
+            .iter()
+            .find(|m| m.header.index == lower)
+            .map(super::capture::link_name)
+            .unwrap_or_default();
+        let c = &self.cands[i];
+        let (ns_dev, ns_ino) = c.ns.identity();
+        Ok(pb::Lower {
+            place: c.place as i32,
+            netns: c.named.clone(),
+            pid: c.pid,
+            name,
+            ns_dev,
+            ns_ino,
+        })
+    }
+
+    /// Fills the peer fields of `v` for a veth whose peer is in the namespace the target calls
+    /// `nsid`. Leaves `PEER_UNKNOWN` if no candidate matches.
+    pub fn describe(&mut self, target: &mut Nl, nsid: i32, v: &mut pb::Veth) -> Result<()> {
+        let Some(i) = self.find(target, nsid)? else {
+            v.peer_place = pb::PeerPlace::PeerUnknown as i32;
+            return Ok(());
+        };
+        let links = self.links(i)?.to_vec();
+        let names = names(&links);
+        let c = &self.cands[i];
         v.peer_place = c.place as i32;
         v.peer_netns = c.named.clone();
         v.peer_pid = c.pid;

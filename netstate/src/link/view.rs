@@ -19,6 +19,11 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
     c.ifindex = 0;
     c.link = 0;
     c.master = 0;
+    if let Some(lw) = &mut c.lower {
+        lw.ns_dev = 0;
+        lw.ns_ino = 0;
+        lw.pid = 0;
+    }
     // port numbers follow the order ports joined; a gap left by a removed port cannot be
     // recreated, and the number is not a setting
     if let Some(bp) = &mut c.bridge_port {

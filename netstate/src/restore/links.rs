@@ -46,6 +46,8 @@ pub struct LinkPlan {
     pub partner: HashMap<usize, usize>,
     pub pinned: HashSet<usize>,
     pub peers: HashMap<usize, PeerPlan>,
+    /// links made on a lower device in another namespace: the socket of that namespace
+    pub lowers: HashMap<usize, Sock>,
     /// saved lo (or another link that always exists) to configure
     pub configure: Vec<(usize, pb::Link)>,
     pub present: usize,
@@ -130,11 +132,20 @@ pub fn plan(
             continue;
         }
         if l.link_other_netns && l.kind != "veth" {
-            p.conflicts.push(format!(
-                "link {} ({}): its lower device is in another namespace; crhook cannot recreate it there",
-                l.name, l.kind
-            ));
-            continue;
+            match plan_lower(l, socks) {
+                Ok(Ok(sock)) => {
+                    p.lowers.insert(i, sock);
+                }
+                Ok(Err(c)) => {
+                    p.conflicts.push(c);
+                    continue;
+                }
+                Err(e) => {
+                    p.conflicts
+                        .push(format!("link {}: {}", l.name, crate::error::chain(&e)));
+                    continue;
+                }
+            }
         }
         if !used.contains(&l.ifindex) {
             p.pinned.insert(i);
@@ -194,40 +205,18 @@ fn plan_peer(
         )
     } else {
         let master = (!v.peer_master.is_empty()).then(|| v.peer_master.clone());
-        let ns = match pb::PeerPlace::try_from(v.peer_place).unwrap_or(pb::PeerPlace::PeerUnknown) {
-            pb::PeerPlace::PeerHost => socks.host_ns.try_clone()?,
-            pb::PeerPlace::PeerNamed => {
-                let path = std::path::PathBuf::from("/run/netns").join(&v.peer_netns);
-                match NetNs::open_path(&path) {
-                    Ok(ns) => ns,
-                    Err(e) => {
-                        return Ok(Err(format!(
-                            "link {}: veth peer {} lived in {}: {} (map it with --external veth:{}=NAME)",
-                            l.name,
-                            v.peer_name,
-                            path.display(),
-                            crate::error::chain(&e),
-                            l.name
-                        )))
-                    }
-                }
-            }
-            pb::PeerPlace::PeerProcess => {
-                let path = std::path::PathBuf::from(format!("/proc/{}/ns/net", v.peer_pid));
-                match NetNs::open_path(&path) {
-                    Ok(ns) if ns.identity() == (v.peer_ns_dev, v.peer_ns_ino) => ns,
-                    _ => {
-                        return Ok(Err(format!(
-                            "link {}: veth peer {} lived in the namespace of pid {}, which is gone (map it with --external veth:{}=NAME)",
-                            l.name, v.peer_name, v.peer_pid, l.name
-                        )))
-                    }
-                }
-            }
-            _ => {
+        let place = Place {
+            place: v.peer_place,
+            netns: &v.peer_netns,
+            pid: v.peer_pid,
+            ns: (v.peer_ns_dev, v.peer_ns_ino),
+        };
+        let ns = match place.open(socks)? {
+            Ok(ns) => ns,
+            Err(where_) => {
                 return Ok(Err(format!(
-                    "link {}: where its veth peer lived is unknown (map it with --external veth:{}=NAME)",
-                    l.name, l.name
+                    "link {}: veth peer {} lived in {where_} (map it with --external veth:{}=NAME)",
+                    l.name, v.peer_name, l.name
                 )))
             }
         };
@@ -275,6 +264,77 @@ fn plan_peer(
             .map(|b| b.raw.clone())
             .unwrap_or_default(),
     }))
+}
+
+/// Where a peer or lower device lived, as the image records it.
+struct Place<'a> {
+    place: i32,
+    netns: &'a str,
+    pid: u32,
+    ns: (u64, u64),
+}
+
+impl Place<'_> {
+    /// Opens that namespace again, or says (for the error) why it cannot.
+    fn open(&self, socks: &Socks) -> Result<std::result::Result<NetNs, String>> {
+        Ok(
+            match pb::PeerPlace::try_from(self.place).unwrap_or(pb::PeerPlace::PeerUnknown) {
+                pb::PeerPlace::PeerHost => Ok(socks.host_ns.try_clone()?),
+                pb::PeerPlace::PeerNamed => {
+                    let path = std::path::PathBuf::from("/run/netns").join(self.netns);
+                    NetNs::open_path(&path)
+                        .map_err(|e| format!("{}: {}", path.display(), crate::error::chain(&e)))
+                }
+                pb::PeerPlace::PeerProcess => {
+                    let path = std::path::PathBuf::from(format!("/proc/{}/ns/net", self.pid));
+                    match NetNs::open_path(&path) {
+                        Ok(ns) if ns.identity() == self.ns => Ok(ns),
+                        _ => Err(format!("the namespace of pid {}, which is gone", self.pid)),
+                    }
+                }
+                _ => Err("a namespace crhook could not identify".to_string()),
+            },
+        )
+    }
+}
+
+/// The namespace of a lower device that lives outside the target, and that it is there.
+fn plan_lower(l: &pb::Link, socks: &mut Socks) -> Result<std::result::Result<Sock, String>> {
+    let Some(lw) = &l.lower else {
+        return Ok(Err(format!(
+            "link {} ({}): its lower device is in another namespace the image does not name",
+            l.name, l.kind
+        )));
+    };
+    let place = Place {
+        place: lw.place,
+        netns: &lw.netns,
+        pid: lw.pid,
+        ns: (lw.ns_dev, lw.ns_ino),
+    };
+    let ns = match place.open(socks)? {
+        Ok(ns) => ns,
+        Err(where_) => {
+            return Ok(Err(format!(
+                "link {} ({}): its lower device {} lived in {where_}",
+                l.name, l.kind, lw.name
+            )))
+        }
+    };
+    let sock = peer_sock(socks, ns)?;
+    if !dump_names(socks.links_of(sock))
+        .values()
+        .any(|n| *n == lw.name)
+    {
+        return Ok(Err(format!(
+            "link {} ({}): its lower device {} does not exist in {}",
+            l.name,
+            l.kind,
+            lw.name,
+            socks.name_of(sock)
+        )));
+    }
+    Ok(Ok(sock))
 }
 
 fn check(
@@ -385,6 +445,22 @@ pub fn create(
         }
         let mut reqs = Vec::new();
         let mut what = Vec::new();
+        let mut made = Vec::new();
+        for &i in level.iter().filter(|i| p.lowers.contains_key(i)) {
+            create_on_outer_lower(
+                &saved[i],
+                p.lowers[&i],
+                p.pinned.contains(&i),
+                ns,
+                socks,
+                journal,
+            )?;
+            made.push(i);
+        }
+        let level: Vec<usize> = level
+            .into_iter()
+            .filter(|i| !p.lowers.contains_key(i))
+            .collect();
         for &i in &level {
             let l = &saved[i];
             let peer = if let Some(&j) = p.partner.get(&i) {
@@ -430,6 +506,7 @@ pub fn create(
         check(results, &what, &netns)?;
         journal.check().map_err(|e| vec![e])?;
         done.extend(level);
+        done.extend(made);
         ifs = live_map(saved, &mut socks.target)?;
     }
     // masters, then settings (MTU after enslaving), then port settings
@@ -717,4 +794,63 @@ fn wait_for_dying_peer(socks: &mut Socks, sock: Sock, name: &str) -> Result<()> 
         std::thread::sleep(std::time::Duration::from_millis(50));
         socks.links_refresh(sock)?;
     }
+}
+
+/// A macvlan, macvtap, ipvlan or vlan whose lower device lives in another namespace (made on
+/// the host's eth0 and moved in, as CNI plugins do): created by a request sent in the lower's
+/// namespace, where IFLA_LINK is resolved, with IFLA_NET_NS_FD placing the new device in the
+/// target directly (ifindex pinned there).
+fn create_on_outer_lower(
+    l: &pb::Link,
+    sock: Sock,
+    pin: bool,
+    ns: &NetNs,
+    socks: &mut Socks,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
+    let lower_name = l.lower.as_ref().map(|x| x.name.clone()).unwrap_or_default();
+    let lower = socks
+        .links_of(sock)
+        .iter()
+        .find(|m| crate::link::capture::link_name(m) == lower_name)
+        .map(|m| m.header.index)
+        .ok_or_else(|| {
+            vec![format!(
+                "link {}: lower device {lower_name} vanished",
+                l.name
+            )]
+        })?;
+    let mut c = l.clone();
+    c.link_other_netns = false;
+    c.link = lower;
+    let Some(mut req) = create_request(&c, pin, &|x| Some(x), None) else {
+        return Err(vec![format!(
+            "link {} ({}): cannot be created over netlink",
+            l.name, l.kind
+        )]);
+    };
+    if let Req::Route(RouteNetlinkMessage::NewLink(m)) = &mut req {
+        m.attributes
+            .push(LinkAttribute::NetNsFd(ns.fd().as_raw_fd()));
+    }
+    let where_ = socks.name_of(sock);
+    match socks
+        .get(sock)
+        .request(req, NLM_F_CREATE | NLM_F_EXCL, "create link")
+    {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return Err(vec![format!(
+                "create link {} ({}) on {lower_name} in {where_}: {e}",
+                l.name, l.kind
+            )])
+        }
+        Err(e) => return Err(vec![crate::error::chain(&e)]),
+    }
+    journal.push(Undo::Req {
+        sock: Sock::Target,
+        req: delete_by_name(&l.name),
+        what: format!("delete link {}", l.name),
+    });
+    journal.check().map_err(|e| vec![e])
 }
