@@ -32,7 +32,10 @@ pub struct SizeResult {
     pub diff_codes: Vec<i32>,
     /// file pairs the baseline diff found different on the unchanged source namespace
     pub baseline_diff_differing: Vec<String>,
+    /// iptables-restore after the baseline restore (links up, addresses in), one run
     pub naive_iptables_restore: Option<Measured>,
+    /// iptables-restore into a namespace with only the links (down), one run
+    pub links_iptables_restore: Option<Measured>,
     pub spawn_setns: Duration,
     pub spawn_ip_netns_exec: Duration,
 }
@@ -264,17 +267,19 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
                 format!("differences in {}", r.baseline_diff_differing.join(", "))
             }
         );
-        if let Some(m) = r.naive_iptables_restore {
+        let fw_empty = part_medians(&r.restore.baseline)
+            .iter()
+            .find(|(n, _)| n == "iptables-restore")
+            .map(|(_, d)| fmt_dur(*d))
+            .unwrap_or_else(|| "-".into());
+        if let (Some(links), Some(naive)) = (r.links_iptables_restore, r.naive_iptables_restore) {
             let _ = writeln!(
                 s,
-                "- {name}: `iptables-restore` run after the addresses are in (the naive order) took {} (1 run), \
-                 vs {} for the baseline's iptables-restore into the namespace without addresses.",
-                fmt_dur(m.wall),
-                part_medians(&r.restore.baseline)
-                    .iter()
-                    .find(|(n, _)| n == "iptables-restore")
-                    .map(|(_, d)| fmt_dur(*d))
-                    .unwrap_or_else(|| "-".into())
+                "- {name}: `iptables-restore` of the same rules: {fw_empty} into the empty namespace \
+                 (baseline, median); {} with the links created but down and no addresses (where \
+                 crhook runs it; 1 run); {} after links up and addresses in (the naive order; 1 run).",
+                fmt_dur(links.wall),
+                fmt_dur(naive.wall)
             );
         }
         let _ = writeln!(

@@ -98,15 +98,17 @@ fn link_net4(k: usize) -> (usize, usize) {
     (100 + k / 256, k % 256)
 }
 
-/// `ip -batch` script creating the links and setting them (and lo) up.
-pub fn links_batch(size: &Size) -> String {
+/// `ip -batch` script creating the links and, with `up`, setting them (and lo) up.
+pub fn links_batch(size: &Size, up: bool) -> String {
     let mut s = String::from("link set lo up\n");
     for i in 0..size.pairs {
         // Infallible: writing to a String.
         let _ = writeln!(s, "link add a{i} type veth peer name b{i}");
     }
-    for k in 0..size.links() {
-        let _ = writeln!(s, "link set {} up", link_name(k));
+    if up {
+        for k in 0..size.links() {
+            let _ = writeln!(s, "link set {} up", link_name(k));
+        }
     }
     s
 }
@@ -226,9 +228,11 @@ pub fn firewall(size: &Size, v6: bool) -> String {
     s
 }
 
-/// Writes the five builder files into `dir`; returns their paths.
+/// Writes the builder files into `dir`; returns their paths.
 pub struct SpecFiles {
     pub links: std::path::PathBuf,
+    /// the links created but left down (where crhook restores the firewall)
+    pub links_down: std::path::PathBuf,
     pub state: std::path::PathBuf,
     pub rules6: std::path::PathBuf,
     pub fw4: std::path::PathBuf,
@@ -238,13 +242,15 @@ pub struct SpecFiles {
 pub fn write_spec(size: &Size, dir: &Path) -> Result<SpecFiles> {
     let files = SpecFiles {
         links: dir.join("links.batch"),
+        links_down: dir.join("links-down.batch"),
         state: dir.join("state.batch"),
         rules6: dir.join("rules6.batch"),
         fw4: dir.join("fw4.rules"),
         fw6: dir.join("fw6.rules"),
     };
     for (path, text) in [
-        (&files.links, links_batch(size)),
+        (&files.links, links_batch(size, true)),
+        (&files.links_down, links_batch(size, false)),
         (&files.state, state_batch(size)),
         (&files.rules6, rules6_batch(size)),
         (&files.fw4, firewall(size, false)),
@@ -282,7 +288,7 @@ mod tests {
             fw.lines().filter(|l| l.starts_with("-A")).count(),
             s.fw_rules
         );
-        let links = links_batch(&s);
+        let links = links_batch(&s, true);
         assert_eq!(
             links.lines().filter(|l| l.contains("type veth")).count(),
             s.pairs
