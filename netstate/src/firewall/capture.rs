@@ -144,20 +144,13 @@ pub(crate) fn legacy_present(ns: &NetNs, family: Family) -> Result<bool> {
     Ok(!read_ns_proc(ns, file)?.trim().is_empty())
 }
 
-/// Tables of the namespace as `nft list tables` names them; None without nft.
+/// Tables of the namespace (over nfnetlink, see `tables`); None without nft, since then
+/// nothing of crhook's can have made or read them.
 pub(crate) fn nft_tables(ns: &NetNs, tools: &Tools) -> Result<Option<Vec<TableId>>> {
-    let Some(nft) = tools.nft.as_deref() else {
+    if tools.nft.is_none() {
         return Ok(None);
-    };
-    let out = Run {
-        program: nft,
-        args: &["list", "tables"],
-        env: &[],
-        stdin: None,
-        purpose: "list nftables tables with",
     }
-    .run(ns)?;
-    Ok(Some(nftx::parse_tables(&out.stdout)))
+    Ok(Some(super::tables::list(ns)?))
 }
 
 /// Chains per iptables table (for `family`), to leave out builtin chains nftables lacks.

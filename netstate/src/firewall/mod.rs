@@ -31,6 +31,7 @@ mod lock;
 mod nftx;
 mod plan;
 mod restore;
+mod tables;
 mod tidy;
 mod xt;
 

@@ -41,22 +41,6 @@ impl TableId {
     }
 }
 
-/// Parses `nft list tables` output (`table inet foo` per line).
-pub(crate) fn parse_tables(text: &str) -> Vec<TableId> {
-    text.lines()
-        .filter_map(|l| {
-            let mut it = l.split_whitespace();
-            match (it.next(), it.next(), it.next()) {
-                (Some("table"), Some(family), Some(name)) => Some(TableId {
-                    family: family.to_string(),
-                    name: name.trim_matches('"').to_string(),
-                }),
-                _ => None,
-            }
-        })
-        .collect()
-}
-
 /// Cuts a ruleset into its table blocks, in order.
 pub(crate) fn split_tables(text: &str) -> Vec<(TableId, String)> {
     let mut out = Vec::new();
@@ -219,10 +203,6 @@ mod tests {
         assert!(id("inet", "CRIU-42").is_lock());
         assert!(id("inet", "crhook-lock").is_lock());
         assert!(id("inet", "filter").is_native());
-        assert_eq!(
-            parse_tables("table ip filter\ntable inet x\n"),
-            [id("ip", "filter"), id("inet", "x")]
-        );
     }
 
     #[test]
