@@ -614,8 +614,14 @@ fn checkpoint_and_restore_hand_the_files_over_the_fd_socket() {
     // `crhook restore --fd-socket` released persistence once the receiver had the files,
     // through its own still-open copies: both devices (saved non-persistent) now live only
     // through the receiver's descriptors
-    assert_eq!(b.link_json("mq0")["linkinfo"]["info_data"]["persist"], false);
-    assert_eq!(b.link_json("tp0")["linkinfo"]["info_data"]["persist"], false);
+    assert_eq!(
+        b.link_json("mq0")["linkinfo"]["info_data"]["persist"],
+        false
+    );
+    assert_eq!(
+        b.link_json("tp0")["linkinfo"]["info_data"]["persist"],
+        false
+    );
     drop(recv.stdin.take());
     let _ = recv.wait();
     wait_until(
