@@ -7,84 +7,16 @@ use std::process::Command;
 
 use crhook_netstate::crhook_proto::{FirewallRuleset, FirewallSource};
 use crhook_netstate::firewall;
-use crhook_netstate::{FirewallOptions, NetNs, Target};
+use crhook_netstate::{FirewallOptions, Target};
 
-const IP: &str = "/usr/bin/ip";
 const BUSYBOX: &str = "/bin/busybox";
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(
-        uid, 0,
-        "firewall tests need root (network namespaces, iptables, nft)"
-    );
-}
+mod common;
+use common::TestNs;
 
-struct TestNs {
-    name: String,
-}
-
-impl TestNs {
-    fn new(tag: &str) -> TestNs {
-        require_root();
-        let name = format!("crh-fw-{tag}-{}", std::process::id());
-        let _ = Command::new(IP)
-            .args(["netns", "del", &name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let st = Command::new(IP)
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip netns add");
-        assert!(st.success(), "ip netns add {name} failed");
-        TestNs { name }
-    }
-
-    fn path(&self) -> PathBuf {
-        PathBuf::from(format!("/run/netns/{}", self.name))
-    }
-
-    fn ns(&self) -> NetNs {
-        NetNs::open_path(&self.path()).expect("open test namespace")
-    }
-
-    /// Runs a shell script inside the namespace; panics with its stderr on failure.
-    fn sh(&self, script: &str) -> String {
-        let out = Command::new(IP)
-            .args(["netns", "exec", &self.name, "/bin/sh", "-c", script])
-            .output()
-            .expect("run ip netns exec");
-        assert!(
-            out.status.success(),
-            "in {}: {script}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    fn ok(&self, script: &str) -> bool {
-        Command::new(IP)
-            .args(["netns", "exec", &self.name, "/bin/sh", "-c", script])
-            .output()
-            .expect("run ip netns exec")
-            .status
-            .success()
-    }
-
-    fn inode(&self) -> u64 {
-        use std::os::unix::fs::MetadataExt;
-        std::fs::metadata(self.path())
-            .expect("stat namespace")
-            .ino()
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new(IP).args(["netns", "del", &self.name]).status();
-    }
+/// A test namespace of these tests: `crh-fw-<tag>-<pid>`.
+fn fw_ns(tag: &str) -> TestNs {
+    TestNs::new("fw", tag)
 }
 
 struct TempDir(PathBuf);
@@ -294,8 +226,8 @@ fn sources(rs: &[FirewallRuleset]) -> Vec<FirewallSource> {
 
 #[test]
 fn round_trip_of_every_backend_family_and_native_table() {
-    let a = TestNs::new("rta");
-    let b = TestNs::new("rtb");
+    let a = fw_ns("rta");
+    let b = fw_ns("rtb");
     populate(&a);
     let opts = FirewallOptions::default();
     let saved = firewall::capture(&a.ns(), &opts).expect("capture");
@@ -349,9 +281,9 @@ fn round_trip_of_every_backend_family_and_native_table() {
 
 #[test]
 fn counters_are_kept_only_when_asked() {
-    let a = TestNs::new("cta");
-    let b = TestNs::new("ctb");
-    let c = TestNs::new("ctc");
+    let a = fw_ns("cta");
+    let b = fw_ns("ctb");
+    let c = fw_ns("ctc");
     a.sh("printf '*filter\\n:INPUT ACCEPT [7:700]\\n[5:300] -A INPUT -p tcp --dport 22 -j ACCEPT\\nCOMMIT\\n' | iptables-restore -c");
     a.sh(&format!("/usr/sbin/nft -f - <<'EOF'\n{NATIVE}EOF\n"));
     let keep = FirewallOptions {
@@ -390,9 +322,9 @@ fn counters_are_kept_only_when_asked() {
 
 #[test]
 fn undo_puts_back_what_was_live() {
-    let a = TestNs::new("uda");
-    let fresh = TestNs::new("udf");
-    let busy = TestNs::new("udb");
+    let a = fw_ns("uda");
+    let fresh = fw_ns("udf");
+    let busy = fw_ns("udb");
     populate(&a);
     let opts = FirewallOptions::default();
     let saved = firewall::capture(&a.ns(), &opts).expect("capture");
@@ -464,8 +396,8 @@ nft add table inet unrelated
 
 #[test]
 fn rejected_rulesets_fail_check_and_leave_the_target_untouched() {
-    let a = TestNs::new("rja");
-    let b = TestNs::new("rjb");
+    let a = fw_ns("rja");
+    let b = fw_ns("rjb");
     populate(&a);
     let opts = FirewallOptions::default();
     let saved = firewall::capture(&a.ns(), &opts).expect("capture");
@@ -548,7 +480,7 @@ fn rejected_rulesets_fail_check_and_leave_the_target_untouched() {
 
 #[test]
 fn criu_and_crhook_lock_artefacts_are_left_out() {
-    let a = TestNs::new("cra");
+    let a = fw_ns("cra");
     a.sh(r#"set -e
 iptables -A INPUT -p tcp --dport 22 -j ACCEPT
 printf '*filter\n:CRIU - [0:0]\n-I INPUT -j CRIU\n-I OUTPUT -j CRIU\n-A CRIU -m mark --mark 0xc114 -j ACCEPT\n-A CRIU -j DROP\nCOMMIT\n' | iptables-restore --noflush
@@ -610,8 +542,8 @@ fn log_lines(dir: &Path) -> Vec<String> {
 fn cr_iptables_replaces_save_and_restore_in_the_namespace() {
     let dir = TempDir::new("cr");
     let w = wrapper(&dir.0);
-    let a = TestNs::new("cria");
-    let b = TestNs::new("crib");
+    let a = fw_ns("cria");
+    let b = fw_ns("crib");
     a.sh("iptables -A INPUT -p tcp --dport 22 -j ACCEPT && ip6tables -A INPUT -p tcp --dport 23 -j DROP");
     a.sh(&format!("/usr/sbin/nft -f - <<'EOF'\n{NATIVE}EOF\n"));
     let opts = FirewallOptions {
@@ -677,7 +609,7 @@ fn cr_iptables_replaces_save_and_restore_in_the_namespace() {
     drop(undo);
 
     // CR_IP6TABLES serves IPv6 alone
-    let c = TestNs::new("cric");
+    let c = fw_ns("cric");
     let split = FirewallOptions {
         cr_iptables: Some(format!("{} four", w.display())),
         cr_ip6tables: Some(format!("{} six", w.display())),
@@ -712,7 +644,7 @@ fn cr_iptables_replaces_save_and_restore_in_the_namespace() {
 
 #[test]
 fn a_failing_cr_iptables_command_fails_with_its_stderr() {
-    let a = TestNs::new("crf");
+    let a = fw_ns("crf");
     let opts = FirewallOptions {
         cr_iptables: Some("echo boom-from-wrapper >&2; exit 3".into()),
         ..Default::default()
@@ -771,9 +703,9 @@ fn block_on<T>(f: impl std::future::Future<Output = T>) -> T {
 
 #[test]
 fn lock_stops_traffic_and_unlock_resumes_it() {
-    let a = TestNs::new("lka");
-    let b = TestNs::new("lkb");
-    let c = TestNs::new("lkc");
+    let a = fw_ns("lka");
+    let b = fw_ns("lkb");
+    let c = fw_ns("lkc");
     veth_pair(&a, &b);
     b.sh("iptables -A INPUT -p tcp --dport 22 -j ACCEPT");
     assert!(ping(&a, "10.213.0.2"), "no traffic before the lock");
@@ -831,8 +763,8 @@ fn lock_stops_traffic_and_unlock_resumes_it() {
 
 #[test]
 fn iptables_lock_fallback_works_the_same() {
-    let a = TestNs::new("lxa");
-    let b = TestNs::new("lxb");
+    let a = fw_ns("lxa");
+    let b = fw_ns("lxb");
     veth_pair(&a, &b);
     assert!(ping(&a, "10.213.0.2"));
     let bns = b.ns();

@@ -3,64 +3,21 @@
 //! `nft list ruleset` show the image's state again; what the image has stays. Each test makes
 //! its own namespaces (`crh-fwt-<tag>-<pid>`) and removes them on drop; without root they fail.
 
-use std::path::PathBuf;
-use std::process::Command;
-
 use crhook_netstate::crhook_proto::FirewallRuleset;
 use crhook_netstate::firewall;
-use crhook_netstate::{FirewallOptions, NetNs};
+use crhook_netstate::FirewallOptions;
 
-const IP: &str = "/usr/bin/ip";
+mod common;
+use common::TestNs;
 
-fn require_root() {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let uid = unsafe { libc::geteuid() };
-    assert_eq!(
-        uid, 0,
-        "firewall tidy tests need root (network namespaces, iptables, nft)"
-    );
+/// What the tidy tests do with a test namespace (`crh-fwt-<tag>-<pid>`).
+trait TidyNs {
+    fn view(&self) -> String;
+    fn capture(&self) -> Vec<FirewallRuleset>;
+    fn tidy(&self, saved: &[FirewallRuleset]) -> Vec<String>;
 }
 
-struct TestNs {
-    name: String,
-}
-
-impl TestNs {
-    fn new(tag: &str) -> TestNs {
-        require_root();
-        let name = format!("crh-fwt-{tag}-{}", std::process::id());
-        let _ = Command::new(IP)
-            .args(["netns", "del", &name])
-            .stderr(std::process::Stdio::null())
-            .status();
-        let st = Command::new(IP)
-            .args(["netns", "add", &name])
-            .status()
-            .expect("run ip netns add");
-        assert!(st.success(), "ip netns add {name} failed");
-        TestNs { name }
-    }
-
-    fn ns(&self) -> NetNs {
-        NetNs::open_path(&PathBuf::from(format!("/run/netns/{}", self.name)))
-            .expect("open test namespace")
-    }
-
-    /// Runs a shell script inside the namespace; panics with its stderr on failure.
-    fn sh(&self, script: &str) -> String {
-        let out = Command::new(IP)
-            .args(["netns", "exec", &self.name, "/bin/sh", "-c", script])
-            .output()
-            .expect("run ip netns exec");
-        assert!(
-            out.status.success(),
-            "in {}: {script}: {}",
-            self.name,
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
+impl TidyNs for TestNs {
     /// What a user compares: the three tools' output, comment lines (dates) left out.
     fn view(&self) -> String {
         let mut out = String::new();
@@ -84,12 +41,6 @@ impl TestNs {
 
     fn tidy(&self, saved: &[FirewallRuleset]) -> Vec<String> {
         firewall::tidy(&self.ns(), saved, &FirewallOptions::default()).expect("tidy")
-    }
-}
-
-impl Drop for TestNs {
-    fn drop(&mut self) {
-        let _ = Command::new(IP).args(["netns", "del", &self.name]).status();
     }
 }
 
@@ -126,7 +77,7 @@ fn criu_unlock(t: &TestNs) {
 
 #[test]
 fn residue_of_add_and_delete_goes_when_the_image_has_no_filter_table() {
-    let t = TestNs::new("nof");
+    let t = TestNs::new("fwt", "nof");
     t.sh(
         "/usr/sbin/iptables -t nat -A POSTROUTING -s 10.77.0.0/30 -o eth0 -j MASQUERADE
 /usr/sbin/nft add table inet mine
@@ -167,7 +118,7 @@ fn residue_of_add_and_delete_goes_when_the_image_has_no_filter_table() {
 
 #[test]
 fn criu_lock_residue_goes_and_what_the_image_has_stays() {
-    let t = TestNs::new("mix");
+    let t = TestNs::new("fwt", "mix");
     // IPv4 filter table with INPUT (a rule) and FORWARD (DROP) but no OUTPUT base chain; no
     // IPv6 table at all
     t.sh("set -e
@@ -201,7 +152,7 @@ fn criu_lock_residue_goes_and_what_the_image_has_stays() {
 
 #[test]
 fn an_image_with_the_chains_keeps_them() {
-    let t = TestNs::new("has");
+    let t = TestNs::new("fwt", "has");
     // the image itself has empty INPUT and OUTPUT base chains in both families
     t.sh("set -e
 for x in /usr/sbin/iptables /usr/sbin/ip6tables; do
@@ -227,7 +178,7 @@ done");
 
 #[test]
 fn rules_policies_user_chains_and_native_tables_stay() {
-    let t = TestNs::new("keep");
+    let t = TestNs::new("fwt", "keep");
     let saved = t.capture();
     assert!(saved.is_empty(), "{saved:?}");
     // none of this is in the (empty) image, and none of it is residue
