@@ -247,6 +247,22 @@ mod tests {
         }
     }
 
+    /// The request as the kernel would read it, and its IFLA_LINKINFO.
+    fn sent(r: &Req) -> (LinkMessage, Vec<LinkInfo>) {
+        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(r)) else {
+            panic!("not newlink")
+        };
+        let info = m
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                LinkAttribute::LinkInfo(i) => Some(i.clone()),
+                _ => None,
+            })
+            .unwrap_or_default();
+        (m, info)
+    }
+
     fn link(kind: &str) -> pb::Link {
         pb::Link {
             ifindex: 7,
@@ -266,9 +282,7 @@ mod tests {
         // dummy: no data
         let r = create_request(&link("dummy"), true, &|i| Some(i), None)
             .unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
-            panic!("not newlink")
-        };
+        let (m, _) = sent(&r);
         assert_eq!(m.header.index, 7);
         assert!(m.attributes.contains(&LinkAttribute::IfName("x0".into())));
         assert!(m.attributes.contains(&LinkAttribute::Mtu(1400)));
@@ -287,19 +301,9 @@ mod tests {
         }];
         let r = create_request(&v, false, &|i| (i == 3).then_some(9), None)
             .unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
-            panic!("not newlink")
-        };
+        let (m, info) = sent(&r);
         assert_eq!(m.header.index, 0);
         assert!(m.attributes.contains(&LinkAttribute::Link(9)));
-        let info = m
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::LinkInfo(i) => Some(i.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
         assert_eq!(info[0], LinkInfo::Kind(InfoKind::Vlan));
         assert!(
             matches!(&info[1], LinkInfo::Data(InfoData::Vlan(d)) if d.contains(&netlink_packet_route::link::InfoVlan::Id(100)))
@@ -314,17 +318,7 @@ mod tests {
         }];
         let r =
             create_request(&i, true, &|x| Some(x), None).unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
-            panic!("not newlink")
-        };
-        let info = m
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::LinkInfo(i) => Some(i.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let (_, info) = sent(&r);
         assert!(
             matches!(&info[1], LinkInfo::Data(InfoData::IpVlan(d)) if d.contains(&netlink_packet_route::link::InfoIpVlan::Mode(netlink_packet_route::link::IpVlanMode::L3)))
         );
@@ -342,17 +336,7 @@ mod tests {
         };
         let r = create_request(&link("veth"), true, &|i| Some(i), Some(&peer))
             .unwrap_or_else(|| panic!("no request"));
-        let RouteNetlinkMessage::NewLink(m) = parse(&bytes(&r)) else {
-            panic!("not newlink")
-        };
-        let info = m
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                LinkAttribute::LinkInfo(i) => Some(i.clone()),
-                _ => None,
-            })
-            .unwrap_or_default();
+        let (_, info) = sent(&r);
         let LinkInfo::Data(InfoData::Veth(InfoVeth::Peer(p))) = &info[1] else {
             panic!("no peer")
         };
