@@ -105,6 +105,7 @@ pub fn run(
     let t = Instant::now();
     let dir = ImageDir::open(images)?;
     let snap = Snapshot::read(&dir)?;
+    stats.add_bytes_read(dir.inventory().files.iter().map(|f| f.size).sum());
     stats.phase("read", t.elapsed());
     let ns = NetNs::open(target)?;
     let host_ns = NetNs::current()?;
