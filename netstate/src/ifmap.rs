@@ -67,3 +67,26 @@ impl IfMap {
             .unwrap_or_else(|| format!("if{ifindex}"))
     }
 }
+
+/// The link maps the families' golden tests share: saved lo=1, vb=2, va=3, and the same links
+/// restored as lo=1, vb=12, va=13.
+#[cfg(test)]
+pub mod fixtures {
+    use super::IfMap;
+
+    fn links(vb: u32, va: u32) -> [(u32, String); 3] {
+        [
+            (1, "lo".to_string()),
+            (vb, "vb".to_string()),
+            (va, "va".to_string()),
+        ]
+    }
+
+    pub fn saved() -> IfMap {
+        IfMap::from_names(links(2, 3))
+    }
+
+    pub fn moved() -> IfMap {
+        IfMap::by_name(links(2, 3), links(12, 13))
+    }
+}

@@ -6,6 +6,7 @@
 use crhook_proto as pb;
 
 use super::*;
+use crate::ifmap::fixtures::{moved, saved as ifs};
 use crate::route::nla::{hex, req_bytes, unhex};
 
 /// 10.1.1.5/24 dev va (3), label va:x, secondary
@@ -31,22 +32,6 @@ const V6_LINK_LOCAL: &str = "0a4080fd0200000014000100fe80000000000000d826bcfffe4
 const V6_LOOPBACK: &str =
     "0a8080fe01000000140001000000000000000000000000000000000114000600ffffffffffffffff\
                            4112010041120100080008008000000005000b0001000000";
-
-fn ifs() -> IfMap {
-    IfMap::from_names([
-        (1, "lo".to_string()),
-        (2, "vb".to_string()),
-        (3, "va".to_string()),
-    ])
-}
-
-/// saved vb=2, va=3; live vb=12, va=13
-fn moved() -> IfMap {
-    IfMap::by_name(
-        [(2, "vb".to_string()), (3, "va".to_string())],
-        [(12, "vb".to_string()), (13, "va".to_string())],
-    )
-}
 
 fn dec(h: &str) -> Option<pb::Address> {
     decode::decode(&unhex(h), &ifs()).unwrap()

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use crhook_proto as pb;
 
 use super::*;
+use crate::ifmap::fixtures::{moved, saved as ifs};
 use crate::route::nla::{hex, req_bytes, unhex};
 
 /// 10.1.1.10 lladdr 02:00:00:00:00:0a dev va (3) nud noarp, added by a user
@@ -32,21 +33,6 @@ const V6_ROUTER: &str =
                          000008000400000000001400030012b8000012b8000012b8000000000000";
 /// proxy 2001:db8::11 dev va
 const V6_PROXY: &str = "0a00000003000000000008011400010020010db8000000000000000000000011";
-
-fn ifs() -> IfMap {
-    IfMap::from_names([
-        (1, "lo".to_string()),
-        (2, "vb".to_string()),
-        (3, "va".to_string()),
-    ])
-}
-
-fn moved() -> IfMap {
-    IfMap::by_name(
-        [(2, "vb".to_string()), (3, "va".to_string())],
-        [(12, "vb".to_string()), (13, "va".to_string())],
-    )
-}
 
 fn kept(h: &str) -> Vec<pb::Neighbour> {
     let mut out = Vec::new();

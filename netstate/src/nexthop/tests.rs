@@ -6,6 +6,7 @@
 use crhook_proto as pb;
 
 use super::*;
+use crate::ifmap::fixtures::{moved, saved as ifs};
 use crate::route::nla::{hex, req_bytes, unhex};
 
 /// id 1 via 10.1.1.2 dev va (3)
@@ -25,17 +26,6 @@ const V6: &str =
 const RESILIENT: &str = "00000000000000000800010006000000060003000100000014000200010000000000000002000000000000\
                          0028000c800600010008000000080002001027000008000300881300000c00040000000000000000000800\
                          0e0000000080";
-
-fn ifs() -> IfMap {
-    IfMap::from_names([(2, "vb".to_string()), (3, "va".to_string())])
-}
-
-fn moved() -> IfMap {
-    IfMap::by_name(
-        [(2, "vb".to_string()), (3, "va".to_string())],
-        [(12, "vb".to_string()), (13, "va".to_string())],
-    )
-}
 
 fn dec(h: &str) -> pb::NexthopObject {
     decode::decode(&unhex(h), &ifs()).unwrap()

@@ -7,6 +7,7 @@ use crhook_proto as pb;
 
 use super::nla::{hex, req_bytes, unhex};
 use super::*;
+use crate::ifmap::fixtures::{moved, saved as ifs};
 
 /// table 100 10.50.0.0/16 nexthop via 10.1.1.2 dev va weight 1 nexthop via 10.1.2.2 dev vb weight 3 onlink
 const V4_MULTIPATH: &str = "02100000640300010000000008000f0064000000080001000a320000\
@@ -42,30 +43,6 @@ const V6_PREF: &str = "0a400000fe0300010000000008000f00fe0000001400010020010db80
 const V6_LINK_LOCAL: &str = "0a400000fe0200010000000008000f00fe00000014000100fe800000000000000000000000000000\
                              0800060000010000080004000200000024000c00000000000000000000000000000000000000000000000000\
                              00000000000000000500140000000000";
-
-fn ifs() -> IfMap {
-    IfMap::from_names([
-        (1, "lo".to_string()),
-        (2, "vb".to_string()),
-        (3, "va".to_string()),
-    ])
-}
-
-/// saved lo=1, vb=2, va=3; live lo=1, vb=12, va=13
-fn moved() -> IfMap {
-    IfMap::by_name(
-        [
-            (1, "lo".to_string()),
-            (2, "vb".to_string()),
-            (3, "va".to_string()),
-        ],
-        [
-            (1, "lo".to_string()),
-            (12, "vb".to_string()),
-            (13, "va".to_string()),
-        ],
-    )
-}
 
 fn live_names() -> IfMap {
     IfMap::from_names([
