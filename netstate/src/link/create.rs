@@ -141,6 +141,16 @@ pub fn settings_request(l: &pb::Link, live: u32) -> Req {
         m.attributes.push(LinkAttribute::IfAlias(l.alias.clone()));
     }
     m.attributes.push(LinkAttribute::Group(l.group));
+    // offload sizes a user can set (`ip link set ... gso_max_size/gso_max_segs/gro_max_size`)
+    if l.gso_max_size != 0 {
+        m.attributes.push(LinkAttribute::GsoMaxSize(l.gso_max_size));
+    }
+    if l.gso_max_segs != 0 {
+        m.attributes.push(LinkAttribute::GsoMaxSegs(l.gso_max_segs));
+    }
+    if l.gro_max_size != 0 {
+        m.attributes.push(LinkAttribute::GroMaxSize(l.gro_max_size));
+    }
     if let Some(g) = l.addr_gen_mode {
         m.attributes
             .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
