@@ -1,18 +1,20 @@
 //! Apply: write saved keys whose live value differs, with an undo log.
 
-use std::collections::HashMap;
 use std::io;
 
 use crhook_proto as pb;
 
+use super::live::Live;
+use super::plan::{PathSet, Plan};
 use super::procfs::{self, io_error, proc_path};
-use super::{capture, is_early, normalized, Phase, EARLY};
+use super::tables::prints_as;
+use super::{normalized, Phase};
 use crate::error::{NetstateError, Result};
 use crate::nl::Nl;
 
-/// Passes over the plan before giving up on keys that do not keep their value: the first
-/// writes, the second catches keys a later write changed back (propagation), the third is a
-/// margin.
+/// Write passes before giving up on keys that do not keep their value: the first over the
+/// whole plan, the second over what writes may have changed (a later write changing a key
+/// back by propagation), the third a margin; a last pass only checks.
 const ROUNDS: usize = 3;
 
 /// What [`apply`] changed, as (path, previous value) in write order. [`SysctlUndo::undo`]
@@ -114,13 +116,6 @@ pub fn apply_with(
     }
 }
 
-struct Item<'a> {
-    /// live path (device renamed)
-    path: Vec<String>,
-    value: &'a str,
-    device: bool,
-}
-
 fn run(
     nl: &mut Nl,
     saved: &[pb::Sysctl],
@@ -128,121 +123,74 @@ fn run(
     rename: &dyn Fn(&str) -> Option<String>,
     undo: &mut SysctlUndo,
 ) -> Result<()> {
-    let items = plan(saved, phase, rename)?;
-    if items.is_empty() {
+    let plan = Plan::new(saved, phase, rename)?;
+    if plan.is_empty() {
         return Ok(());
     }
-    for _ in 0..ROUNDS {
-        if pass(nl, &items, phase, Some(&mut *undo))?.is_empty() {
+    let netns = nl.netns().to_string();
+    // keys whose value a write may have changed since it was read or dumped
+    let mut recheck = PathSet::new(&plan);
+    let mut live: Option<Live> = None;
+    // Keys a write made after the dump changed besides itself (`stable_secret` sets
+    // `addr_gen_mode`): their dumped value is stale.
+    let mut stale = PathSet::new(&plan);
+    for it in plan.items() {
+        if it.dev().is_some() {
+            // Per-device values come from one dump, taken after the namespace-wide writes
+            // (they come first in the plan and propagate to devices). A key the dump carries
+            // and shows equal needs no file read.
+            if live.is_none() {
+                live = Some(Live::read(nl, &plan)?);
+            }
+            let v = live.as_ref().and_then(|l| l.get(it));
+            if v.is_some_and(|v| prints_as(it.value(), v)) && !stale.contains(&plan, it) {
+                continue;
+            }
+        }
+        // read right before writing: an earlier write may have changed this key
+        let path = plan.path(it);
+        let cur = read_live(&path, &netns)?;
+        if cur.as_deref().is_some_and(|c| same(c, it.value())) {
+            continue;
+        }
+        for p in write_logged(&path, it.value(), cur, &netns, undo)? {
+            // the written key itself is not read again in this pass
+            if live.is_some() && p != path {
+                stale.insert(&plan, p.clone());
+            }
+            recheck.insert(&plan, p);
+        }
+    }
+    // Only what a write could have changed is read again: the written keys and the keys
+    // their writes change besides (`side_effects`).
+    for round in 1..=ROUNDS {
+        if recheck.is_empty() {
             return Ok(());
         }
-    }
-    let stuck = pass(nl, &items, phase, None)?;
-    match stuck.first() {
-        None => Ok(()),
-        Some(&(i, ref got)) => Err(NetstateError::Invalid {
-            what: format!(
-                "sysctl {} in {} reads {got:?} after writing {:?}",
-                items[i].path.join("/"),
-                nl.netns(),
-                items[i].value
-            ),
-        }),
-    }
-}
-
-/// The keys of `phase` in write order: `ip_forward`, then `conf/all`, `conf/default`,
-/// `neigh/default` (they propagate), other namespace-wide keys, then per-device keys, Early
-/// ones first in [`EARLY`] order. Early takes the [`EARLY`] names of `ipv6/conf/*`,
-/// `all` and `default` included.
-fn plan<'a>(
-    saved: &'a [pb::Sysctl],
-    phase: Phase,
-    rename: &dyn Fn(&str) -> Option<String>,
-) -> Result<Vec<Item<'a>>> {
-    let mut items: Vec<(usize, Item<'a>)> = Vec::new();
-    for s in saved {
-        procfs::check_path(&s.path)?;
-        let dev = procfs::device_of(&s.path);
-        let p: Vec<&str> = s.path.iter().map(String::as_str).collect();
-        // conf/all and conf/default of these names are Early too: `all/disable_ipv6` set
-        // after addresses exist would flush every device's IPv6 addresses
-        let early = p.len() == 4 && is_early(p[0], p[1], p[3]);
-        if phase == Phase::Early && !early {
-            continue;
-        }
-        let rank = match (dev, p.as_slice()) {
-            (Some(_), [_, _, _, name]) => {
-                5 + EARLY
-                    .iter()
-                    .position(|e| e == name)
-                    .filter(|_| early)
-                    .unwrap_or(4)
+        let mut next = PathSet::new(&plan);
+        for it in plan.items().filter(|it| recheck.contains(&plan, it)) {
+            let path = plan.path(it);
+            let cur = read_live(&path, &netns)?;
+            if cur.as_deref().is_some_and(|c| same(c, it.value())) {
+                continue;
             }
-            (_, ["ipv4", "ip_forward"]) => 0,
-            (_, [_, "conf", "all", _]) => 1,
-            (_, [_, "conf", "default", _]) => 2,
-            (_, [_, "neigh", "default", _]) => 3,
-            _ => 4,
-        };
-        let mut path = s.path.clone();
-        if let Some(d) = dev {
-            match rename(d) {
-                Some(live) => path[2] = live,
-                None => continue,
+            if round == ROUNDS {
+                return Err(NetstateError::Invalid {
+                    what: format!(
+                        "sysctl {} in {netns} reads {:?} after writing {:?}",
+                        path.join("/"),
+                        cur.unwrap_or_default(),
+                        it.value()
+                    ),
+                });
+            }
+            for p in write_logged(&path, it.value(), cur, &netns, undo)? {
+                next.insert(&plan, p);
             }
         }
-        items.push((
-            rank,
-            Item {
-                path,
-                value: &s.value,
-                device: dev.is_some(),
-            },
-        ));
+        recheck = next;
     }
-    // stable: equal ranks keep the saved order
-    items.sort_by_key(|(rank, _)| *rank);
-    Ok(items.into_iter().map(|(_, it)| it).collect())
-}
-
-/// One pass over the plan. With an undo log it writes every key that differs; without, it
-/// only reports them. Returns (item index, live value) of each differing key.
-fn pass(
-    nl: &mut Nl,
-    items: &[Item<'_>],
-    phase: Phase,
-    mut undo: Option<&mut SysctlUndo>,
-) -> Result<Vec<(usize, String)>> {
-    let netns = nl.netns().to_string();
-    let mut differing = Vec::new();
-    let mut view: Option<HashMap<Vec<String>, String>> = None;
-    for (i, it) in items.iter().enumerate() {
-        if it.device {
-            // Per-device values come from one netlink capture, taken after the
-            // namespace-wide writes (items are ordered so those come first); only keys that
-            // differ there are read from /proc again.
-            if view.is_none() {
-                let live = capture::per_device(nl, None, phase == Phase::Early)?;
-                view = Some(live.into_iter().map(|s| (s.path, s.value)).collect());
-            }
-            if let Some(v) = view.as_ref().and_then(|m| m.get(it.path.as_slice())) {
-                if same(v, it.value) {
-                    continue;
-                }
-            }
-        }
-        // re-read right before writing: an earlier write may have changed this key
-        let cur = read_live(&it.path, &netns)?;
-        if cur.as_deref().is_some_and(|c| same(c, it.value)) {
-            continue;
-        }
-        differing.push((i, cur.clone().unwrap_or_default()));
-        if let Some(undo) = undo.as_deref_mut() {
-            write_logged(&it.path, it.value, cur, &netns, undo)?;
-        }
-    }
-    Ok(differing)
+    Ok(())
 }
 
 /// Equal as sysctl values: the kernel prints tabs where a saved value may have spaces.
@@ -263,18 +211,21 @@ fn read_live(path: &[String], netns: &str) -> Result<Option<String>> {
     }
 }
 
+/// Writes one key, logging its previous value and those of the keys its write changes
+/// besides; returns the paths whose value the write may have changed, its own included.
 fn write_logged(
     path: &[String],
     value: &str,
     cur: Option<String>,
     netns: &str,
     undo: &mut SysctlUndo,
-) -> Result<()> {
+) -> Result<Vec<Vec<String>>> {
     // logged before the key itself, so undo (newest first) restores the key, then what its
     // write changed besides
-    for p in side_effects(path) {
-        if let Ok(v) = procfs::read(&proc_path(&p)) {
-            undo.push(p, v);
+    let mut changed = side_effects(path);
+    for p in &changed {
+        if let Ok(v) = procfs::read(&proc_path(p)) {
+            undo.push(p.clone(), v);
         }
     }
     procfs::write(&proc_path(path), value)
@@ -287,7 +238,8 @@ fn write_logged(
             path.join("/")
         ),
     }
-    Ok(())
+    changed.push(path.to_vec());
+    Ok(changed)
 }
 
 /// Other keys a write to `path` changes (kernel: devinet.c `inet_forward_change`,
@@ -335,84 +287,6 @@ fn strings(p: &[&str]) -> Vec<String> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    fn s(path: &str, value: &str) -> pb::Sysctl {
-        pb::Sysctl {
-            path: path.split('/').map(String::from).collect(),
-            value: value.into(),
-        }
-    }
-
-    fn paths(items: &[Item<'_>]) -> Vec<String> {
-        items.iter().map(|i| i.path.join("/")).collect()
-    }
-
-    #[test]
-    fn plan_orders_propagating_keys_first() {
-        let saved = vec![
-            s("ipv4/conf/v.1/rp_filter", "2"),
-            s("core/somaxconn", "1024"),
-            s("ipv6/conf/v.1/accept_dad", "0"),
-            s("ipv4/conf/default/rp_filter", "1"),
-            s("ipv6/conf/v.1/disable_ipv6", "1"),
-            s("ipv4/conf/all/rp_filter", "1"),
-            s("ipv4/ip_forward", "1"),
-            s("ipv6/conf/default/accept_dad", "0"),
-            s("ipv6/conf/all/disable_ipv6", "1"),
-        ];
-        let id = |d: &str| Some(d.to_string());
-        let late = plan(&saved, Phase::Late, &id).unwrap();
-        assert_eq!(
-            paths(&late),
-            [
-                "ipv4/ip_forward",
-                "ipv4/conf/all/rp_filter",
-                "ipv6/conf/all/disable_ipv6",
-                "ipv4/conf/default/rp_filter",
-                "ipv6/conf/default/accept_dad",
-                "core/somaxconn",
-                "ipv6/conf/v.1/disable_ipv6",
-                "ipv6/conf/v.1/accept_dad",
-                "ipv4/conf/v.1/rp_filter",
-            ]
-        );
-        let early = plan(&saved, Phase::Early, &id).unwrap();
-        assert_eq!(
-            paths(&early),
-            [
-                "ipv6/conf/all/disable_ipv6",
-                "ipv6/conf/default/accept_dad",
-                "ipv6/conf/v.1/disable_ipv6",
-                "ipv6/conf/v.1/accept_dad"
-            ]
-        );
-    }
-
-    #[test]
-    fn plan_renames_devices_and_skips_unmapped_ones() {
-        let saved = vec![
-            s("ipv4/conf/eth0.100/rp_filter", "2"),
-            s("ipv4/conf/gone/rp_filter", "2"),
-        ];
-        let rename = |d: &str| match d {
-            "eth0.100" => Some("eth1.100".to_string()),
-            _ => None,
-        };
-        let late = plan(&saved, Phase::Late, &rename).unwrap();
-        assert_eq!(paths(&late), ["ipv4/conf/eth1.100/rp_filter"]);
-    }
-
-    #[test]
-    fn plan_rejects_paths_leaving_proc_sys_net() {
-        let saved = vec![s("../../sysrq-trigger", "b")];
-        let e = plan(&saved, Phase::Late, &|d| Some(d.to_string()))
-            .err()
-            .unwrap();
-        assert_eq!(
-            e.to_string(),
-            "invalid sysctl key [\"..\", \"..\", \"sysrq-trigger\"] in image"
-        );
-    }
 
     #[test]
     fn side_effects_of_forwarding_include_accept_redirects() {

@@ -21,13 +21,19 @@
 //! - Writing `conf/all/forwarding` (= `ipv4/ip_forward`), `conf/all/disable_ipv6`,
 //!   `conf/default/*` and others changes the same key of every device, `ip_forward` also
 //!   flips `conf/all/accept_redirects`, and `stable_secret` sets `addr_gen_mode`. So apply
-//!   writes those first, re-reads every key right before writing it, writes only what
-//!   differs, records what the write will change besides itself, and checks the result again.
+//!   writes those first, compares per-device keys against one dump taken after them (as
+//!   capture reads them), re-reads a key right before writing it, writes only what differs,
+//!   records what the write changes besides itself, and then checks again only the keys it
+//!   wrote and those their writes changed, so its cost beyond one capture follows what it
+//!   writes.
 //! - In the initial namespace `/proc/sys/net` also shows host-wide keys; crhook targets
 //!   container namespaces, where only per-namespace keys are registered.
 
 mod apply;
 mod capture;
+mod dump;
+mod live;
+mod plan;
 mod procfs;
 pub mod tables;
 

@@ -23,15 +23,42 @@ pub enum Unit {
 }
 
 impl Unit {
-    pub fn format(self, v: i64) -> String {
+    /// The number `/proc` prints for netlink value `v`.
+    pub fn convert(self, v: i64) -> i64 {
         match self {
-            Unit::Int => v.to_string(),
+            Unit::Int => v,
             // the kernel stored a u32 in an s32 slot: reinterpret the low 32 bits
-            Unit::U32 => ((v as u64) & 0xffff_ffff).to_string(),
+            Unit::U32 => v & 0xffff_ffff,
             // C and Rust both truncate toward zero, as do_proc_dointvec_jiffies_conv does
-            Unit::MsToSec => (v / 1000).to_string(),
+            Unit::MsToSec => v / 1000,
         }
     }
+
+    pub fn format(self, v: i64) -> String {
+        self.convert(v).to_string()
+    }
+}
+
+/// Whether `text` is exactly how `/proc` prints `v` (decimal, `-` for negatives), without
+/// allocating: apply compares every per-device key of an image this way.
+pub fn prints_as(text: &str, v: i64) -> bool {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        // a decimal digit: u % 10 < 10
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    text.as_bytes() == &buf[i..]
 }
 
 /// `IFLA_INET_CONF`: `IPV4_DEVCONF_*` is 1-based, the array is `[IPV4_DEVCONF_X - 1]`.
@@ -258,5 +285,22 @@ mod tests {
         assert_eq!(Unit::MsToSec.format(4000), "4");
         assert_eq!(Unit::MsToSec.format(4999), "4");
         assert_eq!(Unit::MsToSec.format(-1500), "-1");
+    }
+
+    #[test]
+    fn prints_as_matches_to_string() {
+        for v in [0, 1, -1, 9, 10, 4294967295, i64::MAX, i64::MIN, -1500] {
+            assert!(prints_as(&v.to_string(), v), "{v}");
+        }
+        for (text, v) in [
+            ("01", 1),
+            ("+1", 1),
+            (" 1", 1),
+            ("1", -1),
+            ("", 0),
+            ("10", 1),
+        ] {
+            assert!(!prints_as(text, v), "{text:?} {v}");
+        }
     }
 }

@@ -1,0 +1,110 @@
+//! The live per-device values apply compares an image against, read once per apply the way
+//! capture reads them: one link dump, and one neighbour-table dump when the plan has
+//! per-device `neigh` keys. Values are looked up key by key rather than collected into a map
+//! of every key (at 2,000 links that map of 240,000 paths cost more than the dumps).
+//! Keys with no exact netlink counterpart are not held here: apply reads their files.
+
+use std::collections::HashMap;
+
+use super::capture;
+use super::dump::{self, Dev};
+use super::plan::{Item, Plan, DIRS};
+use super::tables::{self, Unit};
+use crate::error::Result;
+use crate::nl::Nl;
+
+/// Where a `/proc` name's value sits in a device's netlink view.
+#[derive(Debug, Clone, Copy)]
+enum Src {
+    Inet(usize),
+    Inet6(usize, Unit),
+    Neigh(u16, Unit),
+}
+
+pub(super) struct Live {
+    devs: Vec<Dev>,
+    /// `Plan::devs` index → `devs` index.
+    dev_map: Vec<Option<usize>>,
+    /// Per entry of [`DIRS`], by `Plan::names` index: where netlink carries the value, for
+    /// the names this kernel's device directories have.
+    srcs: [Vec<Option<Src>>; 4],
+}
+
+impl Live {
+    /// Dumps the calling thread's namespace for the devices and names of `plan`.
+    pub fn read(nl: &mut Nl, plan: &Plan<'_>) -> Result<Live> {
+        let devs = dump::devices(nl, None, plan.has_neigh)?;
+        let by_name: HashMap<&str, usize> = devs
+            .iter()
+            .enumerate()
+            .map(|(i, d)| (d.name.as_str(), i))
+            .collect();
+        let dev_map = plan
+            .devs
+            .iter()
+            .map(|d| by_name.get(d.as_str()).copied())
+            .collect();
+        let mut srcs: [Vec<Option<Src>>; 4] = Default::default();
+        for (k, (fam, dir)) in DIRS.iter().enumerate() {
+            let with_dir = devs.iter().filter(|d| has(d, k));
+            let Some(names) = capture::template(fam, dir, with_dir, nl.netns())? else {
+                continue;
+            };
+            srcs[k] = plan
+                .names
+                .iter()
+                .map(|n| {
+                    names
+                        .binary_search_by(|t| t.as_str().cmp(n))
+                        .ok()
+                        .and_then(|_| source(k, n))
+                })
+                .collect();
+        }
+        Ok(Live {
+            devs,
+            dev_map,
+            srcs,
+        })
+    }
+
+    /// The number `/proc` prints for a planned per-device key, if the dump carries it
+    /// exactly.
+    pub fn get(&self, it: &Item<'_>) -> Option<i64> {
+        let k = it.dir()?;
+        let src = (*self.srcs.get(k)?.get(it.name())?)?;
+        let d = self.devs.get((*self.dev_map.get(it.dev()?)?)?)?;
+        match src {
+            Src::Inet(i) => d.inet.as_ref()?.get(i).map(|v| i64::from(*v)),
+            Src::Inet6(i, unit) => d
+                .inet6
+                .as_ref()?
+                .get(i)
+                .map(|v| unit.convert(i64::from(*v))),
+            Src::Neigh(ty, unit) => {
+                let params = if k == 2 { &d.neigh4 } else { &d.neigh6 };
+                // msecs of an int jiffies value and small counters: they fit an i64
+                i64::try_from(*params.as_ref()?.get(&ty)?)
+                    .ok()
+                    .map(|v| unit.convert(v))
+            }
+        }
+    }
+}
+
+fn has(d: &Dev, k: usize) -> bool {
+    match k {
+        0 => d.inet.is_some(),
+        1 => d.inet6.is_some(),
+        2 => d.neigh4.is_some(),
+        _ => d.neigh6.is_some(),
+    }
+}
+
+fn source(k: usize, name: &str) -> Option<Src> {
+    match k {
+        0 => tables::ipv4_slot(name).map(Src::Inet),
+        1 => tables::ipv6_slot(name).map(|(i, u)| Src::Inet6(i, u)),
+        _ => tables::neigh_attr(name).map(|(t, u)| Src::Neigh(t, u)),
+    }
+}
