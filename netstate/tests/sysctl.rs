@@ -528,17 +528,19 @@ fn timing(pairs: usize, walk: bool) {
     let want = map(&cap);
     let nkeys = want.len();
     let name = b.name.clone();
-    let (restore, noop, written) =
+    let (restore, early, noop, written) =
         b.ns.run(move || {
             let mut nl = Nl::new(&name)?;
             let id = |d: &str| Some(d.to_string());
             let mut written = 0;
             let mut restore = Duration::MAX;
+            let mut early = Duration::MAX;
             for _ in 0..3 {
                 let t = Instant::now();
                 let mut u = sysctl::apply_with(&mut nl, &cap, Phase::Early, &id)
                     .map_err(|(e, _)| e)
                     .unwrap();
+                early = early.min(t.elapsed());
                 let late = sysctl::apply_with(&mut nl, &cap, Phase::Late, &id)
                     .map_err(|(e, _)| e)
                     .unwrap();
@@ -558,13 +560,13 @@ fn timing(pairs: usize, walk: bool) {
                     .unwrap();
                 assert!(u.is_empty(), "{:?}", u.entries());
             });
-            Ok((restore, noop, written))
+            Ok((restore, early, noop, written))
         })
         .unwrap();
     let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1e3);
     eprintln!(
         "sysctls at {links} links ({} keys): capture {}{}; restore-shaped apply (Early + Late, \
-         {written} undo entries) {}; apply with nothing to change {}",
+         {written} undo entries) {} (Early {}); apply with nothing to change {}",
         nkeys,
         ms(fast),
         naive
@@ -575,6 +577,7 @@ fn timing(pairs: usize, walk: bool) {
             ))
             .unwrap_or_default(),
         ms(restore),
+        ms(early),
         ms(noop)
     );
 }
