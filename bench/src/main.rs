@@ -334,7 +334,8 @@ fn build(tools: &Tools, ns: &BenchNs, files: &spec::SpecFiles, errlog: &Path) ->
 }
 
 /// `iptables-restore` of the saved rules into a fresh namespace holding only the links,
-/// created and left down: where crhook's restore runs it (links, then the firewall).
+/// created and left down: what running it after the links costs (crhook's restore runs it
+/// before creating them).
 fn iptables_with_links(
     tools: &Tools,
     size: &Size,

@@ -276,8 +276,8 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
             let _ = writeln!(
                 s,
                 "- {name}: `iptables-restore` of the same rules: {fw_empty} into the empty namespace \
-                 (baseline, median); {} with the links created but down and no addresses (where \
-                 crhook runs it; 1 run); {} after links up and addresses in (the naive order; 1 run).",
+                 (baseline, median, and where crhook runs it); {} with the links created but down \
+                 and no addresses (1 run); {} after links up and addresses in (the naive order; 1 run).",
                 fmt_dur(links.wall),
                 fmt_dur(naive.wall)
             );
