@@ -257,7 +257,8 @@ impl Run<'_> {
                 ));
             }
             std::thread::sleep(pause);
-            pause = (pause * 2).min(Duration::from_millis(20));
+            // short steps: a tool usually finishes in milliseconds, and every wait adds up
+            pause = (pause * 2).min(Duration::from_millis(4));
         };
         let (mut stdout, mut stderr) = (Vec::new(), Vec::new());
         for _ in 0..readers {

@@ -286,7 +286,9 @@ fn apply(
     let ifs = links::create(&snap.links, lp, ns, socks, journal)?;
     stats.phase("links", t.elapsed());
     firewall(&nft, ns, opts, journal, warnings, stats, "nftables")?;
+    let t = Instant::now();
     sysctls(&snap.sysctls, crate::sysctl::Phase::Early, ns, journal)?;
+    stats.phase("sysctls_early", t.elapsed());
     let t = Instant::now();
     family::apply::<Addresses>(&mut socks.target, Sock::Target, addrs, &ifs, journal)?;
     stats.phase("addresses", t.elapsed());
