@@ -641,7 +641,7 @@ pub fn up(
             }
         }
     }
-    send(&mut socks.target, &reqs, &what, &netns, journal, 0)?;
+    send_up(&mut socks.target, reqs, what, &netns, journal)?;
     multicast_routes(saved, p, ifs, v6_links, socks)?;
     let tw: Vec<String> = tokens
         .iter()
@@ -853,4 +853,45 @@ fn create_on_outer_lower(
         what: format!("delete link {}", l.name),
     });
     journal.check().map_err(|e| vec![e])
+}
+
+/// Brings links up. A macvlan whose MAC another macvlan on the same lower device still holds
+/// answers EADDRINUSE; right after `ip netns del` that other one is the old namespace's, which
+/// the kernel is still dismantling, so those are retried for up to 3 s.
+fn send_up(
+    nl: &mut Nl,
+    mut reqs: Vec<Req>,
+    mut what: Vec<String>,
+    netns: &str,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
+    loop {
+        if reqs.is_empty() {
+            return Ok(());
+        }
+        let results = nl
+            .batch(&reqs, 0, "bring links up")
+            .map_err(|e| vec![crate::error::chain(&e)])?;
+        let mut again = (Vec::new(), Vec::new());
+        let mut failed = Vec::new();
+        for ((r, w), res) in reqs.into_iter().zip(what).zip(results) {
+            match res {
+                Ok(()) => journal.push(Undo::Nothing),
+                Err(e) if e.errno == libc::EADDRINUSE && std::time::Instant::now() < deadline => {
+                    again.0.push(r);
+                    again.1.push(w);
+                }
+                Err(e) => failed.push(format!("{w} in {netns}: {e}")),
+            }
+        }
+        if !failed.is_empty() {
+            return Err(failed);
+        }
+        journal.check().map_err(|e| vec![e])?;
+        (reqs, what) = again;
+        if !reqs.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
