@@ -69,15 +69,22 @@ pub struct Nl {
 }
 
 impl Nl {
-    /// Opens a socket in the calling thread's namespace; `netns` only names it in errors.
+    /// Opens an rtnetlink socket in the calling thread's namespace; `netns` only names it in
+    /// errors.
     pub fn new(netns: &str) -> Result<Nl> {
+        Self::with_protocol(netns, NETLINK_ROUTE, "NETLINK_ROUTE")
+    }
+
+    /// A socket of another netlink family (NETLINK_NETFILTER for nftables), used through
+    /// `Req::Raw` requests; framing, batching and acks are the same.
+    pub fn with_protocol(netns: &str, protocol: isize, name: &str) -> Result<Nl> {
         let err = |op: &str, source: io::Error| NetstateError::Netlink {
             op: op.to_string(),
-            object: "NETLINK_ROUTE socket".into(),
+            object: format!("{name} socket"),
             netns: netns.to_string(),
             source,
         };
-        let mut sock = Socket::new(NETLINK_ROUTE).map_err(|e| err("open", e))?;
+        let mut sock = Socket::new(protocol).map_err(|e| err("open", e))?;
         sock.bind_auto().map_err(|e| err("bind", e))?;
         sock.connect(&SocketAddr::new(0, 0))
             .map_err(|e| err("connect", e))?;
