@@ -27,49 +27,17 @@ fn check_with(
 ) -> Result<()> {
     let plan = plan::build(ns, saved, opts, Mode::Check, tools)?;
     for step in &plan.steps {
-        match step {
-            Step::Xt {
-                x,
-                label,
-                text,
-                counters,
-                ..
-            } => {
-                let bad = super::xt::unknown_targets(text, x.family);
-                if !bad.is_empty() {
-                    return Err(NetstateError::invalid(format!(
-                        "check {label} ruleset for {}: {}",
-                        ns.name(),
-                        bad.join("; ")
-                    )));
-                }
-                let mut args = vec!["-w", "--test"];
-                if *counters {
-                    args.push("-c");
-                }
-                let purpose = format!("check {label} ruleset with");
-                Run {
-                    program: &x.restore,
-                    args: &args,
-                    env: &[],
-                    stdin: Some(text.as_bytes()),
-                    purpose: &purpose,
-                }
-                .run(ns)?;
+        if let Step::Xt { x, label, text, .. } = step {
+            let bad = super::xt::unknown_targets(text, x.family);
+            if !bad.is_empty() {
+                return Err(NetstateError::invalid(format!(
+                    "check {label} ruleset for {}: {}",
+                    ns.name(),
+                    bad.join("; ")
+                )));
             }
-            Step::Nft { nft, script, .. } => {
-                Run {
-                    program: nft,
-                    args: &["-c", "-f", "-"],
-                    env: &[],
-                    stdin: Some(script.as_bytes()),
-                    purpose: "check nft ruleset with",
-                }
-                .run(ns)?;
-            }
-            // a user command has no test mode
-            Step::Cr { .. } => {}
         }
+        run_step(ns, step, true)?;
     }
     Ok(())
 }
@@ -137,7 +105,7 @@ fn restore_with(
         warnings: plan.warnings,
     };
     for step in plan.steps {
-        let r = apply(ns, &step);
+        let r = run_step(ns, &step, false);
         undo.steps.push(step);
         if let Err(e) = r {
             return Err((e, undo));
@@ -146,7 +114,10 @@ fn restore_with(
     Ok(undo)
 }
 
-fn apply(ns: &NetNs, step: &Step) -> Result<()> {
+/// Applies one step, or with `test` only checks it (`--test`, `nft -c`; a user command has
+/// no test mode, so it is skipped then).
+fn run_step(ns: &NetNs, step: &Step, test: bool) -> Result<()> {
+    let verb = if test { "check" } else { "restore" };
     match step {
         Step::Xt {
             x,
@@ -156,10 +127,13 @@ fn apply(ns: &NetNs, step: &Step) -> Result<()> {
             ..
         } => {
             let mut args = vec!["-w"];
+            if test {
+                args.push("--test");
+            }
             if *counters {
                 args.push("-c");
             }
-            let purpose = format!("restore {label} ruleset with");
+            let purpose = format!("{verb} {label} ruleset with");
             Run {
                 program: &x.restore,
                 args: &args,
@@ -170,15 +144,22 @@ fn apply(ns: &NetNs, step: &Step) -> Result<()> {
             .run(ns)?;
         }
         Step::Nft { nft, script, .. } => {
+            let args: &[&str] = if test {
+                &["-c", "-f", "-"]
+            } else {
+                &["-f", "-"]
+            };
+            let purpose = format!("{verb} nft ruleset with");
             Run {
                 program: nft,
-                args: &["-f", "-"],
+                args,
                 env: &[],
                 stdin: Some(script.as_bytes()),
-                purpose: "restore nft ruleset with",
+                purpose: &purpose,
             }
             .run(ns)?;
         }
+        Step::Cr { .. } if test => {}
         Step::Cr {
             cmd,
             var,
