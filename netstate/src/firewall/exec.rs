@@ -117,6 +117,21 @@ impl Xtables {
     }
 
     /// Human name of what this pair saves, as errors and warnings name it.
+    /// Feeds `script` to `<tool>-restore -w --noflush` in `ns`: changes that leave the rest of
+    /// the tables alone (the lock, its removal, tidying). `what` names the change in errors.
+    pub(crate) fn apply_noflush(&self, ns: &NetNs, script: &str, what: &str) -> Result<()> {
+        let purpose = format!("{what} with {}:", self.label());
+        Run {
+            program: &self.restore,
+            args: &["-w", "--noflush"],
+            env: &[],
+            stdin: Some(script.as_bytes()),
+            purpose: &purpose,
+        }
+        .run(ns)
+        .map(drop)
+    }
+
     pub(crate) fn label(&self) -> String {
         match self.backend {
             Backend::Nft => format!("{}-nft", self.family.prefix()),

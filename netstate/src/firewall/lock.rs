@@ -119,16 +119,7 @@ fn lock_one(ns: &NetNs, x: &Xtables) -> Result<()> {
     if has_chain(&raw_table(ns, x)?) {
         return Ok(());
     }
-    let purpose = format!("lock with {}:", x.label());
-    Run {
-        program: &x.restore,
-        args: &["-w", "--noflush"],
-        env: &[],
-        stdin: Some(XT_LOCK.as_bytes()),
-        purpose: &purpose,
-    }
-    .run(ns)?;
-    Ok(())
+    x.apply_noflush(ns, XT_LOCK, "lock")
 }
 
 fn raw_table(ns: &NetNs, x: &Xtables) -> Result<String> {
@@ -238,16 +229,7 @@ pub fn unlock(ns: &NetNs) -> Result<bool> {
                 .run(ns)?;
             }
             Found::Xt(x, raw) => {
-                let purpose = format!("unlock with {}:", x.label());
-                let script = unlock_script(raw);
-                Run {
-                    program: &x.restore,
-                    args: &["-w", "--noflush"],
-                    env: &[],
-                    stdin: Some(script.as_bytes()),
-                    purpose: &purpose,
-                }
-                .run(ns)?;
+                x.apply_noflush(ns, &unlock_script(raw), "unlock")?;
             }
         }
     }

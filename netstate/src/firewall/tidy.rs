@@ -470,15 +470,7 @@ fn apply(ns: &NetNs, tools: &Tools, nft: &Path, removals: &[Removal]) -> Result<
         let Some(x) = tools.xt(Backend::Nft, family) else {
             continue;
         };
-        let purpose = format!("remove empty base chains with {}:", x.label());
-        Run {
-            program: &x.restore,
-            args: &["-w", "--noflush"],
-            env: &[],
-            stdin: Some(script.as_bytes()),
-            purpose: &purpose,
-        }
-        .run(ns)?;
+        x.apply_noflush(ns, &script, "remove empty base chains")?;
     }
     let script = table_script(removals);
     if !script.is_empty() {
