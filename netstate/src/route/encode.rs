@@ -40,14 +40,8 @@ fn link(ifs: &IfMap, saved: u32, name: &str, r: &pb::Route) -> Result<u32> {
     live_ifindex(ifs, saved, name, &describe(r))
 }
 
-pub(crate) fn add(r: &pb::Route, ifs: &IfMap) -> Result<Req> {
-    let h = header(
-        r,
-        small(r.protocol, "protocol", r)?,
-        small(r.scope, "scope", r)?,
-        r.flags & ROUTE_SEND_FLAGS,
-    )?;
-    let mut m = MsgBuf::new(&h);
+/// What names a route to the kernel besides its header: table, prefixes, metric.
+fn put_identity(m: &mut MsgBuf, r: &pb::Route) -> Result<()> {
     m.put_u32(RTA_TABLE, r.table)?;
     if !r.dst.is_empty() {
         m.put(RTA_DST, &r.dst)?;
@@ -58,6 +52,18 @@ pub(crate) fn add(r: &pb::Route, ifs: &IfMap) -> Result<Req> {
     if let Some(p) = r.priority {
         m.put_u32(RTA_PRIORITY, p)?;
     }
+    Ok(())
+}
+
+pub(crate) fn add(r: &pb::Route, ifs: &IfMap) -> Result<Req> {
+    let h = header(
+        r,
+        small(r.protocol, "protocol", r)?,
+        small(r.scope, "scope", r)?,
+        r.flags & ROUTE_SEND_FLAGS,
+    )?;
+    let mut m = MsgBuf::new(&h);
+    put_identity(&mut m, r)?;
     if !r.prefsrc.is_empty() {
         m.put(RTA_PREFSRC, &r.prefsrc)?;
     }
@@ -156,16 +162,7 @@ fn multipath(r: &pb::Route, ifs: &IfMap) -> Result<Vec<u8>> {
 pub(crate) fn del(r: &pb::Route, ifs: &IfMap) -> Result<Req> {
     let h = header(r, small(r.protocol, "protocol", r)?, RT_SCOPE_NOWHERE, 0)?;
     let mut m = MsgBuf::new(&h);
-    m.put_u32(RTA_TABLE, r.table)?;
-    if !r.dst.is_empty() {
-        m.put(RTA_DST, &r.dst)?;
-    }
-    if !r.src.is_empty() {
-        m.put(RTA_SRC, &r.src)?;
-    }
-    if let Some(p) = r.priority {
-        m.put_u32(RTA_PRIORITY, p)?;
-    }
+    put_identity(&mut m, r)?;
     if r.nh_id != 0 {
         m.put_u32(RTA_NH_ID, r.nh_id)?;
     }
