@@ -21,6 +21,7 @@ pub mod neigh;
 pub mod netns;
 pub mod nexthop;
 pub mod nl;
+pub(crate) mod nla;
 pub mod restore;
 pub mod route;
 pub mod rule;

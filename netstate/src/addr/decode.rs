@@ -4,7 +4,7 @@ use crhook_proto as pb;
 
 use super::{FOREVER, IFA_F_SECONDARY};
 use crate::ifmap::IfMap;
-use crate::route::nla::{self, AF_INET6};
+use crate::nla::{self, AF_INET6};
 
 pub(crate) const IFA_ADDRESS: u16 = 1;
 pub(crate) const IFA_LOCAL: u16 = 2;

@@ -9,7 +9,7 @@ use super::{describe, FOREVER, IFA_F_KERNEL_STATE, RTM_DELADDR, RTM_NEWADDR};
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
 use crate::nl::Req;
-use crate::route::nla::{live_ifindex, MsgBuf};
+use crate::nla::{live_ifindex, MsgBuf};
 
 fn header(a: &pb::Address, ifindex: u32, flags: u8, scope: u8) -> Result<[u8; 8]> {
     let family = u8::try_from(a.family).map_err(|_| {

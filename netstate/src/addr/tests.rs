@@ -7,7 +7,7 @@ use crhook_proto as pb;
 
 use super::*;
 use crate::ifmap::fixtures::{moved, saved as ifs};
-use crate::route::nla::{hex, req_bytes, unhex};
+use crate::nla::{hex, req_bytes, unhex};
 
 /// 10.1.1.5/24 dev va (3), label va:x, secondary
 const V4_SECONDARY: &str =

@@ -4,24 +4,14 @@
 use crhook_proto::RawAttr;
 use netlink_packet_core::{DefaultNla, Emitable, Nla};
 
-/// Splits a buffer of concatenated netlink attributes. Malformed tails are ignored: the input
-/// is what the kernel (or our own emitter) produced.
+/// Splits a buffer of concatenated netlink attributes (through the crate's one attribute
+/// walker). Malformed tails are ignored: the input is what the kernel (or our own emitter)
+/// produced.
 pub fn split(buf: &[u8]) -> Vec<RawAttr> {
-    let mut out = Vec::new();
-    let mut off = 0;
-    while off + 4 <= buf.len() {
-        let len = u16::from_ne_bytes([buf[off], buf[off + 1]]) as usize;
-        let kind = u16::from_ne_bytes([buf[off + 2], buf[off + 3]]);
-        if len < 4 || off + len > buf.len() {
-            break;
-        }
-        out.push(RawAttr {
-            kind: u32::from(kind),
-            value: buf[off + 4..off + len].to_vec(),
-        });
-        off += (len + 3) & !3;
-    }
-    out
+    crate::nla::attrs(buf)
+        .map_while(|a| a.ok())
+        .map(|a| a.raw())
+        .collect()
 }
 
 /// The inverse of [`split`].

@@ -4,7 +4,7 @@ use crhook_proto as pb;
 
 use super::{family_ok, NTF_EXT_LEARNED, NTF_PROXY, NUD_NOARP, NUD_PERMANENT};
 use crate::ifmap::IfMap;
-use crate::route::nla;
+use crate::nla;
 
 pub(crate) const NDA_DST: u16 = 1;
 pub(crate) const NDA_LLADDR: u16 = 2;

@@ -9,7 +9,7 @@ use super::{
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
 use crate::nl::Req;
-use crate::route::nla::{live_ifindex, MsgBuf};
+use crate::nla::{live_ifindex, MsgBuf};
 
 fn header(n: &pb::Neighbour, ifindex: u32, state: u32, flags: u32) -> Result<Vec<u8>> {
     let bad = |what: &str| NetstateError::invalid(format!("{}: {what} out of range", describe(n)));

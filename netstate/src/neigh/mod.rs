@@ -29,7 +29,7 @@ use crhook_proto as pb;
 use crate::error::Result;
 use crate::ifmap::IfMap;
 use crate::nl::{Nl, Req};
-use crate::route::nla::{self, ip_str, AF_INET, AF_INET6};
+use crate::nla::{self, ip_str, AF_INET, AF_INET6};
 
 pub(crate) const RTM_NEWNEIGH: u16 = 28;
 pub(crate) const RTM_DELNEIGH: u16 = 29;

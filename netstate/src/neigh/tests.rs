@@ -9,7 +9,7 @@ use crhook_proto as pb;
 
 use super::*;
 use crate::ifmap::fixtures::{moved, saved as ifs};
-use crate::route::nla::{hex, req_bytes, unhex};
+use crate::nla::{hex, req_bytes, unhex};
 
 /// 10.1.1.10 lladdr 02:00:00:00:00:0a dev va (3) nud noarp, added by a user
 const V4_NOARP: &str = "020000000300000040000001080001000a01010a0a00020002000000000a0000\

@@ -4,7 +4,7 @@ use crhook_proto as pb;
 
 use super::{RTNH_F_DEAD, RTNH_F_LINKDOWN};
 use crate::ifmap::IfMap;
-use crate::route::nla::{self, NLA_F_NESTED};
+use crate::nla::{self, NLA_F_NESTED};
 
 pub(crate) const NHA_ID: u16 = 1;
 pub(crate) const NHA_GROUP: u16 = 2;

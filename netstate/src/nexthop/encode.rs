@@ -9,7 +9,7 @@ use super::{describe, RTM_DELNEXTHOP, RTM_NEWNEXTHOP, RTNH_F_ONLINK};
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
 use crate::nl::Req;
-use crate::route::nla::{live_ifindex, MsgBuf};
+use crate::nla::{live_ifindex, MsgBuf};
 
 pub(crate) fn add(nh: &pb::NexthopObject, ifs: &IfMap) -> Result<Req> {
     let bad = |what: String| NetstateError::invalid(format!("{}: {what}", describe(nh)));

@@ -26,7 +26,7 @@ use crhook_proto as pb;
 use crate::error::Result;
 use crate::ifmap::IfMap;
 use crate::nl::{Nl, Req};
-use crate::route::nla::{self, ip_str};
+use crate::nla::{self, ip_str};
 
 pub(crate) const RTM_NEWNEXTHOP: u16 = 104;
 pub(crate) const RTM_DELNEXTHOP: u16 = 105;

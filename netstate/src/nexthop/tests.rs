@@ -7,7 +7,7 @@ use crhook_proto as pb;
 
 use super::*;
 use crate::ifmap::fixtures::{moved, saved as ifs};
-use crate::route::nla::{hex, req_bytes, unhex};
+use crate::nla::{hex, req_bytes, unhex};
 
 /// id 1 via 10.1.1.2 dev va (3)
 const V4: &str = "02fd00000000000008000100010000000800050003000000080006000a010102";

@@ -2,9 +2,9 @@
 
 use crhook_proto as pb;
 
-use super::nla::{self, Attr, AF_INET, AF_INET6};
 use super::{RTM_F_CLONED, RTNH_F_DEAD, RTNH_F_LINKDOWN, RTPROT_KERNEL, RTPROT_RA};
 use crate::ifmap::IfMap;
+use crate::nla::{self, Attr, AF_INET, AF_INET6};
 
 pub(crate) const RTA_DST: u16 = 1;
 pub(crate) const RTA_SRC: u16 = 2;

@@ -6,11 +6,11 @@ use super::decode::{
     RTA_DST, RTA_FLOW, RTA_GATEWAY, RTA_IIF, RTA_METRICS, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
     RTA_PREF, RTA_PREFSRC, RTA_PRIORITY, RTA_SRC, RTA_TABLE, RTA_VIA, RTNH_LEN,
 };
-use super::nla::{self, live_ifindex, MsgBuf, NLA_F_NESTED};
 use super::{describe, ROUTE_SEND_FLAGS, RTM_DELROUTE, RTM_NEWROUTE};
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
 use crate::nl::Req;
+use crate::nla::{self, live_ifindex, MsgBuf, NLA_F_NESTED};
 
 const RT_TABLE_COMPAT: u8 = 252;
 const RT_SCOPE_NOWHERE: u8 = 255;

@@ -23,7 +23,6 @@
 
 mod decode;
 mod encode;
-pub(crate) mod nla;
 #[cfg(test)]
 mod tests;
 
@@ -32,7 +31,7 @@ use crhook_proto as pb;
 use crate::error::Result;
 use crate::ifmap::IfMap;
 use crate::nl::{Nl, Req};
-use nla::{ip_str, prefix_str, AF_INET, AF_INET6};
+use crate::nla::{self, ip_str, prefix_str, AF_INET, AF_INET6};
 
 pub(crate) const RTM_NEWROUTE: u16 = 24;
 pub(crate) const RTM_DELROUTE: u16 = 25;

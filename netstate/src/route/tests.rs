@@ -5,9 +5,9 @@
 
 use crhook_proto as pb;
 
-use super::nla::{hex, req_bytes, unhex};
 use super::*;
 use crate::ifmap::fixtures::{moved, saved as ifs};
+use crate::nla::{hex, req_bytes, unhex};
 
 /// table 100 10.50.0.0/16 nexthop via 10.1.1.2 dev va weight 1 nexthop via 10.1.2.2 dev vb weight 3 onlink
 const V4_MULTIPATH: &str = "02100000640300010000000008000f0064000000080001000a320000\

@@ -3,7 +3,7 @@
 use crhook_proto as pb;
 
 use super::FR_ACT_TO_TBL;
-use crate::route::nla::{self, Attr, AF_INET6};
+use crate::nla::{self, Attr, AF_INET6};
 
 pub(crate) const FRA_DST: u16 = 1;
 pub(crate) const FRA_SRC: u16 = 2;

@@ -10,7 +10,7 @@ use super::decode::{
 use super::{describe, FIB_RULE_INVERT};
 use crate::error::{NetstateError, Result};
 use crate::nl::Req;
-use crate::route::nla::MsgBuf;
+use crate::nla::MsgBuf;
 
 const RT_TABLE_COMPAT: u8 = 252;
 

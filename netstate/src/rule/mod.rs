@@ -23,7 +23,7 @@ use crhook_proto as pb;
 use crate::error::Result;
 use crate::ifmap::IfMap;
 use crate::nl::{Nl, Req};
-use crate::route::nla::{self, prefix_str, AF_INET, AF_INET6};
+use crate::nla::{self, prefix_str, AF_INET, AF_INET6};
 
 pub(crate) const RTM_NEWRULE: u16 = 32;
 pub(crate) const RTM_DELRULE: u16 = 33;

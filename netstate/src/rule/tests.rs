@@ -6,7 +6,7 @@
 use crhook_proto as pb;
 
 use super::*;
-use crate::route::nla::{hex, req_bytes, unhex};
+use crate::nla::{hex, req_bytes, unhex};
 
 /// 0: from all lookup local proto kernel
 const V4_DEFAULT_LOCAL: &str =

@@ -27,8 +27,6 @@ const IFLA_AF_SPEC: u16 = 26;
 const IFLA_INET_CONF: u16 = 1;
 const IFLA_INET6_CONF: u16 = 2;
 const NDTA_PARMS: u16 = 6;
-/// `NLA_TYPE_MASK`: the type without the nested and byte-order flags
-const NLA_TYPE_MASK: u16 = 0x3fff;
 
 /// One device's netlink view: the conf arrays as the kernel laid them out, and the neigh
 /// parameters by `NDTPA_*` type.
@@ -79,16 +77,12 @@ pub(super) fn devices(
     Ok(devs)
 }
 
-/// The attributes in `b`: (type without flags, value). Stops at the first malformed one.
-fn attrs(mut b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
-    std::iter::from_fn(move || {
-        let len = usize::from(u16::from_ne_bytes([*b.first()?, *b.get(1)?]));
-        let ty = u16::from_ne_bytes([*b.get(2)?, *b.get(3)?]) & NLA_TYPE_MASK;
-        let value = b.get(4..len)?;
-        // attributes are padded to 4 bytes; the last one may end without padding
-        b = b.get((len + 3) & !3..).unwrap_or_default();
-        Some((ty, value))
-    })
+/// The attributes in `b`: (type without flags, value), through the crate's attribute walker.
+/// Stops at the first malformed one.
+fn attrs(b: &[u8]) -> impl Iterator<Item = (u16, &[u8])> {
+    crate::nla::attrs(b)
+        .map_while(|a| a.ok())
+        .map(|a| (a.ty(), a.value))
 }
 
 fn ints(b: &[u8]) -> Vec<i32> {
