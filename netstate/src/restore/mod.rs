@@ -186,26 +186,32 @@ pub fn run(
     stats.phase("plan", t.elapsed());
 
     // apply
+    // what restore adds: the planned families, the firewall and sysctls, the files
+    let todo = Snapshot {
+        links: snap.links.clone(),
+        addresses: addrs.to_add,
+        nexthops: nhs.to_add,
+        routes: routes.to_add,
+        rules: rules.to_add,
+        neighbours: neighs.to_add,
+        firewall: fw,
+        sysctls: snap.sysctls.clone(),
+        tun_files: snap.tun_files.clone(),
+        ext_files: snap.ext_files.clone(),
+        skipped_files: Vec::new(),
+    };
     let mut journal = Journal::new(opts.fail_after);
     let mut warnings = Vec::new();
     let mut files = Vec::new();
-    let applied = apply(
-        &snap,
-        &link_plan,
-        &ns,
-        &mut socks,
-        &mut journal,
-        &mut stats,
-        &mut warnings,
-        &fw,
+    let mut cx = Applying {
+        ns: &ns,
+        socks: &mut socks,
+        journal: &mut journal,
+        stats: &mut stats,
+        warnings: &mut warnings,
         opts,
-        &addrs.to_add,
-        &nhs.to_add,
-        &routes.to_add,
-        &rules.to_add,
-        &neighs.to_add,
-        &mut files,
-    );
+    };
+    let applied = apply(&mut cx, &todo, &link_plan, &mut files);
     let applied = applied.and_then(|()| {
         if opts.verify {
             let d = crate::diff::compare(&ns, &socks.host_ns, &snap, &opts.firewall)
@@ -254,22 +260,22 @@ pub fn run(
     })
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What applying works with: the target, the sockets, the journal and what it reports.
+struct Applying<'a> {
+    ns: &'a NetNs,
+    socks: &'a mut Socks,
+    journal: &'a mut Journal,
+    stats: &'a mut StatsRecorder,
+    warnings: &'a mut Vec<String>,
+    opts: &'a RestoreOptions,
+}
+
+/// Applies `todo` (the saved links, and of every other family only what the plan must add) in
+/// the order DESIGN.md gives, journaling each change.
 fn apply(
-    snap: &Snapshot,
+    cx: &mut Applying,
+    todo: &Snapshot,
     lp: &links::LinkPlan,
-    ns: &NetNs,
-    socks: &mut Socks,
-    journal: &mut Journal,
-    stats: &mut StatsRecorder,
-    warnings: &mut Vec<String>,
-    fw: &[crhook_proto::FirewallRuleset],
-    opts: &RestoreOptions,
-    addrs: &[crhook_proto::Address],
-    nhs: &[crhook_proto::NexthopObject],
-    routes: &[crhook_proto::Route],
-    rules: &[crhook_proto::Rule],
-    neighs: &[crhook_proto::Neighbour],
     files: &mut Vec<crate::api::RestoredFile>,
 ) -> std::result::Result<(), Vec<String>> {
     // iptables rules go in before the links exist: iptables-restore resolves every numeric
@@ -277,103 +283,109 @@ fn apply(
     // namespace, 3.5 s once 2,000 links exist). Native nft tables may name devices by index
     // (iif, flowtables), so they follow the links. Links are down until much later, so no
     // traffic passes before either.
-    let (xt, nft): (Vec<_>, Vec<_>) = fw
+    let (xt, nft): (Vec<_>, Vec<_>) = todo
+        .firewall
         .iter()
         .cloned()
         .partition(|r| r.source != crhook_proto::FirewallSource::Nft as i32);
-    firewall(&xt, ns, opts, journal, warnings, stats, "firewall")?;
+    firewall(cx, &xt, "firewall")?;
     let t = Instant::now();
-    let ifs = links::create(&snap.links, lp, ns, socks, journal)?;
-    stats.phase("links", t.elapsed());
-    firewall(&nft, ns, opts, journal, warnings, stats, "nftables")?;
+    let ifs = links::create(&todo.links, lp, cx.ns, cx.socks, cx.journal)?;
+    cx.stats.phase("links", t.elapsed());
+    firewall(cx, &nft, "nftables")?;
     let t = Instant::now();
-    sysctls(&snap.sysctls, crate::sysctl::Phase::Early, ns, journal)?;
-    stats.phase("sysctls_early", t.elapsed());
+    sysctls(
+        &todo.sysctls,
+        crate::sysctl::Phase::Early,
+        cx.ns,
+        cx.journal,
+    )?;
+    cx.stats.phase("sysctls_early", t.elapsed());
+    let target = &mut cx.socks.target;
     let t = Instant::now();
-    family::apply::<Addresses>(&mut socks.target, Sock::Target, addrs, &ifs, journal)?;
-    stats.phase("addresses", t.elapsed());
+    family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
+    cx.stats.phase("addresses", t.elapsed());
     let t = Instant::now();
-    let v6_links = addrs
+    let v6_links = todo
+        .addresses
         .iter()
         .filter(|a| a.family == libc::AF_INET6 as u32)
         .map(|a| a.ifindex)
         .collect();
-    links::up(&snap.links, lp, &ifs, &v6_links, socks, journal)?;
+    links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
     // IPv6 addresses added while their link was down miss the prefix route of a finite
     // lifetime and the peer route of a NODAD address; replacing them once up makes those.
     // Their undo is the deletion already journaled.
-    let refresh: Vec<_> = addrs
+    let refresh: Vec<_> = todo
+        .addresses
         .iter()
         .filter(|a| crate::addr::refresh_after_up(a))
         .cloned()
         .collect();
-    let before = journal.len();
+    let before = cx.journal.len();
+    let target = &mut cx.socks.target;
     family::apply_with::<Addresses>(
-        &mut socks.target,
+        target,
         Sock::Target,
         &refresh,
         &ifs,
-        journal,
+        cx.journal,
         NLM_F_CREATE | NLM_F_REPLACE,
     )?;
-    journal.truncate(before);
-    stats.phase("up", t.elapsed());
+    cx.journal.truncate(before);
+    cx.stats.phase("up", t.elapsed());
     let t = Instant::now();
-    family::apply::<Nexthops>(&mut socks.target, Sock::Target, nhs, &ifs, journal)?;
+    family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, &ifs, cx.journal)?;
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
-    let mut routes = routes.to_vec();
+    let mut routes = todo.routes.clone();
     let appended = crate::route::take_appended(&mut routes);
-    family::apply::<Routes>(&mut socks.target, Sock::Target, &routes, &ifs, journal)?;
+    family::apply::<Routes>(target, Sock::Target, &routes, &ifs, cx.journal)?;
     family::apply_with::<Routes>(
-        &mut socks.target,
+        target,
         Sock::Target,
         &appended,
         &ifs,
-        journal,
+        cx.journal,
         NLM_F_CREATE | NLM_F_APPEND,
     )?;
-    stats.phase("routes", t.elapsed());
+    cx.stats.phase("routes", t.elapsed());
     let t = Instant::now();
-    family::apply::<Rules>(&mut socks.target, Sock::Target, rules, &ifs, journal)?;
-    family::apply::<Neighbours>(&mut socks.target, Sock::Target, neighs, &ifs, journal)?;
-    stats.phase("rules_neighbours", t.elapsed());
+    family::apply::<Rules>(target, Sock::Target, &todo.rules, &ifs, cx.journal)?;
+    family::apply::<Neighbours>(target, Sock::Target, &todo.neighbours, &ifs, cx.journal)?;
+    cx.stats.phase("rules_neighbours", t.elapsed());
     let t = Instant::now();
-    sysctls(&snap.sysctls, crate::sysctl::Phase::Late, ns, journal)?;
-    stats.phase("sysctls", t.elapsed());
-    if !snap.tun_files.is_empty() || !snap.ext_files.is_empty() {
+    sysctls(&todo.sysctls, crate::sysctl::Phase::Late, cx.ns, cx.journal)?;
+    cx.stats.phase("sysctls", t.elapsed());
+    if !todo.tun_files.is_empty() || !todo.ext_files.is_empty() {
         let t = Instant::now();
-        *files =
-            crate::tunfile::restore(ns, snap, opts).map_err(|e| vec![crate::error::chain(&e)])?;
-        stats.phase("files", t.elapsed());
+        *files = crate::tunfile::restore(cx.ns, todo, cx.opts)
+            .map_err(|e| vec![crate::error::chain(&e)])?;
+        cx.stats.phase("files", t.elapsed());
     }
     Ok(())
 }
 
 fn firewall(
+    cx: &mut Applying,
     rulesets: &[crhook_proto::FirewallRuleset],
-    ns: &NetNs,
-    opts: &RestoreOptions,
-    journal: &mut Journal,
-    warnings: &mut Vec<String>,
-    stats: &mut StatsRecorder,
     phase: &str,
 ) -> std::result::Result<(), Vec<String>> {
     if rulesets.is_empty() {
         return Ok(());
     }
     let t = Instant::now();
-    match crate::firewall::restore(ns, rulesets, &opts.firewall) {
+    match crate::firewall::restore(cx.ns, rulesets, &cx.opts.firewall) {
         Ok(u) => {
-            warnings.extend(u.warnings.iter().cloned());
-            journal.push(Undo::Firewall(u));
-            journal.check().map_err(|e| vec![e])?;
+            cx.warnings.extend(u.warnings.iter().cloned());
+            cx.journal.push(Undo::Firewall(u));
+            cx.journal.check().map_err(|e| vec![e])?;
         }
         Err((e, u)) => {
-            journal.push(Undo::Firewall(u));
+            cx.journal.push(Undo::Firewall(u));
             return Err(vec![crate::error::chain(&e)]);
         }
     }
-    stats.phase(phase, t.elapsed());
+    cx.stats.phase(phase, t.elapsed());
     Ok(())
 }
 
