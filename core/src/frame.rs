@@ -73,6 +73,15 @@ pub fn peek_kind(file: &Path, bytes: &[u8]) -> Result<Kind, ImageError> {
     check_magics(file, bytes, None).map(|(kind, _)| kind)
 }
 
+/// A file too short to hold the header.
+fn short_header(file: &Path, len: usize) -> ImageError {
+    ImageError::Truncated {
+        file: p(file),
+        offset: off(len),
+        what: format!("file is {len} bytes, the header needs {HEADER_LEN}"),
+    }
+}
+
 /// Checks the crhook magic and kind magic; returns the kind and whether the full header is
 /// present.
 fn check_magics(
@@ -84,14 +93,7 @@ fn check_magics(
         return Err(ImageError::Empty { file: p(file) });
     }
     if bytes.len() < 4 {
-        return Err(ImageError::Truncated {
-            file: p(file),
-            offset: off(bytes.len()),
-            what: format!(
-                "file is {} bytes, the header needs {HEADER_LEN}",
-                bytes.len()
-            ),
-        });
+        return Err(short_header(file, bytes.len()));
     }
     let magic = le_u32(bytes, 0);
     if magic != CRHOOK_MAGIC {
@@ -106,14 +108,7 @@ fn check_magics(
         });
     }
     if bytes.len() < 8 {
-        return Err(ImageError::Truncated {
-            file: p(file),
-            offset: off(bytes.len()),
-            what: format!(
-                "file is {} bytes, the header needs {HEADER_LEN}",
-                bytes.len()
-            ),
-        });
+        return Err(short_header(file, bytes.len()));
     }
     let kind_magic = le_u32(bytes, 4);
     let Some(kind) = Kind::from_magic(kind_magic) else {
@@ -155,14 +150,7 @@ pub fn parse<'a>(
     }
     let (kind, full) = check_magics(file, bytes, expected)?;
     if !full {
-        return Err(ImageError::Truncated {
-            file: p(file),
-            offset: off(bytes.len()),
-            what: format!(
-                "file is {} bytes, the header needs {HEADER_LEN}",
-                bytes.len()
-            ),
-        });
+        return Err(short_header(file, bytes.len()));
     }
     let header = Header {
         kind,
