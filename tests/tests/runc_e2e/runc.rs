@@ -3,7 +3,7 @@
 
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use crhook_netstate::NetNs;
 use crhook_tests::{ip_bin, TempDir, TestNs};
@@ -27,17 +27,7 @@ pub fn busybox_bin() -> PathBuf {
     find("busybox", &["/bin", "/usr/bin"])
 }
 
-pub fn check(what: &str, out: &Output) -> String {
-    if !out.status.success() {
-        panic!(
-            "{what}: {}\nstdout: {}\nstderr: {}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout).trim_end(),
-            String::from_utf8_lossy(&out.stderr).trim_end()
-        );
-    }
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
+pub use crhook_tests::ns::check_output as check;
 
 /// runc with its own state root, run inside the test's host namespace.
 pub struct Runc {
