@@ -1,39 +1,59 @@
 //! crhook-bench: times `crhook checkpoint`, `restore` and `diff` against the iproute2 and
 //! iptables commands a user would otherwise run, on namespaces of several sizes, and prints
-//! markdown tables of medians and ratios. A benchmark, not a test: nothing here asserts a
-//! time.
+//! markdown tables: medians with their range, ratios, CPU, memory, the lock window, cost per
+//! object, and crhook's performance targets with the values measured for them. A benchmark,
+//! not a test: nothing here asserts a time, and a missed target changes no exit code (a
+//! failed command does).
 //!
-//! Run as root: `cargo run --release -p crhook-bench -- [--quick]`. Every namespace it makes
-//! is named `crh-bench-<pid>-...` and deleted on the way out, also after an error or Ctrl-C.
+//! Sizes (see `spec.rs`; links are veth pairs with both ends inside, persistent tun and tap
+//! devices, bridges whose ports are veth ends, and ifb devices; routes over the tables main,
+//! 100, 200 and 300, one in ten IPv6; ip6tables gets a tenth as many rules as iptables):
+//!
+//! | size | links | addresses | routes | iptables rules | policy rules |
+//! |---|---|---|---|---|---|
+//! | S (small) | 3: 1 veth pair, 1 tun | 5 | 10 | 50 | 4 |
+//! | M (medium) | 100: 30 veth pairs, 5 tun, 5 tap, 5 bridges, 25 ifb | 1,000 | 10,000 | 5,000 | 20 |
+//! | L (large) | 1,000: 300 veth pairs, 50 tun, 50 tap, 50 bridges, 250 ifb | 10,000 | 100,000 | 50,000 | 40 |
+//! | XL (xl) | 2,000: 600 veth pairs, 100 tun, 100 tap, 100 bridges, 500 ifb | 20,000 | 200,000 | 100,000 | 80 |
+//!
+//! Each bridge has two veth ends as ports; bridge ports carry no addresses. XL only runs when
+//! named (`--sizes xl`): it takes minutes, and exists to show whether the cost per object
+//! stays flat from L to XL.
+//!
+//! Run as root: `cargo run --release -p crhook-bench -- [--quick]`. The default is 5 runs of
+//! S, M and L; `--quick` is 3 runs of S and M (under a minute on 2 cores), what CI runs.
+//! Every namespace it makes is named `crh-bench-<pid>-...` and deleted on the way out, also
+//! after an error or Ctrl-C.
 
+mod bench;
+mod memory;
 mod ns;
 mod ops;
 mod report;
 mod run;
 mod spec;
+mod summary;
+mod targets;
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 
-use ns::{quiesce, BenchNs};
 use ops::Tools;
-use report::{OpRuns, SizeResult};
 use spec::Size;
 
 /// Benchmark crhook against the iproute2 and iptables tools.
 #[derive(Debug, Parser)]
 #[command(name = "crhook-bench")]
 struct Args {
-    /// 3 runs, sizes small and medium (default: 5 runs, small, medium and large)
+    /// 3 runs, sizes S and M (default: 5 runs, S, M and L)
     #[arg(long)]
     quick: bool,
     /// runs per operation (overrides the default of --quick or not)
     #[arg(long)]
     runs: Option<usize>,
-    /// comma-separated sizes: small, medium, large
+    /// comma-separated sizes: small, medium, large, xl (or S, M, L, XL); xl only when named
     #[arg(long, value_delimiter = ',')]
     sizes: Vec<String>,
     /// the crhook binary (default: target/release/crhook, built first when run by cargo)
@@ -47,17 +67,11 @@ struct Args {
     keep_files: bool,
 }
 
-/// How long to wait for the machine to go quiet before a timed run.
-const QUIET_LIMIT: Duration = Duration::from_secs(60);
-
 fn main() {
     let args = Args::parse();
-    match real_main(&args) {
-        Ok(()) => {}
-        Err(e) => {
-            eprintln!("crhook-bench: {e:#}");
-            std::process::exit(1);
-        }
+    if let Err(e) = real_main(&args) {
+        eprintln!("crhook-bench: {e:#}");
+        std::process::exit(1);
     }
 }
 
@@ -77,6 +91,29 @@ impl Drop for WorkDir {
     }
 }
 
+/// The sizes asked for, smallest first, each once.
+fn sizes(args: &Args) -> Result<Vec<Size>> {
+    if args.sizes.is_empty() {
+        return Ok(if args.quick {
+            vec![spec::SMALL, spec::MEDIUM]
+        } else {
+            vec![spec::SMALL, spec::MEDIUM, spec::LARGE]
+        });
+    }
+    let mut v = args
+        .sizes
+        .iter()
+        .map(|n| {
+            Size::by_name(n).with_context(|| {
+                format!("unknown size {n:?}: expected small, medium, large or xl (S, M, L, XL)")
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    v.sort_by_key(Size::objects);
+    v.dedup();
+    Ok(v)
+}
+
 fn real_main(args: &Args) -> Result<()> {
     // SAFETY: geteuid has no preconditions and cannot fail.
     if unsafe { libc::geteuid() } != 0 {
@@ -84,18 +121,7 @@ fn real_main(args: &Args) -> Result<()> {
     }
     run::install_signal_handlers()?;
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 }).max(1);
-    let sizes: Vec<Size> = if args.sizes.is_empty() {
-        if args.quick {
-            vec![spec::SMALL, spec::MEDIUM]
-        } else {
-            vec![spec::SMALL, spec::MEDIUM, spec::LARGE]
-        }
-    } else {
-        args.sizes
-            .iter()
-            .map(|n| Size::by_name(n).with_context(|| format!("unknown size {n:?}")))
-            .collect::<Result<_>>()?
-    };
+    let sizes = sizes(args)?;
     let crhook = locate_crhook(args.crhook.as_deref())?;
     let tools = Tools::find(crhook)?;
     let work = WorkDir {
@@ -112,7 +138,11 @@ fn real_main(args: &Args) -> Result<()> {
     for size in sizes {
         let dir = work.path.join(size.name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        results.push(bench_size(&tools, &size, runs, &dir)?);
+        results.push(bench::bench_size(&tools, &size, runs, &dir)?);
+    }
+    let left = ns::leftovers()?;
+    if !left.is_empty() {
+        bail!("namespaces left behind: {}", left.join(", "));
     }
     print!(
         "{}",
@@ -156,202 +186,4 @@ fn locate_crhook(given: Option<&Path>) -> Result<PathBuf> {
     }
     eprintln!("crhook-bench: using crhook binary {}", bin.display());
     Ok(bin)
-}
-
-/// Builds the source namespace of `size` and runs every operation `runs` times, crhook and
-/// baseline alternating so drift hits both alike.
-fn bench_size(tools: &Tools, size: &Size, runs: usize, dir: &Path) -> Result<SizeResult> {
-    eprintln!("crhook-bench: {}", size.describe());
-    let errlog = dir.join("stderr.log");
-    let files = spec::write_spec(size, dir)?;
-    let src = BenchNs::new(&format!("{}-src", size.name))?;
-    let started = Instant::now();
-    build(tools, &src, &files, &errlog)?;
-    let build_time = started.elapsed();
-    eprintln!(
-        "crhook-bench: {} built in {}",
-        src.name(),
-        report::fmt_dur(build_time)
-    );
-    // IPv6 link-local addresses stay tentative for about a second (DAD).
-    std::thread::sleep(Duration::from_secs(2));
-
-    let images = dir.join("images");
-    let saved = dir.join("saved");
-    let progress =
-        |what: &str, i: usize| eprintln!("crhook-bench: {} {what} run {}/{runs}", size.name, i + 1);
-
-    let mut capture = OpRuns::default();
-    for i in 0..runs {
-        progress("capture", i);
-        quiesce(QUIET_LIMIT)?;
-        capture
-            .crhook
-            .push(ops::crhook_checkpoint(tools, &src, &images, dir, &errlog)?);
-        quiesce(QUIET_LIMIT)?;
-        capture
-            .baseline
-            .push(ops::baseline_capture(tools, &src, &saved, &errlog)?);
-    }
-    let image_bytes = run::disk_bytes(&images)?;
-    let baseline_bytes = run::disk_bytes(&saved)?;
-
-    let mut restore = OpRuns::default();
-    let mut verify_crhook = -1;
-    let mut verify_baseline = (-1, 0);
-    let mut naive = None;
-    let mut with_links = None;
-    for i in 0..runs {
-        progress("restore", i);
-        {
-            let dst = BenchNs::new(&format!("{}-restore-crhook-{i}", size.name))?;
-            quiesce(QUIET_LIMIT)?;
-            restore
-                .crhook
-                .push(ops::crhook_restore(tools, &dst, &images, dir, &errlog)?);
-            if i == 0 {
-                let out = dir.join("verify-crhook.txt");
-                verify_crhook = ops::crhook_diff(tools, &dst, &images, &out, &errlog)?
-                    .total
-                    .code;
-            }
-        }
-        {
-            let dst = BenchNs::new(&format!("{}-restore-baseline-{i}", size.name))?;
-            quiesce(QUIET_LIMIT)?;
-            restore.baseline.push(ops::baseline_restore(
-                tools,
-                &dst,
-                &files.links,
-                &saved,
-                &errlog,
-            )?);
-            if i == 0 {
-                let out = dir.join("verify-baseline.txt");
-                let code = ops::crhook_diff(tools, &dst, &images, &out, &errlog)?
-                    .total
-                    .code;
-                let lines = std::fs::read_to_string(&out)
-                    .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
-                    .unwrap_or(0);
-                verify_baseline = (code, lines);
-                quiesce(QUIET_LIMIT)?;
-                naive = Some(ops::iptables_restore_now(tools, &dst, &saved, &errlog)?);
-            }
-        }
-        if i == 0 {
-            with_links = Some(iptables_with_links(tools, size, &files, &saved, &errlog)?);
-        }
-    }
-
-    let mut diff = OpRuns::default();
-    let mut diff_codes = Vec::new();
-    let mut differing = Vec::new();
-    for i in 0..runs {
-        progress("diff", i);
-        quiesce(QUIET_LIMIT)?;
-        let out = dir.join("diff.txt");
-        let c = ops::crhook_diff(tools, &src, &images, &out, &errlog)?;
-        diff_codes.push(c.total.code);
-        diff.crhook.push(c);
-        quiesce(QUIET_LIMIT)?;
-        let b = ops::baseline_diff(tools, &src, &saved, dir, &errlog)?;
-        differing = b.differing;
-        diff.baseline.push(b.sample);
-    }
-
-    let mut setns = Vec::new();
-    let mut ipexec = Vec::new();
-    for _ in 0..runs {
-        let (a, b) = ops::spawn_overhead(tools, &src, &errlog)?;
-        setns.push(a.wall);
-        ipexec.push(b.wall);
-    }
-    drop(src);
-    quiesce(QUIET_LIMIT)?;
-
-    Ok(SizeResult {
-        size: *size,
-        build: build_time,
-        capture,
-        restore,
-        diff,
-        image_bytes,
-        baseline_bytes,
-        verify_crhook,
-        verify_baseline,
-        diff_codes,
-        baseline_diff_differing: differing,
-        naive_iptables_restore: naive,
-        links_iptables_restore: with_links,
-        spawn_setns: report::median(setns),
-        spawn_ip_netns_exec: report::median(ipexec),
-    })
-}
-
-/// Fills the source namespace: the firewall first (see [`ops::baseline_restore`] for why),
-/// then links, addresses, routes and rules.
-fn build(tools: &Tools, ns: &BenchNs, files: &spec::SpecFiles, errlog: &Path) -> Result<()> {
-    let io = |stdin| run::Io {
-        stdin,
-        stdout: None,
-        stderr: errlog,
-    };
-    let mut fw4 = ns.command(&tools.iptables_restore)?;
-    run::measure(
-        "build iptables-restore",
-        &mut fw4,
-        &io(Some(&files.fw4)),
-        &[0],
-    )?;
-    let mut fw6 = ns.command(&tools.ip6tables_restore)?;
-    run::measure(
-        "build ip6tables-restore",
-        &mut fw6,
-        &io(Some(&files.fw6)),
-        &[0],
-    )?;
-    let mut links = ns.command(&tools.ip)?;
-    links.arg("-batch").arg(&files.links);
-    run::measure("build links (ip -batch)", &mut links, &io(None), &[0])?;
-    let mut state = ns.command(&tools.ip)?;
-    state.arg("-batch").arg(&files.state);
-    run::measure(
-        "build addresses, routes and rules (ip -batch)",
-        &mut state,
-        &io(None),
-        &[0],
-    )?;
-    let mut rules6 = ns.command(&tools.ip)?;
-    rules6.arg("-6").arg("-batch").arg(&files.rules6);
-    run::measure(
-        "build IPv6 rules (ip -6 -batch)",
-        &mut rules6,
-        &io(None),
-        &[0],
-    )?;
-    Ok(())
-}
-
-/// `iptables-restore` of the saved rules into a fresh namespace holding only the links,
-/// created and left down: what running it after the links costs (crhook's restore runs it
-/// before creating them).
-fn iptables_with_links(
-    tools: &Tools,
-    size: &Size,
-    files: &spec::SpecFiles,
-    saved: &Path,
-    errlog: &Path,
-) -> Result<run::Measured> {
-    let ns = BenchNs::new(&format!("{}-links-only", size.name))?;
-    let mut links = ns.command(&tools.ip)?;
-    links.arg("-batch").arg(&files.links_down);
-    let io = run::Io {
-        stdin: None,
-        stdout: None,
-        stderr: errlog,
-    };
-    run::measure("links only (ip -batch)", &mut links, &io, &[0])?;
-    quiesce(QUIET_LIMIT)?;
-    ops::iptables_restore_now(tools, &ns, saved, errlog)
 }

@@ -4,7 +4,7 @@
 //! Deleting a namespace returns at once, but the kernel tears it down afterwards on a
 //! workqueue (`cleanup_net`): with 2,000 veths and 100,000 routes that is seconds of CPU on
 //! a 2-core machine, which would be charged to whatever runs next. [`quiesce`] waits until
-//! /proc/stat shows both cores idle.
+//! /proc/stat shows both cores (nearly) idle.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -79,6 +79,24 @@ impl Drop for BenchNs {
     }
 }
 
+/// Named namespaces of this process still in /run/netns: none once every guard is dropped.
+pub fn leftovers() -> Result<Vec<String>> {
+    let prefix = format!("crh-bench-{}-", std::process::id());
+    let dir = std::path::Path::new("/run/netns");
+    if !dir.exists() {
+        return Ok(Vec::new());
+    }
+    let mut left = Vec::new();
+    for entry in std::fs::read_dir(dir).context("list /run/netns")? {
+        let name = entry.context("list /run/netns")?.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with(&prefix) {
+            left.push(name.into_owned());
+        }
+    }
+    Ok(left)
+}
+
 fn delete(name: &str) {
     let Ok(ip) = program("ip") else {
         eprintln!("crhook-bench: cannot delete namespace {name}: ip not found");
@@ -117,25 +135,31 @@ fn cpu_jiffies() -> Result<(u64, u64)> {
     Ok((total - idle, total))
 }
 
-/// Waits until the CPUs have been under 10% busy for three 100 ms samples in a row (at most
-/// `limit`); returns how long it waited. Gives up quietly after the limit: a noisy machine
-/// makes a noisier benchmark, not a wrong one.
+/// Waits until the CPUs have been under 15% busy over the last 300 ms (three 100 ms samples,
+/// sliding), at most `limit`; returns how long it waited. The window is summed rather than
+/// each sample judged alone because /proc/stat counts in jiffies (10 ms at 100 Hz): one tick
+/// of a background daemon is 5% of a 100 ms sample on 2 cores, and an idle machine rarely
+/// shows three such samples in a row, while a namespace teardown keeps a whole core (50%)
+/// busy. Gives up quietly after the limit: a noisy machine makes a noisier benchmark, not a
+/// wrong one.
 pub fn quiesce(limit: Duration) -> Result<Duration> {
+    const WINDOW: usize = 3;
     let start = Instant::now();
-    let mut quiet = 0;
+    let mut window = std::collections::VecDeque::with_capacity(WINDOW);
     let (mut busy0, mut total0) = cpu_jiffies()?;
     while start.elapsed() < limit {
         std::thread::sleep(Duration::from_millis(100));
         let (busy1, total1) = cpu_jiffies()?;
-        let (db, dt) = (busy1 - busy0, total1 - total0);
+        if window.len() == WINDOW {
+            window.pop_front();
+        }
+        window.push_back((busy1 - busy0, total1 - total0));
         (busy0, total0) = (busy1, total1);
-        if dt > 0 && db * 10 < dt {
-            quiet += 1;
-            if quiet >= 3 {
-                return Ok(start.elapsed());
-            }
-        } else {
-            quiet = 0;
+        let (db, dt) = window
+            .iter()
+            .fold((0, 0), |(b, t), (db, dt)| (b + db, t + dt));
+        if window.len() == WINDOW && dt > 0 && db * 100 < dt * 15 {
+            return Ok(start.elapsed());
         }
     }
     eprintln!(

@@ -5,6 +5,7 @@
 //! process and reports its own phases (`--print-stats`).
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 
@@ -46,7 +47,11 @@ impl Tools {
 #[derive(Debug, Clone, Default)]
 pub struct Sample {
     pub total: Measured,
-    pub parts: Vec<(String, std::time::Duration)>,
+    pub parts: Vec<(String, Duration)>,
+    /// crhook's `locked_us`: how long the namespace was locked (`checkpoint --lock`)
+    pub locked: Option<Duration>,
+    /// crhook's `netlink_requests`: write requests sent (restore)
+    pub netlink_requests: u64,
 }
 
 /// A baseline step: name shown in the report, program, arguments, stdin and stdout files.
@@ -340,7 +345,7 @@ fn pair(
 }
 
 /// Adds parts with the same name together (steps that run several times).
-fn merge_parts(sample: &mut Sample, parts: Vec<(String, std::time::Duration)>) {
+fn merge_parts(sample: &mut Sample, parts: Vec<(String, Duration)>) {
     for (name, d) in parts {
         match sample.parts.iter_mut().find(|(n, _)| *n == name) {
             Some((_, total)) => *total += d,
@@ -350,7 +355,7 @@ fn merge_parts(sample: &mut Sample, parts: Vec<(String, std::time::Duration)>) {
 }
 
 /// Runs crhook with `args`, stats (if asked for) on stdout into `stats_file`; parses the
-/// phases out of them.
+/// phases, the lock window and the netlink request count out of them.
 fn crhook(
     tools: &Tools,
     what: &str,
@@ -369,42 +374,50 @@ fn crhook(
     let total = measure(what, &mut cmd, &io, allowed)?;
     let mut sample = Sample {
         total,
-        parts: Vec::new(),
+        ..Sample::default()
     };
     if args.contains(&"--print-stats") {
-        sample.parts = phases(stats_file)?;
+        read_stats(stats_file, &mut sample)?;
     }
     Ok(sample)
 }
 
-/// `[(phase, duration)]` from a `--print-stats` JSON file.
-fn phases(stats_file: &Path) -> Result<Vec<(String, std::time::Duration)>> {
+/// Fills `sample` from a `--print-stats` JSON file: `phases` (`[{name, us}]`), `locked_us`
+/// (0 when nothing was locked) and `netlink_requests`.
+fn read_stats(stats_file: &Path, sample: &mut Sample) -> Result<()> {
     let text = std::fs::read_to_string(stats_file)
         .with_context(|| format!("read {}", stats_file.display()))?;
     let json: serde_json::Value = serde_json::from_str(&text)
         .with_context(|| format!("parse stats in {}", stats_file.display()))?;
-    let mut out = Vec::new();
     for p in json["phases"].as_array().into_iter().flatten() {
         let name = p["name"].as_str().unwrap_or("?").to_owned();
         let us = p["us"].as_u64().unwrap_or(0);
-        out.push((name, std::time::Duration::from_micros(us)));
+        sample.parts.push((name, Duration::from_micros(us)));
     }
-    Ok(out)
+    sample.locked = json["locked_us"]
+        .as_u64()
+        .filter(|us| *us > 0)
+        .map(Duration::from_micros);
+    sample.netlink_requests = json["netlink_requests"].as_u64().unwrap_or(0);
+    Ok(())
 }
 
+/// `crhook checkpoint --print-stats`, with `--lock` when `lock` is set (the namespace is
+/// locked for the capture and unlocked before crhook exits).
 pub fn crhook_checkpoint(
     tools: &Tools,
     ns: &BenchNs,
     images: &Path,
     work: &Path,
     errlog: &Path,
+    lock: bool,
 ) -> Result<Sample> {
     if images.exists() {
         std::fs::remove_dir_all(images).with_context(|| format!("remove {}", images.display()))?;
     }
     let path = ns.path();
     let dir = images.display().to_string();
-    let args = [
+    let mut args = vec![
         "checkpoint",
         "--netns",
         &path,
@@ -412,14 +425,13 @@ pub fn crhook_checkpoint(
         &dir,
         "--print-stats",
     ];
-    crhook(
-        tools,
-        "crhook checkpoint",
-        &args,
-        &work.join("stats.json"),
-        errlog,
-        &[0],
-    )
+    let what = if lock {
+        args.push("--lock");
+        "crhook checkpoint --lock"
+    } else {
+        "crhook checkpoint"
+    };
+    crhook(tools, what, &args, &work.join("stats.json"), errlog, &[0])
 }
 
 pub fn crhook_restore(

@@ -1,147 +1,58 @@
-//! Medians and the markdown tables printed at the end.
+//! The markdown report printed at the end: medians with their range, ratios, the lock window,
+//! cost per object, memory, sizes on disk, crhook's phases and the baseline's steps.
 
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use crate::bench::{OpRuns, SizeResult};
 use crate::ops::Sample;
-use crate::run::Measured;
-use crate::spec::Size;
+use crate::summary::{
+    fmt_bytes, fmt_dur, fmt_kb, fmt_per_object, fmt_ratio, median_u64, part, part_medians,
+    peak_rss_kb, ratio, thousands, walls, Spread,
+};
 
-/// One operation at one size: every run of crhook and of the baseline.
-#[derive(Debug, Default)]
-pub struct OpRuns {
-    pub crhook: Vec<Sample>,
-    pub baseline: Vec<Sample>,
+/// A markdown table: the first `left` columns left-aligned, the rest right-aligned.
+struct Table {
+    head: Vec<String>,
+    left: usize,
+    rows: Vec<Vec<String>>,
 }
 
-/// Everything measured at one size.
-#[derive(Debug)]
-pub struct SizeResult {
-    pub size: Size,
-    pub build: Duration,
-    pub capture: OpRuns,
-    pub restore: OpRuns,
-    pub diff: OpRuns,
-    pub image_bytes: u64,
-    pub baseline_bytes: u64,
-    /// `crhook diff` exit code on the namespace crhook restored (0: identical)
-    pub verify_crhook: i32,
-    /// `crhook diff` on the namespace the baseline restored: exit code, lines of output
-    pub verify_baseline: (i32, usize),
-    /// `crhook diff` exit code on the unchanged source namespace
-    pub diff_codes: Vec<i32>,
-    /// file pairs the baseline diff found different on the unchanged source namespace
-    pub baseline_diff_differing: Vec<String>,
-    /// iptables-restore after the baseline restore (links up, addresses in), one run
-    pub naive_iptables_restore: Option<Measured>,
-    /// iptables-restore into a namespace with only the links (down), one run
-    pub links_iptables_restore: Option<Measured>,
-    pub spawn_setns: Duration,
-    pub spawn_ip_netns_exec: Duration,
-}
-
-pub fn median(mut v: Vec<Duration>) -> Duration {
-    if v.is_empty() {
-        return Duration::ZERO;
-    }
-    v.sort();
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2
-    }
-}
-
-fn median_u64(mut v: Vec<u64>) -> u64 {
-    if v.is_empty() {
-        return 0;
-    }
-    v.sort_unstable();
-    v[v.len() / 2]
-}
-
-pub fn fmt_dur(d: Duration) -> String {
-    let ms = d.as_secs_f64() * 1000.0;
-    if ms >= 10_000.0 {
-        format!("{:.1} s", ms / 1000.0)
-    } else if ms >= 1000.0 {
-        format!("{:.2} s", ms / 1000.0)
-    } else if ms >= 100.0 {
-        format!("{ms:.0} ms")
-    } else {
-        format!("{ms:.1} ms")
-    }
-}
-
-fn fmt_kb(kb: u64) -> String {
-    if kb >= 10 * 1024 {
-        format!("{} MiB", kb / 1024)
-    } else {
-        format!("{:.1} MiB", kb as f64 / 1024.0)
-    }
-}
-
-fn fmt_bytes(b: u64) -> String {
-    if b >= 10 << 20 {
-        format!("{:.0} MiB", b as f64 / f64::from(1 << 20))
-    } else if b >= 1 << 20 {
-        format!("{:.1} MiB", b as f64 / f64::from(1 << 20))
-    } else {
-        format!("{:.1} KiB", b as f64 / 1024.0)
-    }
-}
-
-fn ratio(a: Duration, b: Duration) -> String {
-    if b.is_zero() {
-        return "-".into();
-    }
-    format!("{:.2}x", a.as_secs_f64() / b.as_secs_f64())
-}
-
-struct Medians {
-    wall: Duration,
-    cpu: Duration,
-    rss: u64,
-}
-
-fn medians(samples: &[Sample]) -> Medians {
-    Medians {
-        wall: median(samples.iter().map(|s| s.total.wall).collect()),
-        cpu: median(samples.iter().map(|s| s.total.cpu).collect()),
-        rss: median_u64(samples.iter().map(|s| s.total.maxrss_kb).collect()),
-    }
-}
-
-/// Median of each named part over the runs, in first-seen order.
-fn part_medians(samples: &[Sample]) -> Vec<(String, Duration)> {
-    let mut names: Vec<String> = Vec::new();
-    for s in samples {
-        for (n, _) in &s.parts {
-            if !names.contains(n) {
-                names.push(n.clone());
-            }
+impl Table {
+    fn new(head: &[&str], left: usize) -> Table {
+        Table {
+            head: head.iter().map(|h| (*h).to_owned()).collect(),
+            left,
+            rows: Vec::new(),
         }
     }
-    names
-        .into_iter()
-        .map(|n| {
-            let v = samples
-                .iter()
-                .map(|s| {
-                    s.parts
-                        .iter()
-                        .filter(|(pn, _)| *pn == n)
-                        .map(|(_, d)| *d)
-                        .sum()
-                })
-                .collect();
-            (n, median(v))
-        })
-        .collect()
+
+    fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells);
+    }
+
+    fn render(&self, s: &mut String) {
+        let line = |s: &mut String, cells: &[String]| {
+            s.push('|');
+            for c in cells {
+                let _ = write!(s, " {c} |");
+            }
+            s.push('\n');
+        };
+        line(s, &self.head);
+        s.push('|');
+        for i in 0..self.head.len() {
+            s.push_str(if i < self.left { "---|" } else { "---:|" });
+        }
+        s.push('\n');
+        for r in &self.rows {
+            line(s, r);
+        }
+        s.push('\n');
+    }
 }
 
-fn ops(r: &SizeResult) -> [(&'static str, &OpRuns); 3] {
+pub fn ops(r: &SizeResult) -> [(&'static str, &OpRuns); 3] {
     [
         ("capture", &r.capture),
         ("restore (empty ns)", &r.restore),
@@ -149,57 +60,299 @@ fn ops(r: &SizeResult) -> [(&'static str, &OpRuns); 3] {
     ]
 }
 
+fn median_cpu(samples: &[Sample]) -> Duration {
+    crate::summary::median(samples.iter().map(|s| s.total.cpu).collect())
+}
+
+fn median_rss(samples: &[Sample]) -> u64 {
+    median_u64(samples.iter().map(|s| s.total.maxrss_kb).collect())
+}
+
+/// "3 x image + 32 MiB", in KiB.
+pub fn rss_limit_kb(image_bytes: u64) -> u64 {
+    3 * image_bytes / 1024 + 32 * 1024
+}
+
+fn signed_kb(d: i64) -> String {
+    let sign = if d < 0 { "-" } else { "+" };
+    format!("{sign}{:.1} MiB", d.unsigned_abs() as f64 / 1024.0)
+}
+
+/// Difference between the last and the first of `v` (KiB), as "+1.2 MiB".
+fn growth(v: &[u64]) -> String {
+    match (v.first(), v.last()) {
+        (Some(a), Some(b)) => {
+            signed_kb(i64::try_from(*b).unwrap_or(i64::MAX) - i64::try_from(*a).unwrap_or(0))
+        }
+        _ => "-".into(),
+    }
+}
+
 /// The whole report, markdown.
 pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "## Results (median of {runs} runs; crhook: {crhook})\n\n\
-         Wall time from spawn to exit; CPU is user+system of the process (and for crhook, of \
-         the iptables processes it runs); max RSS is the largest single process of the \
-         operation. Baseline times are the sum of its commands.\n"
+        "## Results ({runs} runs per operation; crhook: {crhook})\n\n\
+         Wall time from spawn to exit, median and range (min-max) over the runs; CPU is \
+         user+system of the process (and for crhook, of the iptables processes it runs); max \
+         RSS is the largest single process of the operation (median over the runs). Baseline \
+         times are the sum of its commands.\n"
     );
     for r in results {
         let _ = writeln!(s, "- {}", r.size.describe());
     }
     s.push('\n');
-    s.push_str(
-        "| size | operation | crhook | baseline | crhook/baseline | crhook CPU | baseline CPU | crhook max RSS | baseline max RSS |\n\
-         |---|---|---:|---:|---:|---:|---:|---:|---:|\n",
+    main_table(&mut s, results);
+    s.push_str(&crate::targets::render(results));
+    small_times(&mut s, results);
+    per_object(&mut s, results);
+    memory(&mut s, results);
+    phases(&mut s, results);
+    notes(&mut s, results);
+    s
+}
+
+fn main_table(s: &mut String, results: &[SizeResult]) {
+    let mut t = Table::new(
+        &[
+            "size",
+            "operation",
+            "crhook",
+            "crhook range",
+            "baseline",
+            "baseline range",
+            "crhook/baseline",
+            "crhook CPU",
+            "baseline CPU",
+            "crhook max RSS",
+            "baseline max RSS",
+        ],
+        2,
     );
     for r in results {
         for (name, op) in ops(r) {
-            let c = medians(&op.crhook);
-            let b = medians(&op.baseline);
-            let _ = writeln!(
-                s,
-                "| {} | {name} | {} | {} | {} | {} | {} | {} | {} |",
-                r.size.name,
-                fmt_dur(c.wall),
-                fmt_dur(b.wall),
-                ratio(c.wall, b.wall),
-                fmt_dur(c.cpu),
-                fmt_dur(b.cpu),
-                fmt_kb(c.rss),
-                fmt_kb(b.rss)
-            );
+            let (c, b) = (walls(&op.crhook), walls(&op.baseline));
+            t.row(vec![
+                r.size.short.to_owned(),
+                name.to_owned(),
+                fmt_dur(c.median),
+                c.range(),
+                fmt_dur(b.median),
+                b.range(),
+                fmt_ratio(ratio(c.median, b.median)),
+                fmt_dur(median_cpu(&op.crhook)),
+                fmt_dur(median_cpu(&op.baseline)),
+                fmt_kb(median_rss(&op.crhook)),
+                fmt_kb(median_rss(&op.baseline)),
+            ]);
         }
     }
+    t.render(s);
+}
 
+/// Whole-process times and the lock window, at every size run.
+fn small_times(s: &mut String, results: &[SizeResult]) {
     s.push_str(
-        "\n### Size on disk\n\n| size | crhook image directory | baseline save files | crhook/baseline |\n|---|---:|---:|---:|\n",
+        "### Lock window and whole-process times\n\n\
+         `crhook checkpoint --lock --print-stats` (its own image directory; the namespace is \
+         unlocked before crhook exits): the locked time is crhook's `locked_us`, from taking \
+         the lock to removing it; the lock phase is taking it. Median (min-max).\n\n",
+    );
+    let mut t = Table::new(
+        &[
+            "size",
+            "locked (locked_us)",
+            "lock phase",
+            "checkpoint --lock wall",
+            "checkpoint wall",
+            "restore wall",
+        ],
+        1,
+    );
+    let cell = |sp: Option<Spread>| {
+        sp.map(|x| format!("{} ({})", fmt_dur(x.median), x.range()))
+            .unwrap_or_else(|| "not reported".into())
+    };
+    for r in results {
+        let locked: Vec<Duration> = r.lock.iter().filter_map(|x| x.locked).collect();
+        let locked = (!locked.is_empty()).then(|| Spread::of(locked));
+        t.row(vec![
+            r.size.short.to_owned(),
+            cell(locked),
+            cell(part(&r.lock, "lock")),
+            cell(Some(walls(&r.lock))),
+            cell(Some(walls(&r.capture.crhook))),
+            cell(Some(walls(&r.restore.crhook))),
+        ]);
+    }
+    t.render(s);
+}
+
+/// Median wall time per object, and per object added from one size to the next: the first
+/// carries the fixed cost of starting processes, the second shows whether the cost of one more
+/// object stays flat (linear growth) or rises.
+fn per_object(s: &mut String, results: &[SizeResult]) {
+    s.push_str(
+        "### Cost per object\n\n\
+         Objects: links + addresses + routes + policy rules + iptables and ip6tables rules. \
+         Median wall time divided by the objects; then, between consecutive sizes, the extra \
+         time divided by the extra objects (flat when the cost grows linearly).\n\n",
+    );
+    let head = [
+        "size",
+        "objects",
+        "crhook capture",
+        "baseline capture",
+        "crhook restore",
+        "baseline restore",
+    ];
+    let medians = |r: &SizeResult| {
+        [
+            walls(&r.capture.crhook).median,
+            walls(&r.capture.baseline).median,
+            walls(&r.restore.crhook).median,
+            walls(&r.restore.baseline).median,
+        ]
+    };
+    let mut t = Table::new(&head, 1);
+    for r in results {
+        let n = r.size.objects();
+        let mut row = vec![r.size.short.to_owned(), thousands(n)];
+        row.extend(medians(r).iter().map(|d| fmt_per_object(*d, n)));
+        t.row(row);
+    }
+    t.render(s);
+    let mut sorted: Vec<&SizeResult> = results.iter().collect();
+    sorted.sort_by_key(|r| r.size.objects());
+    if sorted.len() < 2 {
+        return;
+    }
+    let mut t = Table::new(&head, 1);
+    t.head[0] = "sizes".into();
+    t.head[1] = "added objects".into();
+    for w in sorted.windows(2) {
+        let (a, b) = (w[0], w[1]);
+        let added = b.size.objects().saturating_sub(a.size.objects());
+        let mut row = vec![
+            format!("{} to {}", a.size.short, b.size.short),
+            thousands(added),
+        ];
+        for (da, db) in medians(a).iter().zip(medians(b)) {
+            let us = (db.as_secs_f64() - da.as_secs_f64()) * 1e6 / added.max(1) as f64;
+            row.push(if us.abs() >= 10.0 {
+                format!("{us:.0} µs")
+            } else {
+                format!("{us:.2} µs")
+            });
+        }
+        t.row(row);
+    }
+    t.render(s);
+}
+
+fn memory(s: &mut String, results: &[SizeResult]) {
+    s.push_str(
+        "### Memory and size on disk\n\n\
+         Peak RSS: the largest `wait4` max RSS of any run (crhook and the iptables/nft \
+         processes it runs, whichever is larger), against 3 x image size + 32 MiB.\n\n",
+    );
+    let mut t = Table::new(
+        &[
+            "size",
+            "crhook image",
+            "baseline save files",
+            "image/baseline",
+            "3 x image + 32 MiB",
+            "peak RSS capture",
+            "peak RSS restore",
+            "peak RSS diff",
+            "capture and restore within",
+        ],
+        1,
     );
     for r in results {
-        let _ = writeln!(
-            s,
-            "| {} | {} | {} | {:.2}x |",
-            r.size.name,
+        let limit = rss_limit_kb(r.image_bytes);
+        let peak = peak_rss_kb(&r.capture.crhook).max(peak_rss_kb(&r.restore.crhook));
+        t.row(vec![
+            r.size.short.to_owned(),
             fmt_bytes(r.image_bytes),
             fmt_bytes(r.baseline_bytes),
-            r.image_bytes as f64 / (r.baseline_bytes.max(1)) as f64
-        );
+            format!(
+                "{:.2}x",
+                r.image_bytes as f64 / r.baseline_bytes.max(1) as f64
+            ),
+            fmt_kb(limit),
+            fmt_kb(peak_rss_kb(&r.capture.crhook)),
+            fmt_kb(peak_rss_kb(&r.restore.crhook)),
+            fmt_kb(peak_rss_kb(&r.diff.crhook)),
+            format!(
+                "{} ({:.0}% of it)",
+                if peak <= limit { "yes" } else { "no" },
+                100.0 * peak as f64 / limit.max(1) as f64
+            ),
+        ]);
     }
+    t.render(s);
 
+    s.push_str(
+        "crhook's max RSS in each run, in the order run (a leak would grow along the row):\n\n",
+    );
+    let runs = results
+        .iter()
+        .map(|r| r.capture.crhook.len())
+        .max()
+        .unwrap_or(0);
+    let mut head = vec!["size".to_owned(), "operation".to_owned()];
+    head.extend((1..=runs).map(|i| format!("run {i}")));
+    head.push("last - first".into());
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&head, 2);
+    for r in results {
+        for (name, samples) in [
+            ("checkpoint", &r.capture.crhook),
+            ("checkpoint --lock", &r.lock),
+            ("restore", &r.restore.crhook),
+            ("diff", &r.diff.crhook),
+        ] {
+            let kb: Vec<u64> = samples.iter().map(|x| x.total.maxrss_kb).collect();
+            let mut row = vec![r.size.short.to_owned(), name.to_owned()];
+            row.extend((0..runs).map(|i| kb.get(i).map(|k| fmt_kb(*k)).unwrap_or_default()));
+            row.push(growth(&kb));
+            t.row(row);
+        }
+    }
+    t.render(s);
+
+    s.push_str(
+        "In one process: the library's `checkpoint` called repeatedly in the harness, VmRSS \
+         after each call (the rise of the first call is the allocator keeping its high water \
+         mark; a leak grows from call to call):\n\n",
+    );
+    let calls = results
+        .iter()
+        .map(|r| r.in_process.after_kb.len())
+        .max()
+        .unwrap_or(0);
+    let mut head = vec!["size".to_owned(), "before".to_owned()];
+    head.extend((1..=calls).map(|i| format!("after call {i}")));
+    head.push("last - first call".into());
+    let head: Vec<&str> = head.iter().map(String::as_str).collect();
+    let mut t = Table::new(&head, 1);
+    for r in results {
+        let m = &r.in_process;
+        let mut row = vec![r.size.short.to_owned(), fmt_kb(m.before_kb)];
+        row.extend((0..calls).map(|i| m.after_kb.get(i).map(|k| fmt_kb(*k)).unwrap_or_default()));
+        row.push(growth(&m.after_kb));
+        t.row(row);
+    }
+    t.render(s);
+}
+
+fn phases(s: &mut String, results: &[SizeResult]) {
+    let Some(first) = results.first() else {
+        return;
+    };
     for (title, pick) in [
         (
             "crhook phases (median, from --print-stats)",
@@ -209,48 +362,44 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
             op.baseline.as_slice()
         }),
     ] {
-        let _ = writeln!(s, "\n### {title}\n");
-        for i in 0..3 {
-            let opname = ops(&results[0]).get(i).map(|o| o.0).unwrap_or("?");
+        let _ = writeln!(s, "### {title}\n");
+        for (i, (opname, _)) in ops(first).iter().enumerate() {
             let per_size: Vec<Vec<(String, Duration)>> = results
                 .iter()
                 .map(|r| part_medians(pick(ops(r)[i].1)))
                 .collect();
-            let mut names: Vec<String> = Vec::new();
+            let mut names: Vec<&str> = Vec::new();
             for p in &per_size {
                 for (n, _) in p {
-                    if !names.contains(n) {
-                        names.push(n.clone());
+                    if !names.contains(&n.as_str()) {
+                        names.push(n);
                     }
                 }
             }
             if names.is_empty() {
                 continue;
             }
-            let _ = write!(s, "{opname}:\n\n| part |");
-            for r in results {
-                let _ = write!(s, " {} |", r.size.name);
-            }
-            s.push_str("\n|---|");
-            for _ in results {
-                s.push_str("---:|");
-            }
-            s.push('\n');
+            let _ = writeln!(s, "{opname}:\n");
+            let mut head = vec!["part"];
+            head.extend(results.iter().map(|r| r.size.short));
+            let mut t = Table::new(&head, 1);
             for n in names {
-                let _ = write!(s, "| {n} |");
+                let mut row = vec![n.to_owned()];
                 for p in &per_size {
-                    let d = p.iter().find(|(pn, _)| *pn == n).map(|(_, d)| *d);
-                    let _ = write!(s, " {} |", d.map(fmt_dur).unwrap_or_else(|| "-".into()));
+                    let d = p.iter().find(|(pn, _)| pn == n).map(|(_, d)| *d);
+                    row.push(d.map(fmt_dur).unwrap_or_else(|| "-".into()));
                 }
-                s.push('\n');
+                t.row(row);
             }
-            s.push('\n');
+            t.render(s);
         }
     }
+}
 
+fn notes(s: &mut String, results: &[SizeResult]) {
     s.push_str("### Checks and notes\n\n");
     for r in results {
-        let name = r.size.name;
+        let name = r.size.short;
         let _ = writeln!(
             s,
             "- {name}: namespace built in {}; `crhook diff` on the namespace crhook restored: {}; \
@@ -267,10 +416,8 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
                 format!("differences in {}", r.baseline_diff_differing.join(", "))
             }
         );
-        let fw_empty = part_medians(&r.restore.baseline)
-            .iter()
-            .find(|(n, _)| n == "iptables-restore")
-            .map(|(_, d)| fmt_dur(*d))
+        let fw_empty = part(&r.restore.baseline, "iptables-restore")
+            .map(|x| fmt_dur(x.median))
             .unwrap_or_else(|| "-".into());
         if let (Some(links), Some(naive)) = (r.links_iptables_restore, r.naive_iptables_restore) {
             let _ = writeln!(
@@ -289,7 +436,6 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
             fmt_dur(r.spawn_ip_netns_exec)
         );
     }
-    s
 }
 
 #[cfg(test)]
@@ -297,21 +443,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn median_of_odd_and_even() {
-        let ms = Duration::from_millis;
-        assert_eq!(median(vec![ms(3), ms(1), ms(2)]), ms(2));
-        assert_eq!(
-            median(vec![ms(4), ms(1), ms(2), ms(3)]),
-            Duration::from_micros(2500)
-        );
-        assert_eq!(median(Vec::new()), Duration::ZERO);
+    fn tables_align_left_then_right() {
+        let mut t = Table::new(&["a", "b", "c"], 1);
+        t.row(vec!["x".into(), "1".into(), "2".into()]);
+        let mut s = String::new();
+        t.render(&mut s);
+        assert_eq!(s, "| a | b | c |\n|---|---:|---:|\n| x | 1 | 2 |\n\n");
     }
 
     #[test]
-    fn durations_format_by_magnitude() {
-        assert_eq!(fmt_dur(Duration::from_micros(1500)), "1.5 ms");
-        assert_eq!(fmt_dur(Duration::from_millis(250)), "250 ms");
-        assert_eq!(fmt_dur(Duration::from_millis(2500)), "2.50 s");
-        assert_eq!(fmt_dur(Duration::from_secs(25)), "25.0 s");
+    fn memory_limit_and_growth() {
+        assert_eq!(rss_limit_kb(10 << 20), 30 * 1024 + 32 * 1024);
+        assert_eq!(growth(&[1024, 2048, 3072]), "+2.0 MiB");
+        assert_eq!(growth(&[2048, 1024]), "-1.0 MiB");
+        assert_eq!(growth(&[]), "-");
     }
 }

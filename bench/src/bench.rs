@@ -1,0 +1,326 @@
+//! One size, start to finish: build the source namespace, then run every operation `runs`
+//! times, crhook and the baseline alternating within each run so drift hits both alike, and
+//! wait for the machine to go quiet before each timed run.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::memory::{self, InProcess};
+use crate::ns::{quiesce, BenchNs};
+use crate::ops::{self, Sample, Tools};
+use crate::run;
+use crate::spec::{self, Size, SpecFiles};
+use crate::summary::fmt_dur;
+
+/// How long to wait for the machine to go quiet before a timed run.
+const QUIET_LIMIT: Duration = Duration::from_secs(60);
+
+/// One operation at one size: every run of crhook and of the baseline.
+#[derive(Debug, Default)]
+pub struct OpRuns {
+    pub crhook: Vec<Sample>,
+    pub baseline: Vec<Sample>,
+}
+
+/// Everything measured at one size.
+#[derive(Debug)]
+pub struct SizeResult {
+    pub size: Size,
+    pub build: Duration,
+    pub capture: OpRuns,
+    pub restore: OpRuns,
+    pub diff: OpRuns,
+    /// `crhook checkpoint --lock` runs (no baseline)
+    pub lock: Vec<Sample>,
+    /// VmRSS around repeated in-process checkpoints
+    pub in_process: InProcess,
+    pub image_bytes: u64,
+    pub baseline_bytes: u64,
+    /// `crhook diff` exit code on the namespace crhook restored (0: identical)
+    pub verify_crhook: i32,
+    /// `crhook diff` on the namespace the baseline restored: exit code, lines of output
+    pub verify_baseline: (i32, usize),
+    /// `crhook diff` exit code on the unchanged source namespace
+    pub diff_codes: Vec<i32>,
+    /// file pairs the baseline diff found different on the unchanged source namespace
+    pub baseline_diff_differing: Vec<String>,
+    /// iptables-restore after the baseline restore (links up, addresses in), one run
+    pub naive_iptables_restore: Option<run::Measured>,
+    /// iptables-restore into a namespace with only the links (down), one run
+    pub links_iptables_restore: Option<run::Measured>,
+    pub spawn_setns: Duration,
+    pub spawn_ip_netns_exec: Duration,
+}
+
+/// What every step of one size works with.
+struct Ctx<'a> {
+    tools: &'a Tools,
+    size: &'a Size,
+    runs: usize,
+    dir: &'a Path,
+    errlog: PathBuf,
+    files: SpecFiles,
+    /// crhook's image directory and the baseline's save files
+    images: PathBuf,
+    saved: PathBuf,
+}
+
+impl Ctx<'_> {
+    fn progress(&self, what: &str, i: usize) {
+        eprintln!(
+            "crhook-bench: {} {what} run {}/{}",
+            self.size.name,
+            i + 1,
+            self.runs
+        );
+    }
+
+    fn io<'a>(&'a self, stdin: Option<&'a Path>) -> run::Io<'a> {
+        run::Io {
+            stdin,
+            stdout: None,
+            stderr: &self.errlog,
+        }
+    }
+}
+
+/// Builds the source namespace of `size` and measures everything on it.
+pub fn bench_size(tools: &Tools, size: &Size, runs: usize, dir: &Path) -> Result<SizeResult> {
+    eprintln!("crhook-bench: {}", size.describe());
+    let cx = Ctx {
+        tools,
+        size,
+        runs,
+        dir,
+        errlog: dir.join("stderr.log"),
+        files: spec::write_spec(size, dir)?,
+        images: dir.join("images"),
+        saved: dir.join("saved"),
+    };
+    let src = BenchNs::new(&format!("{}-src", size.name))?;
+    let started = Instant::now();
+    build(&cx, &src)?;
+    let build_time = started.elapsed();
+    eprintln!(
+        "crhook-bench: {} built in {}",
+        src.name(),
+        fmt_dur(build_time)
+    );
+    // IPv6 link-local addresses stay tentative for about a second (DAD).
+    std::thread::sleep(Duration::from_secs(2));
+
+    let (capture, lock) = capture_runs(&cx, &src)?;
+    let image_bytes = run::disk_bytes(&cx.images)?;
+    let baseline_bytes = run::disk_bytes(&cx.saved)?;
+    let restored = restore_runs(&cx)?;
+    let (diff, diff_codes, differing) = diff_runs(&cx, &src)?;
+
+    let mut setns = Vec::new();
+    let mut ipexec = Vec::new();
+    for _ in 0..runs {
+        let (a, b) = ops::spawn_overhead(tools, &src, &cx.errlog)?;
+        setns.push(a.wall);
+        ipexec.push(b.wall);
+    }
+
+    let calls = runs.max(5);
+    eprintln!("crhook-bench: {} {calls} in-process checkpoints", size.name);
+    quiesce(QUIET_LIMIT)?;
+    let in_process =
+        memory::repeated_checkpoints(&src.path(), &dir.join("images-in-process"), calls)?;
+    drop(src);
+    quiesce(QUIET_LIMIT)?;
+
+    Ok(SizeResult {
+        size: *size,
+        build: build_time,
+        capture,
+        restore: restored.runs,
+        diff,
+        lock,
+        in_process,
+        image_bytes,
+        baseline_bytes,
+        verify_crhook: restored.verify_crhook,
+        verify_baseline: restored.verify_baseline,
+        diff_codes,
+        baseline_diff_differing: differing,
+        naive_iptables_restore: restored.naive,
+        links_iptables_restore: restored.with_links,
+        spawn_setns: crate::summary::median(setns),
+        spawn_ip_netns_exec: crate::summary::median(ipexec),
+    })
+}
+
+/// Capture: crhook, the baseline, and crhook with `--lock` (into its own image directory,
+/// so the restores below use a plain checkpoint's images).
+fn capture_runs(cx: &Ctx<'_>, src: &BenchNs) -> Result<(OpRuns, Vec<Sample>)> {
+    let locked_images = cx.dir.join("images-lock");
+    let mut capture = OpRuns::default();
+    let mut lock = Vec::new();
+    for i in 0..cx.runs {
+        cx.progress("capture", i);
+        quiesce(QUIET_LIMIT)?;
+        capture.crhook.push(ops::crhook_checkpoint(
+            cx.tools, src, &cx.images, cx.dir, &cx.errlog, false,
+        )?);
+        quiesce(QUIET_LIMIT)?;
+        capture
+            .baseline
+            .push(ops::baseline_capture(cx.tools, src, &cx.saved, &cx.errlog)?);
+        quiesce(QUIET_LIMIT)?;
+        lock.push(ops::crhook_checkpoint(
+            cx.tools,
+            src,
+            &locked_images,
+            cx.dir,
+            &cx.errlog,
+            true,
+        )?);
+    }
+    Ok((capture, lock))
+}
+
+/// Restore runs and the one-off checks made on the first of them.
+struct Restored {
+    runs: OpRuns,
+    verify_crhook: i32,
+    verify_baseline: (i32, usize),
+    naive: Option<run::Measured>,
+    with_links: Option<run::Measured>,
+}
+
+/// Restore into a fresh namespace per run, crhook then the baseline. After the first run,
+/// `crhook diff` checks both restored namespaces against the images.
+fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
+    let name = cx.size.name;
+    let mut out = Restored {
+        runs: OpRuns::default(),
+        verify_crhook: -1,
+        verify_baseline: (-1, 0),
+        naive: None,
+        with_links: None,
+    };
+    for i in 0..cx.runs {
+        cx.progress("restore", i);
+        {
+            let dst = BenchNs::new(&format!("{name}-restore-crhook-{i}"))?;
+            quiesce(QUIET_LIMIT)?;
+            out.runs.crhook.push(ops::crhook_restore(
+                cx.tools, &dst, &cx.images, cx.dir, &cx.errlog,
+            )?);
+            if i == 0 {
+                let report = cx.dir.join("verify-crhook.txt");
+                out.verify_crhook =
+                    ops::crhook_diff(cx.tools, &dst, &cx.images, &report, &cx.errlog)?
+                        .total
+                        .code;
+            }
+        }
+        {
+            let dst = BenchNs::new(&format!("{name}-restore-baseline-{i}"))?;
+            quiesce(QUIET_LIMIT)?;
+            out.runs.baseline.push(ops::baseline_restore(
+                cx.tools,
+                &dst,
+                &cx.files.links,
+                &cx.saved,
+                &cx.errlog,
+            )?);
+            if i == 0 {
+                let report = cx.dir.join("verify-baseline.txt");
+                let code = ops::crhook_diff(cx.tools, &dst, &cx.images, &report, &cx.errlog)?
+                    .total
+                    .code;
+                let lines = std::fs::read_to_string(&report)
+                    .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+                    .unwrap_or(0);
+                out.verify_baseline = (code, lines);
+                quiesce(QUIET_LIMIT)?;
+                out.naive = Some(ops::iptables_restore_now(
+                    cx.tools, &dst, &cx.saved, &cx.errlog,
+                )?);
+            }
+        }
+        if i == 0 {
+            out.with_links = Some(iptables_with_links(cx)?);
+        }
+    }
+    Ok(out)
+}
+
+/// Diff of the unchanged source: the runs, crhook's exit codes, and the file pairs the
+/// baseline found different on the last run.
+fn diff_runs(cx: &Ctx<'_>, src: &BenchNs) -> Result<(OpRuns, Vec<i32>, Vec<String>)> {
+    let mut diff = OpRuns::default();
+    let mut codes = Vec::new();
+    let mut differing = Vec::new();
+    for i in 0..cx.runs {
+        cx.progress("diff", i);
+        quiesce(QUIET_LIMIT)?;
+        let out = cx.dir.join("diff.txt");
+        let c = ops::crhook_diff(cx.tools, src, &cx.images, &out, &cx.errlog)?;
+        codes.push(c.total.code);
+        diff.crhook.push(c);
+        quiesce(QUIET_LIMIT)?;
+        let b = ops::baseline_diff(cx.tools, src, &cx.saved, cx.dir, &cx.errlog)?;
+        differing = b.differing;
+        diff.baseline.push(b.sample);
+    }
+    Ok((diff, codes, differing))
+}
+
+/// Fills the source namespace: the firewall first (see [`ops::baseline_restore`] for why),
+/// then links, addresses, routes and rules.
+fn build(cx: &Ctx<'_>, ns: &BenchNs) -> Result<()> {
+    let tools = cx.tools;
+    let files = &cx.files;
+    let mut fw4 = ns.command(&tools.iptables_restore)?;
+    run::measure(
+        "build iptables-restore",
+        &mut fw4,
+        &cx.io(Some(&files.fw4)),
+        &[0],
+    )?;
+    let mut fw6 = ns.command(&tools.ip6tables_restore)?;
+    run::measure(
+        "build ip6tables-restore",
+        &mut fw6,
+        &cx.io(Some(&files.fw6)),
+        &[0],
+    )?;
+    let mut links = ns.command(&tools.ip)?;
+    links.arg("-batch").arg(&files.links);
+    run::measure("build links (ip -batch)", &mut links, &cx.io(None), &[0])?;
+    let mut state = ns.command(&tools.ip)?;
+    state.arg("-batch").arg(&files.state);
+    run::measure(
+        "build addresses, routes and rules (ip -batch)",
+        &mut state,
+        &cx.io(None),
+        &[0],
+    )?;
+    let mut rules6 = ns.command(&tools.ip)?;
+    rules6.arg("-6").arg("-batch").arg(&files.rules6);
+    run::measure(
+        "build IPv6 rules (ip -6 -batch)",
+        &mut rules6,
+        &cx.io(None),
+        &[0],
+    )?;
+    Ok(())
+}
+
+/// `iptables-restore` of the saved rules into a fresh namespace holding only the links,
+/// created and left down: what running it after the links costs (crhook's restore runs it
+/// before creating them).
+fn iptables_with_links(cx: &Ctx<'_>) -> Result<run::Measured> {
+    let ns = BenchNs::new(&format!("{}-links-only", cx.size.name))?;
+    let mut links = ns.command(&cx.tools.ip)?;
+    links.arg("-batch").arg(&cx.files.links_down);
+    run::measure("links only (ip -batch)", &mut links, &cx.io(None), &[0])?;
+    quiesce(QUIET_LIMIT)?;
+    ops::iptables_restore_now(cx.tools, &ns, &cx.saved, &cx.errlog)
+}
