@@ -54,6 +54,10 @@ pub struct FirewallOptions {
     pub cr_ip6tables: Option<String>,
     /// skip the firewall entirely
     pub skip: bool,
+    /// save nf_tables state as the tools print it (`iptables-nft-save`, `nft list`) instead
+    /// of over nfnetlink: how images were written before, and what `diff` compares such an
+    /// image with
+    pub nft_text: bool,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -33,7 +33,15 @@ pub fn compare(
         firewall: !fw.skip,
         sysctls: true,
     };
-    let live = capture(ns, host, fw, parts)?.snapshot;
+    // an image from before nfnetlink capture is compared with the live state as the tools
+    // print it
+    let mut fw = fw.clone();
+    fw.nft_text |= !saved.firewall.is_empty()
+        && !saved
+            .firewall
+            .iter()
+            .any(|r| r.source == crhook_proto::FirewallSource::Nftables as i32);
+    let live = capture(ns, host, &fw, parts)?.snapshot;
     Ok(differences(saved, &live, !fw.skip))
 }
 

@@ -140,15 +140,7 @@ impl Nl {
                 out.resize(start + msg.buffer_len(), 0);
                 msg.serialize(&mut out[start..]);
             }
-            Req::Raw { msg_type, payload } => {
-                let len = NLMSG_HDRLEN + payload.len();
-                out.extend_from_slice(&(len as u32).to_ne_bytes());
-                out.extend_from_slice(&msg_type.to_ne_bytes());
-                out.extend_from_slice(&flags.to_ne_bytes());
-                out.extend_from_slice(&seq.to_ne_bytes());
-                out.extend_from_slice(&0u32.to_ne_bytes());
-                out.extend_from_slice(payload);
-            }
+            Req::Raw { msg_type, payload } => encode_raw(*msg_type, flags, seq, payload, out),
         }
         // netlink messages are 4-byte aligned
         while !out.len().is_multiple_of(4) {
@@ -280,6 +272,100 @@ impl Nl {
         Ok(out)
     }
 
+    /// A non-dump raw request and the payload of its one answer message.
+    pub fn get_raw(&mut self, req: &Req, op: &str) -> Result<Option<(u16, Vec<u8>)>> {
+        let mut out = None;
+        self.dump_each(req, 0, op, |ty, payload| {
+            out = Some((ty, payload.to_vec()));
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Sends `msgs` as one nfnetlink transaction (between `begin` and `end`, in one
+    /// `sendmsg`, since the kernel only commits a batch that arrives whole), then `probe` (a
+    /// request with one answer) to learn that the batch has been handled: the kernel works
+    /// through a batch inside the `sendmsg` that carries it and queues an error for each
+    /// message that failed (no acks are asked for, so 50,000 rules do not queue 50,000 acks).
+    /// Returns the first failing message's index and error.
+    pub fn transaction(
+        &mut self,
+        begin: &Req,
+        msgs: &[(u16, u16, &[u8])],
+        end: &Req,
+        probe: &Req,
+        op: &str,
+    ) -> Result<Result<(), (usize, NlError)>> {
+        let mut buf = Vec::new();
+        // sequence numbers must not wrap inside the batch
+        if u64::from(self.seq) + msgs.len() as u64 + 4 > u64::from(u32::MAX) {
+            self.seq = 0;
+        }
+        Self::encode(begin, NLM_F_REQUEST, self.next_seq(), &mut buf);
+        let first_seq = self.seq.wrapping_add(1);
+        for (ty, flags, payload) in msgs {
+            let seq = self.next_seq();
+            encode_raw(*ty, NLM_F_REQUEST | flags, seq, payload, &mut buf);
+        }
+        Self::encode(end, NLM_F_REQUEST, self.next_seq(), &mut buf);
+        if buf.len() + 4096 > BUF_BYTES {
+            let v = libc::c_int::try_from(buf.len() + (1 << 20)).unwrap_or(libc::c_int::MAX);
+            // SAFETY: setsockopt reads sizeof(c_int) bytes from a live local.
+            let rc = unsafe {
+                libc::setsockopt(
+                    self.sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    libc::SO_SNDBUFFORCE,
+                    (&v as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                )
+            };
+            if rc != 0 {
+                tracing::debug!(
+                    "raising netlink send buffer: {}",
+                    io::Error::last_os_error()
+                );
+            }
+        }
+        self.send_all(&buf, op)?;
+        drop(buf);
+        self.requests += msgs.len() as u64;
+        let probe_seq = self.next_seq();
+        let mut pbuf = Vec::new();
+        Self::encode(probe, NLM_F_REQUEST | NLM_F_ACK, probe_seq, &mut pbuf);
+        self.send_all(&pbuf, op)?;
+        let mut first_err: Option<(usize, NlError)> = None;
+        loop {
+            let n = self.recv(op)?;
+            let mut off = 0;
+            while off + NLMSG_HDRLEN <= n {
+                let h = &self.rbuf[off..n];
+                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
+                let ty = u16::from_ne_bytes([h[4], h[5]]);
+                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                if len < NLMSG_HDRLEN || off + len > n {
+                    return Err(self.protocol(op, format!("bad message length {len}")));
+                }
+                if ty == NLMSG_ERROR {
+                    let res = parse_ack(&h[NLMSG_HDRLEN..len]);
+                    if seq == probe_seq {
+                        return Ok(match first_err {
+                            Some(e) => Err(e),
+                            None => Ok(()),
+                        });
+                    }
+                    if let Err(e) = res {
+                        let idx = (seq.wrapping_sub(first_seq) as usize).min(msgs.len());
+                        if first_err.as_ref().is_none_or(|(i, _)| idx < *i) {
+                            first_err = Some((idx, e));
+                        }
+                    }
+                }
+                off += align4(len);
+            }
+        }
+    }
+
     /// A non-dump request whose answer is one message (e.g. RTM_GETNSID); returns it parsed.
     pub fn get(
         &mut self,
@@ -380,6 +466,20 @@ impl Nl {
                 }
             }
         }
+    }
+}
+
+/// Appends one netlink message (header, payload) to `out`.
+fn encode_raw(msg_type: u16, flags: u16, seq: u32, payload: &[u8], out: &mut Vec<u8>) {
+    let len = NLMSG_HDRLEN + payload.len();
+    out.extend_from_slice(&(len as u32).to_ne_bytes());
+    out.extend_from_slice(&msg_type.to_ne_bytes());
+    out.extend_from_slice(&flags.to_ne_bytes());
+    out.extend_from_slice(&seq.to_ne_bytes());
+    out.extend_from_slice(&0u32.to_ne_bytes());
+    out.extend_from_slice(payload);
+    while !out.len().is_multiple_of(4) {
+        out.push(0);
     }
 }
 

@@ -296,9 +296,14 @@ pub(crate) fn unhex(s: &str) -> Vec<u8> {
         .collect()
 }
 
-#[cfg(test)]
+/// Lowercase hex of `b`, two digits a byte.
 pub(crate) fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    use std::fmt::Write as _;
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
 }
 
 /// The payload of a raw request, for golden comparisons.

@@ -662,6 +662,7 @@ fn a_failing_cr_iptables_command_fails_with_its_stderr() {
         text: "*filter\nCOMMIT\n".into(),
         counters: false,
         program: "test".into(),
+        tables: Vec::new(),
     }];
     // restore without the command the image needs is refused before anything runs
     let e = firewall::check(&a.ns(), &saved, &FirewallOptions::default())

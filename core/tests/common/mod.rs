@@ -371,12 +371,14 @@ pub fn firewall() -> Vec<FirewallRuleset> {
                 .into(),
             counters: false,
             program: "/usr/sbin/iptables-nft-save".into(),
+            tables: Vec::new(),
         },
         FirewallRuleset {
             source: FirewallSource::Ip6tablesNft as i32,
             text: "*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n".into(),
             counters: true,
             program: "/usr/sbin/ip6tables-nft-save".into(),
+            tables: Vec::new(),
         },
     ]
 }

@@ -87,6 +87,7 @@ pub(crate) fn source_label(source: FirewallSource) -> &'static str {
         FirewallSource::Nft => "nft",
         FirewallSource::CrIptablesV4 => "CR_IPTABLES (ipv4)",
         FirewallSource::CrIptablesV6 => "CR_IPTABLES (ipv6)",
+        FirewallSource::Nftables => "nftables",
     }
 }
 
@@ -218,6 +219,69 @@ pub fn capture(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset
     if opts.skip {
         return Ok(Vec::new());
     }
+    if opts.nft_text {
+        return capture_text(ns, opts);
+    }
+    let tools = Tools::probe();
+    let mut out = Vec::new();
+    let mut cr_families = Vec::new();
+    for family in [Family::V4, Family::V6] {
+        if let Some(cr) = cr_command(opts, family) {
+            let text = run_cr(ns, &tools, cr, "save", family, None)?;
+            out.push(FirewallRuleset {
+                source: cr_source(family) as i32,
+                text,
+                counters: false,
+                program: format!("{}: {}", cr.1, cr.0),
+                tables: Vec::new(),
+            });
+            cr_families.push(family.nft_family());
+            continue;
+        }
+        if let Some(x) = tools.xt(Backend::Legacy, family) {
+            if legacy_present(ns, family)? {
+                let text = xt::clean(&xt_save_raw(ns, x)?, opts.counters, None, true);
+                if !Canon::parse(&text).is_empty() {
+                    out.push(ruleset(
+                        xt_source(Backend::Legacy, family),
+                        text,
+                        opts.counters,
+                        &x.save,
+                    ));
+                }
+            }
+        }
+    }
+    let tables = super::nfnl::capture(ns, opts.counters, &nfnl_keeps(opts))?;
+    out.insert(
+        0,
+        FirewallRuleset {
+            source: FirewallSource::Nftables as i32,
+            text: String::new(),
+            counters: opts.counters,
+            program: NFNETLINK.into(),
+            tables,
+        },
+    );
+    Ok(out)
+}
+
+/// What images name as the program of nfnetlink-captured state.
+pub(crate) const NFNETLINK: &str = "nfnetlink";
+
+/// Which nf_tables tables are captured and restored over nfnetlink: all but iptables-nft's
+/// tables of a family a `CR_IPTABLES` command serves (lock tables are left out anyway).
+pub(crate) fn nfnl_keeps(opts: &FirewallOptions) -> impl Fn(&TableId) -> bool {
+    let cr: Vec<&'static str> = [Family::V4, Family::V6]
+        .into_iter()
+        .filter(|f| cr_command(opts, *f).is_some())
+        .map(|f| f.nft_family())
+        .collect();
+    move |id: &TableId| !(id.is_xtables() && cr.contains(&id.family.as_str()))
+}
+
+/// [`capture`] with nf_tables state as the tools print it (`FirewallOptions::nft_text`).
+fn capture_text(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset>> {
     let tools = Tools::probe();
     let tables = nft_tables(ns, &tools)?;
     let mut out = Vec::new();
@@ -230,6 +294,7 @@ pub fn capture(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset
                 text,
                 counters: false,
                 program: format!("{}: {}", cr.1, cr.0),
+                tables: Vec::new(),
             });
             continue;
         }
@@ -294,6 +359,7 @@ fn ruleset(
         text,
         counters,
         program: program.display().to_string(),
+        tables: Vec::new(),
     }
 }
 

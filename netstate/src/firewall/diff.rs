@@ -65,6 +65,13 @@ fn list_diff(object: &str, field: &str, a: &[String], b: &[String], out: &mut Ve
     }
 }
 
+fn raw_tables(rs: &[FirewallRuleset], s: i32) -> Vec<&crhook_proto::NftTable> {
+    rs.iter()
+        .filter(|r| r.source == s)
+        .flat_map(|r| r.tables.iter())
+        .collect()
+}
+
 fn text_of(rs: &[FirewallRuleset], s: FirewallSource) -> String {
     rs.iter()
         .filter(|r| r.source == s as i32)
@@ -81,6 +88,12 @@ pub fn diff(saved: &[FirewallRuleset], live: &[FirewallRuleset]) -> Vec<Differen
         let label = source_label(source);
         let (a, b) = (text_of(saved, source), text_of(live, source));
         match source {
+            FirewallSource::Nftables => {
+                out.extend(super::nfnl::diff_tables(
+                    &raw_tables(saved, s),
+                    &raw_tables(live, s),
+                ));
+            }
             FirewallSource::Nft => nft_diff(&a, &b, &mut out),
             _ => {
                 let (ca, cb) = (Canon::parse(&a), Canon::parse(&b));
@@ -181,6 +194,7 @@ mod tests {
             text: text.into(),
             counters: false,
             program: String::new(),
+            tables: Vec::new(),
         }
     }
 

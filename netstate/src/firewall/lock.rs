@@ -10,9 +10,7 @@
 //! the lock is an iptables chain `crhook-lock` in the raw table of both families, jumped to
 //! first from PREROUTING and OUTPUT. Capture leaves both out of the image.
 
-use std::path::PathBuf;
-
-use super::capture::{self, Tools};
+use super::capture::Tools;
 use super::exec::{Backend, Family, Run, Xtables};
 use super::xt;
 use crate::error::{NetstateError, Result};
@@ -21,6 +19,8 @@ use crate::netns::NetNs;
 pub(crate) const NFT_TABLE: &str = "crhook-lock";
 pub(crate) const XT_CHAIN: &str = "crhook-lock";
 
+/// The lock as nft text: what nfnl::lock builds, for the test that compares the two.
+#[cfg(test)]
 const NFT_LOCK: &str = "table inet crhook-lock
 delete table inet crhook-lock
 table inet crhook-lock {
@@ -47,32 +47,20 @@ COMMIT
 
 /// A lock found in the namespace.
 enum Found {
-    Nft(PathBuf),
+    Nft,
     /// the raw table of one iptables backend holds the chain; the text is its save output
     Xt(Xtables, String),
 }
 
 /// Locks the namespace (idempotent).
 pub fn lock(ns: &NetNs) -> Result<()> {
-    let tools = Tools::probe();
-    let Some(nft) = tools.nft.as_deref() else {
-        return lock_xtables_with(ns, &tools);
-    };
-    let nft_err = match (Run {
-        program: nft,
-        args: &["-f", "-"],
-        env: &[],
-        stdin: Some(NFT_LOCK.as_bytes()),
-        purpose: "lock with",
-    })
-    .run(ns)
-    {
-        Ok(_) => return Ok(()),
+    let nft_err = match super::nfnl::lock_table(ns) {
+        Ok(()) => return Ok(()),
         Err(e) => e,
     };
-    // nft is installed but the kernel may lack nf_tables: the legacy backend still works
+    // the kernel may lack nf_tables: the legacy backend still works
     tracing::warn!("{nft_err}; locking with iptables instead");
-    lock_xtables_with(ns, &tools)
+    lock_xtables_with(ns, &Tools::probe())
         .map_err(|e| NetstateError::invalid(format!("{nft_err}; and with iptables: {e}")))
 }
 
@@ -167,13 +155,13 @@ fn unlock_script(raw: &str) -> String {
 
 fn find(ns: &NetNs, tools: &Tools) -> Result<Vec<Found>> {
     let mut found = Vec::new();
-    let tables = capture::nft_tables(ns, tools)?;
-    if let (Some(nft), Some(tables)) = (tools.nft.as_ref(), tables.as_ref()) {
+    let tables = super::tables::list(ns).ok();
+    if let Some(tables) = tables.as_ref() {
         if tables
             .iter()
             .any(|t| t.family == "inet" && t.name == NFT_TABLE)
         {
-            found.push(Found::Nft(nft.clone()));
+            found.push(Found::Nft);
         }
     }
     for family in [Family::V4, Family::V6] {
@@ -217,17 +205,7 @@ pub fn unlock(ns: &NetNs) -> Result<bool> {
     let found = find(ns, &tools)?;
     for f in &found {
         match f {
-            Found::Nft(nft) => {
-                let script = format!("table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n");
-                Run {
-                    program: nft,
-                    args: &["-f", "-"],
-                    env: &[],
-                    stdin: Some(script.as_bytes()),
-                    purpose: "unlock with",
-                }
-                .run(ns)?;
-            }
+            Found::Nft => super::nfnl::unlock_table(ns)?,
             Found::Xt(x, raw) => {
                 x.apply_noflush(ns, &unlock_script(raw), "unlock")?;
             }

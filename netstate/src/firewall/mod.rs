@@ -28,6 +28,7 @@ mod capture;
 mod diff;
 mod exec;
 mod lock;
+mod nfnl;
 mod nftx;
 mod plan;
 mod restore;
@@ -40,3 +41,34 @@ pub use diff::diff;
 pub use lock::{is_locked, lock, lock_xtables, unlock};
 pub use restore::{check, conflicts, restore, FirewallUndo};
 pub use tidy::tidy;
+
+use crhook_proto::{FirewallRuleset, FirewallSource};
+
+/// Splits saved rulesets into what restore applies before the links exist and what after:
+/// iptables text goes first (iptables-restore resolves every rule through getaddrinfo, which
+/// walks every device), nft text after (it may name devices), and of the nf_tables tables
+/// those whose chains hook devices or that hold flowtables after, the rest first.
+pub fn split_for_links(saved: &[FirewallRuleset]) -> (Vec<FirewallRuleset>, Vec<FirewallRuleset>) {
+    let (mut before, mut after) = (Vec::new(), Vec::new());
+    for r in saved {
+        if r.source == FirewallSource::Nftables as i32 {
+            let (late, early): (Vec<_>, Vec<_>) =
+                r.tables.iter().cloned().partition(nfnl::needs_devices);
+            before.push(FirewallRuleset {
+                tables: early,
+                ..r.clone()
+            });
+            if !late.is_empty() {
+                after.push(FirewallRuleset {
+                    tables: late,
+                    ..r.clone()
+                });
+            }
+        } else if r.source == FirewallSource::Nft as i32 {
+            after.push(r.clone());
+        } else {
+            before.push(r.clone());
+        }
+    }
+    (before, after)
+}

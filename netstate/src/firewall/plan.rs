@@ -35,6 +35,9 @@ pub(crate) enum Step {
         label: String,
         text: String,
         counters: bool,
+        /// add to what is there (legacy rules restored through iptables-nft after the
+        /// nf_tables tables went in over nfnetlink)
+        noflush: bool,
         /// live sections of the tables `text` names, with counters, to put back
         pre: String,
         /// tables `text` names that did not exist before
@@ -49,6 +52,8 @@ pub(crate) enum Step {
         script: String,
         undo: String,
     },
+    /// one nf_tables transaction replaying saved tables (see nfnl)
+    Nfnl(super::nfnl::NfnlStep),
     /// the user's `CR_IPTABLES` command
     Cr {
         cmd: String,
@@ -65,6 +70,9 @@ pub(crate) struct Plan {
     pub steps: Vec<Step>,
     pub conflicts: Vec<String>,
     pub warnings: Vec<String>,
+    /// nf_tables state is restored over nfnetlink: iptables-nft only serves legacy rules
+    /// whose own tool is missing
+    pub raw: bool,
 }
 
 fn source_of(r: &FirewallRuleset) -> FirewallSource {
@@ -90,12 +98,35 @@ pub(crate) fn build(
             )));
         }
     }
-    let tables = capture::nft_tables(ns, tools)?;
     let mut later = Vec::new();
+    // images since nfnetlink capture hold nf_tables state as one NFTABLES ruleset (possibly
+    // with no tables); older ones as iptables-nft-save and nft text
+    let raw = saved
+        .iter()
+        .any(|r| source_of(r) == FirewallSource::Nftables);
+    if raw {
+        if mode != Mode::Check {
+            let tables: Vec<&crhook_proto::NftTable> = saved
+                .iter()
+                .filter(|r| source_of(r) == FirewallSource::Nftables)
+                .flat_map(|r| r.tables.iter())
+                .collect();
+            let p = super::nfnl::plan_tables(ns, &tables, &capture::nfnl_keeps(opts))?;
+            if mode == Mode::Conflicts {
+                plan.conflicts.extend(p.conflicts);
+            }
+            plan.steps.extend(p.step.map(Step::Nfnl));
+        }
+        // a Check has nothing to test: the transaction is all or nothing and comes first
+    }
+    plan.raw = raw;
     for family in [Family::V4, Family::V6] {
         xt_family(ns, saved, opts, mode, tools, family, &mut plan, &mut later)?;
     }
-    nft_native(ns, saved, tools, tables.as_deref(), &mut plan)?;
+    if !raw {
+        let tables = capture::nft_tables(ns, tools)?;
+        nft_native(ns, saved, tools, tables.as_deref(), &mut plan)?;
+    }
     // legacy and CR steps last: check() runs in plan order, and a legacy `--test` brings the
     // legacy tables it names into existence (empty), so everything else is tested first
     plan.steps.extend(later);
@@ -209,6 +240,9 @@ fn xt_family(
     // live state of every backend present, also those the image has nothing for
     for tool in [nft_tool, legacy_tool].into_iter().flatten() {
         let target = targets.iter().find(|t| t.0.backend == tool.backend);
+        if plan.raw && tool.backend == Backend::Nft && target.is_none() {
+            continue;
+        }
         let live_raw = match tool.backend {
             Backend::Legacy if !capture::legacy_present(ns, family)? => String::new(),
             _ => capture::xt_save_raw(ns, tool)?,
@@ -265,6 +299,7 @@ fn xt_family(
             label: label.clone(),
             text,
             counters,
+            noflush: plan.raw && tool.backend == Backend::Nft,
             pre,
             reset: xt::reset_script(want, &new_tables),
             new_tables,

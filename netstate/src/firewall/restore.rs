@@ -106,7 +106,10 @@ fn restore_with(
     };
     for step in plan.steps {
         let r = run_step(ns, &step, false);
-        undo.steps.push(step);
+        // a failed nf_tables transaction changed nothing: there is nothing to undo
+        if r.is_ok() || !matches!(step, Step::Nfnl(_)) {
+            undo.steps.push(step);
+        }
         if let Err(e) = r {
             return Err((e, undo));
         }
@@ -124,11 +127,15 @@ fn run_step(ns: &NetNs, step: &Step, test: bool) -> Result<()> {
             label,
             text,
             counters,
+            noflush,
             ..
         } => {
             let mut args = vec!["-w"];
             if test {
                 args.push("--test");
+            }
+            if *noflush {
+                args.push("--noflush");
             }
             if *counters {
                 args.push("-c");
@@ -159,6 +166,8 @@ fn run_step(ns: &NetNs, step: &Step, test: bool) -> Result<()> {
             }
             .run(ns)?;
         }
+        Step::Nfnl(_) if test => {}
+        Step::Nfnl(n) => n.apply(ns)?,
         Step::Cr { .. } if test => {}
         Step::Cr {
             cmd,
@@ -240,6 +249,7 @@ fn undo_step(ns: &NetNs, step: Step, errors: &mut Vec<NetstateError>) {
                 r.map(|_| ())
             }
         }
+        Step::Nfnl(n) => n.undo(ns),
         Step::Nft { nft, undo, .. } => Run {
             program: &nft,
             args: &["-f", "-"],

@@ -240,6 +240,18 @@ impl Image {
                 .native
                 .extend(nftx::split_tables(&r.text).into_iter().map(|(id, _)| id));
         }
+        for t in of(FirewallSource::Nftables).flat_map(|r| r.tables.iter()) {
+            let id = super::nfnl::table_id(t);
+            if id.is_xtables() && !image.skip.contains(&id.family) {
+                image
+                    .xt
+                    .entry(id)
+                    .or_default()
+                    .extend(super::nfnl::chain_names(t));
+            } else {
+                image.native.insert(id);
+            }
+        }
         image
     }
 
@@ -521,6 +533,7 @@ mod tests {
             text: text.into(),
             counters: false,
             program: String::new(),
+            tables: Vec::new(),
         }
     }
 

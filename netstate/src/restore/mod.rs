@@ -278,16 +278,12 @@ fn apply(
     lp: &links::LinkPlan,
     files: &mut Vec<crate::api::RestoredFile>,
 ) -> std::result::Result<(), Vec<String>> {
-    // iptables rules go in before the links exist: iptables-restore resolves every numeric
-    // port through getaddrinfo, which walks every device (50,000 rules: 0.9 s into an empty
-    // namespace, 3.5 s once 2,000 links exist). Native nft tables may name devices by index
-    // (iif, flowtables), so they follow the links. Links are down until much later, so no
-    // traffic passes before either.
-    let (xt, nft): (Vec<_>, Vec<_>) = todo
-        .firewall
-        .iter()
-        .cloned()
-        .partition(|r| r.source != crhook_proto::FirewallSource::Nft as i32);
+    // The firewall goes in before the links exist (iptables-restore of legacy rules resolves
+    // every numeric port through getaddrinfo, which walks every device: 50,000 rules take
+    // 0.9 s into an empty namespace, 3.5 s once 2,000 links exist), except what hooks devices
+    // (netdev chains, flowtables, nft text), which follows them; see split_for_links. Links
+    // are down until much later, so no traffic passes before either.
+    let (xt, nft) = crate::firewall::split_for_links(&todo.firewall);
     firewall(cx, &xt, "firewall")?;
     let t = Instant::now();
     let ifs = links::create(&todo.links, lp, cx.ns, cx.socks, cx.journal)?;

@@ -21,6 +21,7 @@ pub fn firewall_options(counters: bool) -> FirewallOptions {
         cr_iptables: var("CR_IPTABLES"),
         cr_ip6tables: var("CR_IP6TABLES"),
         skip: false,
+        nft_text: false,
     }
 }
 

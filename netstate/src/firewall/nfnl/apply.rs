@@ -1,0 +1,272 @@
+//! Restore: the saved tables replayed in one nf_tables transaction, and its undo.
+//!
+//! Per saved table: a live table equal to it (in normal form, counters aside) is left alone;
+//! otherwise the transaction deletes the live one, if any, and adds the saved one, so the
+//! kernel commits every table or none. The undo is a transaction too: it deletes the tables
+//! that did not exist and puts back, with their counters, those that were replaced.
+
+use crhook_proto::NftTable;
+
+use super::norm::{self, normalize};
+use super::{
+    dump, msg_type, table_label, Obj, BATCH_BEGIN, BATCH_END, NFT_MSG_DELTABLE, NFT_MSG_GETGEN,
+    SUBSYS,
+};
+use crate::error::{NetstateError, Result};
+use crate::firewall::nftx::TableId;
+use crate::netns::NetNs;
+use crate::nl::Req;
+
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
+const NFTA_SET_ID: u16 = 10;
+
+/// One message of a transaction: type, flags, payload, and what it is for errors.
+#[derive(Debug, Clone)]
+pub(super) struct Msg {
+    pub ty: u16,
+    pub flags: u16,
+    pub payload: Vec<u8>,
+    pub what: String,
+}
+
+/// A transaction that replays saved tables, with the one that undoes it.
+#[derive(Debug)]
+pub(crate) struct NfnlStep {
+    msgs: Vec<Msg>,
+    undo: Vec<Msg>,
+}
+
+/// What restoring the saved tables would do.
+#[derive(Debug, Default)]
+pub(crate) struct NfnlPlan {
+    pub step: Option<NfnlStep>,
+    pub conflicts: Vec<String>,
+}
+
+/// Plans restoring `saved` into `ns`. `keep` says which live tables are nf_tables state
+/// crhook owns here (the others, e.g. iptables-nft's under a `CR_IPTABLES` command, are
+/// neither compared nor reported); live tables it keeps that the image lacks are conflicts.
+pub(crate) fn plan(
+    ns: &NetNs,
+    saved: &[&NftTable],
+    keep: &dyn Fn(&TableId) -> bool,
+) -> Result<NfnlPlan> {
+    let live = dump::capture(ns, true, keep)?;
+    let mut out = NfnlPlan::default();
+    let mut msgs = Vec::new();
+    let mut undo = Vec::new();
+    for s in saved {
+        let label = table_label(s);
+        let l = live
+            .iter()
+            .find(|l| l.family == s.family && l.name == s.name);
+        match l {
+            Some(l) if same(s, l).map_err(|e| invalid(&label, e))? => continue,
+            Some(l) => {
+                if !is_empty(l) {
+                    out.conflicts.push(format!(
+                        "nftables: live table {label} differs from the saved one"
+                    ));
+                }
+                msgs.push(delete(l));
+                undo.extend(declare_delete(l));
+                undo.extend(replay(l));
+            }
+            None => undo.extend(declare_delete(s)),
+        }
+        msgs.extend(replay(s));
+    }
+    for l in &live {
+        if !saved
+            .iter()
+            .any(|s| s.family == l.family && s.name == l.name)
+        {
+            out.conflicts.push(format!(
+                "nftables: live table {} is not in the image",
+                super::table_id(l)
+            ));
+        }
+    }
+    if !msgs.is_empty() {
+        out.step = Some(NfnlStep { msgs, undo });
+    }
+    Ok(out)
+}
+
+fn invalid(label: &str, e: String) -> NetstateError {
+    NetstateError::invalid(format!("saved nftables table {label}: {e}"))
+}
+
+/// Equal in normal form without counters, list by list.
+fn same(a: &NftTable, b: &NftTable) -> std::result::Result<bool, String> {
+    for obj in Obj::ALL {
+        let (x, y) = (obj.of(a), obj.of(b));
+        if x.len() != y.len() {
+            return Ok(false);
+        }
+        for (p, q) in x.iter().zip(y) {
+            if p != q && normalize(obj, p, false)? != normalize(obj, q, false)? {
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Nothing a restore over it would lose: no rules, sets, objects or flowtables, and every
+/// chain's policy accepts.
+fn is_empty(t: &NftTable) -> bool {
+    t.rules.is_empty()
+        && t.sets.is_empty()
+        && t.objects.is_empty()
+        && t.flowtables.is_empty()
+        && t.chains.iter().all(|c| norm::chain_policy_accepts(c))
+}
+
+fn delete(t: &NftTable) -> Msg {
+    let mut payload = vec![u8::try_from(t.family).unwrap_or(0), 0, 0, 0];
+    payload.extend(norm::string_attr(1, &t.name));
+    Msg {
+        ty: msg_type(NFT_MSG_DELTABLE),
+        flags: 0,
+        payload,
+        what: format!("delete table {}", table_label(t)),
+    }
+}
+
+/// Deletes `t` whether or not it still exists (an undo must not fail on what another undo
+/// step removed first): declare it, then delete it.
+fn declare_delete(t: &NftTable) -> [Msg; 2] {
+    let mut payload = vec![u8::try_from(t.family).unwrap_or(0), 0, 0, 0];
+    payload.extend(norm::string_attr(1, &t.name));
+    let declare = Msg {
+        ty: msg_type(super::NFT_MSG_NEWTABLE),
+        flags: NLM_F_CREATE,
+        payload,
+        what: format!("declare table {}", table_label(t)),
+    };
+    [declare, delete(t)]
+}
+
+/// The messages that rebuild `t`, in dependency order: the rules of chains bound to a rule
+/// (`jump { ... }`) go before the rules that bind them, since a bound chain takes no rules.
+fn replay(t: &NftTable) -> Vec<Msg> {
+    let label = table_label(t);
+    let mut out = Vec::new();
+    let mut binding = Vec::new();
+    for obj in Obj::ALL {
+        let flags = match obj {
+            Obj::Rule => NLM_F_CREATE | NLM_F_APPEND,
+            _ => NLM_F_CREATE,
+        };
+        let mut rules_first = Vec::new();
+        let mut rules_rest = Vec::new();
+        for (i, p) in obj.of(t).iter().enumerate() {
+            let what = describe(obj, p, i, &label);
+            let mut payload = p.clone();
+            if obj == Obj::Set {
+                // NFT_MSG_NEWSET requires a transaction-unique NFTA_SET_ID (dumps carry none)
+                let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
+                payload.extend(norm::be32_attr(NFTA_SET_ID, id));
+            }
+            let m = Msg {
+                ty: msg_type(obj.new_msg()),
+                flags,
+                payload,
+                what,
+            };
+            match obj {
+                Obj::Chain if norm::chain_flags(p) & norm::CHAIN_BINDING != 0 => {
+                    if let Some(c) = norm::chain_name(p) {
+                        binding.push(c);
+                    }
+                    out.push(m);
+                }
+                Obj::Rule
+                    if !binding.is_empty()
+                        && norm::rule_chain(p).is_some_and(|c| binding.contains(&c)) =>
+                {
+                    rules_first.push(m)
+                }
+                Obj::Rule => rules_rest.push(m),
+                _ => out.push(m),
+            }
+        }
+        out.extend(rules_first);
+        out.extend(rules_rest);
+    }
+    out
+}
+
+/// "rule 3 of chain ip filter INPUT", "set ip filter s", ...
+fn describe(obj: Obj, p: &[u8], i: usize, table: &str) -> String {
+    let name = match obj {
+        Obj::Table => return format!("table {table}"),
+        Obj::Chain => norm::chain_name(p),
+        Obj::Set => norm::set_name(p),
+        Obj::Element => {
+            return format!(
+                "elements of set {table} {}",
+                norm::elem_set(p).unwrap_or_default()
+            )
+        }
+        Obj::Rule => {
+            return format!(
+                "rule of chain {table} {}",
+                norm::rule_chain(p).unwrap_or_default()
+            )
+        }
+        Obj::Object | Obj::Flowtable => norm::obj_name(p),
+    };
+    match name {
+        Some(n) => format!("{} {table} {n}", obj.name()),
+        None => format!("{} {i} of table {table}", obj.name()),
+    }
+}
+
+/// Runs one transaction in `ns`; the error names the first message the kernel refused.
+pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
+    let mut nl = dump::socket(ns)?;
+    let hdr = |ty: u16| Req::Raw {
+        msg_type: ty,
+        payload: [[0u8, 0], SUBSYS.to_be_bytes()].concat(),
+    };
+    let probe = Req::Raw {
+        msg_type: msg_type(NFT_MSG_GETGEN),
+        payload: vec![0; 4],
+    };
+    let batch: Vec<(u16, u16, &[u8])> = msgs
+        .iter()
+        .map(|m| (m.ty, m.flags, m.payload.as_slice()))
+        .collect();
+    match nl.transaction(&hdr(BATCH_BEGIN), &batch, &hdr(BATCH_END), &probe, op)? {
+        Ok(()) => Ok(()),
+        Err((i, e)) => {
+            let what = msgs
+                .get(i)
+                .map_or("the transaction".to_string(), |m| m.what.clone());
+            Err(NetstateError::Netlink {
+                op: format!("{op}: {what}"),
+                object: String::new(),
+                netns: ns.name().to_string(),
+                source: match &e.ext {
+                    Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),
+                    None => e.io(),
+                },
+            })
+        }
+    }
+}
+
+impl NfnlStep {
+    /// Applies the step: every table or none.
+    pub(crate) fn apply(&self, ns: &NetNs) -> Result<()> {
+        transact(ns, &self.msgs, "restore nftables tables")
+    }
+
+    /// Puts back what was live before [`NfnlStep::apply`].
+    pub(crate) fn undo(&self, ns: &NetNs) -> Result<()> {
+        transact(ns, &self.undo, "undo nftables restore")
+    }
+}

@@ -1,0 +1,187 @@
+//! Capture: every nf_tables table of a namespace from one consistent set of dumps.
+//!
+//! Six dumps over all families (tables, chains, objects, flowtables, sets, rules) and one per
+//! set for its elements. Every answer carries the ruleset's generation in its nfgenmsg; when
+//! the answers disagree the ruleset changed meanwhile and the dumps are taken again.
+
+use std::collections::HashMap;
+
+use crhook_proto::NftTable;
+use netlink_sys::protocols::NETLINK_NETFILTER;
+
+use super::norm::{self, normalize};
+use super::{
+    msg_type, Obj, NFGEN, NFT_MSG_GETCHAIN, NFT_MSG_GETFLOWTABLE, NFT_MSG_GETOBJ, NFT_MSG_GETRULE,
+    NFT_MSG_GETSET, NFT_MSG_GETSETELEM, NFT_MSG_GETTABLE,
+};
+use crate::error::{NetstateError, Result};
+use crate::firewall::nftx::TableId;
+use crate::firewall::xt::LOCK_CHAINS;
+use crate::netns::NetNs;
+use crate::nl::{Nl, Req};
+
+/// How many times the dumps are retaken while the ruleset keeps changing.
+const ATTEMPTS: usize = 5;
+
+/// Opens a NETLINK_NETFILTER socket inside `ns`.
+pub(super) fn socket(ns: &NetNs) -> Result<Nl> {
+    let name = ns.name().to_string();
+    ns.run(move || Nl::with_protocol(&name, NETLINK_NETFILTER, "NETLINK_NETFILTER"))
+}
+
+/// Every table of `ns` that `keep` accepts, except network locks (crhook's table, CRIU's
+/// `CRIU-*` tables) and, in iptables-nft's tables, the lock chains and the jumps to them.
+/// Payloads are normalised (see norm.rs); `counters` keeps traffic state.
+pub(crate) fn capture(
+    ns: &NetNs,
+    counters: bool,
+    keep: &dyn Fn(&TableId) -> bool,
+) -> Result<Vec<NftTable>> {
+    let mut nl = socket(ns)?;
+    for _ in 0..ATTEMPTS {
+        if let Some(tables) = dump_once(&mut nl, counters, keep)? {
+            return Ok(tables);
+        }
+    }
+    Err(NetstateError::Protocol {
+        op: "dump nftables ruleset".into(),
+        netns: ns.name().to_string(),
+        what: format!("the ruleset changed during each of {ATTEMPTS} dumps"),
+    })
+}
+
+/// The answers of one dump request of nf_tables message `get`, payloads only; each answer's
+/// generation goes into `gens`.
+fn dump(
+    nl: &mut Nl,
+    get: u16,
+    family: u8,
+    attrs: &[u8],
+    what: &str,
+    gens: &mut Vec<u16>,
+) -> Result<Vec<Vec<u8>>> {
+    let mut payload = vec![family, 0, 0, 0];
+    payload.extend_from_slice(attrs);
+    let req = Req::Raw {
+        msg_type: msg_type(get),
+        payload,
+    };
+    let msgs = nl.dump_raw(&req, what)?;
+    // answers are NFT_MSG_NEW*: the GET type minus one
+    let want = msg_type(get - 1);
+    Ok(msgs
+        .into_iter()
+        .filter(|(ty, p)| *ty == want && p.len() >= NFGEN)
+        .map(|(_, p)| {
+            gens.push(u16::from_be_bytes([p[2], p[3]]));
+            p
+        })
+        .collect())
+}
+
+fn decode_err(nl: &Nl, obj: Obj, e: String) -> NetstateError {
+    crate::nla::decode_error(&format!("dump nftables {}s", obj.name()), nl.netns(), e)
+}
+
+/// One pass; None when the generation changed between the dumps.
+fn dump_once(
+    nl: &mut Nl,
+    counters: bool,
+    keep: &dyn Fn(&TableId) -> bool,
+) -> Result<Option<Vec<NftTable>>> {
+    let mut gens = Vec::new();
+    let mut tables: Vec<NftTable> = Vec::new();
+    // (family, table name) -> index in `tables`, and whether it is one of iptables-nft's
+    let mut index: HashMap<(u8, String), (usize, bool)> = HashMap::new();
+    for p in dump(
+        nl,
+        NFT_MSG_GETTABLE,
+        0,
+        &[],
+        "dump nftables tables",
+        &mut gens,
+    )? {
+        let Some(name) = norm::table_name(&p) else {
+            continue;
+        };
+        let id = TableId {
+            family: super::family_name(u32::from(p[0])),
+            name: name.clone(),
+        };
+        if id.is_lock() || !keep(&id) {
+            continue;
+        }
+        let table =
+            normalize(Obj::Table, &p, counters).map_err(|e| decode_err(nl, Obj::Table, e))?;
+        index.insert((p[0], name.clone()), (tables.len(), id.is_xtables()));
+        tables.push(NftTable {
+            family: u32::from(p[0]),
+            name,
+            table,
+            ..Default::default()
+        });
+    }
+    let lists = [
+        (Obj::Chain, NFT_MSG_GETCHAIN),
+        (Obj::Object, NFT_MSG_GETOBJ),
+        (Obj::Flowtable, NFT_MSG_GETFLOWTABLE),
+        (Obj::Set, NFT_MSG_GETSET),
+        (Obj::Rule, NFT_MSG_GETRULE),
+    ];
+    let mut sets = Vec::new();
+    for (obj, get) in lists {
+        let what = format!("dump nftables {}s", obj.name());
+        for p in dump(nl, get, 0, &[], &what, &mut gens)? {
+            // every kind names its table in attribute 1
+            let Some(tname) = norm::str_attr(&p, 1) else {
+                continue;
+            };
+            let Some(&(i, xtables)) = index.get(&(p[0], tname.clone())) else {
+                continue;
+            };
+            if xtables && is_lock_artefact(obj, &p) {
+                continue;
+            }
+            if obj == Obj::Set {
+                if let Some(s) = norm::set_name(&p) {
+                    sets.push((p[0], tname, s, i));
+                }
+            }
+            let n = normalize(obj, &p, counters).map_err(|e| decode_err(nl, obj, e))?;
+            if let Some(list) = obj.list_mut(&mut tables[i]) {
+                list.push(n);
+            }
+        }
+    }
+    for (family, table, set, i) in sets {
+        let attrs = [norm::string_attr(1, &table), norm::string_attr(2, &set)].concat();
+        let what = format!("dump elements of nftables set {set} in table {table}");
+        for p in dump(nl, NFT_MSG_GETSETELEM, family, &attrs, &what, &mut gens)? {
+            if norm::elements_empty(&p) {
+                continue;
+            }
+            let n = normalize(Obj::Element, &p, counters)
+                .map_err(|e| decode_err(nl, Obj::Element, e))?;
+            tables[i].elements.push(n);
+        }
+    }
+    if gens.windows(2).any(|w| w[0] != w[1]) {
+        return Ok(None);
+    }
+    Ok(Some(tables))
+}
+
+/// A lock chain of an iptables-nft table (CRIU's `CRIU`, crhook's `crhook-lock`), a rule in
+/// one, or a rule jumping to one.
+fn is_lock_artefact(obj: Obj, p: &[u8]) -> bool {
+    match obj {
+        Obj::Chain => norm::chain_name(p).is_some_and(|c| LOCK_CHAINS.contains(&c.as_str())),
+        Obj::Rule => {
+            norm::rule_chain(p).is_some_and(|c| LOCK_CHAINS.contains(&c.as_str()))
+                || norm::rule_jumps(p)
+                    .iter()
+                    .any(|c| LOCK_CHAINS.contains(&c.as_str()))
+        }
+        _ => false,
+    }
+}

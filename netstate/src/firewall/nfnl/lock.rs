@@ -1,0 +1,123 @@
+//! crhook's lock table over nfnetlink, in one transaction with no program to start: the
+//! same table `nft -f` makes from
+//!
+//! ```text
+//! table inet crhook-lock {
+//!     chain prerouting { type filter hook prerouting priority -2147483648; policy drop; iif lo accept }
+//!     chain output { type filter hook output priority -2147483648; policy drop; oif lo accept }
+//! }
+//! ```
+//!
+//! Locking declares the table, deletes it and adds it again, so locking twice or over a
+//! half-made lock leaves exactly one; unlocking declares and deletes it.
+
+use super::apply::{transact, Msg};
+use super::norm::{be32_attr, nest, string_attr};
+use super::{msg_type, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE};
+use crate::error::Result;
+use crate::firewall::lock::NFT_TABLE;
+use crate::netns::NetNs;
+
+const NFPROTO_INET: u8 = 1;
+const NLM_F_CREATE: u16 = 0x400;
+const NLM_F_APPEND: u16 = 0x800;
+/// NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT
+const HOOK_PREROUTING: u32 = 0;
+const HOOK_OUTPUT: u32 = 3;
+/// NFT_META_IIF, NFT_META_OIF
+const META_IIF: u32 = 4;
+const META_OIF: u32 = 5;
+/// the loopback device's ifindex in every namespace
+const LO_IFINDEX: u32 = 1;
+
+fn msg(m: u16, flags: u16, attrs: &[Vec<u8>], what: &str) -> Msg {
+    let mut payload = vec![NFPROTO_INET, 0, 0, 0];
+    for a in attrs {
+        payload.extend_from_slice(a);
+    }
+    Msg {
+        ty: msg_type(m),
+        flags,
+        payload,
+        what: what.to_string(),
+    }
+}
+
+fn table(m: u16, flags: u16, what: &str) -> Msg {
+    msg(m, flags, &[string_attr(1, NFT_TABLE)], what)
+}
+
+/// An expression: NFTA_EXPR_NAME, NFTA_EXPR_DATA.
+fn expr(name: &str, data: &[Vec<u8>]) -> Vec<u8> {
+    nest(1, &[string_attr(1, name), nest(2, data)])
+}
+
+/// A base chain at `hook`, lowest priority, policy drop, whose one rule accepts packets whose
+/// `meta` device (iif or oif) is loopback.
+fn chain(name: &str, hook: u32, meta: u32) -> [Msg; 2] {
+    let chain = msg(
+        NFT_MSG_NEWCHAIN,
+        NLM_F_CREATE,
+        &[
+            string_attr(1, NFT_TABLE),
+            string_attr(3, name),
+            // NFTA_CHAIN_HOOK: NFTA_HOOK_HOOKNUM, NFTA_HOOK_PRIORITY
+            nest(4, &[be32_attr(1, hook), be32_attr(2, i32::MIN as u32)]),
+            // NFTA_CHAIN_POLICY: NF_DROP
+            be32_attr(5, 0),
+            string_attr(7, "filter"),
+        ],
+        &format!("lock chain {name}"),
+    );
+    let exprs = [
+        // meta load iif/oif => reg 1
+        expr("meta", &[be32_attr(1, 1), be32_attr(2, meta)]),
+        // cmp eq reg 1 1 (NFTA_CMP_DATA > NFTA_DATA_VALUE, the ifindex in host order)
+        expr(
+            "cmp",
+            &[
+                be32_attr(1, 1),
+                be32_attr(2, 0),
+                nest(3, &[super::norm::raw_attr(1, &LO_IFINDEX.to_ne_bytes())]),
+            ],
+        ),
+        // immediate reg 0 (verdict) accept: NFTA_IMMEDIATE_DATA > NFTA_DATA_VERDICT > CODE
+        expr(
+            "immediate",
+            &[be32_attr(1, 0), nest(2, &[nest(2, &[be32_attr(1, 1)])])],
+        ),
+    ];
+    let list: Vec<Vec<u8>> = exprs.iter().map(|e| nest(1, &[e.clone()])).collect();
+    let rule = msg(
+        NFT_MSG_NEWRULE,
+        NLM_F_CREATE | NLM_F_APPEND,
+        &[
+            string_attr(1, NFT_TABLE),
+            string_attr(2, name),
+            nest(4, &list),
+        ],
+        &format!("lock rule of chain {name}"),
+    );
+    [chain, rule]
+}
+
+/// Locks `ns` (idempotent).
+pub(crate) fn lock(ns: &NetNs) -> Result<()> {
+    let mut msgs = vec![
+        table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "declare lock table"),
+        table(NFT_MSG_DELTABLE, 0, "delete lock table"),
+        table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "add lock table"),
+    ];
+    msgs.extend(chain("prerouting", HOOK_PREROUTING, META_IIF));
+    msgs.extend(chain("output", HOOK_OUTPUT, META_OIF));
+    transact(ns, &msgs, "lock")
+}
+
+/// Removes the lock table (idempotent).
+pub(crate) fn unlock(ns: &NetNs) -> Result<()> {
+    let msgs = [
+        table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "declare lock table"),
+        table(NFT_MSG_DELTABLE, 0, "delete lock table"),
+    ];
+    transact(ns, &msgs, "unlock")
+}
