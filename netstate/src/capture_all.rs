@@ -75,29 +75,46 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
     let mut peers = PeerFinder::new(host.try_clone()?, ns);
     let (links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
     let ifs = IfMap::from_names(links.iter().map(|l| (l.ifindex, l.name.clone())));
-    let mut snap = Snapshot {
-        addresses: timed(&mut phases, "addresses", || {
-            Addresses::capture(&mut nl, &ifs)
-        })?,
-        nexthops: timed(&mut phases, "nexthops", || Nexthops::capture(&mut nl, &ifs))?,
-        routes: timed(&mut phases, "routes", || Routes::capture(&mut nl, &ifs))?,
-        rules: timed(&mut phases, "rules", || Rules::capture(&mut nl, &ifs))?,
-        neighbours: timed(&mut phases, "neighbours", || {
-            Neighbours::capture(&mut nl, &ifs)
-        })?,
-        ..Default::default()
-    };
-    let mut requests = nl.requests;
-    if parts.sysctls {
-        let (sysctls, n) = timed(&mut phases, "sysctls", || {
-            ns.run(|| {
-                let mut snl = Nl::new(&name)?;
-                let v = crate::sysctl::capture(&mut snl, Some(&dump))?;
-                Ok((v, snl.requests))
+    // sysctls (mostly /proc reads) go on their own thread, beside the other dumps
+    let (families, sysctls) = std::thread::scope(|s| {
+        let sys = parts.sysctls.then(|| {
+            let (name, dump) = (&name, &dump);
+            s.spawn(move || {
+                let t = std::time::Instant::now();
+                ns.run(|| {
+                    let mut snl = Nl::new(name)?;
+                    let v = crate::sysctl::capture(&mut snl, Some(dump))?;
+                    Ok((v, snl.requests, t.elapsed().as_micros() as u64))
+                })
             })
-        })?;
-        snap.sysctls = sysctls;
+        });
+        let fams = (|| -> Result<(Snapshot, Vec<(&'static str, u64)>)> {
+            let mut ph = Vec::new();
+            let snap = Snapshot {
+                addresses: timed(&mut ph, "addresses", || Addresses::capture(&mut nl, &ifs))?,
+                nexthops: timed(&mut ph, "nexthops", || Nexthops::capture(&mut nl, &ifs))?,
+                routes: timed(&mut ph, "routes", || Routes::capture(&mut nl, &ifs))?,
+                rules: timed(&mut ph, "rules", || Rules::capture(&mut nl, &ifs))?,
+                neighbours: timed(&mut ph, "neighbours", || Neighbours::capture(&mut nl, &ifs))?,
+                ..Default::default()
+            };
+            Ok((snap, ph))
+        })();
+        let sys = sys.map(|h| {
+            h.join().map_err(|_| {
+                crate::error::NetstateError::invalid("sysctl capture thread panicked")
+            })?
+        });
+        (fams, sys)
+    });
+    let (mut snap, ph) = families?;
+    phases.extend(ph);
+    let mut requests = nl.requests;
+    if let Some(r) = sysctls {
+        let (v, n, us) = r?;
+        snap.sysctls = v;
         requests += n;
+        phases.push(("sysctls", us));
     }
     let mut warnings = Vec::new();
     for l in &links {

@@ -11,7 +11,7 @@ use crhook_core::{ImageWriter, Kind, StatsRecorder};
 use crhook_proto as pb;
 
 use crate::api::CheckpointOptions;
-use crate::capture_all::{capture, Parts};
+use crate::capture_all::{capture, Captured, Parts};
 use crate::error::{NetstateError, Result};
 use crate::netns::{NetNs, Target};
 
@@ -48,7 +48,9 @@ pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<p
         stats.phase("lock", t.elapsed());
         locked_at = Some(Instant::now());
     }
-    let result = capture_and_write(&ns, &host, target, images, opts, &mut stats, &mut warnings);
+    // only what traffic can change is captured under the lock: sysctls, open files and the
+    // image writing (fsync) come after the unlock
+    let result = capture_locked(&ns, &host, opts, &mut stats, &mut warnings);
     let unlock_result = match locked_at {
         Some(_) if result.is_err() || !opts.leave_locked => {
             crate::firewall::unlock(&ns).map(|_| ())
@@ -58,26 +60,37 @@ pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<p
     if let Some(t) = locked_at {
         stats.set_locked(t.elapsed());
     }
-    let bytes = result?;
+    let mut c = result?;
     unlock_result?;
-    let _ = bytes;
+    if opts.lock {
+        let t = Instant::now();
+        let name = ns.name().to_string();
+        let (v, n) = ns.run(|| {
+            let mut snl = crate::nl::Nl::new(&name)?;
+            let v = crate::sysctl::capture(&mut snl, None)?;
+            Ok((v, snl.requests))
+        })?;
+        c.snapshot.sysctls = v;
+        stats.add_netlink_requests(n);
+        stats.phase("sysctls", t.elapsed());
+    }
+    write(&ns, &mut c, target, images, opts, &mut stats, &mut warnings)?;
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
     Ok(s)
 }
 
-fn capture_and_write(
+/// The netlink families and the firewall, and the sysctls unless the namespace is locked.
+fn capture_locked(
     ns: &NetNs,
     host: &NetNs,
-    target: &Target,
-    images: &Path,
     opts: &CheckpointOptions,
     stats: &mut StatsRecorder,
     warnings: &mut Vec<String>,
-) -> Result<u64> {
+) -> Result<Captured> {
     let parts = Parts {
         firewall: true,
-        sysctls: true,
+        sysctls: !opts.lock,
     };
     let mut c = capture(ns, host, &opts.firewall, parts)?;
     for (p, us) in &c.phases {
@@ -85,6 +98,19 @@ fn capture_and_write(
     }
     stats.add_netlink_requests(c.netlink_requests);
     warnings.append(&mut c.warnings);
+    Ok(c)
+}
+
+/// Open device files, then the image directory.
+fn write(
+    ns: &NetNs,
+    c: &mut Captured,
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+    stats: &mut StatsRecorder,
+    warnings: &mut Vec<String>,
+) -> Result<u64> {
     let t = Instant::now();
     crate::tunfile::capture(ns, &mut c.snapshot, opts, warnings)?;
     stats.phase("files", t.elapsed());

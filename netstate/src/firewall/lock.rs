@@ -5,9 +5,10 @@
 //! The chains sit at the prerouting and output hooks, the first hooks a received and a
 //! locally sent packet meet, at the lowest priority there is, so they run before raw,
 //! conntrack, defragmentation and every user chain; forwarded traffic enters through
-//! prerouting too. Locking replaces the table in one transaction (declare, delete, add), so
-//! locking twice or over a half-made lock leaves exactly one lock. Where nft is unavailable
-//! the lock is an iptables chain `crhook-lock` in the raw table of both families, jumped to
+//! prerouting too. Locking replaces the table in one nfnetlink transaction (declare,
+//! delete, add; built in nfnl/lock.rs, no program started), so locking twice or over a
+//! half-made lock leaves exactly one lock. Where the kernel lacks nf_tables the lock is an
+//! iptables chain `crhook-lock` in the raw table of both families, jumped to
 //! first from PREROUTING and OUTPUT. Capture leaves both out of the image.
 
 use super::capture::Tools;
@@ -18,22 +19,6 @@ use crate::netns::NetNs;
 
 pub(crate) const NFT_TABLE: &str = "crhook-lock";
 pub(crate) const XT_CHAIN: &str = "crhook-lock";
-
-/// The lock as nft text: what nfnl::lock builds, for the test that compares the two.
-#[cfg(test)]
-const NFT_LOCK: &str = "table inet crhook-lock
-delete table inet crhook-lock
-table inet crhook-lock {
-\tchain prerouting {
-\t\ttype filter hook prerouting priority -2147483648; policy drop;
-\t\tiif lo accept
-\t}
-\tchain output {
-\t\ttype filter hook output priority -2147483648; policy drop;
-\t\toif lo accept
-\t}
-}
-";
 
 const XT_LOCK: &str = "*raw
 :crhook-lock - [0:0]

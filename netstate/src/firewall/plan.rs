@@ -104,20 +104,19 @@ pub(crate) fn build(
     let raw = saved
         .iter()
         .any(|r| source_of(r) == FirewallSource::Nftables);
-    if raw {
-        if mode != Mode::Check {
-            let tables: Vec<&crhook_proto::NftTable> = saved
-                .iter()
-                .filter(|r| source_of(r) == FirewallSource::Nftables)
-                .flat_map(|r| r.tables.iter())
-                .collect();
-            let p = super::nfnl::plan_tables(ns, &tables, &capture::nfnl_keeps(opts))?;
-            if mode == Mode::Conflicts {
-                plan.conflicts.extend(p.conflicts);
-            }
-            plan.steps.extend(p.step.map(Step::Nfnl));
+    // a Check has nothing to test for nf_tables: the transaction is all or nothing and comes
+    // first
+    if raw && mode != Mode::Check {
+        let tables: Vec<&crhook_proto::NftTable> = saved
+            .iter()
+            .filter(|r| source_of(r) == FirewallSource::Nftables)
+            .flat_map(|r| r.tables.iter())
+            .collect();
+        let p = super::nfnl::plan_tables(ns, &tables, &capture::nfnl_keeps(opts))?;
+        if mode == Mode::Conflicts {
+            plan.conflicts.extend(p.conflicts);
         }
-        // a Check has nothing to test: the transaction is all or nothing and comes first
+        plan.steps.extend(p.step.map(Step::Nfnl));
     }
     plan.raw = raw;
     for family in [Family::V4, Family::V6] {

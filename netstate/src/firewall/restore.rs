@@ -425,4 +425,56 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT");
         assert!(errors.is_empty(), "{errors:?}");
         assert!(!b.sh("iptables-legacy-save").contains("-A "));
     }
+
+    #[test]
+    fn zz_explore() {
+        let a = TestNs::new("zza");
+        let b = TestNs::new("zzb");
+        a.sh("set -e
+iptables -A INPUT -p tcp --dport 22 -j ACCEPT
+iptables -P FORWARD DROP
+iptables-legacy -N LEG
+iptables-legacy -A LEG -s 192.0.2.0/24 -j DROP
+iptables-legacy -A INPUT -j LEG
+iptables-legacy -t nat -A POSTROUTING -o eth9 -j MASQUERADE
+ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT");
+        let opts = FirewallOptions::default();
+        let saved = capture(&a.ns(), &opts).expect("capture");
+        for r in &saved {
+            eprintln!(
+                "SRC {:?} {:?} tables {:?}\n{}",
+                r.source,
+                r.program,
+                r.tables
+                    .iter()
+                    .map(|t| (t.family, t.name.clone(), t.chains.len(), t.rules.len()))
+                    .collect::<Vec<_>>(),
+                r.text
+            );
+        }
+        let tools = Tools::probe().without(Backend::Legacy);
+        let bns = b.ns();
+        let undo = restore_with(&bns, &saved, &opts, &tools)
+            .map_err(|(e, _)| e)
+            .expect("restore");
+        eprintln!("WARN {:?}", undo.warnings);
+        eprintln!("AFTER1 {}{}", b.sh("iptables-save"), b.sh("ip6tables-save"));
+        let c = plan::build(&bns, &saved, &opts, Mode::Conflicts, &tools)
+            .expect("c")
+            .conflicts;
+        eprintln!("CONFLICTS {c:?}");
+        let again = restore_with(&bns, &saved, &opts, &tools)
+            .map_err(|(e, _)| e)
+            .expect("again");
+        eprintln!("AGAIN empty={} {:?}", again.is_empty(), again.warnings);
+        eprintln!("AFTER2 {}{}", b.sh("iptables-save"), b.sh("ip6tables-save"));
+        let e1 = again.undo(&bns);
+        eprintln!(
+            "UNDO2 {e1:?} {}{}",
+            b.sh("iptables-save"),
+            b.sh("ip6tables-save")
+        );
+        let e2 = undo.undo(&bns);
+        eprintln!("UNDO1 {e2:?} tables: {}", b.sh("nft list tables"));
+    }
 }

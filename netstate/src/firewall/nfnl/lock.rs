@@ -47,9 +47,9 @@ fn table(m: u16, flags: u16, what: &str) -> Msg {
     msg(m, flags, &[string_attr(1, NFT_TABLE)], what)
 }
 
-/// An expression: NFTA_EXPR_NAME, NFTA_EXPR_DATA.
+/// An expression's attributes: NFTA_EXPR_NAME, NFTA_EXPR_DATA.
 fn expr(name: &str, data: &[Vec<u8>]) -> Vec<u8> {
-    nest(1, &[string_attr(1, name), nest(2, data)])
+    [string_attr(1, name), nest(2, data)].concat()
 }
 
 /// A base chain at `hook`, lowest priority, policy drop, whose one rule accepts packets whose
@@ -87,7 +87,11 @@ fn chain(name: &str, hook: u32, meta: u32) -> [Msg; 2] {
             &[be32_attr(1, 0), nest(2, &[nest(2, &[be32_attr(1, 1)])])],
         ),
     ];
-    let list: Vec<Vec<u8>> = exprs.iter().map(|e| nest(1, &[e.clone()])).collect();
+    // NFTA_RULE_EXPRESSIONS: one NFTA_LIST_ELEM per expression
+    let list: Vec<Vec<u8>> = exprs
+        .iter()
+        .map(|e| nest(1, std::slice::from_ref(e)))
+        .collect();
     let rule = msg(
         NFT_MSG_NEWRULE,
         NLM_F_CREATE | NLM_F_APPEND,
