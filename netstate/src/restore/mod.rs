@@ -284,23 +284,53 @@ fn apply(
     // (netdev chains, flowtables, nft text), which follows them; see split_for_links. Links
     // are down until much later, so no traffic passes before either.
     let (xt, nft) = crate::firewall::split_for_links(&todo.firewall);
-    firewall(cx, &xt, "firewall")?;
-    let t = Instant::now();
-    let ifs = links::create(&todo.links, lp, cx.ns, cx.socks, cx.journal)?;
-    cx.stats.phase("links", t.elapsed());
-    firewall(cx, &nft, "nftables")?;
-    let t = Instant::now();
-    sysctls(
-        &todo.sysctls,
-        crate::sysctl::Phase::Early,
-        cx.ns,
-        cx.journal,
-    )?;
-    cx.stats.phase("sysctls_early", t.elapsed());
-    let target = &mut cx.socks.target;
-    let t = Instant::now();
-    family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
-    cx.stats.phase("addresses", t.elapsed());
+    // nf_tables state replayed over nfnetlink takes no RTNL and resolves nothing: its
+    // transaction runs on its own thread while the links and addresses go in, and is joined
+    // before any link comes up. Rulesets restored by a tool go first, alone.
+    let overlap = !xt.is_empty()
+        && xt
+            .iter()
+            .all(|r| r.source == crhook_proto::FirewallSource::Nftables as i32);
+    if !overlap {
+        firewall(cx, &xt, "firewall")?;
+    }
+    let (ns, fw_opts) = (cx.ns, &cx.opts.firewall);
+    let ifs = std::thread::scope(|s| {
+        let fw = overlap.then(|| {
+            let xt = &xt;
+            s.spawn(move || {
+                let t = Instant::now();
+                (crate::firewall::restore(ns, xt, fw_opts), t.elapsed())
+            })
+        });
+        let r = links_and_addresses(cx, todo, lp, &nft);
+        let Some(h) = fw else { return r };
+        let mut errors = r.as_ref().err().cloned().unwrap_or_default();
+        match h.join() {
+            Ok((res, took)) => {
+                cx.stats.phase("firewall", took);
+                match res {
+                    Ok(u) => {
+                        cx.warnings.extend(u.warnings.iter().cloned());
+                        cx.journal.push(Undo::Firewall(u));
+                        if let Err(e) = cx.journal.check() {
+                            errors.push(e);
+                        }
+                    }
+                    Err((e, u)) => {
+                        cx.journal.push(Undo::Firewall(u));
+                        errors.push(crate::error::chain(&e));
+                    }
+                }
+            }
+            Err(_) => errors.push("firewall restore thread panicked".to_string()),
+        }
+        if errors.is_empty() {
+            r
+        } else {
+            Err(errors)
+        }
+    })?;
     let t = Instant::now();
     let v6_links = todo
         .addresses
@@ -359,6 +389,33 @@ fn apply(
         cx.stats.phase("files", t.elapsed());
     }
     Ok(())
+}
+
+/// Links, the firewall that hooks them, the early sysctls and the addresses; the interfaces
+/// made.
+fn links_and_addresses(
+    cx: &mut Applying,
+    todo: &Snapshot,
+    lp: &links::LinkPlan,
+    nft: &[crhook_proto::FirewallRuleset],
+) -> std::result::Result<IfMap, Vec<String>> {
+    let t = Instant::now();
+    let ifs = links::create(&todo.links, lp, cx.ns, cx.socks, cx.journal)?;
+    cx.stats.phase("links", t.elapsed());
+    firewall(cx, nft, "nftables")?;
+    let t = Instant::now();
+    sysctls(
+        &todo.sysctls,
+        crate::sysctl::Phase::Early,
+        cx.ns,
+        cx.journal,
+    )?;
+    cx.stats.phase("sysctls_early", t.elapsed());
+    let target = &mut cx.socks.target;
+    let t = Instant::now();
+    family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
+    cx.stats.phase("addresses", t.elapsed());
+    Ok(ifs)
 }
 
 fn firewall(
