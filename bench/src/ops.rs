@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::ns::{program, BenchNs};
-use crate::run::{measure, Io, Measured};
+use crate::run::{measure, measure_own_peak, Io, Measured};
 
 /// Absolute paths of every program the benchmark runs.
 #[derive(Debug)]
@@ -371,7 +371,7 @@ fn crhook(
         stdout: Some(stats_file),
         stderr: errlog,
     };
-    let total = measure(what, &mut cmd, &io, allowed)?;
+    let total = measure_own_peak(what, &mut cmd, &io, allowed)?;
     let mut sample = Sample {
         total,
         ..Sample::default()
@@ -461,19 +461,20 @@ pub fn crhook_restore(
     )
 }
 
-/// `crhook diff`; the sample's exit code says whether it found differences (1) or not (0).
-/// Its output lands in `out`.
+/// `crhook diff`; the sample's exit code says whether it found differences (1) or not (0),
+/// or failed (2, an error unless `allowed` holds it). Its output lands in `out`.
 pub fn crhook_diff(
     tools: &Tools,
     ns: &BenchNs,
     images: &Path,
     out: &Path,
     errlog: &Path,
+    allowed: &[i32],
 ) -> Result<Sample> {
     let path = ns.path();
     let dir = images.display().to_string();
     let args = ["diff", "--netns", &path, "--images", &dir];
-    crhook(tools, "crhook diff", &args, out, errlog, &[0, 1])
+    crhook(tools, "crhook diff", &args, out, errlog, allowed)
 }
 
 /// Cost of starting one process inside `ns`: `true` spawned with setns in the child, and the

@@ -4,11 +4,11 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use crate::bench::{OpRuns, SizeResult};
+use crate::bench::{OpRuns, SizeResult, Verify};
 use crate::ops::Sample;
 use crate::summary::{
     fmt_bytes, fmt_dur, fmt_kb, fmt_per_object, fmt_ratio, median_u64, part, part_medians,
-    peak_rss_kb, ratio, thousands, walls, Spread,
+    peak_own_kb, peak_rss_kb, ratio, thousands, walls, Spread,
 };
 
 /// A markdown table: the first `left` columns left-aligned, the rest right-aligned.
@@ -74,8 +74,11 @@ pub fn rss_limit_kb(image_bytes: u64) -> u64 {
 }
 
 fn signed_kb(d: i64) -> String {
-    let sign = if d < 0 { "-" } else { "+" };
-    format!("{sign}{:.1} MiB", d.unsigned_abs() as f64 / 1024.0)
+    let tenths = (d as f64 / 102.4).round();
+    if tenths == 0.0 {
+        return "0.0 MiB".into();
+    }
+    format!("{:+.1} MiB", tenths / 10.0)
 }
 
 /// Difference between the last and the first of `v` (KiB), as "+1.2 MiB".
@@ -93,11 +96,12 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "## Results ({runs} runs per operation; crhook: {crhook})\n\n\
+        "## Results ({runs} run{} per operation; crhook: {crhook})\n\n\
          Wall time from spawn to exit, median and range (min-max) over the runs; CPU is \
          user+system of the process (and for crhook, of the iptables processes it runs); max \
          RSS is the largest single process of the operation (median over the runs). Baseline \
-         times are the sum of its commands.\n"
+         times are the sum of its commands.\n",
+        if runs == 1 { "" } else { "s" }
     );
     for r in results {
         let _ = writeln!(s, "- {}", r.size.describe());
@@ -105,7 +109,7 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
     s.push('\n');
     main_table(&mut s, results);
     s.push_str(&crate::targets::render(results));
-    small_times(&mut s, results);
+    lock_and_wall(&mut s, results);
     per_object(&mut s, results);
     memory(&mut s, results);
     phases(&mut s, results);
@@ -152,7 +156,7 @@ fn main_table(s: &mut String, results: &[SizeResult]) {
 }
 
 /// Whole-process times and the lock window, at every size run.
-fn small_times(s: &mut String, results: &[SizeResult]) {
+fn lock_and_wall(s: &mut String, results: &[SizeResult]) {
     s.push_str(
         "### Lock window and whole-process times\n\n\
          `crhook checkpoint --lock --print-stats` (its own image directory; the namespace is \
@@ -255,7 +259,8 @@ fn memory(s: &mut String, results: &[SizeResult]) {
     s.push_str(
         "### Memory and size on disk\n\n\
          Peak RSS: the largest `wait4` max RSS of any run (crhook and the iptables/nft \
-         processes it runs, whichever is larger), against 3 x image size + 32 MiB.\n\n",
+         processes it runs, whichever is larger), against 3 x image size + 32 MiB. Own \
+         VmHWM: crhook's process alone, sampled every 5 ms.\n\n",
     );
     let mut t = Table::new(
         &[
@@ -268,6 +273,8 @@ fn memory(s: &mut String, results: &[SizeResult]) {
             "peak RSS restore",
             "peak RSS diff",
             "capture and restore within",
+            "own VmHWM capture",
+            "own VmHWM restore",
         ],
         1,
     );
@@ -291,6 +298,8 @@ fn memory(s: &mut String, results: &[SizeResult]) {
                 if peak <= limit { "yes" } else { "no" },
                 100.0 * peak as f64 / limit.max(1) as f64
             ),
+            fmt_kb(peak_own_kb(&r.capture.crhook)),
+            fmt_kb(peak_own_kb(&r.restore.crhook)),
         ]);
     }
     t.render(s);
@@ -396,19 +405,27 @@ fn phases(s: &mut String, results: &[SizeResult]) {
     }
 }
 
+fn verdict(v: &Verify) -> String {
+    match (v.code, &v.error) {
+        (0, _) => "identical (exit 0)".into(),
+        (1, _) => format!("exit 1, {} lines of differences", v.lines),
+        (code, Some(e)) => format!("failed (exit {code}: {e})"),
+        (code, None) => format!("exit {code}"),
+    }
+}
+
 fn notes(s: &mut String, results: &[SizeResult]) {
     s.push_str("### Checks and notes\n\n");
     for r in results {
         let name = r.size.short;
         let _ = writeln!(
             s,
-            "- {name}: namespace built in {}; `crhook diff` on the namespace crhook restored: {}; \
-             on the namespace the baseline restored: exit {} ({} lines of differences); \
-             `crhook diff` on the unchanged source exited {:?}; the baseline diff found {} on the unchanged source.",
+            "- {name}: namespace built in {}; `crhook diff` on the namespace crhook restored \
+             (first run): {}; on the namespace the baseline restored: {}; `crhook diff` on the \
+             unchanged source exited {:?}; the baseline diff found {} on the unchanged source.",
             fmt_dur(r.build),
-            if r.verify_crhook == 0 { "identical (exit 0)".to_owned() } else { format!("exit {}", r.verify_crhook) },
-            r.verify_baseline.0,
-            r.verify_baseline.1,
+            verdict(&r.verify_crhook),
+            verdict(&r.verify_baseline),
             r.diff_codes,
             if r.baseline_diff_differing.is_empty() {
                 "no differences".to_owned()
@@ -457,5 +474,6 @@ mod tests {
         assert_eq!(growth(&[1024, 2048, 3072]), "+2.0 MiB");
         assert_eq!(growth(&[2048, 1024]), "-1.0 MiB");
         assert_eq!(growth(&[]), "-");
+        assert_eq!(growth(&[2048, 2040]), "0.0 MiB");
     }
 }

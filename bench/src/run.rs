@@ -3,12 +3,15 @@
 //!
 //! `wait4` reports for the child the maximum of its own peak RSS and that of every
 //! descendant it reaped, so crhook's number includes the iptables-save/restore processes it
-//! runs. Each baseline step is its own child and is measured alone.
+//! runs. Each baseline step is its own child and is measured alone. For crhook, a sampler
+//! thread also reads the child's own `VmHWM` from /proc every 5 ms: the high-water mark of
+//! its memory alone, as of the last read before it exits.
 
 use std::fs::File;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
@@ -54,6 +57,8 @@ pub struct Measured {
     pub wall: Duration,
     pub cpu: Duration,
     pub maxrss_kb: u64,
+    /// the process's own VmHWM (KiB) as last sampled, 0 when not sampled
+    pub own_hwm_kb: u64,
     /// exit code, or 128 + signal number
     pub code: i32,
 }
@@ -65,6 +70,7 @@ impl Measured {
             wall: self.wall + other.wall,
             cpu: self.cpu + other.cpu,
             maxrss_kb: self.maxrss_kb.max(other.maxrss_kb),
+            own_hwm_kb: self.own_hwm_kb.max(other.own_hwm_kb),
             code: if self.code != 0 {
                 self.code
             } else {
@@ -100,6 +106,49 @@ fn timeval(tv: libc::timeval) -> Duration {
 /// Spawns `cmd` with `io`, reaps it with `wait4` and returns what it cost. `allowed` lists
 /// exit codes that count as success (most tools: `[0]`; `diff`: `[0, 1]`).
 pub fn measure(what: &str, cmd: &mut Command, io: &Io<'_>, allowed: &[i32]) -> Result<Measured> {
+    measure_inner(what, cmd, io, allowed, false)
+}
+
+/// [`measure`], also sampling the child's own VmHWM.
+pub fn measure_own_peak(
+    what: &str,
+    cmd: &mut Command,
+    io: &Io<'_>,
+    allowed: &[i32],
+) -> Result<Measured> {
+    measure_inner(what, cmd, io, allowed, true)
+}
+
+/// VmHWM of `pid` in KiB; `None` once it has exited (a zombie's status has no Vm lines).
+fn vm_hwm_kb(pid: libc::pid_t) -> Option<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = text.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Reads the VmHWM of `pid` every 5 ms until `stop`, and returns the last value read: the
+/// mark only rises within one program, and keeping the last rather than the largest value
+/// leaves out a read made between fork and exec, which sees this harness's memory.
+fn sample_hwm(pid: libc::pid_t, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<u64> {
+    std::thread::spawn(move || {
+        let mut last = 0;
+        while !stop.load(Ordering::SeqCst) {
+            if let Some(kb) = vm_hwm_kb(pid) {
+                last = kb;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        last
+    })
+}
+
+fn measure_inner(
+    what: &str,
+    cmd: &mut Command,
+    io: &Io<'_>,
+    allowed: &[i32],
+    own_peak: bool,
+) -> Result<Measured> {
     check_interrupted()?;
     let stdin = match io.stdin {
         Some(p) => File::open(p)
@@ -113,6 +162,8 @@ pub fn measure(what: &str, cmd: &mut Command, io: &Io<'_>, allowed: &[i32]) -> R
     let start = Instant::now();
     let child = cmd.spawn().with_context(|| format!("spawn {what}"))?;
     let pid = libc::pid_t::try_from(child.id()).with_context(|| format!("pid of {what}"))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = own_peak.then(|| sample_hwm(pid, stop.clone()));
     let mut status: libc::c_int = 0;
     // SAFETY: rusage is plain old data; zeroed is a valid value that wait4 overwrites.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
@@ -125,10 +176,13 @@ pub fn measure(what: &str, cmd: &mut Command, io: &Io<'_>, allowed: &[i32]) -> R
         }
         let err = std::io::Error::last_os_error();
         if err.kind() != std::io::ErrorKind::Interrupted {
+            stop.store(true, Ordering::SeqCst);
             return Err(err).with_context(|| format!("wait for {what}"));
         }
     }
     let wall = start.elapsed();
+    stop.store(true, Ordering::SeqCst);
+    let own_hwm_kb = sampler.map(|h| h.join().unwrap_or(0)).unwrap_or(0);
     drop(child);
     let code = if libc::WIFEXITED(status) {
         libc::WEXITSTATUS(status)
@@ -139,6 +193,7 @@ pub fn measure(what: &str, cmd: &mut Command, io: &Io<'_>, allowed: &[i32]) -> R
         wall,
         cpu: timeval(ru.ru_utime) + timeval(ru.ru_stime),
         maxrss_kb: u64::try_from(ru.ru_maxrss).unwrap_or(0),
+        own_hwm_kb,
         code,
     };
     check_interrupted()?;

@@ -31,19 +31,25 @@ pub struct Spread {
     pub median: Duration,
     pub min: Duration,
     pub max: Duration,
+    /// how many runs
+    pub n: usize,
 }
 
 impl Spread {
     pub fn of(v: Vec<Duration>) -> Spread {
         Spread {
+            n: v.len(),
             min: v.iter().copied().min().unwrap_or_default(),
             max: v.iter().copied().max().unwrap_or_default(),
             median: median(v),
         }
     }
 
-    /// The range as text, "min-max unit".
+    /// The range as text, "min-max unit" ("1 run" when there is nothing to range over).
     pub fn range(&self) -> String {
+        if self.n == 1 {
+            return "1 run".into();
+        }
         fmt_range(self.min, self.max)
     }
 }
@@ -86,6 +92,15 @@ pub fn part_medians(samples: &[Sample]) -> Vec<(String, Duration)> {
 /// Largest max RSS of any run, in KiB.
 pub fn peak_rss_kb(samples: &[Sample]) -> u64 {
     samples.iter().map(|s| s.total.maxrss_kb).max().unwrap_or(0)
+}
+
+/// Largest own VmHWM of any run (the process alone, without its children), in KiB.
+pub fn peak_own_kb(samples: &[Sample]) -> u64 {
+    samples
+        .iter()
+        .map(|s| s.total.own_hwm_kb)
+        .max()
+        .unwrap_or(0)
 }
 
 /// Milliseconds with the precision their size warrants: "1.5 ms", "250 ms", "2.50 s".
@@ -195,6 +210,7 @@ mod tests {
         let s = Spread::of(vec![ms(12), ms(10), ms(30)]);
         assert_eq!((s.median, s.min, s.max), (ms(12), ms(10), ms(30)));
         assert_eq!(s.range(), "10.0-30.0 ms");
+        assert_eq!(Spread::of(vec![ms(5)]).range(), "1 run");
         assert_eq!(fmt_range(ms(900), ms(1200)), "0.90-1.20 s");
     }
 

@@ -13,7 +13,7 @@ use std::time::Duration;
 use crate::bench::SizeResult;
 use crate::report::rss_limit_kb;
 use crate::summary::{
-    fmt_bytes, fmt_dur, fmt_kb, fmt_rate, part, peak_rss_kb, ratio, walls, Spread,
+    fmt_bytes, fmt_dur, fmt_kb, fmt_rate, part, peak_own_kb, peak_rss_kb, ratio, walls, Spread,
 };
 
 /// Restore phases in which crhook sends netlink write requests.
@@ -117,12 +117,14 @@ fn rows(results: &[SizeResult]) -> Vec<Row> {
     let memory = large.map(|r| {
         let peak = peak_rss_kb(&r.capture.crhook).max(peak_rss_kb(&r.restore.crhook));
         let limit = rss_limit_kb(r.image_bytes);
+        let own = peak_own_kb(&r.capture.crhook).max(peak_own_kb(&r.restore.crhook));
         (
             format!(
-                "{} (limit {} for a {} image)",
+                "{} (limit {} for a {} image; crhook's own VmHWM {})",
                 fmt_kb(peak),
                 fmt_kb(limit),
-                fmt_bytes(r.image_bytes)
+                fmt_bytes(r.image_bytes),
+                fmt_kb(own)
             ),
             peak <= limit,
         )
