@@ -8,6 +8,7 @@ use crhook_netstate::firewall;
 use crhook_netstate::FirewallOptions;
 
 mod common;
+use common::nft::{chain_names, nftables, table_label, table_labels};
 use common::TestNs;
 
 /// What the tidy tests do with a test namespace (`crh-fwt-<tag>-<pid>`).
@@ -163,6 +164,11 @@ done");
     let want = t.view();
     assert!(want.contains("table ip filter"), "{want}");
     assert!(want.contains("table ip6 filter"), "{want}");
+    // the image holds them as nf_tables tables
+    assert_eq!(table_labels(&saved), ["ip filter", "ip6 filter"]);
+    for t in &nftables(&saved).tables {
+        assert_eq!(chain_names(t), ["INPUT", "OUTPUT"], "{}", table_label(t));
+    }
 
     criu_lock(&t);
     criu_unlock(&t);
@@ -180,7 +186,9 @@ done");
 fn rules_policies_user_chains_and_native_tables_stay() {
     let t = TestNs::new("fwt", "keep");
     let saved = t.capture();
-    assert!(saved.is_empty(), "{saved:?}");
+    // an empty namespace: the nf_tables ruleset, with no table, and nothing else
+    assert_eq!(saved.len(), 1, "{saved:?}");
+    assert!(nftables(&saved).tables.is_empty(), "{saved:?}");
     // none of this is in the (empty) image, and none of it is residue
     t.sh("set -e
 /usr/sbin/iptables -A INPUT -j ACCEPT
