@@ -20,6 +20,7 @@ use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
 use crate::error::{NetstateError, Result};
 
 const NLMSG_HDRLEN: usize = 16;
+const NLMSG_NOOP: u16 = 1;
 const NLMSG_ERROR: u16 = 2;
 const NLMSG_DONE: u16 = 3;
 const NLMSG_OVERRUN: u16 = 4;
@@ -189,15 +190,22 @@ impl Nl {
         }
     }
 
-    /// Sends every request (with NLM_F_REQUEST|NLM_F_ACK added to `flags`) packed into as few
+    /// Sends every request (with NLM_F_REQUEST added to `flags`) packed into as few
     /// `sendmsg` calls as fit, and returns one result per request, in order.
+    ///
+    /// No request asks for an ack: the kernel answers only those that fail, and each chunk
+    /// ends with an NLMSG_NOOP that does ask for one. The kernel handles a chunk's requests in
+    /// order inside the `sendmsg` that carries them, so once the no-op's ack arrives every
+    /// error of the chunk has arrived before it, and a request without one succeeded. That
+    /// spares the kernel an ack message per request and us reading it (100,000 routes: 100,000
+    /// acks fewer).
     pub fn batch(
         &mut self,
         reqs: &[Req],
         flags: u16,
         op: &str,
     ) -> Result<Vec<Result<(), NlError>>> {
-        let mut results: Vec<Option<Result<(), NlError>>> = vec![None; reqs.len()];
+        let mut results: Vec<Result<(), NlError>> = Vec::with_capacity(reqs.len());
         let mut i = 0;
         let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
         while i < reqs.len() {
@@ -206,19 +214,27 @@ impl Nl {
             let start = i;
             while i < reqs.len() && (buf.len() < CHUNK_BYTES || i == start) {
                 let seq = self.next_seq();
-                Self::encode(&reqs[i], flags | NLM_F_REQUEST | NLM_F_ACK, seq, &mut buf);
+                Self::encode(&reqs[i], flags | NLM_F_REQUEST, seq, &mut buf);
                 i += 1;
             }
+            let probe_seq = self.next_seq();
             if self.seq < first_seq {
                 // sequence numbers wrapped inside a chunk: restart numbering and resend
                 self.seq = 0;
                 i = start;
                 continue;
             }
+            encode_raw(
+                NLMSG_NOOP,
+                NLM_F_REQUEST | NLM_F_ACK,
+                probe_seq,
+                &[],
+                &mut buf,
+            );
             self.send_all(&buf, op)?;
             self.requests += (i - start) as u64;
-            let mut pending = i - start;
-            while pending > 0 {
+            results.extend((start..i).map(|_| Ok(())));
+            'chunk: loop {
                 let n = self.recv(op)?;
                 let mut off = 0;
                 while off + NLMSG_HDRLEN <= n {
@@ -229,28 +245,20 @@ impl Nl {
                     if len < NLMSG_HDRLEN || off + len > n {
                         return Err(self.protocol(op, format!("bad message length {len}")));
                     }
-                    if ty == NLMSG_ERROR && seq >= first_seq && seq < first_seq + (i - start) as u32
-                    {
-                        let idx = start + (seq - first_seq) as usize;
-                        let res = parse_ack(&h[NLMSG_HDRLEN..len]);
-                        if results[idx].is_none() {
-                            pending -= 1;
+                    if ty == NLMSG_ERROR {
+                        if seq == probe_seq {
+                            break 'chunk;
                         }
-                        results[idx] = Some(res);
+                        if seq >= first_seq && seq < probe_seq {
+                            results[start + (seq - first_seq) as usize] =
+                                parse_ack(&h[NLMSG_HDRLEN..len]);
+                        }
                     }
                     off += align4(len);
                 }
             }
         }
-        Ok(results
-            .into_iter()
-            .map(|r| {
-                r.unwrap_or(Err(NlError {
-                    errno: libc::EIO,
-                    ext: None,
-                }))
-            })
-            .collect())
+        Ok(results)
     }
 
     /// One request, one answer.

@@ -37,19 +37,33 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Reads every file; the two largest (sysctls, firewall) are checked and decoded on a
+    /// second thread meanwhile.
     pub fn read(dir: &ImageDir) -> Result<Snapshot> {
-        Ok(Snapshot {
-            links: dir.read(Kind::Links)?,
-            addresses: dir.read(Kind::Addresses)?,
-            routes: dir.read(Kind::Routes)?,
-            nexthops: dir.read(Kind::Nexthops)?,
-            rules: dir.read(Kind::Rules)?,
-            neighbours: dir.read(Kind::Neighbours)?,
-            sysctls: dir.read(Kind::Sysctls)?,
-            firewall: dir.read(Kind::Firewall)?,
-            tun_files: dir.read(Kind::TunFiles)?,
-            ext_files: dir.read(Kind::ExtFiles)?,
-            skipped_files: dir.read(Kind::SkippedFiles)?,
+        std::thread::scope(|s| {
+            let big = s.spawn(|| -> Result<_> {
+                Ok((dir.read(Kind::Sysctls)?, dir.read(Kind::Firewall)?))
+            });
+            let rest = (|| -> Result<Snapshot> {
+                Ok(Snapshot {
+                    links: dir.read(Kind::Links)?,
+                    addresses: dir.read(Kind::Addresses)?,
+                    routes: dir.read(Kind::Routes)?,
+                    nexthops: dir.read(Kind::Nexthops)?,
+                    rules: dir.read(Kind::Rules)?,
+                    neighbours: dir.read(Kind::Neighbours)?,
+                    tun_files: dir.read(Kind::TunFiles)?,
+                    ext_files: dir.read(Kind::ExtFiles)?,
+                    skipped_files: dir.read(Kind::SkippedFiles)?,
+                    ..Default::default()
+                })
+            })();
+            let big = big.join().map_err(|_| {
+                crate::error::NetstateError::invalid("image reading thread panicked")
+            })?;
+            let mut snap = rest?;
+            (snap.sysctls, snap.firewall) = big?;
+            Ok(snap)
         })
     }
 

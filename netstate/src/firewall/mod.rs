@@ -1,27 +1,30 @@
 //! Firewall state of a namespace and the network lock.
 //!
-//! Owns: iptables and ip6tables rules of both backends (nf_tables through
-//! `iptables-nft-save`/`-restore`, legacy through `iptables-legacy-save`/`-restore`, each
-//! restored with its own tool), native nftables tables (sets, maps, named counters) through
-//! `nft`, the `CR_IPTABLES`/`CR_IP6TABLES` user commands, and crhook's lock. Must not: enter a
-//! namespace itself (every program runs through [`NetNs::command`], whose child enters it),
-//! rely on `PATH`, or load kernel modules just to look (a legacy iptables tool instantiates
-//! the table it inspects, so the legacy tables are read only when
-//! `/proc/thread-self/net/ip_tables_names` lists some).
+//! Owns: every nf_tables table (iptables-nft's and native ones alike), captured and rebuilt
+//! over nfnetlink (`nfnl`: one consistent set of dumps, one all-or-nothing transaction, no
+//! program started), legacy iptables and ip6tables rules through
+//! `iptables-legacy-save`/`-restore`, the `CR_IPTABLES`/`CR_IP6TABLES` user commands, and
+//! crhook's lock. Images written before nfnetlink capture hold nf_tables state as
+//! `iptables-nft-save` and `nft list` text; those still restore and diff through the tools.
+//! Must not: enter a namespace itself (every program runs through [`NetNs::command`], whose
+//! child enters it, and sockets are opened by [`NetNs::run`]), rely on `PATH`, or load kernel
+//! modules just to look (a legacy iptables tool instantiates the table it inspects, so the
+//! legacy tables are read only when `/proc/thread-self/net/ip_tables_names` lists some).
 //!
-//! What goes into an image: iptables-nft tables whenever nftables has any; legacy tables when
-//! they hold rules (a rule, a user chain or a non-ACCEPT policy); every nftables table that
-//! iptables-nft does not own (`ip`/`ip6` tables filter, nat, mangle, raw, security), except
-//! crhook's lock table and CRIU's `CRIU-*` tables. CRIU's iptables lock (chain `CRIU`, rules
-//! matching mark 0xc114) and crhook's iptables lock chain are cut out of the iptables text.
-//! Counters are zeroed unless asked for (`iptables-save` without `-c`, `nft -s`).
+//! What goes into an image: every nf_tables table, except crhook's lock table and CRIU's
+//! `CRIU-*` tables, and in iptables-nft's tables (`ip`/`ip6` filter, nat, mangle, raw,
+//! security) CRIU's lock chain `CRIU` and crhook's `crhook-lock` chain and the rules jumping
+//! to them; legacy tables when they hold rules (a rule, a user chain or a non-ACCEPT policy),
+//! with the same lock chains cut out of the text. Counters (rule and chain counters, named
+//! counters, quota usage, "last used", set element expiry) are zeroed unless asked for.
 //!
 //! With `CR_IPTABLES` set the user's command replaces iptables-save and iptables-restore for
 //! both families (or IPv4 alone when `CR_IP6TABLES` is set too): `sh -c "$CR_IPTABLES"` runs
 //! in the namespace with `CR_IPTABLES_ACTION=save|restore` and `CR_IPTABLES_FAMILY=ipv4|ipv6`;
-//! its stdout is the saved text and its stdin the text to restore. Native nftables tables
-//! are still saved with nft.
+//! its stdout is the saved text and its stdin the text to restore. iptables-nft's tables of
+//! that family are then left to the command; native tables are still saved over nfnetlink.
 //!
+//! [`NetNs::run`]: crate::netns::NetNs::run
 //! [`NetNs::command`]: crate::netns::NetNs::command
 
 mod capture;

@@ -73,6 +73,8 @@ pub(crate) struct Plan {
     /// nf_tables state is restored over nfnetlink: iptables-nft only serves legacy rules
     /// whose own tool is missing
     pub raw: bool,
+    /// (family, table) of the nf_tables tables the transaction adds or replaces
+    pub raw_touched: Vec<(String, String)>,
 }
 
 fn source_of(r: &FirewallRuleset) -> FirewallSource {
@@ -116,6 +118,7 @@ pub(crate) fn build(
         if mode == Mode::Conflicts {
             plan.conflicts.extend(p.conflicts);
         }
+        plan.raw_touched = p.touched;
         plan.steps.extend(p.step.map(Step::Nfnl));
     }
     plan.raw = raw;
@@ -257,10 +260,26 @@ fn xt_family(
             }
             continue;
         };
+        // legacy rules added with --noflush over the nf_tables tables the transaction
+        // restores: a table the transaction replaces gets them all again; another only when
+        // it lacks some (as after a first restore)
+        let added = plan.raw && tool.backend == Backend::Nft;
+        let mut want = want.clone();
+        if added {
+            let fam = family.nft_family();
+            want.tables.retain(|t, chains| {
+                plan.raw_touched.iter().any(|(f, n)| f == fam && n == t)
+                    || !live.contains_table(t, chains)
+            });
+            if want.is_empty() {
+                continue;
+            }
+        }
+        let want = &want;
         if live.same(want) {
             continue;
         }
-        if !live.is_empty() {
+        if !live.is_empty() && !added {
             plan.conflicts.push(format!(
                 "{label}: the live ruleset differs from the saved one (live tables {}, saved tables {})",
                 live.table_names().join(", "),
@@ -268,8 +287,8 @@ fn xt_family(
             ));
         }
         let (text, counters) = match verbatim {
-            Some(r) => (r.text.clone(), r.counters),
-            None => (want.render(), false),
+            Some(r) if !added => (r.text.clone(), r.counters),
+            _ => (want.render(), false),
         };
         let touched = want.table_names();
         let live_tables = Canon::parse(&live_raw).table_names();
@@ -293,12 +312,18 @@ fn xt_family(
             base.as_ref(),
             false,
         );
+        let noflush = plan.raw && tool.backend == Backend::Nft;
+        let text = if noflush {
+            accept_policies_unset(&text)
+        } else {
+            text
+        };
         let step = Step::Xt {
             x: tool.clone(),
             label: label.clone(),
             text,
             counters,
-            noflush: plan.raw && tool.backend == Backend::Nft,
+            noflush,
             pre,
             reset: xt::reset_script(want, &new_tables),
             new_tables,
@@ -310,6 +335,21 @@ fn xt_family(
         }
     }
     Ok(())
+}
+
+/// The text with built-in chains declared `-` where they accept by policy: added with
+/// `--noflush` over tables already restored, a default ACCEPT must not replace their policy.
+fn accept_policies_unset(text: &str) -> String {
+    text.lines()
+        .map(
+            |l| match l.strip_prefix(':').and_then(|r| r.split_once(' ')) {
+                Some((chain, rest)) if rest.starts_with("ACCEPT") => {
+                    format!(":{chain} -{}\n", &rest["ACCEPT".len()..])
+                }
+                _ => format!("{l}\n"),
+            },
+        )
+        .collect()
 }
 
 fn backend_of(s: FirewallSource) -> Option<Backend> {
@@ -379,4 +419,16 @@ fn nft_native(
         });
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn noflush_text_leaves_accept_policies_alone() {
+        let t = "*filter\n:INPUT ACCEPT [1:2]\n:FORWARD DROP [0:0]\n:LEG - [0:0]\n-A INPUT -j LEG\nCOMMIT\n";
+        assert_eq!(
+            super::accept_policies_unset(t),
+            "*filter\n:INPUT - [1:2]\n:FORWARD DROP [0:0]\n:LEG - [0:0]\n-A INPUT -j LEG\nCOMMIT\n"
+        );
+    }
 }

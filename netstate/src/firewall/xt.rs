@@ -227,6 +227,21 @@ impl Canon {
         self.essential() == other.essential()
     }
 
+    /// Has every rule of `chains` (one table of another Canon) in the same chains of
+    /// `table` (what adding them with `--noflush` would add again).
+    pub(crate) fn contains_table(
+        &self,
+        table: &str,
+        chains: &BTreeMap<String, (String, Vec<String>)>,
+    ) -> bool {
+        chains.iter().all(|(chain, (_, rules))| {
+            self.tables
+                .get(table)
+                .and_then(|t| t.get(chain))
+                .is_some_and(|(_, have)| rules.iter().all(|r| have.contains(r)))
+        })
+    }
+
     /// Holds no rule, no user chain and no policy other than ACCEPT.
     pub(crate) fn is_empty(&self) -> bool {
         self.essential().is_empty()

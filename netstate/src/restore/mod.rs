@@ -162,10 +162,12 @@ pub fn run(
     ] {
         conflicts.extend(c.iter().cloned());
     }
+    let counts = snap.counts();
+    let mut snap = snap;
     let fw = if opts.firewall.skip || snap.firewall.is_empty() {
         Vec::new()
     } else {
-        snap.firewall.clone()
+        take(&mut snap.firewall, opts.verify)
     };
     let fw_conflicts = if fw.is_empty() {
         Vec::new()
@@ -187,15 +189,17 @@ pub fn run(
 
     // apply
     // what restore adds: the planned families, the firewall and sysctls, the files
+    // the saved snapshot is needed again only to verify; otherwise its big parts move
+    let keep = opts.verify;
     let todo = Snapshot {
-        links: snap.links.clone(),
+        links: take(&mut snap.links, keep),
         addresses: addrs.to_add,
         nexthops: nhs.to_add,
         routes: routes.to_add,
         rules: rules.to_add,
         neighbours: neighs.to_add,
         firewall: fw,
-        sysctls: snap.sysctls.clone(),
+        sysctls: take(&mut snap.sysctls, keep),
         tun_files: snap.tun_files.clone(),
         ext_files: snap.ext_files.clone(),
         skipped_files: Vec::new(),
@@ -237,7 +241,7 @@ pub fn run(
             }
         });
     }
-    for (k, n) in snap.counts() {
+    for (k, n) in counts {
         stats.count(k, n);
     }
     stats.count("changes", changes as u64);
@@ -258,6 +262,15 @@ pub fn run(
         files,
         warnings,
     })
+}
+
+/// `v`'s contents: a copy when the original is still needed (`keep`), else moved out.
+fn take<T: Clone>(v: &mut Vec<T>, keep: bool) -> Vec<T> {
+    if keep {
+        v.clone()
+    } else {
+        std::mem::take(v)
+    }
 }
 
 /// What applying works with: the target, the sockets, the journal and what it reports.

@@ -42,6 +42,8 @@ pub(crate) struct NfnlStep {
 pub(crate) struct NfnlPlan {
     pub step: Option<NfnlStep>,
     pub conflicts: Vec<String>,
+    /// (family, name) of every table the step adds or replaces
+    pub touched: Vec<(String, String)>,
 }
 
 /// Plans restoring `saved` into `ns`. `keep` says which live tables are nf_tables state
@@ -76,6 +78,8 @@ pub(crate) fn plan(
             None => undo.extend(declare_delete(s)),
         }
         msgs.extend(replay(s));
+        out.touched
+            .push((super::family_name(s.family), s.name.clone()));
     }
     for l in &live {
         if !saved
@@ -101,6 +105,13 @@ fn invalid(label: &str, e: String) -> NetstateError {
 /// Equal in normal form without counters, list by list.
 fn same(a: &NftTable, b: &NftTable) -> std::result::Result<bool, String> {
     for obj in Obj::ALL {
+        if obj == Obj::Element {
+            // one set's elements may come in several messages, in hash order
+            if norm::elements_by_set(&a.elements)? != norm::elements_by_set(&b.elements)? {
+                return Ok(false);
+            }
+            continue;
+        }
         let (x, y) = (obj.of(a), obj.of(b));
         if x.len() != y.len() {
             return Ok(false);
@@ -114,14 +125,14 @@ fn same(a: &NftTable, b: &NftTable) -> std::result::Result<bool, String> {
     Ok(true)
 }
 
-/// Nothing a restore over it would lose: no rules, sets, objects or flowtables, and every
-/// chain's policy accepts.
+/// Nothing a restore over it would lose: no rules, sets, objects, flowtables or user chains,
+/// and every base chain's policy accepts.
 fn is_empty(t: &NftTable) -> bool {
     t.rules.is_empty()
         && t.sets.is_empty()
         && t.objects.is_empty()
         && t.flowtables.is_empty()
-        && t.chains.iter().all(|c| norm::chain_policy_accepts(c))
+        && t.chains.iter().all(|c| norm::chain_is_empty_base(c))
 }
 
 fn delete(t: &NftTable) -> Msg {
@@ -247,8 +258,8 @@ pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
                 .get(i)
                 .map_or("the transaction".to_string(), |m| m.what.clone());
             Err(NetstateError::Netlink {
-                op: format!("{op}: {what}"),
-                object: String::new(),
+                op: format!("{op}:"),
+                object: what,
                 netns: ns.name().to_string(),
                 source: match &e.ext {
                     Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),

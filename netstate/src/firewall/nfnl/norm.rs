@@ -277,12 +277,35 @@ pub(super) fn chain_names_devices(payload: &[u8]) -> bool {
     })
 }
 
-/// Whether a chain has no rules of its own to lose: a regular chain, or a base chain whose
-/// policy is accept.
-pub(super) fn chain_policy_accepts(payload: &[u8]) -> bool {
-    attr_of(payload, NFTA_CHAIN_POLICY)
-        .and_then(|a| be32(&a).ok())
-        .is_none_or(|p| p == 1)
+/// Whether a chain holds nothing to lose by itself: a base chain whose policy accepts (a
+/// user chain is content, as iptables-save shows it).
+pub(super) fn chain_is_empty_base(payload: &[u8]) -> bool {
+    attr_of(payload, NFTA_CHAIN_HOOK).is_some()
+        && attr_of(payload, NFTA_CHAIN_POLICY)
+            .and_then(|a| be32(&a).ok())
+            .is_none_or(|p| p == 1)
+}
+
+/// Every element of a table's element messages, per set, sorted: hash sets dump in hash
+/// order, which differs between two namespaces holding the same elements.
+pub(super) fn elements_by_set(
+    payloads: &[Vec<u8>],
+) -> Res<std::collections::BTreeMap<String, Vec<Vec<u8>>>> {
+    let mut out: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
+    for p in payloads {
+        let n = normalize(Obj::Element, p, false)?;
+        let set = elem_set(&n).unwrap_or_default();
+        let list = out.entry(set).or_default();
+        if let Some(elems) = attr_of(&n, NFTA_SET_ELEM_LIST_ELEMENTS) {
+            for e in attrs(elems.value) {
+                list.push(e?.value.to_vec());
+            }
+        }
+    }
+    for v in out.values_mut() {
+        v.sort();
+    }
+    Ok(out)
 }
 
 /// The (table, chain) a rule belongs to (the table is the message's own).

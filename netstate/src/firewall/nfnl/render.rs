@@ -75,6 +75,18 @@ fn show_rule(p: &[u8]) -> String {
 /// Key and shown form of every object of one kind (rules: keyed by chain, in order).
 fn objects(obj: Obj, t: &NftTable) -> BTreeMap<String, Vec<String>> {
     let mut m: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    if obj == Obj::Element {
+        // elements one by one, sorted per set (hash sets dump in hash order)
+        if let Ok(by_set) = norm::elements_by_set(&t.elements) {
+            for (set, elems) in by_set {
+                m.insert(
+                    format!("set {set}"),
+                    elems.iter().map(|e| show_attrs(e, 1)).collect(),
+                );
+            }
+            return m;
+        }
+    }
     for p in obj.of(t) {
         let n = normalize(obj, p, false).unwrap_or_else(|_| p.clone());
         let (key, shown) = match obj {
@@ -143,6 +155,16 @@ pub(crate) fn diff_tables(saved: &[&NftTable], live: &[&NftTable]) -> Vec<Differ
                 }
                 let object = format!("nftables table {label} {k}");
                 let field = obj.name();
+                if obj == Obj::Element {
+                    // sorted lists: what only one side has
+                    for e in x.iter().filter(|e| !y.contains(e)) {
+                        out.push(line(object.clone(), "element", e.clone(), "absent".into()));
+                    }
+                    for e in y.iter().filter(|e| !x.contains(e)) {
+                        out.push(line(object.clone(), "element", "absent".into(), e.clone()));
+                    }
+                    continue;
+                }
                 if obj == Obj::Rule && x.len() == y.len() {
                     for (i, (p, q)) in x.iter().zip(y).enumerate() {
                         if p != q {
