@@ -2,6 +2,7 @@
 //! times, crhook and the baseline alternating within each run so drift hits both alike, and
 //! wait for the machine to go quiet before each timed run.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -13,9 +14,6 @@ use crate::ops::{self, Sample, Tools};
 use crate::run;
 use crate::spec::{self, Size, SpecFiles};
 use crate::summary::fmt_dur;
-
-/// How long to wait for the machine to go quiet before a timed run.
-const QUIET_LIMIT: Duration = Duration::from_secs(60);
 
 /// One operation at one size: every run of crhook and of the baseline.
 #[derive(Debug, Default)]
@@ -52,6 +50,10 @@ pub struct SizeResult {
     pub links_iptables_restore: Option<run::Measured>,
     pub spawn_setns: Duration,
     pub spawn_ip_netns_exec: Duration,
+    /// waits for a quiet machine, and how many of them gave up at the limit
+    pub quiet_waits: usize,
+    pub quiet_gave_up: usize,
+    pub quiet_limit: Duration,
 }
 
 /// What every step of one size works with.
@@ -65,9 +67,22 @@ struct Ctx<'a> {
     /// crhook's image directory and the baseline's save files
     images: PathBuf,
     saved: PathBuf,
+    /// how long to wait for a quiet machine before a timed run
+    quiet_limit: Duration,
+    quiet_waits: Cell<usize>,
+    quiet_gave_up: Cell<usize>,
 }
 
 impl Ctx<'_> {
+    /// Waits for the machine to go quiet (see [`quiesce`]), counting the waits that gave up.
+    fn quiet(&self) -> Result<()> {
+        self.quiet_waits.set(self.quiet_waits.get() + 1);
+        if !quiesce(self.quiet_limit)? {
+            self.quiet_gave_up.set(self.quiet_gave_up.get() + 1);
+        }
+        Ok(())
+    }
+
     fn progress(&self, what: &str, i: usize) {
         eprintln!(
             "crhook-bench: {} {what} run {}/{}",
@@ -86,8 +101,15 @@ impl Ctx<'_> {
     }
 }
 
-/// Builds the source namespace of `size` and measures everything on it.
-pub fn bench_size(tools: &Tools, size: &Size, runs: usize, dir: &Path) -> Result<SizeResult> {
+/// Builds the source namespace of `size` and measures everything on it, waiting up to
+/// `quiet_limit` for a quiet machine before each timed run.
+pub fn bench_size(
+    tools: &Tools,
+    size: &Size,
+    runs: usize,
+    quiet_limit: Duration,
+    dir: &Path,
+) -> Result<SizeResult> {
     eprintln!("crhook-bench: {}", size.describe());
     let cx = Ctx {
         tools,
@@ -98,6 +120,9 @@ pub fn bench_size(tools: &Tools, size: &Size, runs: usize, dir: &Path) -> Result
         files: spec::write_spec(size, dir)?,
         images: dir.join("images"),
         saved: dir.join("saved"),
+        quiet_limit,
+        quiet_waits: Cell::new(0),
+        quiet_gave_up: Cell::new(0),
     };
     let src = BenchNs::new(&format!("{}-src", size.name))?;
     let started = Instant::now();
@@ -127,11 +152,11 @@ pub fn bench_size(tools: &Tools, size: &Size, runs: usize, dir: &Path) -> Result
 
     let calls = runs.max(5);
     eprintln!("crhook-bench: {} {calls} in-process checkpoints", size.name);
-    quiesce(QUIET_LIMIT)?;
+    cx.quiet()?;
     let in_process =
         memory::repeated_checkpoints(&src.path(), &dir.join("images-in-process"), calls)?;
     drop(src);
-    quiesce(QUIET_LIMIT)?;
+    cx.quiet()?;
 
     Ok(SizeResult {
         size: *size,
@@ -151,6 +176,9 @@ pub fn bench_size(tools: &Tools, size: &Size, runs: usize, dir: &Path) -> Result
         links_iptables_restore: restored.with_links,
         spawn_setns: crate::summary::median(setns),
         spawn_ip_netns_exec: crate::summary::median(ipexec),
+        quiet_waits: cx.quiet_waits.get(),
+        quiet_gave_up: cx.quiet_gave_up.get(),
+        quiet_limit,
     })
 }
 
@@ -162,15 +190,15 @@ fn capture_runs(cx: &Ctx<'_>, src: &BenchNs) -> Result<(OpRuns, Vec<Sample>)> {
     let mut lock = Vec::new();
     for i in 0..cx.runs {
         cx.progress("capture", i);
-        quiesce(QUIET_LIMIT)?;
+        cx.quiet()?;
         capture.crhook.push(ops::crhook_checkpoint(
             cx.tools, src, &cx.images, cx.dir, &cx.errlog, false,
         )?);
-        quiesce(QUIET_LIMIT)?;
+        cx.quiet()?;
         capture
             .baseline
             .push(ops::baseline_capture(cx.tools, src, &cx.saved, &cx.errlog)?);
-        quiesce(QUIET_LIMIT)?;
+        cx.quiet()?;
         lock.push(ops::crhook_checkpoint(
             cx.tools,
             src,
@@ -207,7 +235,7 @@ fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
         cx.progress("restore", i);
         {
             let dst = BenchNs::new(&format!("{name}-restore-crhook-{i}"))?;
-            quiesce(QUIET_LIMIT)?;
+            cx.quiet()?;
             out.runs.crhook.push(ops::crhook_restore(
                 cx.tools, &dst, &cx.images, cx.dir, &cx.errlog,
             )?);
@@ -217,7 +245,7 @@ fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
         }
         {
             let dst = BenchNs::new(&format!("{name}-restore-baseline-{i}"))?;
-            quiesce(QUIET_LIMIT)?;
+            cx.quiet()?;
             out.runs.baseline.push(ops::baseline_restore(
                 cx.tools,
                 &dst,
@@ -227,7 +255,7 @@ fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
             )?);
             if i == 0 {
                 out.verify_baseline = verify(cx, &dst, "verify-baseline.txt")?;
-                quiesce(QUIET_LIMIT)?;
+                cx.quiet()?;
                 out.naive = Some(ops::iptables_restore_now(
                     cx.tools, &dst, &cx.saved, &cx.errlog,
                 )?);
@@ -257,7 +285,7 @@ pub struct Verify {
 /// diff is reported, not fatal.
 fn verify(cx: &Ctx<'_>, ns: &BenchNs, file: &str) -> Result<Verify> {
     std::thread::sleep(Duration::from_secs(2));
-    quiesce(QUIET_LIMIT)?;
+    cx.quiet()?;
     let report = cx.dir.join(file);
     let code = ops::crhook_diff(cx.tools, ns, &cx.images, &report, &cx.errlog, &[0, 1, 2])?
         .total
@@ -282,12 +310,12 @@ fn diff_runs(cx: &Ctx<'_>, src: &BenchNs) -> Result<(OpRuns, Vec<i32>, Vec<Strin
     let mut differing = Vec::new();
     for i in 0..cx.runs {
         cx.progress("diff", i);
-        quiesce(QUIET_LIMIT)?;
+        cx.quiet()?;
         let out = cx.dir.join("diff.txt");
         let c = ops::crhook_diff(cx.tools, src, &cx.images, &out, &cx.errlog, &[0, 1])?;
         codes.push(c.total.code);
         diff.crhook.push(c);
-        quiesce(QUIET_LIMIT)?;
+        cx.quiet()?;
         let b = ops::baseline_diff(cx.tools, src, &cx.saved, cx.dir, &cx.errlog)?;
         differing = b.differing;
         diff.baseline.push(b.sample);
@@ -344,6 +372,6 @@ fn iptables_with_links(cx: &Ctx<'_>) -> Result<run::Measured> {
     let mut links = ns.command(&cx.tools.ip)?;
     links.arg("-batch").arg(&cx.files.links_down);
     run::measure("links only (ip -batch)", &mut links, &cx.io(None), &[0])?;
-    quiesce(QUIET_LIMIT)?;
+    cx.quiet()?;
     ops::iptables_restore_now(cx.tools, &ns, &cx.saved, &cx.errlog)
 }

@@ -36,6 +36,7 @@ mod summary;
 mod targets;
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
@@ -122,6 +123,8 @@ fn real_main(args: &Args) -> Result<()> {
     run::install_signal_handlers()?;
     let runs = args.runs.unwrap_or(if args.quick { 3 } else { 5 }).max(1);
     let sizes = sizes(args)?;
+    // --quick is what CI runs, where finishing matters more than a quiet machine
+    let quiet_limit = Duration::from_secs(if args.quick { 10 } else { 60 });
     let crhook = locate_crhook(args.crhook.as_deref())?;
     let tools = Tools::find(crhook)?;
     let work = WorkDir {
@@ -138,7 +141,7 @@ fn real_main(args: &Args) -> Result<()> {
     for size in sizes {
         let dir = work.path.join(size.name);
         std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-        results.push(bench::bench_size(&tools, &size, runs, &dir)?);
+        results.push(bench::bench_size(&tools, &size, runs, quiet_limit, &dir)?);
     }
     let left = ns::leftovers()?;
     if !left.is_empty() {

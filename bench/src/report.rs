@@ -448,6 +448,20 @@ fn notes(s: &mut String, results: &[SizeResult]) {
         }
         let _ = writeln!(
             s,
+            "- {name}: before {} timed runs and checks the harness waited for idle CPUs; {}.",
+            r.quiet_waits,
+            if r.quiet_gave_up == 0 {
+                "they always went idle".to_owned()
+            } else {
+                format!(
+                    "{} times they were still busy after {} and it went on (those runs include other load)",
+                    r.quiet_gave_up,
+                    fmt_dur(r.quiet_limit)
+                )
+            }
+        );
+        let _ = writeln!(
+            s,
             "- {name}: starting one process in the namespace: {} with setns in the child (what the baselines pay per command), {} through `ip netns exec`.",
             fmt_dur(r.spawn_setns),
             fmt_dur(r.spawn_ip_netns_exec)
