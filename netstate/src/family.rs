@@ -144,6 +144,14 @@ pub struct Plan<O> {
 /// Saved objects against live ones: identical → left alone, same identity but different
 /// settings → conflict, absent → to add. Live objects the images do not mention are left alone.
 pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
+    if live.is_empty() {
+        // a fresh namespace: nothing to compare (and no key to build per object)
+        return Plan {
+            to_add: saved.to_vec(),
+            present: 0,
+            conflicts: Vec::new(),
+        };
+    }
     let clashes: HashMap<String, String> = live
         .iter()
         .filter_map(|o| F::clash_key(o).map(|k| (k, F::describe(o))))
