@@ -1,7 +1,10 @@
-//! Golden files of format 1.0 (core/tests/golden/v1.0/): every later crhook must read them,
-//! and today's encoder must reproduce them byte for byte. Regenerate only for a deliberate
-//! format change that keeps 1.0 readable, with `CRHOOK_BLESS=1 cargo test -p crhook-core
-//! --test golden` (a new format version gets a new directory instead).
+//! Golden files of every released format (core/tests/golden/vMAJOR.MINOR/): every later
+//! crhook must read them, and today's encoder must reproduce those of the format it writes
+//! (1.1) byte for byte. 1.0 differs from 1.1 only in the header's minor version and in its
+//! firewall rulesets (text only; 1.1 adds the nfnetlink source and its tables). Regenerate the
+//! current directory only for a deliberate change that keeps the older ones readable, with
+//! `CRHOOK_BLESS=1 cargo test -p crhook-core --test golden` (a new format version gets a new
+//! directory instead).
 
 mod common;
 
@@ -13,10 +16,23 @@ use crhook_core::{decode_file, encode_file, read_file, ImageDir, Kind, Limits};
 
 #[test]
 fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
+    reads_with_the_current_reader(&golden_dir_v1_0(), 0, firewall_v1_0())
+}
+
+#[test]
+fn golden_v1_1_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
+    reads_with_the_current_reader(&golden_dir(), 1, firewall())
+}
+
+fn reads_with_the_current_reader(
+    golden: &std::path::Path,
+    minor: u32,
+    fw: Vec<crhook_core::proto::FirewallRuleset>,
+) -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
-    let dir = ImageDir::open(&golden_dir())?;
+    let dir = ImageDir::open(golden)?;
     let inv = dir.inventory();
-    assert_eq!((inv.format_major, inv.format_minor), (1, 0));
+    assert_eq!((inv.format_major, inv.format_minor), (1, minor));
     assert_eq!(inv.crhook_version, "0.1.0");
     assert_eq!(
         (inv.capture_time_sec, inv.capture_time_nsec),
@@ -69,7 +85,7 @@ fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error:
     );
     assert_eq!(
         dir.read::<crhook_core::proto::FirewallRuleset>(Kind::Firewall)?,
-        firewall()
+        fw
     );
     assert_eq!(
         dir.read::<crhook_core::proto::TunFile>(Kind::TunFiles)?,
@@ -88,8 +104,7 @@ fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error:
     // stats-restore.img sits beside the image, outside the inventory.
     assert!(!dir.has(Kind::StatsRestore));
     assert!(dir.read::<Stats>(Kind::StatsRestore)?.is_empty());
-    let restore: Vec<Stats> =
-        read_file(&golden_dir().join("stats-restore.img"), Kind::StatsRestore)?;
+    let restore: Vec<Stats> = read_file(&golden.join("stats-restore.img"), Kind::StatsRestore)?;
     assert_eq!(restore, stats(3000));
 
     // A few decoded values spelled out, so a fixture edit cannot silently move both sides.
@@ -105,7 +120,7 @@ fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error:
 }
 
 #[test]
-fn golden_v1_0_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
+fn golden_v1_1_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
     for kind in Kind::ALL {
         let path = golden_dir().join(kind.file_name());
@@ -127,10 +142,14 @@ fn golden_v1_0_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Erro
 }
 
 #[test]
-fn golden_v1_0_header_bytes() -> Result<(), Box<dyn std::error::Error>> {
+fn golden_header_bytes() -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
+    let old = fs::read(golden_dir_v1_0().join("links.img"))?;
+    assert_eq!(&old[..12], b"\x89CRHLINK\x01\x00\x00\x00");
     let b = fs::read(golden_dir().join("links.img"))?;
-    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x00\x00");
+    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x01\x00");
+    // the two differ in the version only
+    assert_eq!(&old[12..old.len() - 4], &b[12..b.len() - 4]);
     let t = b.len() - 16;
     assert_eq!(&b[t..t + 4], b"\x89END");
     assert_eq!(u64::from_le_bytes(b[t + 4..t + 12].try_into()?), 5);

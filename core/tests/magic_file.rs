@@ -50,7 +50,7 @@ fn file_command_names_every_kind() {
             .expect("run file");
         let text = String::from_utf8_lossy(&out.stdout);
         let want = format!(
-            "crhook image, {} ({}), format 1.0",
+            "crhook image, {} ({}), format 1.1",
             k.name(),
             k.info().message
         );

@@ -24,7 +24,7 @@ fn directory_is_an_array_with_inventory_first() -> Result<(), Box<dyn std::error
     assert_eq!(names[1], "links.img");
     assert_eq!(names[13], "stats-restore.img");
     assert_eq!(files[0]["magic"], "inventory");
-    assert_eq!(files[0]["version"], "1.0");
+    assert_eq!(files[0]["version"], "1.1");
     assert_eq!(files[0]["entries"][0]["files"][0]["name"], "links.img");
 
     let links = &files[1];
@@ -58,7 +58,9 @@ fn directory_is_an_array_with_inventory_first() -> Result<(), Box<dyn std::error
         .iter()
         .find(|f| f["magic"] == "firewall")
         .ok_or("no firewall")?;
-    assert_eq!(fw["entries"][0]["source"], "IPTABLES_NFT");
+    assert_eq!(fw["entries"][0]["source"], "NFTABLES");
+    assert_eq!(fw["entries"][0]["tables"][0]["name"], "filter");
+    assert_eq!(fw["entries"][1]["source"], "IPTABLES_NFT");
     Ok(())
 }
 
@@ -67,7 +69,7 @@ fn text_lists_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     let t = TempDir::new("showtext");
     let dir = write_fixture(&t.join("img"))?;
     let text = show(&dir, ShowFormat::Text)?;
-    assert!(text.starts_with("inventory.img: inventory (crhook.Inventory), format 1.0, 1 entry\n"));
+    assert!(text.starts_with("inventory.img: inventory (crhook.Inventory), format 1.1, 1 entry\n"));
     for k in Kind::ALL {
         assert!(
             text.contains(&format!("{}: {} (", k.file_name(), k.name())),

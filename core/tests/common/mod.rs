@@ -56,6 +56,11 @@ pub fn list(dir: &Path) -> Vec<String> {
 }
 
 pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.1")
+}
+
+/// The golden files of format 1.0, read but no longer written.
+pub fn golden_dir_v1_0() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.0")
 }
 
@@ -363,7 +368,8 @@ pub fn sysctls() -> Vec<Sysctl> {
     ]
 }
 
-pub fn firewall() -> Vec<FirewallRuleset> {
+/// The firewall rulesets of the 1.0 golden files: text only.
+pub fn firewall_v1_0() -> Vec<FirewallRuleset> {
     vec![
         FirewallRuleset {
             source: FirewallSource::IptablesNft as i32,
@@ -381,6 +387,66 @@ pub fn firewall() -> Vec<FirewallRuleset> {
             tables: Vec::new(),
         },
     ]
+}
+
+/// The firewall rulesets of the 1.1 golden files: one nfnetlink ruleset with a table of one
+/// chain and one rule, then the 1.0 text rulesets.
+pub fn firewall() -> Vec<FirewallRuleset> {
+    let attr = |ty: u16, v: &[u8]| -> Vec<u8> {
+        let mut a = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
+        a.extend_from_slice(&ty.to_ne_bytes());
+        a.extend_from_slice(v);
+        while a.len() % 4 != 0 {
+            a.push(0);
+        }
+        a
+    };
+    let table = [
+        vec![2, 0, 0, 0],
+        attr(1, b"filter\0"),
+        attr(2, &0u32.to_be_bytes()),
+    ]
+    .concat();
+    let chain = [
+        vec![2, 0, 0, 0],
+        attr(1, b"filter\0"),
+        attr(3, b"INPUT\0"),
+        attr(
+            4,
+            &[attr(1, &1u32.to_be_bytes()), attr(2, &0u32.to_be_bytes())].concat(),
+        ),
+        attr(5, &1u32.to_be_bytes()),
+        attr(7, b"filter\0"),
+    ]
+    .concat();
+    let counter = [
+        attr(1, b"counter\0"),
+        attr(2, &[attr(1, &[0; 8]), attr(2, &[0; 8])].concat()),
+    ]
+    .concat();
+    let rule = [
+        vec![2, 0, 0, 0],
+        attr(1, b"filter\0"),
+        attr(2, b"INPUT\0"),
+        attr(4, &attr(1, &counter)),
+    ]
+    .concat();
+    let mut out = vec![FirewallRuleset {
+        source: FirewallSource::Nftables as i32,
+        text: String::new(),
+        counters: false,
+        program: "nfnetlink".into(),
+        tables: vec![NftTable {
+            family: 2,
+            name: "filter".into(),
+            table,
+            chains: vec![chain],
+            rules: vec![rule],
+            ..Default::default()
+        }],
+    }];
+    out.extend(firewall_v1_0());
+    out
 }
 
 pub fn tun_files() -> Vec<TunFile> {
@@ -504,7 +570,7 @@ pub fn bless_if_asked() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var("CRHOOK_BLESS").as_deref() == Ok("1") {
-            write_fixture(&golden_dir()).expect("bless golden v1.0");
+            write_fixture(&golden_dir()).expect("bless golden v1.1");
             eprintln!("blessed {}", golden_dir().display());
         }
     });
