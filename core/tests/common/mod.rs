@@ -396,7 +396,7 @@ pub fn firewall() -> Vec<FirewallRuleset> {
         let mut a = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
         a.extend_from_slice(&ty.to_ne_bytes());
         a.extend_from_slice(v);
-        while a.len() % 4 != 0 {
+        while !a.len().is_multiple_of(4) {
             a.push(0);
         }
         a
