@@ -225,7 +225,16 @@ const IP_KEYS: &[&str] = &[
 /// Fields whose bytes are hardware addresses.
 const MAC_KEYS: &[&str] = &["mac", "lladdr", "peer_mac"];
 /// Other byte fields, shown as hex.
-const HEX_KEYS: &[&str] = &["value", "payload"];
+const HEX_KEYS: &[&str] = &["value", "payload", "table"];
+/// Lists of byte strings (nf_tables message payloads), each shown as hex.
+const HEX_LIST_KEYS: &[&str] = &[
+    "chains",
+    "objects",
+    "flowtables",
+    "sets",
+    "elements",
+    "rules",
+];
 
 fn as_bytes(v: &Value) -> Option<Vec<u8>> {
     v.as_array()?
@@ -280,6 +289,19 @@ fn enum_name(key: &str, n: i64) -> Option<&'static str> {
 }
 
 fn humanize_field(key: &str, v: &mut Value) {
+    if HEX_LIST_KEYS.contains(&key) {
+        if let Some(list) = v.as_array() {
+            let hexes: Option<Vec<Value>> = list
+                .iter()
+                .map(|x| x.is_array().then(|| as_bytes(x)).flatten())
+                .map(|b| b.map(|b| Value::String(hex_string(&b))))
+                .collect();
+            if let Some(h) = hexes {
+                *v = Value::Array(h);
+                return;
+            }
+        }
+    }
     if v.is_array() {
         let byte_key = IP_KEYS.contains(&key)
             || MAC_KEYS.contains(&key)
@@ -369,6 +391,19 @@ mod tests {
         assert_eq!(v["veth"]["peer_mac"], "02:00:00:00:00:02");
         assert_eq!(v["veth"]["peer_place"], "PEER_HOST");
         assert_eq!(v["source"], "IPTABLES_NFT");
+    }
+
+    #[test]
+    fn nf_tables_payloads_are_hex() {
+        let mut v = serde_json::json!({
+            "tables": [{"family": 2, "name": "filter", "table": [2, 0, 0, 0],
+                        "chains": [[2, 0, 0, 0], [10, 0, 0, 1]], "rules": []}]
+        });
+        humanize(&mut v);
+        let t = &v["tables"][0];
+        assert_eq!(t["table"], "02000000");
+        assert_eq!(t["chains"], serde_json::json!(["02000000", "0a000001"]));
+        assert_eq!(t["family"], 2);
     }
 
     #[test]
