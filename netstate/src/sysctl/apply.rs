@@ -1,12 +1,14 @@
 //! Apply: write saved keys whose live value differs, with an undo log.
 
 use std::io;
+use std::sync::mpsc::Sender;
 
 use crhook_proto as pb;
 
+use super::layout::DIRS;
 use super::live::Live;
-use super::plan::{PathSet, Plan};
-use super::procfs::{self, io_error, proc_path};
+use super::plan::{Item, PathSet, Plan};
+use super::procfs::{self, io_error, proc_path, DirReader};
 use super::tables::prints_as;
 use super::{normalized, Phase};
 use crate::error::{NetstateError, Result};
@@ -130,36 +132,48 @@ fn run(
     let netns = nl.netns().to_string();
     // keys whose value a write may have changed since it was read or dumped
     let mut recheck = PathSet::new(&plan);
-    let mut live: Option<Live> = None;
     // Keys a write made after the dump changed besides itself (`stable_secret` sets
     // `addr_gen_mode`): their dumped value is stale.
     let mut stale = PathSet::new(&plan);
-    for it in plan.items() {
-        if it.dev().is_some() {
-            // Per-device values come from one dump, taken after the namespace-wide writes
-            // (they come first in the plan and propagate to devices). A key the dump carries
-            // and shows equal needs no file read.
-            if live.is_none() {
-                live = Some(Live::read(nl, &plan)?);
+    // namespace-wide keys come first in the plan; they propagate to devices
+    for it in plan.items().take_while(|it| it.dev().is_none()) {
+        settle(&plan, it, &netns, undo, &mut recheck, None)?;
+    }
+    if plan.items().any(|it| it.dev().is_some()) {
+        // Per-device values come from one dump, taken after the namespace-wide writes, and
+        // the files of the keys it does not carry, read in plan order on a second thread
+        // while this one compares. A key shown equal needs no read here.
+        let live = Live::read(nl, &plan)?;
+        std::thread::scope(|s| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let (plan, live_ref) = (&plan, &live);
+            s.spawn(move || prefetch(plan, live_ref, &tx));
+            let mut files = Vec::new().into_iter();
+            for it in plan.items().skip_while(|it| it.dev().is_none()) {
+                let v = live.get(it);
+                // one value per key the dump lacks, in the same order as `prefetch`
+                let file = match v {
+                    None => match files.next() {
+                        Some(f) => f,
+                        None => {
+                            files = rx.recv().unwrap_or_default().into_iter();
+                            files.next().flatten()
+                        }
+                    },
+                    Some(_) => None,
+                };
+                let equal = match (v, &file) {
+                    (Some(v), _) => prints_as(it.value(), v),
+                    (None, Some(f)) => same(f, it.value()),
+                    (None, None) => false,
+                };
+                if equal && !stale.contains(plan, it) {
+                    continue;
+                }
+                settle(plan, it, &netns, undo, &mut recheck, Some(&mut stale))?;
             }
-            let v = live.as_ref().and_then(|l| l.get(it));
-            if v.is_some_and(|v| prints_as(it.value(), v)) && !stale.contains(&plan, it) {
-                continue;
-            }
-        }
-        // read right before writing: an earlier write may have changed this key
-        let path = plan.path(it);
-        let cur = read_live(&path, &netns)?;
-        if cur.as_deref().is_some_and(|c| same(c, it.value())) {
-            continue;
-        }
-        for p in write_logged(&path, it.value(), cur, &netns, undo)? {
-            // the written key itself is not read again in this pass
-            if live.is_some() && p != path {
-                stale.insert(&plan, p.clone());
-            }
-            recheck.insert(&plan, p);
-        }
+            Ok(())
+        })?;
     }
     // Only what a write could have changed is read again: the written keys and the keys
     // their writes change besides (`side_effects`).
@@ -191,6 +205,72 @@ fn run(
         recheck = next;
     }
     Ok(())
+}
+
+/// Reads the key right before writing it (an earlier write may have changed it) and writes
+/// it if it differs, noting what the write may have changed: in `recheck`, and in `stale`
+/// (when per-device values were dumped already) what besides the key itself.
+fn settle(
+    plan: &Plan<'_>,
+    it: &Item<'_>,
+    netns: &str,
+    undo: &mut SysctlUndo,
+    recheck: &mut PathSet,
+    mut stale: Option<&mut PathSet>,
+) -> Result<()> {
+    let path = plan.path(it);
+    let cur = read_live(&path, netns)?;
+    if cur.as_deref().is_some_and(|c| same(c, it.value())) {
+        return Ok(());
+    }
+    for p in write_logged(&path, it.value(), cur, netns, undo)? {
+        // the written key itself is not read again in this pass
+        if let Some(stale) = stale.as_deref_mut().filter(|_| p != path) {
+            stale.insert(plan, p.clone());
+        }
+        recheck.insert(plan, p);
+    }
+    Ok(())
+}
+
+/// Values [`prefetch`] sends at a time: waking the receiver per value would cost more than
+/// the read.
+const BATCH: usize = 256;
+
+/// Sends the file values of the per-device keys the dump does not carry, in plan order and
+/// in batches of [`BATCH`]: `None` for one that does not read (apply then reads it itself,
+/// for its error). Stops when the receiver is gone. A file opens relative to its directory
+/// ([`DirReader`]).
+fn prefetch(plan: &Plan<'_>, live: &Live, tx: &Sender<Vec<Option<String>>>) {
+    let mut dirs: [Option<Option<DirReader>>; 4] = Default::default();
+    let mut batch = Vec::with_capacity(BATCH);
+    for it in plan
+        .items()
+        .filter(|it| it.dev().is_some() && live.get(it).is_none())
+    {
+        let dev = plan.dev(it).unwrap_or_default();
+        let name = it.saved().last().map(String::as_str).unwrap_or_default();
+        let dir = it.dir().and_then(|k| {
+            let (fam, dir) = DIRS.get(k)?;
+            dirs.get_mut(k)?
+                .get_or_insert_with(|| DirReader::open(&[fam, dir]).ok().flatten())
+                .as_mut()
+        });
+        let v = match dir {
+            Some(r) => r.read(&[dev, name]).ok(),
+            None => procfs::read(&proc_path(&plan.path(it))).ok(),
+        };
+        batch.push(v);
+        if batch.len() == BATCH {
+            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
+            if tx.send(full).is_err() {
+                return;
+            }
+        }
+    }
+    if !batch.is_empty() {
+        let _ = tx.send(batch);
+    }
 }
 
 /// Equal as sysctl values: the kernel prints tabs where a saved value may have spaces.

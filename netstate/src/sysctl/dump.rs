@@ -35,8 +35,36 @@ pub(super) struct Dev {
     pub name: String,
     pub inet: Option<Vec<i32>>,
     pub inet6: Option<Vec<i32>>,
-    pub neigh4: Option<HashMap<u16, u64>>,
-    pub neigh6: Option<HashMap<u16, u64>>,
+    pub neigh4: Option<NeighParms>,
+    pub neigh6: Option<NeighParms>,
+}
+
+/// One `NDTA_PARMS`: values by `NDTPA_*` type. Types are small (`NDTPA_MAX` is 19 on 6.18);
+/// a vector indexed by type is cheaper than a map for the 4,000 of a 2,000-link dump.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(super) struct NeighParms(Vec<Option<u64>>);
+
+impl NeighParms {
+    /// Attribute types kept; [`tables::NEIGH_PARMS`](super::tables::NEIGH_PARMS) maps
+    /// lower ones only.
+    const MAX_TYPE: u16 = 64;
+
+    pub fn get(&self, ty: u16) -> Option<u64> {
+        self.0.get(usize::from(ty)).copied().flatten()
+    }
+
+    fn set(&mut self, ty: u16, v: u64) {
+        if ty >= Self::MAX_TYPE {
+            return;
+        }
+        let i = usize::from(ty);
+        if self.0.len() <= i {
+            self.0.resize(i + 1, None);
+        }
+        if let Some(slot) = self.0.get_mut(i) {
+            *slot = Some(v);
+        }
+    }
 }
 
 /// Every device of the calling thread's namespace: from the caller's link dump if given,
@@ -46,6 +74,19 @@ pub(super) fn devices(
     link_dump: Option<&[LinkMessage]>,
     neigh: bool,
 ) -> Result<Vec<Dev>> {
+    let (mut devs, by_index) = links(nl, link_dump)?;
+    if neigh {
+        neigh_params(nl, &by_index, &mut devs)?;
+    }
+    Ok(devs)
+}
+
+/// The devices of the caller's link dump if given, else of a dump of its own, without neigh
+/// parameters; and their positions by ifindex.
+pub(super) fn links(
+    nl: &mut Nl,
+    link_dump: Option<&[LinkMessage]>,
+) -> Result<(Vec<Dev>, HashMap<u32, usize>)> {
     let mut devs = Vec::new();
     let mut by_index = HashMap::new();
     match link_dump {
@@ -71,10 +112,7 @@ pub(super) fn devices(
             }
         }
     }
-    if neigh {
-        neigh_params(nl, &by_index, &mut devs)?;
-    }
-    Ok(devs)
+    Ok((devs, by_index))
 }
 
 /// The attributes in `b`: (type without flags, value), through the crate's attribute walker.
@@ -164,7 +202,11 @@ fn to_ints(c: &impl Emitable) -> Vec<i32> {
 
 /// Per-device neigh parameters from `RTM_GETNEIGHTBL`: one `NDTA_PARMS` per device that
 /// carries `NDTPA_IFINDEX` (the table's own defaults carry none and are skipped).
-fn neigh_params(nl: &mut Nl, by_index: &HashMap<u32, usize>, devs: &mut [Dev]) -> Result<()> {
+pub(super) fn neigh_params(
+    nl: &mut Nl,
+    by_index: &HashMap<u32, usize>,
+    devs: &mut [Dev],
+) -> Result<()> {
     let req = Req::Raw {
         msg_type: libc::RTM_GETNEIGHTBL,
         payload: vec![0; NDTMSG_LEN],
@@ -173,35 +215,11 @@ fn neigh_params(nl: &mut Nl, by_index: &HashMap<u32, usize>, devs: &mut [Dev]) -
         if ty != libc::RTM_NEWNEIGHTBL {
             continue;
         }
-        let v6 = match msg.first().map(|f| i32::from(*f)) {
-            Some(libc::AF_INET) => false,
-            Some(libc::AF_INET6) => true,
-            _ => continue,
-        };
-        let Some(body) = msg.get(NDTMSG_LEN..) else {
+        let Some((v6, per_dev)) = neigh_table(&msg) else {
             continue;
         };
-        for (_, params) in attrs(body).filter(|(t, _)| *t == NDTA_PARMS) {
-            let vals: HashMap<u16, u64> = attrs(params)
-                .filter_map(|(t, b)| {
-                    // values are u32 or u64 (msecs); read them generically so unknown
-                    // attributes do not need a match arm
-                    let v = match b.len() {
-                        4 => u64::from(u32::from_ne_bytes(b.try_into().ok()?)),
-                        8 => u64::from_ne_bytes(b.try_into().ok()?),
-                        _ => return None,
-                    };
-                    Some((t, v))
-                })
-                .collect();
-            let Some(ifindex) = vals.get(&NDTPA_IFINDEX).copied() else {
-                continue;
-            };
-            let Some(d) = u32::try_from(ifindex)
-                .ok()
-                .and_then(|x| by_index.get(&x))
-                .and_then(|i| devs.get_mut(*i))
-            else {
+        for (ifindex, vals) in per_dev {
+            let Some(d) = by_index.get(&ifindex).and_then(|i| devs.get_mut(*i)) else {
                 continue;
             };
             if v6 {
@@ -212,6 +230,42 @@ fn neigh_params(nl: &mut Nl, by_index: &HashMap<u32, usize>, devs: &mut [Dev]) -
         }
     }
     Ok(())
+}
+
+/// One `RTM_NEWNEIGHTBL` payload: whether it is the IPv6 table, and the parameters of each
+/// device it carries by ifindex. `None` for tables of other families.
+fn neigh_table(msg: &[u8]) -> Option<(bool, Vec<(u32, NeighParms)>)> {
+    let v6 = match i32::from(*msg.first()?) {
+        libc::AF_INET => false,
+        libc::AF_INET6 => true,
+        _ => return None,
+    };
+    let per_dev = attrs(msg.get(NDTMSG_LEN..)?)
+        .filter(|(t, _)| *t == NDTA_PARMS)
+        .filter_map(|(_, params)| {
+            let vals = parms(params);
+            let ifindex = u32::try_from(vals.get(NDTPA_IFINDEX)?).ok()?;
+            Some((ifindex, vals))
+        })
+        .collect();
+    Some((v6, per_dev))
+}
+
+/// The values of one `NDTA_PARMS`: u32 or u64 (msecs), read generically so that unknown
+/// attributes need no match arm.
+fn parms(b: &[u8]) -> NeighParms {
+    let mut vals = NeighParms::default();
+    for (t, b) in attrs(b) {
+        let v = match b.len() {
+            4 => b.try_into().map(|a| u64::from(u32::from_ne_bytes(a))),
+            8 => b.try_into().map(u64::from_ne_bytes),
+            _ => continue,
+        };
+        if let Ok(v) = v {
+            vals.set(t, v);
+        }
+    }
+    vals
 }
 
 #[cfg(test)]
@@ -258,6 +312,54 @@ mod tests {
                 ..Dev::default()
             }
         );
+    }
+
+    /// An `RTM_NEWNEIGHTBL` of the IPv6 table as the kernel lays it out: the table's own
+    /// parameters (no ifindex), then a device's, whose times are u64 msecs.
+    #[test]
+    fn neigh_table_gives_per_device_parameters() {
+        let mut msg = vec![libc::AF_INET6 as u8, 0, 0, 0];
+        msg.extend(nla(1, b"ndisc_cache\0")); // NDTA_NAME
+        let u32a = |ty: u16, v: u32| nla(ty, &v.to_ne_bytes());
+        let u64a = |ty: u16, v: u64| nla(ty, &v.to_ne_bytes());
+        let table = [u32a(16, 212_992), u64a(4, 30_000)].concat();
+        msg.extend(nla(0x8000 | NDTA_PARMS, &table));
+        let dev = [
+            u32a(NDTPA_IFINDEX, 3),
+            u32a(16, 101_376),                 // NDTPA_QUEUE_LENBYTES
+            u64a(4, 12_340),                   // NDTPA_BASE_REACHABLE_TIME
+            u64a(12, 1_000),                   // NDTPA_ANYCAST_DELAY
+            u64a(15, 0),                       // NDTPA_LOCKTIME
+            u32a(40, 9),                       // a type newer than this code
+            u32a(NeighParms::MAX_TYPE + 1, 1), // past what is kept
+            nla(13, &[1, 2]),                  // a length neither u32 nor u64
+        ]
+        .concat();
+        msg.extend(nla(0x8000 | NDTA_PARMS, &dev));
+        msg.extend(nla(2, &7u32.to_ne_bytes())); // NDTA_THRESH1, outside the parameters
+
+        let (v6, per_dev) = neigh_table(&msg).unwrap();
+        assert!(v6);
+        assert_eq!(
+            per_dev.len(),
+            1,
+            "the table's own parameters carry no ifindex"
+        );
+        let (ifindex, p) = &per_dev[0];
+        assert_eq!(*ifindex, 3);
+        assert_eq!(p.get(16), Some(101_376));
+        assert_eq!(p.get(4), Some(12_340));
+        assert_eq!(p.get(12), Some(1_000));
+        assert_eq!(p.get(15), Some(0));
+        assert_eq!(p.get(40), Some(9));
+        assert_eq!(p.get(NeighParms::MAX_TYPE + 1), None);
+        assert_eq!(p.get(13), None);
+        assert_eq!(p.get(5), None);
+
+        msg[0] = libc::AF_INET as u8;
+        assert!(!neigh_table(&msg).unwrap().0);
+        msg[0] = libc::AF_BRIDGE as u8;
+        assert!(neigh_table(&msg).is_none());
     }
 
     #[test]

@@ -8,18 +8,10 @@ use std::collections::HashMap;
 
 use super::capture;
 use super::dump::{self, Dev};
-use super::plan::{Item, Plan, DIRS};
-use super::tables::{self, Unit};
+use super::layout::{self, Src, DIRS};
+use super::plan::{Item, Plan};
 use crate::error::Result;
 use crate::nl::Nl;
-
-/// Where a `/proc` name's value sits in a device's netlink view.
-#[derive(Debug, Clone, Copy)]
-enum Src {
-    Inet(usize),
-    Inet6(usize, Unit),
-    Neigh(u16, Unit),
-}
 
 pub(super) struct Live {
     devs: Vec<Dev>,
@@ -46,7 +38,7 @@ impl Live {
             .collect();
         let mut srcs: [Vec<Option<Src>>; 4] = Default::default();
         for (k, (fam, dir)) in DIRS.iter().enumerate() {
-            let with_dir = devs.iter().filter(|d| has(d, k));
+            let with_dir = devs.iter().filter(|d| layout::has(d, k));
             let Some(names) = capture::template(fam, dir, with_dir, nl.netns())? else {
                 continue;
             };
@@ -57,7 +49,7 @@ impl Live {
                     names
                         .binary_search_by(|t| t.as_str().cmp(n))
                         .ok()
-                        .and_then(|_| source(k, n))
+                        .and_then(|_| layout::source(k, n))
                 })
                 .collect();
         }
@@ -74,37 +66,6 @@ impl Live {
         let k = it.dir()?;
         let src = (*self.srcs.get(k)?.get(it.name())?)?;
         let d = self.devs.get((*self.dev_map.get(it.dev()?)?)?)?;
-        match src {
-            Src::Inet(i) => d.inet.as_ref()?.get(i).map(|v| i64::from(*v)),
-            Src::Inet6(i, unit) => d
-                .inet6
-                .as_ref()?
-                .get(i)
-                .map(|v| unit.convert(i64::from(*v))),
-            Src::Neigh(ty, unit) => {
-                let params = if k == 2 { &d.neigh4 } else { &d.neigh6 };
-                // msecs of an int jiffies value and small counters: they fit an i64
-                i64::try_from(*params.as_ref()?.get(&ty)?)
-                    .ok()
-                    .map(|v| unit.convert(v))
-            }
-        }
-    }
-}
-
-fn has(d: &Dev, k: usize) -> bool {
-    match k {
-        0 => d.inet.is_some(),
-        1 => d.inet6.is_some(),
-        2 => d.neigh4.is_some(),
-        _ => d.neigh6.is_some(),
-    }
-}
-
-fn source(k: usize, name: &str) -> Option<Src> {
-    match k {
-        0 => tables::ipv4_slot(name).map(Src::Inet),
-        1 => tables::ipv6_slot(name).map(|(i, u)| Src::Inet6(i, u)),
-        _ => tables::neigh_attr(name).map(|(t, u)| Src::Neigh(t, u)),
+        layout::value(d, k, src)
     }
 }

@@ -13,8 +13,10 @@
 //!   from the `RTM_GETNEIGHTBL` dump, mapped to file names by [`tables`]. Per-device keys with
 //!   no exact netlink counterpart are read from `/proc` for every device: `stable_secret`
 //!   (not in the array), `regen_min_advance`, `ra_honor_pio_life`, `ra_honor_pio_pflag` (no
-//!   slot), `anycast_delay`, `proxy_delay`, `locktime` (USER_HZ ticks), plus any name a newer
-//!   kernel adds.
+//!   slot on 6.18: its `IFLA_INET6_CONF` has 60, up to `force_forwarding`), `anycast_delay`,
+//!   `proxy_delay`, `locktime` (USER_HZ ticks; see [`tables::NEIGH_PARMS`]), plus any name a
+//!   newer kernel adds. About 20,000 files at 2,000 links: capture reads them on a second
+//!   thread while it builds the rest.
 //! - Interface names may contain dots, so keys are path components, never `a.b.c` strings.
 //! - Files that fail to read are not state: `ipv6/conf/*/stable_secret` gives EIO while
 //!   unset. Duplicated and derived keys are left out ([`procfs::is_excluded`]).
@@ -22,7 +24,8 @@
 //!   `conf/default/*` and others changes the same key of every device, `ip_forward` also
 //!   flips `conf/all/accept_redirects`, and `stable_secret` sets `addr_gen_mode`. So apply
 //!   writes those first, compares per-device keys against one dump taken after them (as
-//!   capture reads them), re-reads a key right before writing it, writes only what differs,
+//!   capture reads them, the files read on a second thread meanwhile), re-reads a key right
+//!   before writing it, writes only what differs,
 //!   records what the write changes besides itself, and then checks again only the keys it
 //!   wrote and those their writes changed, so its cost beyond one capture follows what it
 //!   writes.
@@ -32,6 +35,7 @@
 mod apply;
 mod capture;
 mod dump;
+mod layout;
 mod live;
 mod plan;
 mod procfs;

@@ -9,17 +9,10 @@ use std::collections::{HashMap, HashSet};
 
 use crhook_proto as pb;
 
+use super::layout::DIRS;
 use super::procfs;
 use super::{is_early, Phase, EARLY};
 use crate::error::{NetstateError, Result};
-
-/// The per-device directories whose values netlink carries, as numbered in `Item::dir`.
-pub(super) const DIRS: [(&str, &str); 4] = [
-    ("ipv4", "conf"),
-    ("ipv6", "conf"),
-    ("ipv4", "neigh"),
-    ("ipv6", "neigh"),
-];
 
 /// Write order groups: `ip_forward`, `conf/all`, `conf/default`, `neigh/default`, other
 /// namespace-wide keys, then per-device keys: the Early names in [`EARLY`] order, the rest.

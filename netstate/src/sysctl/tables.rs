@@ -172,8 +172,11 @@ pub const IPV6_DEVCONF: &[Option<(&str, Unit)>] = &[
 
 /// `NDTA_PARMS` attributes of an `RTM_GETNEIGHTBL` dump → per-device neigh file.
 /// Times arrive in ms (`nla_put_msecs`). Left out, so read from `/proc`: `anycast_delay`,
-/// `proxy_delay`, `locktime` (`/proc` prints USER_HZ ticks via `jiffies_to_clock_t`, which
-/// rounds differently from `jiffies_to_msecs` when HZ does not divide 1000, e.g. HZ=300).
+/// `proxy_delay`, `locktime`. `/proc` prints their jiffies in USER_HZ ticks
+/// (`jiffies_to_clock_t`), which rounds differently from `jiffies_to_msecs` when HZ does not
+/// divide 1000 (e.g. HZ=300); and the msecs are the low 32 bits of `1000 / HZ * jiffies`, so
+/// below HZ=1000 several jiffies values share one netlink value (at HZ=250, j and
+/// j + 2^30), and the netlink value does not say what `/proc` prints.
 /// Left out entirely (duplicates of one variable): `NDTPA_QUEUE_LEN`/`unres_qlen` (the
 /// bytes form is kept), `base_reachable_time` and `retrans_time` (the `_ms` forms are kept).
 pub const NEIGH_PARMS: &[(u16, &str, Unit)] = &[
