@@ -198,6 +198,9 @@ iptables -A MYCHAIN -s 10.9.0.0/16 -j RETURN
 iptables -A MYCHAIN -j LOG --log-prefix "crhook test "
 iptables -A INPUT -p tcp --dport 22 -m comment --comment "ssh in" -j ACCEPT
 iptables -A INPUT -j MYCHAIN
+iptables -A MYCHAIN -p tcp -m multiport --dports 80,443 -j ACCEPT
+iptables -A MYCHAIN ! -p udp -m length --length 100:200 -j RETURN
+iptables -A MYCHAIN -p tcp -j REJECT --reject-with tcp-reset
 iptables -P FORWARD DROP
 iptables -t nat -A PREROUTING -p tcp --dport 8080 -j DNAT --to-destination 10.1.1.1:80
 iptables -t nat -A POSTROUTING -s 10.0.0.0/8 -j SNAT --to-source 192.0.2.1
@@ -208,6 +211,7 @@ iptables -t security -A INPUT -p tcp --dport 443 -j ACCEPT
 ip6tables -N SIX
 ip6tables -A SIX -p tcp --dport 25 -j REJECT
 ip6tables -A INPUT -j SIX
+ip6tables -A SIX -p udp -m multiport --dports 53,853 -j ACCEPT
 ip6tables -P INPUT DROP
 ip6tables -t nat -A PREROUTING -p tcp --dport 8080 -j DNAT --to-destination [fd00::1]:80
 ip6tables -t nat -A POSTROUTING -s fd00::/64 -j SNAT --to-source 2001:db8::1

@@ -176,6 +176,11 @@ fn replay(t: &NftTable) -> Vec<Msg> {
         for (i, p) in obj.of(t).iter().enumerate() {
             let what = describe(obj, p, i, &label);
             let mut payload = p.clone();
+            if obj == Obj::Rule {
+                if let Some(c) = norm::rule_compat(p) {
+                    payload.extend(c);
+                }
+            }
             if obj == Obj::Set {
                 // NFT_MSG_NEWSET requires a transaction-unique NFTA_SET_ID (dumps carry none)
                 let id = u32::try_from(i + 1).unwrap_or(u32::MAX);

@@ -387,6 +387,76 @@ pub(super) fn elements_empty(payload: &[u8]) -> bool {
     attr_of(payload, NFTA_SET_ELEM_LIST_ELEMENTS).is_none_or(|a| a.value.is_empty())
 }
 
+/// NFTA_RULE_COMPAT for a rule with an xtables `match` or `target` expression, which the
+/// kernel takes on input only (dumps do not carry it): the layer 4 protocol the rule matches
+/// (`-p tcp` as `meta l4proto` or the IPv4/IPv6 header's protocol byte, then `cmp`) and
+/// whether that match is inverted. xtables extensions check it (multiport, REJECT
+/// --reject-with tcp-reset, DNAT to a port need a protocol).
+pub(super) fn rule_compat(payload: &[u8]) -> Option<Vec<u8>> {
+    const NFT_META_L4PROTO: u32 = 16;
+    const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
+    let list = attr_of(payload, NFTA_RULE_EXPRESSIONS)?;
+    let mut xt = false;
+    // the register a protocol was loaded into, then the protocol and inversion a cmp found
+    let mut loaded: Option<u32> = None;
+    let mut proto: Option<(u32, bool)> = None;
+    for elem in attrs(list.value).filter_map(|a| a.ok()) {
+        let f: Vec<Attr> = attrs(elem.value).filter_map(|a| a.ok()).collect();
+        let name = f
+            .iter()
+            .find(|a| a.ty() == NFTA_EXPR_NAME)
+            .map(|a| a.string());
+        let data: Vec<Attr> = f
+            .iter()
+            .find(|a| a.ty() == NFTA_EXPR_DATA)
+            .map(|d| attrs(d.value).filter_map(|a| a.ok()).collect())
+            .unwrap_or_default();
+        let get = |ty: u16| {
+            data.iter()
+                .find(|a| a.ty() == ty)
+                .and_then(|a| be32(a).ok())
+        };
+        match name.as_deref() {
+            Some("match") | Some("target") => xt = true,
+            Some("meta") if get(2) == Some(NFT_META_L4PROTO) => loaded = get(1),
+            Some("payload")
+                if get(2) == Some(NFT_PAYLOAD_NETWORK_HEADER)
+                    && get(4) == Some(1)
+                    && matches!(
+                        (payload.first(), get(3)),
+                        (Some(2), Some(9)) | (Some(10), Some(6))
+                    ) =>
+            {
+                loaded = get(1)
+            }
+            Some("cmp") if proto.is_none() && loaded.is_some() && get(1) == loaded => {
+                let value = data
+                    .iter()
+                    .find(|a| a.ty() == 3)
+                    .and_then(|d| nested_find(d.value, 1))
+                    .and_then(|v| v.value.first().copied());
+                if let Some(v) = value {
+                    // NFT_CMP_EQ 0, NFT_CMP_NEQ 1
+                    proto = Some((u32::from(v), get(2) == Some(1)));
+                }
+                loaded = None;
+            }
+            _ => {}
+        }
+    }
+    if !xt {
+        return None;
+    }
+    let (p, inv) = proto.unwrap_or((0, false));
+    // NFTA_RULE_COMPAT { NFTA_RULE_COMPAT_PROTO, NFTA_RULE_COMPAT_FLAGS }, where
+    // NFT_RULE_COMPAT_F_INV is 1 << 1
+    let flags = if inv { 2 } else { 0 };
+    Some(nest(
+        NFTA_RULE_COMPAT,
+        &[be32_attr(1, p), be32_attr(2, flags)],
+    ))
+}
+
 fn nested_find(buf: &[u8], ty: u16) -> Option<Attr<'_>> {
     attrs(buf).filter_map(|a| a.ok()).find(|a| a.ty() == ty)
 }
@@ -465,6 +535,46 @@ pub(super) mod tests {
         // with counters the traffic stays
         let kept = normalize(Obj::Rule, &dumped, true).expect("normal form");
         assert!(kept.windows(8).any(|w| w == 1234u64.to_be_bytes()));
+    }
+
+    #[test]
+    fn xtables_rules_get_their_protocol_back() {
+        // iptables-nft's `! -p udp -m multiport ...`: meta l4proto => reg 1, cmp neq reg 1
+        // 17, then an xtables match
+        let meta = expr(
+            "meta",
+            &[attr(1, &1u32.to_be_bytes()), attr(2, &16u32.to_be_bytes())].concat(),
+        );
+        let cmp = expr(
+            "cmp",
+            &[
+                attr(1, &1u32.to_be_bytes()),
+                attr(2, &1u32.to_be_bytes()),
+                attr(3, &attr(1, &[17])),
+            ]
+            .concat(),
+        );
+        let xt = expr(
+            "match",
+            &[attr(1, b"multiport\0"), attr(2, &1u32.to_be_bytes())].concat(),
+        );
+        let rule = |exprs: &[&Vec<u8>]| {
+            let list: Vec<u8> = exprs.iter().flat_map(|e| attr(NFTA_LIST_ELEM, e)).collect();
+            [vec![2, 0, 0, 0], attr(NFTA_RULE_EXPRESSIONS, &list)].concat()
+        };
+        let want = attr(
+            NFTA_RULE_COMPAT,
+            &[attr(1, &17u32.to_be_bytes()), attr(2, &2u32.to_be_bytes())].concat(),
+        );
+        assert_eq!(rule_compat(&rule(&[&meta, &cmp, &xt])), Some(want));
+        // no xtables expression: nothing to add
+        assert_eq!(rule_compat(&rule(&[&meta, &cmp])), None);
+        // an xtables expression without a protocol: protocol 0, not inverted
+        let none = attr(
+            NFTA_RULE_COMPAT,
+            &[attr(1, &0u32.to_be_bytes()), attr(2, &0u32.to_be_bytes())].concat(),
+        );
+        assert_eq!(rule_compat(&rule(&[&xt])), Some(none));
     }
 
     #[test]
