@@ -454,8 +454,11 @@ fn notes(s: &mut String, results: &[SizeResult]) {
                 "they always went idle".to_owned()
             } else {
                 format!(
-                    "{} times they were still busy after {} and it went on (those runs include other load)",
-                    r.quiet_gave_up,
+                    "{} they were still busy after {} and it went on (those runs include other load)",
+                    match r.quiet_gave_up {
+                        1 => "once".to_owned(),
+                        n => format!("{n} times"),
+                    },
                     fmt_dur(r.quiet_limit)
                 )
             }
