@@ -246,6 +246,20 @@ pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
     f.sync_all().map_err(|e| ImageError::io("fsync", path, e))
 }
 
+/// Writes `bytes` to a new file (which must not exist) and returns it open, for the caller
+/// to fsync before it relies on the contents.
+pub(crate) fn write_new_unsynced(path: &Path, bytes: &[u8]) -> Result<File, ImageError> {
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| ImageError::io("create", path, e))?;
+    f.write_all(bytes)
+        .map_err(|e| ImageError::io("write", path, e))?;
+    Ok(f)
+}
+
 /// fsyncs a directory, so the names created or renamed in it survive a crash.
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
     File::open(dir)

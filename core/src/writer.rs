@@ -2,7 +2,7 @@
 //! previous directory or the complete new one at the final path, never a partial image.
 //!
 //! Files go into a hidden sibling directory (same filesystem, so the final rename is atomic),
-//! each fsynced as written; `finish` writes `inventory.img` last, fsyncs the directory and
+//! fsynced together by `finish`, which then writes `inventory.img`, fsyncs the directory and
 //! renames it into place. An existing image directory is swapped out with
 //! `renameat2(RENAME_EXCHANGE)` (one atomic step), falling back to rename-aside-then-in on
 //! filesystems without it (EINVAL). A directory holding anything that is not a crhook image is
@@ -45,6 +45,8 @@ pub struct ImageWriter {
     bytes: u64,
     capture_time: SystemTime,
     finished: bool,
+    /// files written and not yet fsynced (`finish` syncs them together)
+    unsynced: Vec<(PathBuf, fs::File)>,
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -144,6 +146,7 @@ impl ImageWriter {
             bytes: 0,
             capture_time: SystemTime::now(),
             finished: false,
+            unsynced: Vec::new(),
         })
     }
 
@@ -188,7 +191,8 @@ impl ImageWriter {
         bytes: &[u8],
         entries: u64,
     ) -> Result<(), ImageError> {
-        write_new(path, bytes)?;
+        let f = crate::file::write_new_unsynced(path, bytes)?;
+        self.unsynced.push((path.to_path_buf(), f));
         let size = bytes.len() as u64;
         self.bytes += size;
         self.files.insert(
@@ -259,6 +263,28 @@ impl ImageWriter {
         source: NamespaceIdentity,
         warnings: Vec<String>,
     ) -> Result<PathBuf, ImageError> {
+        // every file reaches the disk before the inventory that lists it; fsyncs issued
+        // together share journal commits (one per file in a row cost ~1.2 ms each on ext4)
+        let unsynced = std::mem::take(&mut self.unsynced);
+        std::thread::scope(|s| {
+            let handles: Vec<_> = unsynced
+                .iter()
+                .map(|(p, f)| (p, s.spawn(move || f.sync_all())))
+                .collect();
+            for (p, h) in handles {
+                match h.join() {
+                    Ok(r) => r.map_err(|e| ImageError::io("fsync", p, e))?,
+                    Err(_) => {
+                        return Err(ImageError::io(
+                            "fsync",
+                            p,
+                            io::Error::other("fsync thread panicked"),
+                        ))
+                    }
+                }
+            }
+            Ok(())
+        })?;
         let inv_path = self.tmp.join(Kind::Inventory.file_name());
         let inv = self.inventory(source, warnings);
         let bytes = try_encode_file(&inv_path, Kind::Inventory, std::slice::from_ref(&inv))?;
