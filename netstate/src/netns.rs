@@ -50,6 +50,9 @@ pub struct NetNs {
     name: String,
     dev: u64,
     ino: u64,
+    /// NETLINK_NETFILTER socket, opened on first use and kept while this handle lives (see
+    /// [`NetNs::with_netfilter`])
+    netfilter: std::sync::Mutex<Option<crate::nl::Nl>>,
 }
 
 impl NetNs {
@@ -85,6 +88,7 @@ impl NetNs {
             name,
             dev: meta.dev(),
             ino: meta.ino(),
+            netfilter: Default::default(),
         })
     }
 
@@ -119,7 +123,41 @@ impl NetNs {
             name: self.name.clone(),
             dev: self.dev,
             ino: self.ino,
+            netfilter: Default::default(),
         })
+    }
+
+    /// Runs `f` with the namespace's NETLINK_NETFILTER socket, opened inside it on first use
+    /// and kept until this handle is dropped. Closing one costs up to an RCU grace period
+    /// (about 10 ms here) while nf_tables has a finished transaction to free, so a socket per
+    /// request would put that wait inside the lock window (lock, capture, unlock). A socket
+    /// whose request failed is dropped, so no stale answer reaches the next one.
+    pub(crate) fn with_netfilter<T>(
+        &self,
+        f: impl FnOnce(&mut crate::nl::Nl) -> Result<T>,
+    ) -> Result<T> {
+        let mut slot = self
+            .netfilter
+            .lock()
+            .map_err(|_| NetstateError::invalid("netfilter socket lock poisoned"))?;
+        let mut nl = match slot.take() {
+            Some(nl) => nl,
+            None => {
+                let name = self.name.clone();
+                self.run(move || {
+                    crate::nl::Nl::with_protocol(
+                        &name,
+                        netlink_sys::protocols::NETLINK_NETFILTER,
+                        "NETLINK_NETFILTER",
+                    )
+                })?
+            }
+        };
+        let r = f(&mut nl);
+        if r.is_ok() {
+            *slot = Some(nl);
+        }
+        r
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {

@@ -69,6 +69,12 @@ pub struct Nl {
     pub requests: u64,
 }
 
+impl std::fmt::Debug for Nl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Nl({})", self.netns)
+    }
+}
+
 impl Nl {
     /// Opens an rtnetlink socket in the calling thread's namespace; `netns` only names it in
     /// errors.

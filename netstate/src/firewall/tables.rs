@@ -6,13 +6,11 @@
 //! microseconds. netlink-packet-route covers rtnetlink only, so the messages are hand-built;
 //! the socket, framing and acks are `Nl`'s.
 
-use netlink_sys::protocols::NETLINK_NETFILTER;
-
 use super::nftx::TableId;
 use crate::error::Result;
 use crate::link::raw::{find, split};
 use crate::netns::NetNs;
-use crate::nl::{Nl, Req};
+use crate::nl::Req;
 
 const NFNL_SUBSYS_NFTABLES: u16 = 10;
 const NFT_MSG_GETTABLE: u16 = 1;
@@ -35,14 +33,11 @@ fn family_name(f: u8) -> String {
 
 /// Lists the tables of `ns` (the socket is opened on a thread inside it).
 pub(crate) fn list(ns: &NetNs) -> Result<Vec<TableId>> {
-    let name = ns.name().to_string();
-    let mut nl =
-        ns.run(move || Nl::with_protocol(&name, NETLINK_NETFILTER, "NETLINK_NETFILTER"))?;
     let req = Req::Raw {
         msg_type: (NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETTABLE,
         payload: vec![0; NFGEN],
     };
-    let msgs = nl.dump_raw(&req, "dump nftables tables")?;
+    let msgs = ns.with_netfilter(|nl| nl.dump_raw(&req, "dump nftables tables"))?;
     Ok(msgs
         .iter()
         .filter_map(|(ty, payload)| table(*ty, payload))

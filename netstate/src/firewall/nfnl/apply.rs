@@ -243,7 +243,6 @@ fn describe(obj: Obj, p: &[u8], i: usize, table: &str) -> String {
 
 /// Runs one transaction in `ns`; the error names the first message the kernel refused.
 pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
-    let mut nl = dump::socket(ns)?;
     let hdr = |ty: u16| Req::Raw {
         msg_type: ty,
         payload: [[0u8, 0], SUBSYS.to_be_bytes()].concat(),
@@ -256,7 +255,10 @@ pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
         .iter()
         .map(|m| (m.ty, m.flags, m.payload.as_slice()))
         .collect();
-    match nl.transaction(&hdr(BATCH_BEGIN), &batch, &hdr(BATCH_END), &probe, op)? {
+    let answer = ns.with_netfilter(|nl| {
+        nl.transaction(&hdr(BATCH_BEGIN), &batch, &hdr(BATCH_END), &probe, op)
+    })?;
+    match answer {
         Ok(()) => Ok(()),
         Err((i, e)) => {
             let what = msgs

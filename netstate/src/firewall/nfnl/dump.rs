@@ -7,7 +7,6 @@
 use std::collections::HashMap;
 
 use crhook_proto::NftTable;
-use netlink_sys::protocols::NETLINK_NETFILTER;
 
 use super::norm::{self, normalize};
 use super::{
@@ -23,12 +22,6 @@ use crate::nl::{Nl, Req};
 /// How many times the dumps are retaken while the ruleset keeps changing.
 const ATTEMPTS: usize = 5;
 
-/// Opens a NETLINK_NETFILTER socket inside `ns`.
-pub(super) fn socket(ns: &NetNs) -> Result<Nl> {
-    let name = ns.name().to_string();
-    ns.run(move || Nl::with_protocol(&name, NETLINK_NETFILTER, "NETLINK_NETFILTER"))
-}
-
 /// Every table of `ns` that `keep` accepts, except network locks (crhook's table, CRIU's
 /// `CRIU-*` tables) and, in iptables-nft's tables, the lock chains and the jumps to them.
 /// Payloads are normalised (see norm.rs); `counters` keeps traffic state.
@@ -37,13 +30,15 @@ pub(crate) fn capture(
     counters: bool,
     keep: &dyn Fn(&TableId) -> bool,
 ) -> Result<Vec<NftTable>> {
-    let mut nl = socket(ns)?;
-    for _ in 0..ATTEMPTS {
-        if let Some(tables) = dump_once(&mut nl, counters, keep)? {
-            return Ok(tables);
+    let found = ns.with_netfilter(|nl| {
+        for _ in 0..ATTEMPTS {
+            if let Some(tables) = dump_once(nl, counters, keep)? {
+                return Ok(Some(tables));
+            }
         }
-    }
-    Err(NetstateError::Protocol {
+        Ok(None)
+    })?;
+    found.ok_or_else(|| NetstateError::Protocol {
         op: "dump nftables ruleset".into(),
         netns: ns.name().to_string(),
         what: format!("the ruleset changed during each of {ATTEMPTS} dumps"),
