@@ -1,14 +1,13 @@
 //! Apply: write saved keys whose live value differs, with an undo log.
 
 use std::io;
-use std::sync::mpsc::Sender;
 
 use crhook_proto as pb;
 
-use super::layout::DIRS;
+use super::files::{Cursor, FileKeys};
 use super::live::Live;
 use super::plan::{Item, PathSet, Plan};
-use super::procfs::{self, io_error, proc_path, DirReader};
+use super::procfs::{self, io_error, proc_path};
 use super::tables::prints_as;
 use super::{normalized, Phase};
 use crate::error::{NetstateError, Result};
@@ -141,36 +140,31 @@ fn run(
     }
     if plan.items().any(|it| it.dev().is_some()) {
         // Per-device values come from one dump, taken after the namespace-wide writes, and
-        // the files of the keys it does not carry, read in plan order on a second thread
-        // while this one compares. A key shown equal needs no read here.
-        let live = Live::read(nl, &plan)?;
+        // for the names netlink does not carry, from their files, read from now on by a
+        // second thread and by this one when it catches up (`files`). A key shown equal
+        // needs no read here.
+        let keys = FileKeys::new(&plan);
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::channel();
-            let (plan, live_ref) = (&plan, &live);
-            s.spawn(move || prefetch(plan, live_ref, &tx));
-            let mut files = Vec::new().into_iter();
+            let keys = &keys;
+            s.spawn(move || keys.read_ahead(&tx));
+            let live = Live::read(nl, &plan)?;
+            let mut files = Cursor::new(keys, rx);
             for it in plan.items().skip_while(|it| it.dev().is_none()) {
-                let v = live.get(it);
-                // one value per key the dump lacks, in the same order as `prefetch`
-                let file = match v {
-                    None => match files.next() {
-                        Some(f) => f,
-                        None => {
-                            files = rx.recv().unwrap_or_default().into_iter();
-                            files.next().flatten()
-                        }
-                    },
-                    Some(_) => None,
+                let file = if files.is_file_key(it) {
+                    files.next()
+                } else {
+                    None
                 };
-                let equal = match (v, &file) {
+                let equal = match (live.get(it), &file) {
                     (Some(v), _) => prints_as(it.value(), v),
                     (None, Some(f)) => same(f, it.value()),
                     (None, None) => false,
                 };
-                if equal && !stale.contains(plan, it) {
+                if equal && !stale.contains(&plan, it) {
                     continue;
                 }
-                settle(plan, it, &netns, undo, &mut recheck, Some(&mut stale))?;
+                settle(&plan, it, &netns, undo, &mut recheck, Some(&mut stale))?;
             }
             Ok(())
         })?;
@@ -231,46 +225,6 @@ fn settle(
         recheck.insert(plan, p);
     }
     Ok(())
-}
-
-/// Values [`prefetch`] sends at a time: waking the receiver per value would cost more than
-/// the read.
-const BATCH: usize = 256;
-
-/// Sends the file values of the per-device keys the dump does not carry, in plan order and
-/// in batches of [`BATCH`]: `None` for one that does not read (apply then reads it itself,
-/// for its error). Stops when the receiver is gone. A file opens relative to its directory
-/// ([`DirReader`]).
-fn prefetch(plan: &Plan<'_>, live: &Live, tx: &Sender<Vec<Option<String>>>) {
-    let mut dirs: [Option<Option<DirReader>>; 4] = Default::default();
-    let mut batch = Vec::with_capacity(BATCH);
-    for it in plan
-        .items()
-        .filter(|it| it.dev().is_some() && live.get(it).is_none())
-    {
-        let dev = plan.dev(it).unwrap_or_default();
-        let name = it.saved().last().map(String::as_str).unwrap_or_default();
-        let dir = it.dir().and_then(|k| {
-            let (fam, dir) = DIRS.get(k)?;
-            dirs.get_mut(k)?
-                .get_or_insert_with(|| DirReader::open(&[fam, dir]).ok().flatten())
-                .as_mut()
-        });
-        let v = match dir {
-            Some(r) => r.read(&[dev, name]).ok(),
-            None => procfs::read(&proc_path(&plan.path(it))).ok(),
-        };
-        batch.push(v);
-        if batch.len() == BATCH {
-            let full = std::mem::replace(&mut batch, Vec::with_capacity(BATCH));
-            if tx.send(full).is_err() {
-                return;
-            }
-        }
-    }
-    if !batch.is_empty() {
-        let _ = tx.send(batch);
-    }
 }
 
 /// Equal as sysctl values: the kernel prints tabs where a saved value may have spaces.

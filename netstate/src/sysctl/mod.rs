@@ -35,6 +35,7 @@
 mod apply;
 mod capture;
 mod dump;
+mod files;
 mod layout;
 mod live;
 mod plan;

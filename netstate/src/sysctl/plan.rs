@@ -172,6 +172,20 @@ impl<'a> Plan<'a> {
         p
     }
 
+    /// Appends the live path of a key joined with '/'.
+    pub fn write_path(&self, it: &Item<'_>, out: &mut String) {
+        let dev = self.dev(it);
+        for (i, c) in it.saved().iter().enumerate() {
+            if i > 0 {
+                out.push('/');
+            }
+            match dev {
+                Some(d) if i == 2 => out.push_str(d),
+                _ => out.push_str(c),
+            }
+        }
+    }
+
     /// The index of a last path component, if any planned key ends in it.
     pub fn name_id(&self, name: &str) -> Option<usize> {
         self.name_ids.get(name).copied()
@@ -219,17 +233,24 @@ impl<'a> Interner<'a> {
 }
 
 /// Live paths of planned keys, tested against plan items by name first, so that testing
-/// every item of a large plan against a few paths builds only the paths of likely matches.
+/// every item of a large plan against a few paths looks up only likely matches: per-device
+/// keys of [`DIRS`] by device name, the rest by their path joined with '/' (no component
+/// contains one: [`procfs::check_path`]), written into a buffer kept across lookups.
 pub(super) struct PathSet {
-    paths: HashSet<Vec<String>>,
+    /// live device name → (index in [`DIRS`], name index) of its keys in the set
+    devs: HashMap<String, Vec<(usize, usize)>>,
+    paths: HashSet<String>,
     names: Vec<bool>,
+    scratch: String,
 }
 
 impl PathSet {
     pub fn new(plan: &Plan<'_>) -> PathSet {
         PathSet {
+            devs: HashMap::new(),
             paths: HashSet::new(),
             names: vec![false; plan.names.len()],
+            scratch: String::new(),
         }
     }
 
@@ -241,15 +262,40 @@ impl PathSet {
         if let Some(b) = self.names.get_mut(id) {
             *b = true;
         }
-        self.paths.insert(path);
+        match path.as_slice() {
+            [fam, dir, dev, _]
+                if procfs::device_of(&path).is_some()
+                    && DIRS.contains(&(fam.as_str(), dir.as_str())) =>
+            {
+                let k = DIRS
+                    .iter()
+                    .position(|d| *d == (fam.as_str(), dir.as_str()))
+                    .unwrap_or_default();
+                self.devs.entry(dev.clone()).or_default().push((k, id));
+            }
+            _ => {
+                self.paths.insert(path.join("/"));
+            }
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.paths.is_empty()
+        self.devs.is_empty() && self.paths.is_empty()
     }
 
-    pub fn contains(&self, plan: &Plan<'_>, it: &Item<'_>) -> bool {
-        self.names.get(it.name()) == Some(&true) && self.paths.contains(plan.path(it).as_slice())
+    pub fn contains(&mut self, plan: &Plan<'_>, it: &Item<'_>) -> bool {
+        if self.names.get(it.name()) != Some(&true) {
+            return false;
+        }
+        if let (Some(k), Some(dev)) = (it.dir(), plan.dev(it)) {
+            return self
+                .devs
+                .get(dev)
+                .is_some_and(|keys| keys.contains(&(k, it.name())));
+        }
+        self.scratch.clear();
+        plan.write_path(it, &mut self.scratch);
+        self.paths.contains(self.scratch.as_str())
     }
 }
 
@@ -359,18 +405,47 @@ mod tests {
             s("ipv4/conf/a/forwarding", "1"),
             s("ipv6/conf/a/forwarding", "1"),
             s("ipv4/conf/a/rp_filter", "1"),
+            s("ipv4/conf/all/forwarding", "1"),
+            s("mpls/conf/a/input", "1"),
+            s("core/somaxconn", "1"),
         ];
         let rename = |_: &str| Some("b".to_string());
         let plan = Plan::new(&saved, Phase::Late, &rename).unwrap();
         let mut set = PathSet::new(&plan);
         assert!(set.is_empty());
+        let joined: Vec<String> = plan
+            .items()
+            .map(|it| {
+                let mut j = String::new();
+                plan.write_path(it, &mut j);
+                assert_eq!(j, plan.path(it).join("/"));
+                j
+            })
+            .collect();
+        assert!(joined.contains(&"mpls/conf/b/input".to_string()));
         let v = |p: &str| p.split('/').map(String::from).collect::<Vec<_>>();
         set.insert(&plan, v("ipv4/conf/b/forwarding"));
         set.insert(&plan, v("ipv4/conf/b/accept_redirects"));
-        let hits: Vec<bool> = plan.items().map(|i| set.contains(&plan, i)).collect();
-        assert_eq!(hits, [true, false, false]);
+        set.insert(&plan, v("ipv4/conf/all/forwarding"));
+        set.insert(&plan, v("mpls/conf/b/input"));
+        assert!(!set.is_empty());
+        let hits: Vec<String> = plan
+            .items()
+            .filter(|i| set.contains(&plan, i))
+            .map(|i| plan.path(i).join("/"))
+            .collect();
+        assert_eq!(
+            hits,
+            [
+                "ipv4/conf/all/forwarding",
+                "ipv4/conf/b/forwarding",
+                "mpls/conf/b/input"
+            ]
+        );
         // no planned key ends in accept_redirects: dropped
-        assert_eq!(set.paths.len(), 1);
+        assert_eq!(set.devs.len(), 1);
+        assert_eq!(set.devs["b"], [(0, 0)]);
+        assert_eq!(set.paths.len(), 2);
     }
 
     #[test]
