@@ -307,6 +307,8 @@ fn walk_dir(
         ));
     }
     ents.sort_by(|a, b| a.0.cmp(&b.0));
+    // the files open relative to this directory, once it holds a key
+    let mut dir: Option<Option<DirReader>> = None;
     for (name, is_dir, ent) in ents {
         path.push(name);
         if is_dir {
@@ -314,7 +316,16 @@ fn walk_dir(
                 walk_dir(path, netns, skip_devices, out)?;
             }
         } else if !is_excluded(path) && ent.metadata().is_ok_and(|m| is_key_file(&m)) {
-            match read(&proc_path(path)) {
+            let value = match (path.split_last(), &mut dir) {
+                (Some((name, parent)), dir) => {
+                    match dir.get_or_insert_with(|| DirReader::open(parent).ok().flatten()) {
+                        Some(r) => r.read(&[name]),
+                        None => read(&proc_path(path)),
+                    }
+                }
+                (None, _) => read(&proc_path(path)),
+            };
+            match value {
                 Ok(value) => out.push(pb::Sysctl {
                     path: path.clone(),
                     value,
