@@ -147,7 +147,10 @@ fn run(
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::channel();
             let keys = &keys;
-            s.spawn(move || keys.read_ahead(&tx));
+            // a chunk or less (a small namespace, or the Early names): not worth a thread
+            if keys.chunks() > 1 {
+                s.spawn(move || keys.read_ahead(&tx));
+            }
             let live = Live::read(nl, &plan)?;
             let mut files = Cursor::new(keys, rx);
             for it in plan.items().skip_while(|it| it.dev().is_none()) {

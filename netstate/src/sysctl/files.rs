@@ -59,7 +59,8 @@ impl<'p, 'a> FileKeys<'p, 'a> {
         }
     }
 
-    fn chunks(&self) -> usize {
+    /// The number of chunks of file keys.
+    pub fn chunks(&self) -> usize {
         self.keys.len().div_ceil(CHUNK)
     }
 
