@@ -277,29 +277,45 @@ pub struct Verify {
     pub lines: usize,
     /// the last line of its stderr when it failed
     pub error: Option<String>,
+    /// how many times it ran (an interrupted dump is tried again)
+    pub attempts: usize,
 }
 
-/// Untimed `crhook diff` of a restored namespace against the images, once the namespace has
-/// settled: a link that has just come up is still running IPv6 DAD, and the kernel's address
-/// changes interrupt a dump (NLM_F_DUMP_INTR), which crhook reports as an error. A failed
-/// diff is reported, not fatal.
+/// Untimed `crhook diff` of a restored namespace against the images. Links that have just
+/// come up are still running IPv6 DAD, and the kernel's address changes when it ends
+/// interrupt a dump (NLM_F_DUMP_INTR), which crhook reports as an error: such a diff is tried
+/// again after 2 s, up to 3 times. A diff that still fails is reported, not fatal.
 fn verify(cx: &Ctx<'_>, ns: &BenchNs, file: &str) -> Result<Verify> {
-    std::thread::sleep(Duration::from_secs(2));
-    cx.quiet()?;
+    const ATTEMPTS: usize = 3;
     let report = cx.dir.join(file);
-    let code = ops::crhook_diff(cx.tools, ns, &cx.images, &report, &cx.errlog, &[0, 1, 2])?
-        .total
-        .code;
-    let lines = std::fs::read_to_string(&report)
-        .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
-        .unwrap_or(0);
-    let error = (code == 2).then(|| {
-        std::fs::read_to_string(&cx.errlog)
-            .ok()
-            .and_then(|t| t.lines().last().map(str::to_owned))
-            .unwrap_or_default()
-    });
-    Ok(Verify { code, lines, error })
+    let mut attempt = 1;
+    loop {
+        cx.quiet()?;
+        let code = ops::crhook_diff(cx.tools, ns, &cx.images, &report, &cx.errlog, &[0, 1, 2])?
+            .total
+            .code;
+        let error = (code == 2).then(|| {
+            std::fs::read_to_string(&cx.errlog)
+                .ok()
+                .and_then(|t| t.lines().last().map(str::to_owned))
+                .unwrap_or_default()
+        });
+        let interrupted = error.as_deref().is_some_and(|e| e.contains("interrupted"));
+        if interrupted && attempt < ATTEMPTS {
+            attempt += 1;
+            std::thread::sleep(Duration::from_secs(2));
+            continue;
+        }
+        let lines = std::fs::read_to_string(&report)
+            .map(|t| t.lines().filter(|l| !l.trim().is_empty()).count())
+            .unwrap_or(0);
+        return Ok(Verify {
+            code,
+            lines,
+            error,
+            attempts: attempt,
+        });
+    }
 }
 
 /// Diff of the unchanged source: the runs, crhook's exit codes, and the file pairs the

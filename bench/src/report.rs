@@ -406,11 +406,19 @@ fn phases(s: &mut String, results: &[SizeResult]) {
 }
 
 fn verdict(v: &Verify) -> String {
-    match (v.code, &v.error) {
+    let text = match (v.code, &v.error) {
         (0, _) => "identical (exit 0)".into(),
         (1, _) => format!("exit 1, {} lines of differences", v.lines),
         (code, Some(e)) => format!("failed (exit {code}: {e})"),
         (code, None) => format!("exit {code}"),
+    };
+    if v.attempts > 1 {
+        format!(
+            "{text}, at attempt {} (dumps interrupted before)",
+            v.attempts
+        )
+    } else {
+        text
     }
 }
 
