@@ -65,6 +65,22 @@ pub fn read(path: &Path) -> io::Result<String> {
     String::from_utf8(buf).map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// Bytes [`DirReader::read`] asks of its first read(2). A sysctl read allocates and zeroes a
+/// kernel buffer of the size asked (`proc_sys_call_handler`), and values are a few bytes; one
+/// that fills this is read again whole from offset 0 (an integer handler prints nothing at a
+/// later offset, so a cut value cannot be continued).
+const FIRST_READ: usize = 128;
+
+/// Runs a system call again while it fails with EINTR.
+fn retry(mut f: impl FnMut() -> nix::Result<usize>) -> io::Result<usize> {
+    loop {
+        match f() {
+            Err(nix::errno::Errno::EINTR) => continue,
+            r => return r.map_err(io::Error::from),
+        }
+    }
+}
+
 /// Reads many keys below one directory through a descriptor of it: each key costs an
 /// `openat` of a short relative path, `read`s into a buffer kept across keys, and a `close`,
 /// with no allocation but the value's. Opening a sysctl file walks every path component
@@ -114,22 +130,24 @@ impl DirReader {
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
         )?;
-        let mut len = 0;
-        loop {
-            if len == self.buf.len() {
-                self.buf.resize(2 * len, 0);
-            }
-            let chunk = self.buf.get_mut(len..).unwrap_or_default();
-            let n = match nix::unistd::read(&fd, chunk) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => continue,
-                Err(e) => return Err(e.into()),
-            };
-            let short = n < chunk.len();
-            len += n;
-            // as in `read`: a short read is the end
-            if short {
-                break;
+        let first = self.buf.get_mut(..FIRST_READ).unwrap_or_default();
+        let mut len = retry(|| nix::unistd::read(&fd, first))?;
+        if len == FIRST_READ {
+            // maybe cut short: read it whole again from the start, as `read` does
+            len = 0;
+            loop {
+                if len == self.buf.len() {
+                    self.buf.resize(2 * len, 0);
+                }
+                let chunk = self.buf.get_mut(len..).unwrap_or_default();
+                let at = libc::off_t::try_from(len).map_err(io::Error::other)?;
+                let n = retry(|| nix::sys::uio::pread(&fd, chunk, at))?;
+                let short = n < chunk.len();
+                len += n;
+                // as in `read`: a short read is the end
+                if short {
+                    break;
+                }
             }
         }
         let mut v = self.buf.get(..len).unwrap_or_default();
@@ -419,12 +437,23 @@ mod tests {
             .collect();
         std::fs::write(dir.join("long"), format!("{long}{long}{long}\n")).unwrap();
         std::fs::write(dir.join("short"), "1\n").unwrap();
+        // around the first read's size, newline included
+        let edge = |n: usize| "e".repeat(n);
+        for n in FIRST_READ - 2..=FIRST_READ + 1 {
+            std::fs::write(dir.join(format!("edge{n}")), format!("{}\n", edge(n))).unwrap();
+        }
         let mut r = DirReader::at(&dir).unwrap().unwrap();
         let got = r.read(&["long"]);
         let short = r.read(&["short"]);
+        let edges: Vec<_> = (FIRST_READ - 2..=FIRST_READ + 1)
+            .map(|n| r.read(&[format!("edge{n}")]).unwrap())
+            .collect();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(got.unwrap(), format!("{long}{long}{long}"));
         assert_eq!(short.unwrap(), "1");
+        for (i, e) in edges.iter().enumerate() {
+            assert_eq!(*e, edge(FIRST_READ - 2 + i));
+        }
     }
 
     #[test]
