@@ -292,3 +292,40 @@ fn external_veth_puts_outer_end_where_asked() {
     f.diffs("restored namespace vs the original", diffs);
     f.assert_none();
 }
+
+/// A device with a stable_secret (which switches its addr_gen_mode to stable privacy) comes
+/// back: the mode cannot be set on the link before the secret exists, so the sysctls bring it.
+#[test]
+fn stable_privacy_device_round_trips() {
+    require_root();
+    let a = TestNs::new("sspa");
+    let b = TestNs::new("sspb");
+    a.sh("set -e
+ip link add vb1 type veth peer name vb2
+echo 2001:db8::1 > /proc/sys/net/ipv6/conf/vb1/stable_secret
+ip link set vb1 up");
+    let dir = crhook_tests::TempDir::new("ssp");
+    let images = dir.path().join("img");
+    let images = images.to_str().expect("utf-8 path");
+    let a_path = a.path_str();
+    let b_path = b.path_str();
+    crhook_tests::crhook(
+        None,
+        &["checkpoint", "--netns", &a_path, "--images", images],
+        &[],
+    )
+    .expect_success();
+    crhook_tests::crhook(
+        None,
+        &["restore", "--netns", &b_path, "--images", images],
+        &[],
+    )
+    .expect_success();
+    crhook_tests::crhook(None, &["diff", "--netns", &b_path, "--images", images], &[])
+        .expect_success();
+    let mode = |ns: &TestNs| {
+        ns.sh("cat /proc/sys/net/ipv6/conf/vb1/addr_gen_mode /proc/sys/net/ipv6/conf/vb1/stable_secret")
+    };
+    assert_eq!(mode(&b), mode(&a));
+    assert!(mode(&b).starts_with("2\n2001:0db8:"), "{}", mode(&b));
+}
