@@ -235,15 +235,9 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
 /// Writes `bytes` to a new file (which must not exist) and fsyncs it; for files inside a
 /// directory that is itself renamed into place.
 pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ImageError::io("create", path, e))?;
-    f.write_all(bytes)
-        .map_err(|e| ImageError::io("write", path, e))?;
-    f.sync_all().map_err(|e| ImageError::io("fsync", path, e))
+    write_new_unsynced(path, bytes)?
+        .sync_all()
+        .map_err(|e| ImageError::io("fsync", path, e))
 }
 
 /// Writes `bytes` to a new file (which must not exist) and returns it open, for the caller

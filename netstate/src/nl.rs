@@ -240,29 +240,11 @@ impl Nl {
             self.send_all(&buf, op)?;
             self.requests += (i - start) as u64;
             results.extend((start..i).map(|_| Ok(())));
-            'chunk: loop {
-                let n = self.recv(op)?;
-                let mut off = 0;
-                while off + NLMSG_HDRLEN <= n {
-                    let h = &self.rbuf[off..n];
-                    let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                    let ty = u16::from_ne_bytes([h[4], h[5]]);
-                    let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
-                    if len < NLMSG_HDRLEN || off + len > n {
-                        return Err(self.protocol(op, format!("bad message length {len}")));
-                    }
-                    if ty == NLMSG_ERROR {
-                        if seq == probe_seq {
-                            break 'chunk;
-                        }
-                        if seq >= first_seq && seq < probe_seq {
-                            results[start + (seq - first_seq) as usize] =
-                                parse_ack(&h[NLMSG_HDRLEN..len]);
-                        }
-                    }
-                    off += align4(len);
+            self.errors_until(probe_seq, op, |seq, res| {
+                if seq >= first_seq && seq < probe_seq {
+                    results[start + (seq - first_seq) as usize] = res;
                 }
-            }
+            })?;
         }
         Ok(results)
     }
@@ -349,6 +331,28 @@ impl Nl {
         Self::encode(probe, NLM_F_REQUEST | NLM_F_ACK, probe_seq, &mut pbuf);
         self.send_all(&pbuf, op)?;
         let mut first_err: Option<(usize, NlError)> = None;
+        self.errors_until(probe_seq, op, |seq, res| {
+            if let Err(e) = res {
+                let idx = (seq.wrapping_sub(first_seq) as usize).min(msgs.len());
+                if first_err.as_ref().is_none_or(|(i, _)| idx < *i) {
+                    first_err = Some((idx, e));
+                }
+            }
+        })?;
+        Ok(match first_err {
+            Some(e) => Err(e),
+            None => Ok(()),
+        })
+    }
+
+    /// Reads answers until the ack of `probe_seq`, handing every other NLMSG_ERROR (its
+    /// sequence number and result) to `each`.
+    fn errors_until(
+        &mut self,
+        probe_seq: u32,
+        op: &str,
+        mut each: impl FnMut(u32, Result<(), NlError>),
+    ) -> Result<()> {
         loop {
             let n = self.recv(op)?;
             let mut off = 0;
@@ -361,19 +365,10 @@ impl Nl {
                     return Err(self.protocol(op, format!("bad message length {len}")));
                 }
                 if ty == NLMSG_ERROR {
-                    let res = parse_ack(&h[NLMSG_HDRLEN..len]);
                     if seq == probe_seq {
-                        return Ok(match first_err {
-                            Some(e) => Err(e),
-                            None => Ok(()),
-                        });
+                        return Ok(());
                     }
-                    if let Err(e) = res {
-                        let idx = (seq.wrapping_sub(first_seq) as usize).min(msgs.len());
-                        if first_err.as_ref().is_none_or(|(i, _)| idx < *i) {
-                            first_err = Some((idx, e));
-                        }
-                    }
+                    each(seq, parse_ack(&h[NLMSG_HDRLEN..len]));
                 }
                 off += align4(len);
             }

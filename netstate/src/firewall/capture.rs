@@ -145,13 +145,13 @@ pub(crate) fn legacy_present(ns: &NetNs, family: Family) -> Result<bool> {
     Ok(!read_ns_proc(ns, file)?.trim().is_empty())
 }
 
-/// Tables of the namespace (over nfnetlink, see `tables`); None without nft, since then
+/// Tables of the namespace (one nfnetlink table dump); None without nft, since then
 /// nothing of crhook's can have made or read them.
 pub(crate) fn nft_tables(ns: &NetNs, tools: &Tools) -> Result<Option<Vec<TableId>>> {
     if tools.nft.is_none() {
         return Ok(None);
     }
-    Ok(Some(super::tables::list(ns)?))
+    Ok(Some(super::nfnl::table_ids(ns)?))
 }
 
 /// Chains per iptables table (for `family`), to leave out builtin chains nftables lacks.
@@ -227,30 +227,11 @@ pub fn capture(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset
     let mut cr_families = Vec::new();
     for family in [Family::V4, Family::V6] {
         if let Some(cr) = cr_command(opts, family) {
-            let text = run_cr(ns, &tools, cr, "save", family, None)?;
-            out.push(FirewallRuleset {
-                source: cr_source(family) as i32,
-                text,
-                counters: false,
-                program: format!("{}: {}", cr.1, cr.0),
-                tables: Vec::new(),
-            });
+            out.push(cr_save(ns, &tools, cr, family)?);
             cr_families.push(family.nft_family());
             continue;
         }
-        if let Some(x) = tools.xt(Backend::Legacy, family) {
-            if legacy_present(ns, family)? {
-                let text = xt::clean(&xt_save_raw(ns, x)?, opts.counters, None, true);
-                if !Canon::parse(&text).is_empty() {
-                    out.push(ruleset(
-                        xt_source(Backend::Legacy, family),
-                        text,
-                        opts.counters,
-                        &x.save,
-                    ));
-                }
-            }
-        }
+        out.extend(legacy_save(ns, &tools, opts, family)?);
     }
     let tables = super::nfnl::capture(ns, opts.counters, &nfnl_keeps(opts))?;
     out.insert(
@@ -264,6 +245,46 @@ pub fn capture(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset
         },
     );
     Ok(out)
+}
+
+/// The `CR_IPTABLES` command's saved text for `family`.
+fn cr_save(
+    ns: &NetNs,
+    tools: &Tools,
+    cr: (&str, &'static str),
+    family: Family,
+) -> Result<FirewallRuleset> {
+    Ok(FirewallRuleset {
+        source: cr_source(family) as i32,
+        text: run_cr(ns, tools, cr, "save", family, None)?,
+        counters: false,
+        program: format!("{}: {}", cr.1, cr.0),
+        tables: Vec::new(),
+    })
+}
+
+/// The legacy tables of `family`, when they exist and hold rules.
+fn legacy_save(
+    ns: &NetNs,
+    tools: &Tools,
+    opts: &FirewallOptions,
+    family: Family,
+) -> Result<Option<FirewallRuleset>> {
+    let Some(x) = tools.xt(Backend::Legacy, family) else {
+        return Ok(None);
+    };
+    if !legacy_present(ns, family)? {
+        return Ok(None);
+    }
+    let text = xt::clean(&xt_save_raw(ns, x)?, opts.counters, None, true);
+    Ok((!Canon::parse(&text).is_empty()).then(|| {
+        ruleset(
+            xt_source(Backend::Legacy, family),
+            text,
+            opts.counters,
+            &x.save,
+        )
+    }))
 }
 
 /// What images name as the program of nfnetlink-captured state.
@@ -288,14 +309,7 @@ fn capture_text(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRulese
     let mut native_extra = Vec::new();
     for family in [Family::V4, Family::V6] {
         if let Some(cr) = cr_command(opts, family) {
-            let text = run_cr(ns, &tools, cr, "save", family, None)?;
-            out.push(FirewallRuleset {
-                source: cr_source(family) as i32,
-                text,
-                counters: false,
-                program: format!("{}: {}", cr.1, cr.0),
-                tables: Vec::new(),
-            });
+            out.push(cr_save(ns, &tools, cr, family)?);
             continue;
         }
         if let Some(x) = tools.xt(Backend::Nft, family) {
@@ -319,19 +333,7 @@ fn capture_text(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRulese
                 }
             }
         }
-        if let Some(x) = tools.xt(Backend::Legacy, family) {
-            if legacy_present(ns, family)? {
-                let text = xt::clean(&xt_save_raw(ns, x)?, opts.counters, None, true);
-                if !Canon::parse(&text).is_empty() {
-                    out.push(ruleset(
-                        xt_source(Backend::Legacy, family),
-                        text,
-                        opts.counters,
-                        &x.save,
-                    ));
-                }
-            }
-        }
+        out.extend(legacy_save(ns, &tools, opts, family)?);
     }
     if let (Some(nft), Some(tables)) = (tools.nft.as_deref(), tables) {
         let mut text = String::new();

@@ -140,7 +140,7 @@ fn unlock_script(raw: &str) -> String {
 
 fn find(ns: &NetNs, tools: &Tools) -> Result<Vec<Found>> {
     let mut found = Vec::new();
-    let tables = super::tables::list(ns).ok();
+    let tables = super::nfnl::table_ids(ns).ok();
     if let Some(tables) = tables.as_ref() {
         if tables
             .iter()

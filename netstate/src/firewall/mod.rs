@@ -35,7 +35,6 @@ mod nfnl;
 mod nftx;
 mod plan;
 mod restore;
-mod tables;
 mod tidy;
 mod xt;
 

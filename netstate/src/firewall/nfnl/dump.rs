@@ -45,6 +45,31 @@ pub(crate) fn capture(
     })
 }
 
+/// The namespace's tables, named (one NFT_MSG_GETTABLE dump; `nft list tables` would load
+/// every rule of every table into its cache first: 0.6 s at 50,000 rules).
+pub(crate) fn table_ids(ns: &NetNs) -> Result<Vec<TableId>> {
+    ns.with_netfilter(|nl| {
+        let mut gens = Vec::new();
+        let tables = dump(
+            nl,
+            NFT_MSG_GETTABLE,
+            0,
+            &[],
+            "dump nftables tables",
+            &mut gens,
+        )?;
+        Ok(tables.iter().filter_map(|p| table_id(p)).collect())
+    })
+}
+
+/// A NEWTABLE payload's family and name.
+fn table_id(p: &[u8]) -> Option<TableId> {
+    Some(TableId {
+        family: super::family_name(u32::from(*p.first()?)),
+        name: norm::table_name(p)?,
+    })
+}
+
 /// The answers of one dump request of nf_tables message `get`, payloads only; each answer's
 /// generation goes into `gens`.
 fn dump(
@@ -205,5 +230,22 @@ fn is_lock_artefact(obj: Obj, p: &[u8]) -> bool {
                     .any(|c| LOCK_CHAINS.contains(&c.as_str()))
         }
         _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The payload the kernel sends for `table inet crhook-lock`.
+    #[test]
+    fn golden_table_message_is_named() {
+        let p = [vec![1, 0, 0, 0], norm::string_attr(1, "crhook-lock")].concat();
+        let t = table_id(&p).expect("a table");
+        assert_eq!(
+            (t.family.as_str(), t.name.as_str()),
+            ("inet", "crhook-lock")
+        );
+        assert!(table_id(&[1, 0, 0, 0]).is_none());
     }
 }

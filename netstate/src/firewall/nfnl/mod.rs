@@ -25,7 +25,7 @@ mod norm;
 mod render;
 
 pub(crate) use apply::{plan as plan_tables, NfnlStep};
-pub(crate) use dump::capture;
+pub(crate) use dump::{capture, table_ids};
 pub(crate) use lock::{lock as lock_table, unlock as unlock_table};
 pub(crate) use render::diff_tables;
 
