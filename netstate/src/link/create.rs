@@ -125,6 +125,9 @@ pub fn create_request(
 
 /// Settings applied after creation and enslaving, with the link still down: flags other than
 /// UP, MTU (again: enslaving changes a bridge's MTU), txqueuelen, alias, group, addrgenmode.
+/// IN6_ADDR_GEN_MODE_STABLE_PRIVACY
+const IN6_ADDR_GEN_MODE_STABLE_PRIVACY: u32 = 2;
+
 pub fn settings_request(l: &pb::Link, live: u32) -> Req {
     let mut m = base(live);
     m.header.flags = LinkFlags::from_bits_retain(l.flags & USER_FLAGS);
@@ -151,7 +154,13 @@ pub fn settings_request(l: &pb::Link, live: u32) -> Req {
     if l.gro_max_size != 0 {
         m.attributes.push(LinkAttribute::GroMaxSize(l.gro_max_size));
     }
-    if let Some(g) = l.addr_gen_mode {
+    // Stable privacy (2) is refused (EINVAL) until the device or the default has a
+    // stable_secret, which the early sysctl phase writes after the links are configured;
+    // writing the secret sets the mode itself, and the mode's own sysctl follows it.
+    if let Some(g) = l
+        .addr_gen_mode
+        .filter(|g| *g != IN6_ADDR_GEN_MODE_STABLE_PRIVACY)
+    {
         m.attributes
             .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
                 vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::from(g as u8))],
@@ -255,6 +264,26 @@ mod tests {
             Ok(NetlinkPayload::InnerMessage(m)) => m,
             other => panic!("not an rtnetlink message: {other:?}"),
         }
+    }
+
+    #[test]
+    fn stable_privacy_is_left_to_the_sysctls() {
+        let has_gen_mode = |g: u32| {
+            let l = pb::Link {
+                name: "v0".into(),
+                addr_gen_mode: Some(g),
+                ..Default::default()
+            };
+            let Req::Route(RouteNetlinkMessage::SetLink(m)) = settings_request(&l, 7) else {
+                panic!("a setlink request")
+            };
+            m.attributes
+                .iter()
+                .any(|a| matches!(a, LinkAttribute::AfSpecUnspec(_)))
+        };
+        assert!(has_gen_mode(1));
+        assert!(has_gen_mode(3));
+        assert!(!has_gen_mode(IN6_ADDR_GEN_MODE_STABLE_PRIVACY));
     }
 
     /// The request as the kernel would read it, and its IFLA_LINKINFO.
