@@ -358,9 +358,7 @@ impl Nl {
             let mut off = 0;
             while off + NLMSG_HDRLEN <= n {
                 let h = &self.rbuf[off..n];
-                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let ty = u16::from_ne_bytes([h[4], h[5]]);
-                let seq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                let (len, ty, _, seq) = header(h);
                 if len < NLMSG_HDRLEN || off + len > n {
                     return Err(self.protocol(op, format!("bad message length {len}")));
                 }
@@ -434,10 +432,7 @@ impl Nl {
             let mut off = 0;
             while off + NLMSG_HDRLEN <= n {
                 let h = &self.rbuf[off..n];
-                let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
-                let ty = u16::from_ne_bytes([h[4], h[5]]);
-                let flags = u16::from_ne_bytes([h[6], h[7]]);
-                let mseq = u32::from_ne_bytes([h[8], h[9], h[10], h[11]]);
+                let (len, ty, flags, mseq) = header(h);
                 if len < NLMSG_HDRLEN || off + len > n {
                     return Err(self.protocol(op, format!("bad message length {len}")));
                 }
@@ -476,6 +471,17 @@ impl Nl {
             }
         }
     }
+}
+
+/// (length, type, flags, sequence number) of the netlink header at the start of `h`, which
+/// holds at least NLMSG_HDRLEN bytes.
+fn header(h: &[u8]) -> (usize, u16, u16, u32) {
+    (
+        u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize,
+        u16::from_ne_bytes([h[4], h[5]]),
+        u16::from_ne_bytes([h[6], h[7]]),
+        u32::from_ne_bytes([h[8], h[9], h[10], h[11]]),
+    )
 }
 
 /// Appends one netlink message (header, payload) to `out`.

@@ -10,7 +10,7 @@ use super::nftx;
 use super::xt::Canon;
 use crate::api::Difference;
 
-fn diff_line(object: String, field: &str, saved: String, live: String) -> Difference {
+pub(super) fn diff_line(object: String, field: &str, saved: String, live: String) -> Difference {
     Difference {
         kind: "firewall".into(),
         object,

@@ -11,17 +11,8 @@ use crhook_proto::NftTable;
 use super::norm::{self, normalize};
 use super::{table_label, Obj, NFGEN};
 use crate::api::Difference;
+use crate::firewall::diff::diff_line as line;
 use crate::nla::{attrs, hex};
-
-fn line(object: String, field: &str, saved: String, live: String) -> Difference {
-    Difference {
-        kind: "firewall".into(),
-        object,
-        field: field.into(),
-        saved,
-        live,
-    }
-}
 
 /// Attributes as `type:hex`, expressions (lists of name + data) as `name(type:hex ...)`.
 fn show_attrs(buf: &[u8], depth: usize) -> String {
