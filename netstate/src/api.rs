@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use crhook_proto::Stats;
 
+pub use crate::transform::{Adopt, Remap};
+
 /// Where the outer end of a veth goes on restore (`--external veth:INNER=OUTER[@BRIDGE]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ExternalVeth {
@@ -82,8 +84,20 @@ pub struct RestoreOptions {
     /// compare the namespace with the images afterwards
     pub verify: bool,
     pub plugin_dir: Option<PathBuf>,
-    /// test hook: fail after this many journaled changes (rollback tests)
-    pub fail_after: Option<usize>,
+    /// links kept as the runtime made them (`--adopt`, `--adopt-runtime`)
+    pub adopt: Adopt,
+    /// `--remap OLD=NEW`, applied with the automatic remaps of adopted links
+    pub remaps: Vec<Remap>,
+}
+
+/// What `diff` compares, beside the images: the same adopt and remap restore was given, so a
+/// remapped restore diffs identical.
+#[derive(Debug, Clone, Default)]
+pub struct DiffOptions {
+    pub firewall: FirewallOptions,
+    /// with `runtime`, every link of the image that exists live by name is the runtime's
+    pub adopt: Adopt,
+    pub remaps: Vec<Remap>,
 }
 
 /// What restore returns: stats and the descriptors of restored files (tun queues, ext files),

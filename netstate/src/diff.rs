@@ -3,7 +3,9 @@
 
 use crhook_core::ImageDir;
 
-use crate::api::{Difference, FirewallOptions};
+use std::collections::HashSet;
+
+use crate::api::{DiffOptions, Difference, FirewallOptions};
 use crate::capture_all::{capture, Parts};
 use crate::error::Result;
 use crate::family::{self, diff_by, Addresses, Neighbours, Nexthops, Routes, Rules};
@@ -11,24 +13,41 @@ use crate::link::view::{names, view};
 use crate::netns::{NetNs, Target};
 use crate::snapshot::Snapshot;
 
-pub fn run(
-    target: &Target,
-    images: &std::path::Path,
-    fw: &FirewallOptions,
-) -> Result<Vec<Difference>> {
+pub fn run(target: &Target, images: &std::path::Path, opts: &DiffOptions) -> Result<Vec<Difference>> {
     let dir = ImageDir::open(images)?;
     let saved = Snapshot::read(&dir)?;
     let ns = NetNs::open(target)?;
     let host = NetNs::current()?;
-    compare(&ns, &host, &saved, fw)
+    compare_with(&ns, &host, saved, opts)
 }
 
-pub fn compare(
+/// The live namespace against `saved` after the same transforms restore makes (adopt,
+/// remap): a remapped restore diffs identical. Adopted links' own records are the runtime's
+/// and not compared; everything on them is.
+pub fn compare_with(
+    ns: &NetNs,
+    host: &NetNs,
+    mut saved: Snapshot,
+    opts: &DiffOptions,
+) -> Result<Vec<Difference>> {
+    let fw = &opts.firewall;
+    let live = capture_live(ns, host, &saved, fw)?;
+    let t = crate::transform::apply(
+        &mut saved,
+        &live.links,
+        &live.addresses,
+        &opts.adopt,
+        &opts.remaps,
+    )?;
+    Ok(differences_adopted(saved, live, !fw.skip, &t.adopted_set()))
+}
+
+fn capture_live(
     ns: &NetNs,
     host: &NetNs,
     saved: &Snapshot,
     fw: &FirewallOptions,
-) -> Result<Vec<Difference>> {
+) -> Result<Snapshot> {
     let parts = Parts {
         firewall: !fw.skip,
         sysctls: true,
@@ -41,8 +60,31 @@ pub fn compare(
             .firewall
             .iter()
             .any(|r| r.source == crhook_proto::FirewallSource::Nftables as i32);
-    let live = capture(ns, host, &fw, parts)?.snapshot;
-    Ok(differences(saved, &live, !fw.skip))
+    Ok(capture(ns, host, &fw, parts)?.snapshot)
+}
+
+/// The live namespace against `saved` as it is (already transformed); `adopted` links' own
+/// records are left out of the comparison.
+pub fn compare(
+    ns: &NetNs,
+    host: &NetNs,
+    saved: &Snapshot,
+    fw: &FirewallOptions,
+    adopted: &HashSet<String>,
+) -> Result<Vec<Difference>> {
+    let live = capture_live(ns, host, saved, fw)?;
+    Ok(differences_adopted(saved.clone(), live, !fw.skip, adopted))
+}
+
+fn differences_adopted(
+    mut saved: Snapshot,
+    mut live: Snapshot,
+    with_firewall: bool,
+    adopted: &HashSet<String>,
+) -> Vec<Difference> {
+    crate::transform::drop_adopted_links(&mut saved.links, adopted);
+    crate::transform::drop_adopted_links(&mut live.links, adopted);
+    differences(&saved, &live, with_firewall)
 }
 
 /// Differences between two snapshots (saved first).

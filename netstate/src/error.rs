@@ -51,10 +51,10 @@ pub enum NetstateError {
     },
     #[error(transparent)]
     Image(#[from] crhook_core::ImageError),
-    #[error("restore into {netns} refused, {} conflict(s): {}", conflicts.len(), conflicts.join("; "))]
+    #[error("restore into {netns} refused, {} conflict(s): {}", conflicts.len(), join(conflicts))]
     Conflicts {
         netns: String,
-        conflicts: Vec<String>,
+        conflicts: Vec<crate::family::Conflict>,
     },
     #[error("restore into {netns} failed and was rolled back: {}", errors.join("; "))]
     RolledBack { netns: String, errors: Vec<String> },
@@ -88,4 +88,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
         cur = c.source();
     }
     s
+}
+
+fn join(c: &[crate::family::Conflict]) -> String {
+    c.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
 }

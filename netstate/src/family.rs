@@ -2,11 +2,12 @@
 //! neighbours, nexthops), so that restore's conflict check, its batched apply with undo, and
 //! `diff` are written once.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use crhook_proto as pb;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::api::Difference;
 use crate::error::Result;
@@ -24,6 +25,12 @@ pub trait Family {
     fn key(o: &Self::Obj) -> String;
     fn describe(o: &Self::Obj) -> String;
     fn normalize(o: &mut Self::Obj);
+    /// The link the object belongs to, by name ("" when it belongs to none): objects on a link
+    /// the runtime owns (adopted) keep the runtime's version.
+    fn dev(o: &Self::Obj) -> &str {
+        let _ = o;
+        ""
+    }
     /// A second identity for conflicts the kernel would allow to coexist but a restore should
     /// not: the same IPv4 address on the same device with another prefix.
     fn clash_key(o: &Self::Obj) -> Option<String> {
@@ -39,6 +46,9 @@ pub trait Family {
 
 macro_rules! family {
     ($t:ident, $m:ident, $obj:ty, $kind:expr) => {
+        family!($t, $m, $obj, $kind, |_o| "");
+    };
+    ($t:ident, $m:ident, $obj:ty, $kind:expr, $dev:expr) => {
         pub struct $t;
         impl Family for $t {
             type Obj = $obj;
@@ -60,6 +70,10 @@ macro_rules! family {
             }
             fn normalize(o: &mut $obj) {
                 crate::$m::normalize(o)
+            }
+            fn dev(o: &$obj) -> &str {
+                let f: fn(&$obj) -> &str = $dev;
+                f(o)
             }
         }
     };
@@ -87,6 +101,9 @@ impl Family for Addresses {
     fn normalize(o: &mut pb::Address) {
         crate::addr::normalize(o)
     }
+    fn dev(o: &pb::Address) -> &str {
+        &o.ifname
+    }
     fn clash_key(o: &pb::Address) -> Option<String> {
         let local = if o.local.is_empty() {
             &o.address
@@ -97,8 +114,8 @@ impl Family for Addresses {
     }
 }
 family!(Rules, rule, pb::Rule, "rule");
-family!(Neighbours, neigh, pb::Neighbour, "neighbour");
-family!(Nexthops, nexthop, pb::NexthopObject, "nexthop");
+family!(Neighbours, neigh, pb::Neighbour, "neighbour", |o| &o.ifname);
+family!(Nexthops, nexthop, pb::NexthopObject, "nexthop", |o| &o.oif_name);
 
 pub struct Routes;
 impl Family for Routes {
@@ -122,6 +139,9 @@ impl Family for Routes {
     fn normalize(o: &mut pb::Route) {
         crate::route::normalize(o)
     }
+    fn dev(o: &pb::Route) -> &str {
+        &o.oif_name
+    }
     fn retry(errno: i32) -> bool {
         errno == libc::ENETUNREACH || errno == libc::EHOSTUNREACH || errno == libc::ENODEV
     }
@@ -137,24 +157,30 @@ fn normalized<F: Family>(o: &F::Obj) -> F::Obj {
 #[derive(Debug)]
 pub struct Plan<O> {
     pub to_add: Vec<O>,
+    /// saved objects already live, identical
     pub present: usize,
-    pub conflicts: Vec<String>,
+    /// saved objects on an adopted link that the live one holds otherwise: the runtime's
+    /// version stays
+    pub runtime_kept: usize,
+    pub conflicts: Vec<Conflict>,
 }
 
 /// Saved objects against live ones: identical → left alone, same identity but different
-/// settings → conflict, absent → to add. Live objects the images do not mention are left alone.
-pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
+/// settings → conflict (or, on a link the runtime owns, the live one kept), absent → to add.
+/// Live objects the images do not mention are left alone.
+pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj], adopted: &HashSet<String>) -> Plan<F::Obj> {
     if live.is_empty() {
         // a fresh namespace: nothing to compare (and no key to build per object)
         return Plan {
             to_add: saved.to_vec(),
             present: 0,
+            runtime_kept: 0,
             conflicts: Vec::new(),
         };
     }
-    let clashes: HashMap<String, String> = live
+    let clashes: HashMap<String, &F::Obj> = live
         .iter()
-        .filter_map(|o| F::clash_key(o).map(|k| (k, F::describe(o))))
+        .filter_map(|o| F::clash_key(o).map(|k| (k, o)))
         .collect();
     let live: HashMap<String, F::Obj> = live
         .iter()
@@ -163,28 +189,97 @@ pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj]) -> Plan<F::Obj> {
     let mut p = Plan {
         to_add: Vec::new(),
         present: 0,
+        runtime_kept: 0,
         conflicts: Vec::new(),
+    };
+    let runtime_owns = |o: &F::Obj| {
+        let d = F::dev(o);
+        !d.is_empty() && adopted.contains(d)
     };
     for o in saved {
         match live.get(&F::key(o)) {
             Some(l) if *l == normalized::<F>(o) => p.present += 1,
+            Some(_) if runtime_owns(o) => p.runtime_kept += 1,
             Some(l) => {
                 let fields = field_diffs(&normalized::<F>(o), l);
-                p.conflicts.push(format!(
-                    "{} exists with {}",
-                    F::describe(o),
-                    describe_diffs(&fields)
-                ));
+                p.conflicts.push(Conflict {
+                    kind: F::KIND.into(),
+                    object: F::describe(o),
+                    problem: "exists with".into(),
+                    fields,
+                    hint: adopt_hint(F::dev(o)),
+                });
             }
             None => match F::clash_key(o).and_then(|k| clashes.get(&k)) {
-                Some(other) => p
-                    .conflicts
-                    .push(format!("{}: the namespace holds {other}", F::describe(o))),
+                Some(_) if runtime_owns(o) => p.runtime_kept += 1,
+                Some(other) => p.conflicts.push(Conflict {
+                    kind: F::KIND.into(),
+                    object: F::describe(o),
+                    problem: format!("the namespace holds {}", F::describe(other)),
+                    fields: Vec::new(),
+                    hint: adopt_hint(F::dev(o)),
+                }),
                 None => p.to_add.push(o.clone()),
             },
         }
     }
     p
+}
+
+fn adopt_hint(dev: &str) -> Option<String> {
+    (!dev.is_empty()).then(|| format!("pass --adopt {dev} to keep the live link's own state"))
+}
+
+/// One field that differs between a saved object and the live one, values as `ip` prints
+/// them (MACs in hex, addresses dotted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub saved: String,
+    pub live: String,
+}
+
+/// Why restore refuses one object: which object, what is wrong, the fields that differ and,
+/// where one exists, the option that resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// family: "link", "address", "route", "firewall", ...
+    pub kind: String,
+    /// the object as a person names it ("link eth0", "address 10.0.0.1/24 dev eth0"); empty
+    /// when `problem` says it all
+    pub object: String,
+    pub problem: String,
+    pub fields: Vec<FieldChange>,
+    pub hint: Option<String>,
+}
+
+impl Conflict {
+    /// A conflict described by one sentence.
+    pub fn text(kind: &str, what: impl Into<String>) -> Conflict {
+        Conflict {
+            kind: kind.into(),
+            object: String::new(),
+            problem: what.into(),
+            fields: Vec::new(),
+            hint: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.object.is_empty() {
+            write!(f, "{}: ", self.object)?;
+        }
+        f.write_str(&self.problem)?;
+        if !self.fields.is_empty() {
+            write!(f, " {}", describe_diffs(&self.fields))?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
 }
 
 /// Adds `objs` in batches, journaling an undo for each success. Retries, in further passes,
@@ -302,13 +397,13 @@ pub fn diff_by<O: Serialize + PartialEq>(
             }),
             Some(l) if *l == s => {}
             Some(l) => {
-                for (field, sv, lv) in field_diffs(s, *l) {
+                for c in field_diffs(s, *l) {
                     out.push(Difference {
                         kind: kind.into(),
                         object: k.clone(),
-                        field,
-                        saved: sv,
-                        live: lv,
+                        field: c.field,
+                        saved: c.saved,
+                        live: c.live,
                     });
                 }
             }
@@ -327,26 +422,88 @@ pub fn diff_by<O: Serialize + PartialEq>(
     }
 }
 
-/// (field, saved, live) for every top-level field that differs.
-pub fn field_diffs<O: Serialize>(saved: &O, live: &O) -> Vec<(String, String, String)> {
+/// Every leaf field that differs, as a dotted path (`veth.peer_mac`), values formatted the
+/// way `ip` prints them.
+pub fn field_diffs<O: Serialize>(saved: &O, live: &O) -> Vec<FieldChange> {
     let s = serde_json::to_value(saved).unwrap_or_default();
     let l = serde_json::to_value(live).unwrap_or_default();
     let mut out = Vec::new();
-    if let (Some(s), Some(l)) = (s.as_object(), l.as_object()) {
-        for (k, sv) in s {
-            let lv = l.get(k).cloned().unwrap_or_default();
-            if *sv != lv {
-                out.push((k.clone(), sv.to_string(), lv.to_string()));
-            }
-        }
-    } else if s != l {
-        out.push(("value".into(), s.to_string(), l.to_string()));
+    walk_diffs("", &s, &l, &mut out);
+    if out.is_empty() && s != l {
+        out.push(FieldChange {
+            field: "value".into(),
+            saved: fmt_value("", &s),
+            live: fmt_value("", &l),
+        });
     }
     out
 }
 
+fn walk_diffs(path: &str, s: &Value, l: &Value, out: &mut Vec<FieldChange>) {
+    if s == l {
+        return;
+    }
+    let join = |k: &str| {
+        if path.is_empty() {
+            k.to_string()
+        } else {
+            format!("{path}.{k}")
+        }
+    };
+    match (s, l) {
+        (Value::Object(so), Value::Object(lo)) => {
+            for (k, sv) in so {
+                let lv = lo.get(k).unwrap_or(&Value::Null);
+                // a oneof's variant name adds nothing to the path
+                let p = if k.chars().next().is_some_and(char::is_uppercase) {
+                    path.to_string()
+                } else {
+                    join(k)
+                };
+                walk_diffs(&p, sv, lv, out);
+            }
+            for (k, lv) in lo {
+                if !so.contains_key(k) {
+                    walk_diffs(&join(k), &Value::Null, lv, out);
+                }
+            }
+        }
+        _ => out.push(FieldChange {
+            field: if path.is_empty() { "value".into() } else { path.to_string() },
+            saved: fmt_value(path, s),
+            live: fmt_value(path, l),
+        }),
+    }
+}
+
+/// A value as a person reads it: byte strings as MACs (6 bytes, or a field named like one),
+/// IPv4/IPv6 addresses (4/16 bytes) or hex; other arrays and objects as compact JSON.
+fn fmt_value(field: &str, v: &Value) -> String {
+    let bytes: Option<Vec<u8>> = v.as_array().and_then(|a| {
+        a.iter()
+            .map(|x| x.as_u64().and_then(|n| u8::try_from(n).ok()))
+            .collect()
+    });
+    match (v, bytes) {
+        (Value::Null, _) => "none".into(),
+        (Value::Array(a), Some(b)) if !a.is_empty() => {
+            let leaf = field.rsplit('.').next().unwrap_or(field);
+            let macish = leaf.contains("mac") || leaf == "lladdr" || leaf == "broadcast";
+            if b.len() == 6 || (macish && b.len() != 4 && b.len() != 16) {
+                b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+            } else if b.len() == 4 || b.len() == 16 {
+                crate::nla::ip_str(&b)
+            } else {
+                b.iter().map(|x| format!("{x:02x}")).collect()
+            }
+        }
+        (Value::String(s), _) => s.clone(),
+        _ => v.to_string(),
+    }
+}
+
 /// "mtu 1400 (saved 1500), kind macvlan (saved veth)", long values shortened.
-pub fn describe_diffs(d: &[(String, String, String)]) -> String {
+pub fn describe_diffs(d: &[FieldChange]) -> String {
     let short = |v: &str| -> String {
         if v.chars().count() > 60 {
             format!("{}...", v.chars().take(57).collect::<String>())
@@ -355,7 +512,7 @@ pub fn describe_diffs(d: &[(String, String, String)]) -> String {
         }
     };
     d.iter()
-        .map(|(k, s, v)| format!("{k} {} (saved {})", short(v), short(s)))
+        .map(|c| format!("{} {} (saved {})", c.field, short(&c.live), short(&c.saved)))
         .collect::<Vec<_>>()
         .join(", ")
 }

@@ -30,7 +30,17 @@ pub struct Journal {
     fail_after: Option<usize>,
 }
 
+/// The test hook for rollback tests: `CRHOOK_FAIL_AFTER=N` makes a restore fail after its
+/// N-th journaled change. Not part of the options a caller sets: it exists to prove that
+/// every step rolls back, through the real binary.
+pub fn fail_after_from_env() -> Option<usize> {
+    std::env::var("CRHOOK_FAIL_AFTER")
+        .ok()
+        .and_then(|v| v.parse().ok())
+}
+
 impl Journal {
+    /// A journal that fails its `check` after `fail_after` changes (rollback tests).
     pub fn new(fail_after: Option<usize>) -> Journal {
         Journal {
             entries: Vec::new(),

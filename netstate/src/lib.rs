@@ -27,12 +27,16 @@ pub mod route;
 pub mod rule;
 pub mod snapshot;
 pub mod sysctl;
+pub mod transform;
 pub mod tunfile;
 
 pub use api::{
-    CheckpointOptions, Difference, ExternalVeth, FirewallOptions, RestoreOptions, RestoreOutcome,
-    RestoredFile,
+    Adopt, CheckpointOptions, DiffOptions, Difference, ExternalVeth, FirewallOptions, Remap,
+    RestoreOptions, RestoreOutcome, RestoredFile,
 };
+pub use family::{Conflict, FieldChange};
+pub use restore::plan::{FamilyPlan, Plan};
+pub use snapshot::Snapshot;
 pub use crhook_core;
 pub use crhook_proto;
 pub use error::{NetstateError, Result};
@@ -78,9 +82,27 @@ pub async fn restore(
     blocking(move || restore::run(&t, &i, &o)).await
 }
 
+/// Restores a snapshot a caller built or read (see [`Snapshot::read`]) into `target`, all or
+/// nothing: the same pipeline as [`restore`] without the image directory.
+pub async fn restore_snapshot(
+    target: &Target,
+    snapshot: Snapshot,
+    opts: &RestoreOptions,
+) -> Result<RestoreOutcome> {
+    let (t, o) = (target.clone(), opts.clone());
+    blocking(move || restore::restore_snapshot(&t, snapshot, &o, None)).await
+}
+
+/// What restoring `snapshot` into `target` would do: adopted links, remaps, per family what
+/// is kept, added or replaced, and every conflict. Changes nothing.
+pub async fn plan(target: &Target, snapshot: &Snapshot, opts: &RestoreOptions) -> Result<Plan> {
+    let (t, s, o) = (target.clone(), snapshot.clone(), opts.clone());
+    blocking(move || restore::plan_snapshot(&t, s, &o)).await
+}
+
 /// Compares the live namespace with the images; empty when identical.
 pub async fn diff(target: &Target, images: &Path) -> Result<Vec<Difference>> {
-    diff_with(target, images, &FirewallOptions::default()).await
+    diff_opts(target, images, &DiffOptions::default()).await
 }
 
 /// [`diff`] with firewall options (CR_IPTABLES, or skipping the firewall).
@@ -89,8 +111,21 @@ pub async fn diff_with(
     images: &Path,
     fw: &FirewallOptions,
 ) -> Result<Vec<Difference>> {
-    let (t, i, f) = (target.clone(), images.to_path_buf(), fw.clone());
-    blocking(move || diff::run(&t, &i, &f)).await
+    let opts = DiffOptions {
+        firewall: fw.clone(),
+        ..DiffOptions::default()
+    };
+    diff_opts(target, images, &opts).await
+}
+
+/// [`diff`] after the transforms a restore made (adopt, remap), with firewall options.
+pub async fn diff_opts(
+    target: &Target,
+    images: &Path,
+    opts: &DiffOptions,
+) -> Result<Vec<Difference>> {
+    let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
+    blocking(move || diff::run(&t, &i, &o)).await
 }
 
 /// Drops all traffic in and out of the namespace except loopback.

@@ -37,6 +37,11 @@ impl Snapshot {
         Ok(())
     }
 
+    /// Opens and verifies the image directory at `path` and reads it.
+    pub fn read_dir(path: &std::path::Path) -> Result<Snapshot> {
+        Snapshot::read(&ImageDir::open(path)?)
+    }
+
     /// Reads every file; the two largest (sysctls, firewall) are checked and decoded on a
     /// second thread meanwhile.
     pub fn read(dir: &ImageDir) -> Result<Snapshot> {

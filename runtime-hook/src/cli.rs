@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use crhook_netstate::ExternalVeth;
+use crhook_netstate::{ExternalVeth, Remap};
 
 /// Checkpoint and restore everything inside a network namespace.
 ///
@@ -13,17 +13,18 @@ use crhook_netstate::ExternalVeth;
 #[derive(Debug, Parser)]
 #[command(name = "crhook", version, about, long_about = None)]
 pub struct Cli {
-    /// error, warn, info, debug or trace
-    #[arg(long, global = true, default_value = "warn", env = "CRHOOK_LOG_LEVEL")]
-    pub log_level: LogLevel,
+    /// error, warn, info, debug or trace [default: the config file's, else warn]
+    #[arg(long, global = true, env = "CRHOOK_LOG_LEVEL")]
+    pub log_level: Option<LogLevel>,
 
     /// append log lines to FILE instead of stderr
     #[arg(long = "log", global = true, value_name = "FILE", env = "CRHOOK_LOG")]
     pub log_file: Option<PathBuf>,
 
-    /// text, or json lines with runc's keys (level, msg, time)
-    #[arg(long, global = true, default_value = "text", env = "CRHOOK_LOG_FORMAT")]
-    pub log_format: LogFormat,
+    /// text, or json lines with runc's keys (level, msg, time) [default: the config file's,
+    /// else text]
+    #[arg(long, global = true, env = "CRHOOK_LOG_FORMAT")]
+    pub log_format: Option<LogFormat>,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -151,6 +152,31 @@ pub struct RestoreArgs {
     /// directory of ext-file plugins
     #[arg(long, value_name = "DIR", env = "CRHOOK_PLUGIN_DIR")]
     pub plugin_dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub adopt: AdoptArgs,
+    /// print what restore would do (adopted links, remaps, per family keep/add/replace and
+    /// every conflict) and change nothing; exit 1 when it would refuse
+    #[arg(long, conflicts_with_all = ["verify", "fd_socket", "print_stats"])]
+    pub dry_run: bool,
+}
+
+/// Links a runtime made and addresses that moved: shared by restore and diff, so a remapped
+/// restore diffs identical.
+#[derive(Debug, Clone, Args)]
+pub struct AdoptArgs {
+    /// keep the live link IFNAME as the runtime made it (MAC, host end, its addresses and
+    /// routes) and layer the image's other state on it; its new address replaces the saved
+    /// one everywhere (repeatable)
+    #[arg(long = "adopt", value_name = "IFNAME")]
+    pub adopt: Vec<String>,
+    /// adopt every link the target holds before restore, lo aside (for diff: every link of
+    /// the image that exists live)
+    #[arg(long)]
+    pub adopt_runtime: bool,
+    /// replace address or prefix OLD with NEW wherever it appears: addresses, routes, rules,
+    /// neighbours, iptables and nf_tables rules (repeatable; IPv4 or IPv6)
+    #[arg(long = "remap", value_name = "OLD=NEW")]
+    pub remaps: Vec<Remap>,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +186,8 @@ pub struct DiffArgs {
     /// image directory to compare with (default with --bundle: DIR/netstate)
     #[arg(long, value_name = "DIR", required_unless_present = "bundle")]
     pub images: Option<PathBuf>,
+    #[command(flatten)]
+    pub adopt: AdoptArgs,
 }
 
 #[derive(Debug, Args)]

@@ -8,6 +8,7 @@
 
 mod cli;
 mod commands;
+mod config;
 mod fd_socket;
 mod logging;
 mod target;
@@ -27,7 +28,27 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    let log_to_file = match logging::init(cli.log_level, cli.log_file.as_deref(), cli.log_format) {
+    // `show` reads files and needs no configuration: a broken config file must not stop it
+    let needs_config = !matches!(cli.command, Some(Command::Show(_)));
+    let config = match config::Config::load() {
+        Ok((c, _)) => c,
+        Err(e) if needs_config => {
+            say(&format!("crhook: {}", one_line(&e)));
+            return ExitCode::from(EXIT_FAILURE);
+        }
+        Err(_) => config::Config::default(),
+    };
+    let level = match cli.log_level {
+        Some(l) => l,
+        None => config.log_level().ok().flatten().unwrap_or(cli::LogLevel::Warn),
+    };
+    let format = match cli.log_format {
+        Some(f) => f,
+        None => config.log_format().ok().flatten().unwrap_or(cli::LogFormat::Text),
+    };
+    let file = cli.log_file.clone().or_else(|| config.log.file.clone());
+    config::set(config);
+    let log_to_file = match logging::init(level, file.as_deref(), format) {
         Ok(f) => f,
         Err(e) => {
             say(&format!("crhook: logging: {e:#}"));

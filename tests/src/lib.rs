@@ -16,12 +16,19 @@
 //! - [`Saved`]: the full fixture checkpointed with the crhook binary and deleted, ready to be
 //!   restored.
 //! - [`Monitor`]: `ip monitor` fenced by marker events, to show an operation changed nothing.
+//! - [`podman`]: Podman containers from a busybox rootfs (removed on `Drop`), crhook wired in
+//!   as CRIU action script or OCI hook through test-owned files; [`cni`]: pod sandboxes made
+//!   by the reference CNI plugins in a test host namespace; [`appstate`]: what an app adds to
+//!   a runtime-made network, and readers that check it with `ip`, `iptables-save`, `sysctl`.
 //! - [`wait_until`] for kernel work that finishes asynchronously (namespace teardown, DAD,
 //!   STP), and [`TempDir`].
 
+pub mod appstate;
+pub mod cni;
 pub mod fixture;
 pub mod monitor;
 pub mod ns;
+pub mod podman;
 pub mod saved;
 pub mod state;
 

@@ -34,6 +34,7 @@ mod lock;
 mod nfnl;
 mod nftx;
 mod plan;
+mod remap;
 mod restore;
 mod tidy;
 mod xt;
@@ -41,6 +42,8 @@ mod xt;
 pub use capture::capture;
 pub use diff::diff;
 pub use lock::{is_locked, lock, lock_xtables, unlock};
+pub use remap::remap;
+pub(crate) use nfnl::family_name as family_label;
 pub use restore::{check, conflicts, restore, FirewallUndo};
 pub use tidy::tidy;
 

@@ -3,6 +3,7 @@
 //! every change; on failure the journal is undone in reverse and every error reported.
 
 pub mod links;
+pub mod plan;
 
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
@@ -13,13 +14,16 @@ use netlink_packet_route::link::LinkMessage;
 
 use crate::api::{RestoreOptions, RestoreOutcome};
 use crate::error::{NetstateError, Result};
-use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules};
 use crate::ifmap::IfMap;
 use crate::journal::{undo_req, Journal, Sock, Undo};
 use crate::link::capture::{dump, link_name};
 use crate::netns::{NetNs, Target};
 use crate::nl::Nl;
 use crate::snapshot::Snapshot;
+use crate::transform::{self, Transformed};
+
+pub use plan::Plan;
 
 /// The sockets restore works through: the target, the host (the namespace crhook runs in), and
 /// any other namespace a veth peer goes to. Netlink sockets stay bound to the namespace they
@@ -34,14 +38,17 @@ pub struct Socks {
 }
 
 impl Socks {
-    pub fn get(&mut self, s: Sock) -> &mut Nl {
+    /// The socket of `s`; a peer slot restore never opened is an error, never another
+    /// namespace's socket.
+    pub fn get(&mut self, s: Sock) -> Result<&mut Nl> {
         match s {
-            Sock::Target => &mut self.target,
-            Sock::Host => &mut self.host,
-            Sock::Peer(i) => match self.peers.get_mut(i) {
-                Some(p) => &mut p.1,
-                None => &mut self.host,
-            },
+            Sock::Target => Ok(&mut self.target),
+            Sock::Host => Ok(&mut self.host),
+            Sock::Peer(i) => self
+                .peers
+                .get_mut(i)
+                .map(|p| &mut p.1)
+                .ok_or_else(|| NetstateError::invalid(format!("no socket for peer namespace {i}"))),
         }
     }
 
@@ -58,7 +65,7 @@ impl Socks {
     }
 
     pub fn links_refresh(&mut self, s: Sock) -> Result<Vec<LinkMessage>> {
-        let l = dump(self.get(s))?;
+        let l = dump(self.get(s)?)?;
         match s {
             Sock::Target => self.target_links = l.clone(),
             Sock::Host => self.host_links = l.clone(),
@@ -83,30 +90,50 @@ impl Socks {
         }
     }
 
-    pub fn ns_fd(&self, s: Sock) -> RawFd {
+    /// The namespace descriptor of `s` (for IFLA_NET_NS_FD); the target's is not here.
+    pub fn ns_fd(&self, s: Sock) -> Result<RawFd> {
         match s {
             Sock::Peer(i) => self
                 .peers
                 .get(i)
                 .map(|p| p.0.fd().as_raw_fd())
-                .unwrap_or(-1),
-            _ => self.host_ns.fd().as_raw_fd(),
+                .ok_or_else(|| NetstateError::invalid(format!("no peer namespace {i}"))),
+            Sock::Host => Ok(self.host_ns.fd().as_raw_fd()),
+            Sock::Target => Err(NetstateError::invalid(
+                "the target's own namespace descriptor is not a peer's",
+            )),
         }
     }
 }
 
+/// Reads the image directory, then restores it ([`restore_snapshot`]); the stats also go to
+/// `stats-restore.img` there when the directory is writable.
 pub fn run(
     target: &Target,
     images: &std::path::Path,
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
-    let t0 = Instant::now();
-    let mut stats = StatsRecorder::new();
     let t = Instant::now();
     let dir = ImageDir::open(images)?;
     let snap = Snapshot::read(&dir)?;
-    stats.add_bytes_read(dir.inventory().files.iter().map(|f| f.size).sum());
-    stats.phase("read", t.elapsed());
+    let bytes = dir.inventory().files.iter().map(|f| f.size).sum();
+    let out = restore_snapshot(target, snap, opts, Some((t.elapsed(), bytes)))?;
+    // best effort: the image directory may be read-only (a mounted checkpoint archive)
+    let _ = crhook_core::write_file(
+        &images.join(Kind::StatsRestore.file_name()),
+        Kind::StatsRestore,
+        std::slice::from_ref(&out.stats),
+    );
+    Ok(out)
+}
+
+/// The target and the sockets restore works through.
+struct Opened {
+    ns: NetNs,
+    socks: Socks,
+}
+
+fn open(target: &Target, opts: &RestoreOptions) -> Result<Opened> {
     let ns = NetNs::open(target)?;
     let host_ns = NetNs::current()?;
     if ns.same_as(&host_ns) && !opts.allow_host_netns {
@@ -120,91 +147,185 @@ pub fn run(
     let mut host = Nl::new("the host namespace")?;
     let target_links = dump(&mut target_nl)?;
     let host_links = dump(&mut host)?;
-    let mut socks = Socks {
-        target: target_nl,
-        target_links: target_links.clone(),
-        host_ns,
-        host,
-        host_links,
-        peers: Vec::new(),
-    };
+    Ok(Opened {
+        ns,
+        socks: Socks {
+            target: target_nl,
+            target_links,
+            host_ns,
+            host,
+            host_links,
+            peers: Vec::new(),
+        },
+    })
+}
 
-    // plan: what is there, what conflicts
-    let t = Instant::now();
-    let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &ns);
+/// A snapshot planned against the live target: what the transforms did, the plan of every
+/// family, and the snapshot parts that apply needs.
+pub(crate) struct Prepared {
+    pub snap: Snapshot,
+    pub transformed: Transformed,
+    pub links: links::LinkPlan,
+    pub addresses: family::Plan<crhook_proto::Address>,
+    pub nexthops: family::Plan<crhook_proto::NexthopObject>,
+    pub routes: family::Plan<crhook_proto::Route>,
+    pub rules: family::Plan<crhook_proto::Rule>,
+    pub neighbours: family::Plan<crhook_proto::Neighbour>,
+    pub firewall: Vec<crhook_proto::FirewallRuleset>,
+    pub conflicts: Vec<Conflict>,
+}
+
+/// Captures what the target holds, transforms the snapshot (adopt, remap) and plans every
+/// family against it.
+fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<Prepared> {
+    let socks = &mut o.socks;
+    let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &o.ns);
     let (live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
-    let link_plan = links::plan(&snap.links, &live_links, &mut socks, opts)?;
-    let live_ifs = IfMap::from_names(target_links.iter().map(|m| (m.header.index, link_name(m))));
-    let addrs = family::plan::<Addresses>(
-        &snap.addresses,
-        &Addresses::capture(&mut socks.target, &live_ifs)?,
+    let live_ifs = IfMap::from_names(
+        socks
+            .target_links
+            .iter()
+            .map(|m| (m.header.index, link_name(m))),
     );
-    let nhs = family::plan::<Nexthops>(
+    let live_addrs = Addresses::capture(&mut socks.target, &live_ifs)?;
+    let hints = transform::would_remap(
+        &snap.addresses,
+        &live_addrs,
+        &live_links
+            .iter()
+            .filter(|l| !links::is_loopback(l))
+            .map(|l| l.name.clone())
+            .collect::<Vec<_>>(),
+    );
+    let transformed = transform::apply(
+        &mut snap,
+        &live_links,
+        &live_addrs,
+        &opts.adopt,
+        &opts.remaps,
+    )?;
+    let adopted = transformed.adopted_set();
+    let link_plan = links::plan(&snap.links, &live_links, socks, opts, &adopted, &hints)?;
+    let addresses = family::plan::<Addresses>(&snap.addresses, &live_addrs, &adopted);
+    let nexthops = family::plan::<Nexthops>(
         &snap.nexthops,
         &Nexthops::capture(&mut socks.target, &live_ifs)?,
+        &adopted,
     );
-    let mut routes = family::plan::<Routes>(
+    let routes = family::plan::<Routes>(
         &snap.routes,
         &Routes::capture(&mut socks.target, &live_ifs)?,
+        &adopted,
     );
-    let rules = family::plan::<Rules>(&snap.rules, &Rules::capture(&mut socks.target, &live_ifs)?);
-    let neighs = family::plan::<Neighbours>(
+    let rules = family::plan::<Rules>(
+        &snap.rules,
+        &Rules::capture(&mut socks.target, &live_ifs)?,
+        &adopted,
+    );
+    let neighbours = family::plan::<Neighbours>(
         &snap.neighbours,
         &Neighbours::capture(&mut socks.target, &live_ifs)?,
+        &adopted,
     );
     let mut conflicts = link_plan.conflicts.clone();
     for c in [
-        &addrs.conflicts,
-        &nhs.conflicts,
+        &addresses.conflicts,
+        &nexthops.conflicts,
         &routes.conflicts,
         &rules.conflicts,
-        &neighs.conflicts,
+        &neighbours.conflicts,
     ] {
         conflicts.extend(c.iter().cloned());
     }
-    let counts = snap.counts();
-    let mut snap = snap;
     let fw = if opts.firewall.skip || snap.firewall.is_empty() {
         Vec::new()
     } else {
         take(&mut snap.firewall, opts.verify)
     };
-    let fw_conflicts = if fw.is_empty() {
-        Vec::new()
-    } else {
-        crate::firewall::conflicts(&ns, &fw, &opts.firewall)?
-    };
-    conflicts.extend(fw_conflicts);
-    if !conflicts.is_empty() {
+    if !fw.is_empty() {
+        conflicts.extend(
+            crate::firewall::conflicts(&o.ns, &fw, &opts.firewall)?
+                .into_iter()
+                .map(|c| Conflict::text("firewall", c)),
+        );
+    }
+    Ok(Prepared {
+        snap,
+        transformed,
+        links: link_plan,
+        addresses,
+        nexthops,
+        routes,
+        rules,
+        neighbours,
+        firewall: fw,
+        conflicts,
+    })
+}
+
+/// What restoring `snap` into `target` would do, changing nothing.
+pub fn plan_snapshot(target: &Target, snap: Snapshot, opts: &RestoreOptions) -> Result<Plan> {
+    let mut o = open(target, opts)?;
+    let p = prepare(&mut o, snap, opts)?;
+    Ok(plan::Plan::of(&p, o.ns.name()))
+}
+
+/// Restores `snap` into `target`, all or nothing; `read` is the time and bytes reading it
+/// took, when it came from images.
+pub fn restore_snapshot(
+    target: &Target,
+    snap: Snapshot,
+    opts: &RestoreOptions,
+    read: Option<(std::time::Duration, u64)>,
+) -> Result<RestoreOutcome> {
+    let t0 = Instant::now();
+    let mut stats = StatsRecorder::new();
+    if let Some((took, bytes)) = read {
+        stats.add_bytes_read(bytes);
+        stats.phase("read", took);
+    }
+    let counts = snap.counts();
+    let mut o = open(target, opts)?;
+    let t = Instant::now();
+    let mut p = prepare(&mut o, snap, opts)?;
+    let Opened { ns, mut socks } = o;
+    if !p.conflicts.is_empty() {
         return Err(NetstateError::Conflicts {
             netns: ns.name().to_string(),
-            conflicts,
+            conflicts: p.conflicts,
         });
     }
-    if !fw.is_empty() {
-        crate::firewall::check(&ns, &fw, &opts.firewall)?;
+    for r in &p.transformed.remaps.list()[..] {
+        tracing::info!(remap = %r, "address remap");
     }
-    crate::route::restore_order(&mut routes.to_add);
+    if !p.transformed.adopted.is_empty() {
+        tracing::info!(links = ?p.transformed.adopted, "adopted the runtime's links");
+    }
+    if !p.firewall.is_empty() {
+        crate::firewall::check(&ns, &p.firewall, &opts.firewall)?;
+    }
+    crate::route::restore_order(&mut p.routes.to_add);
     stats.phase("plan", t.elapsed());
 
     // apply
     // what restore adds: the planned families, the firewall and sysctls, the files
     // the saved snapshot is needed again only to verify; otherwise its big parts move
     let keep = opts.verify;
+    let mut snap = p.snap;
     let todo = Snapshot {
         links: take(&mut snap.links, keep),
-        addresses: addrs.to_add,
-        nexthops: nhs.to_add,
-        routes: routes.to_add,
-        rules: rules.to_add,
-        neighbours: neighs.to_add,
-        firewall: fw,
+        addresses: p.addresses.to_add,
+        nexthops: p.nexthops.to_add,
+        routes: p.routes.to_add,
+        rules: p.rules.to_add,
+        neighbours: p.neighbours.to_add,
+        firewall: p.firewall,
         sysctls: take(&mut snap.sysctls, keep),
         tun_files: snap.tun_files.clone(),
         ext_files: snap.ext_files.clone(),
         skipped_files: Vec::new(),
     };
-    let mut journal = Journal::new(opts.fail_after);
+    let mut journal = Journal::new(crate::journal::fail_after_from_env());
     let mut warnings = Vec::new();
     let mut files = Vec::new();
     let mut cx = Applying {
@@ -215,10 +336,11 @@ pub fn run(
         warnings: &mut warnings,
         opts,
     };
-    let applied = apply(&mut cx, &todo, &link_plan, &mut files);
+    let applied = apply(&mut cx, &todo, &p.links, &mut files);
     let applied = applied.and_then(|()| {
         if opts.verify {
-            let d = crate::diff::compare(&ns, &socks.host_ns, &snap, &opts.firewall)
+            let adopted = p.transformed.adopted_set();
+            let d = crate::diff::compare(&ns, &socks.host_ns, &snap, &opts.firewall, &adopted)
                 .map_err(|e| vec![crate::error::chain(&e)])?;
             if !d.is_empty() {
                 return Err(d.iter().map(|x| format!("verify: {x}")).collect());
@@ -245,18 +367,14 @@ pub fn run(
         stats.count(k, n);
     }
     stats.count("changes", changes as u64);
+    stats.count("adopted_links", p.transformed.adopted.len() as u64);
+    stats.count("remapped_objects", p.transformed.remapped.total() as u64);
     stats.add_netlink_requests(socks.target.requests + socks.host.requests);
     for w in &warnings {
         stats.warn(w.clone());
     }
     let mut s = stats.finish();
     s.total_us = t0.elapsed().as_micros() as u64;
-    // best effort: the image directory may be read-only (a mounted checkpoint archive)
-    let _ = crhook_core::write_file(
-        &images.join(Kind::StatsRestore.file_name()),
-        Kind::StatsRestore,
-        std::slice::from_ref(&s),
-    );
     Ok(RestoreOutcome {
         stats: s,
         files,
@@ -498,11 +616,14 @@ pub fn rollback(journal: Journal, socks: &mut Socks, ns: &NetNs) -> Vec<String> 
     for u in journal.into_entries().into_iter().rev() {
         match u {
             Undo::Nothing => {}
-            Undo::Req { sock, req, what } => {
-                if let Some(e) = undo_req(socks.get(sock), req, &what) {
-                    errors.push(e);
+            Undo::Req { sock, req, what } => match socks.get(sock) {
+                Ok(nl) => {
+                    if let Some(e) = undo_req(nl, req, &what) {
+                        errors.push(e);
+                    }
                 }
-            }
+                Err(e) => errors.push(format!("{what}: {}", crate::error::chain(&e))),
+            },
             Undo::Sysctl(s) => match ns.run(|| Ok(s.undo())) {
                 Ok(errs) => errors.extend(
                     errs.into_iter()

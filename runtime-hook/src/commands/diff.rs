@@ -9,7 +9,12 @@ use crate::target;
 pub async fn run(args: &DiffArgs) -> anyhow::Result<bool> {
     let resolved = target::resolve(&args.target)?;
     let images = resolved.images(args.images.as_deref())?;
-    let differences = crhook_netstate::diff(&resolved.target, &images)
+    let opts = crhook_netstate::DiffOptions {
+        firewall: super::firewall_options(false),
+        adopt: super::adopt(&args.adopt, false),
+        remaps: super::remaps(&args.adopt)?,
+    };
+    let differences = crhook_netstate::diff_opts(&resolved.target, &images, &opts)
         .await
         .with_context(|| format!("{} against {}", resolved.target, images.display()))?;
     let lines: Vec<String> = differences.iter().map(ToString::to_string).collect();

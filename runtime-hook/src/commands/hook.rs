@@ -181,9 +181,18 @@ pub async fn run(args: &HookArgs) -> anyhow::Result<()> {
         return Ok(());
     };
     let target = Target::Pid(pid);
+    // the runtime made its own network before this runs: keep its links (config may say
+    // otherwise), the old pod address remapped to the new one
+    let none = crate::cli::AdoptArgs {
+        adopt: Vec::new(),
+        adopt_runtime: false,
+        remaps: Vec::new(),
+    };
     let opts = RestoreOptions {
         firewall: super::firewall_options(false),
         plugin_dir: super::plugin_dir_from_env(),
+        adopt: super::adopt(&none, true),
+        remaps: super::remaps(&none)?,
         ..RestoreOptions::default()
     };
     let outcome = crhook_netstate::restore(&target, &images, &opts)

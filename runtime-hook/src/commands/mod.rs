@@ -9,7 +9,7 @@ pub mod lock;
 pub mod restore;
 pub mod show;
 
-use crhook_netstate::FirewallOptions;
+use crhook_netstate::{Adopt, FirewallOptions};
 
 /// Firewall options shared by every command that captures or rebuilds: the counters flag,
 /// and `CR_IPTABLES`/`CR_IP6TABLES` from the environment (CRIU's variables, so a setup that
@@ -25,12 +25,41 @@ pub fn firewall_options(counters: bool) -> FirewallOptions {
     }
 }
 
-/// The plugin directory: the flag (clap already folds in CRHOOK_PLUGIN_DIR for subcommands),
-/// else the variable, for the modes that have no flags (hook, CRIU action script).
+/// The plugin directory for the modes that have no flags (hook, CRIU action script): the
+/// variable, else the config file's.
 pub fn plugin_dir_from_env() -> Option<std::path::PathBuf> {
     std::env::var_os("CRHOOK_PLUGIN_DIR")
         .filter(|v| !v.is_empty())
         .map(Into::into)
+        .or_else(|| crate::config::get().plugin_dir.clone())
+}
+
+/// Adopt from the flags plus the config file's `restore.adopt`; `runtime_mode` (hook, CRIU)
+/// adopts the runtime's links unless the config file says otherwise.
+pub fn adopt(args: &crate::cli::AdoptArgs, runtime_mode: bool) -> Adopt {
+    let config = crate::config::get();
+    let mut a = if runtime_mode {
+        config.runtime_adopt()
+    } else {
+        Adopt {
+            links: config.restore.adopt.clone(),
+            runtime: false,
+        }
+    };
+    a.runtime |= args.adopt_runtime;
+    for l in &args.adopt {
+        if !a.links.contains(l) {
+            a.links.push(l.clone());
+        }
+    }
+    a
+}
+
+/// The flags' remaps, then the config file's.
+pub fn remaps(args: &crate::cli::AdoptArgs) -> anyhow::Result<Vec<crhook_netstate::Remap>> {
+    let mut r = args.remaps.clone();
+    r.extend(crate::config::get().remaps()?);
+    Ok(r)
 }
 
 /// Prints stats as JSON on stdout (`--print-stats`).

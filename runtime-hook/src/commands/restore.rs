@@ -9,17 +9,32 @@ use crate::{fd_socket, target};
 pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
     let resolved = target::resolve(&args.target)?;
     let images = resolved.images(args.images.as_deref())?;
+    let config = crate::config::get();
     let opts = RestoreOptions {
         externals: args.externals.clone(),
         allow_host_netns: args.allow_host_netns,
         firewall: super::firewall_options(args.firewall_counters),
         verify: args.verify,
-        plugin_dir: args.plugin_dir.clone(),
-        // failure injection for tests that prove every step rolls back
-        fail_after: std::env::var("CRHOOK_FAIL_AFTER")
-            .ok()
-            .and_then(|v| v.parse().ok()),
+        plugin_dir: args.plugin_dir.clone().or_else(|| config.plugin_dir.clone()),
+        adopt: super::adopt(&args.adopt, false),
+        remaps: super::remaps(&args.adopt)?,
     };
+    if args.dry_run {
+        let snap = crhook_netstate::Snapshot::read_dir(&images)
+            .with_context(|| format!("read {}", images.display()))?;
+        let plan = crhook_netstate::plan(&resolved.target, &snap, &opts)
+            .await
+            .with_context(|| format!("plan {} from {}", resolved.target, images.display()))?;
+        super::print_out(plan.render().trim_end())?;
+        if !plan.conflicts.is_empty() {
+            anyhow::bail!(
+                "dry run of {}: restore would refuse, {} conflict(s)",
+                resolved.target,
+                plan.conflicts.len()
+            );
+        }
+        return Ok(());
+    }
     let outcome = crhook_netstate::restore(&resolved.target, &images, &opts)
         .await
         .with_context(|| format!("{} from {}", resolved.target, images.display()))?;

@@ -22,11 +22,13 @@ mod apply;
 mod dump;
 mod lock;
 mod norm;
+mod remap;
 mod render;
 
 pub(crate) use apply::{plan as plan_tables, NfnlStep};
 pub(crate) use dump::{capture, table_ids};
 pub(crate) use lock::{lock as lock_table, unlock as unlock_table};
+pub(crate) use remap::remap_table;
 pub(crate) use render::diff_tables;
 
 use crhook_proto::NftTable;
