@@ -127,7 +127,7 @@ impl AppState {
             tun_addrs.iter().any(|(a, p)| a == TUN_V4 && *p == 24),
             format!("address {TUN_V4}/24 on {TUN} (it has {tun_addrs:?})"),
         );
-        let t100 = as_vec(ip_json(ns, &["-4", "route", "show", "table", "100"]));
+        let t100 = table_routes(ns, "100");
         need(
             t100.iter().any(|r| {
                 r["dst"] == TABLE100_DST
@@ -252,6 +252,28 @@ pub fn iptables_text(ns: &TestNs) -> String {
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// IPv4 routes of table `table`; none when the table does not exist (the kernel makes a
+/// table with its first route, and `ip route show table N` fails with "FIB table does not
+/// exist" before that).
+pub fn table_routes(ns: &TestNs, table: &str) -> Vec<Value> {
+    let out = ns.try_ip(&["-j", "-4", "route", "show", "table", table]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if !out.status.success() && stderr.contains("FIB table does not exist") {
+        return Vec::new();
+    }
+    let text = crate::ns::check_output(
+        &format!("ip -n {} -j -4 route show table {table}", ns.name()),
+        &out,
+    );
+    if text.trim().is_empty() {
+        return Vec::new();
+    }
+    as_vec(
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("ip route show table {table}: bad JSON: {e}\n{text}")),
+    )
 }
 
 /// (address, prefix length) of every address on `link`, both families, in the kernel's order.

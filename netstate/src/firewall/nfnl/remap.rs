@@ -60,6 +60,10 @@ const NFTA_NAT_FAMILY: u16 = 2;
 const NFTA_NAT_REG_ADDR_MIN: u16 = 3;
 const NFTA_NAT_REG_ADDR_MAX: u16 = 4;
 
+const NFTA_TARGET_NAME: u16 = 1;
+const NFTA_TARGET_REV: u16 = 2;
+const NFTA_TARGET_INFO: u16 = 3;
+
 const NFTA_SET_NAME: u16 = 2;
 const NFTA_SET_FLAGS: u16 = 3;
 const NFTA_SET_KEY_TYPE: u16 = 4;
@@ -82,7 +86,7 @@ const NFPROTO_IPV6: u32 = 10;
 /// Expressions that read registers or write nothing a later address match could read; any
 /// other expression may load a register, so the bookkeeping forgets what it knew.
 const NO_REGISTER_WRITES: &[&str] = &[
-    "counter", "log", "limit", "quota", "match", "target", "lookup", "reject", "masq", "redir",
+    "counter", "log", "limit", "quota", "match", "lookup", "reject", "masq", "redir",
     "notrack", "objref", "dynset", "connlimit", "last", "queue", "dup", "fwd", "nat",
 ];
 
@@ -399,6 +403,21 @@ fn remap_rule(payload: &mut [u8], base: Option<L3>, m: &Remaps) -> Res<bool> {
                         }
                     }
                 }
+                "target" => {
+                    // iptables-nft keeps DNAT/SNAT as xtables targets: the addresses are in
+                    // the target's own struct (see `xt_nat_addresses`)
+                    let name = get(NFTA_TARGET_NAME).map(|x| x.string()).unwrap_or_default();
+                    let rev = num(NFTA_TARGET_REV)?.unwrap_or(0);
+                    if let (Some(info), Some(l3)) = (get(NFTA_TARGET_INFO), base) {
+                        let at = NFGEN + offset_in(body, info.value);
+                        for (off, len) in xt_nat_addresses(&name, rev, l3, info.value) {
+                            let mut b = info.value[off..off + len].to_vec();
+                            if m.host_bytes(&mut b) {
+                                patches.push((at + off, b));
+                            }
+                        }
+                    }
+                }
                 n if NO_REGISTER_WRITES.contains(&n) => {}
                 _ => regs.clear(),
             }
@@ -407,6 +426,37 @@ fn remap_rule(payload: &mut [u8], base: Option<L3>, m: &Remaps) -> Res<bool> {
     patches.sort_by_key(|p| p.0);
     patches.dedup_by_key(|p| p.0);
     Ok(patch(payload, patches))
+}
+
+/// Where an xtables DNAT/SNAT target keeps its address range: (offset, length) of each of
+/// min and max, when the range maps addresses (NF_NAT_RANGE_MAP_IPS). Revision 0 (IPv4) is
+/// `struct nf_nat_ipv4_multi_range_compat` (rangesize, then flags, min_ip, max_ip, ...);
+/// revisions 1 and 2 are `struct nf_nat_range`/`nf_nat_range2` (flags, then two
+/// `union nf_inet_addr` of 16 bytes, the address at their start).
+fn xt_nat_addresses(name: &str, rev: u32, l3: L3, info: &[u8]) -> Vec<(usize, usize)> {
+    const NF_NAT_RANGE_MAP_IPS: u32 = 1;
+    if name != "DNAT" && name != "SNAT" {
+        return Vec::new();
+    }
+    let flags_at = |o: usize| {
+        info.get(o..o + 4)
+            .and_then(|b| b.try_into().ok())
+            .map(u32::from_ne_bytes)
+            .unwrap_or(0)
+    };
+    let (spots, flags) = match (rev, l3) {
+        (0, L3::V4) => (vec![(8, 4), (12, 4)], flags_at(4)),
+        (0, L3::V6) => return Vec::new(),
+        (_, L3::V4) => (vec![(4, 4), (20, 4)], flags_at(0)),
+        (_, L3::V6) => (vec![(4, 16), (20, 16)], flags_at(0)),
+    };
+    if flags & NF_NAT_RANGE_MAP_IPS == 0 {
+        return Vec::new();
+    }
+    spots
+        .into_iter()
+        .filter(|(o, l)| o + l <= info.len())
+        .collect()
 }
 
 /// `len` bytes at payload offset `at` (an offset counted from the start of the payload, whose

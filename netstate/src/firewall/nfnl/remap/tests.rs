@@ -242,3 +242,30 @@ fn prefix_masks() {
     assert_eq!(prefix_bits(&[255, 0, 255, 0]), None);
     assert_eq!(prefix_bits(&[0x0f, 0, 0, 0]), None);
 }
+
+#[test]
+fn xtables_dnat_target_is_remapped() {
+    // -j DNAT --to-destination 10.88.0.9:8080 as iptables-nft keeps it: revision 2,
+    // struct nf_nat_range2 { flags, min_addr, max_addr, min_proto, max_proto, base_proto }
+    let mut info = Vec::new();
+    info.extend_from_slice(&3u32.to_ne_bytes()); // MAP_IPS | PROTO_SPECIFIED
+    let mut addr = [0u8; 16];
+    addr[..4].copy_from_slice(&OLD);
+    info.extend_from_slice(&addr);
+    info.extend_from_slice(&addr);
+    info.extend_from_slice(&[0x1f, 0x90, 0, 0, 0x1f, 0x90, 0, 0, 0, 0, 0, 0]);
+    let target = |name: &str, info: &[u8]| {
+        expr(
+            "target",
+            &[string_attr(NFTA_TARGET_NAME, name), be32_attr(NFTA_TARGET_REV, 2), raw_attr(NFTA_TARGET_INFO, info)],
+        )
+    };
+    let mut t = table(2, vec![rule(2, &[target("DNAT", &info)]), rule(2, &[target("MARK", &info)])]);
+    assert_eq!(
+        remap_table(&mut t, &remaps(&["10.88.0.9=10.88.0.11"])).expect("remap"),
+        1
+    );
+    assert_eq!(t.rules[0].windows(4).filter(|w| *w == NEW).count(), 2);
+    assert!(!contains(&t.rules[0], &OLD));
+    assert!(contains(&t.rules[1], &OLD), "another target's bytes stay");
+}
