@@ -8,7 +8,8 @@
 //! netlink-packet-route has no nexthop (RTM_*NEXTHOP) messages, so requests can also be raw.
 
 use std::io;
-use std::os::fd::AsRawFd;
+
+use nix::sys::socket::{setsockopt, sockopt};
 
 use netlink_packet_core::{
     NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART,
@@ -100,22 +101,11 @@ impl Nl {
         sock.set_ext_ack(true)
             .map_err(|e| err("set NETLINK_EXT_ACK on", e))?;
         // Force sizes past rmem_max: we are root, and a batch's acks must not overflow.
-        for opt in [libc::SO_SNDBUFFORCE, libc::SO_RCVBUFFORCE] {
-            let v: libc::c_int = BUF_BYTES as libc::c_int;
-            // SAFETY: setsockopt reads sizeof(c_int) bytes from a live local.
-            let rc = unsafe {
-                libc::setsockopt(
-                    sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    opt,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                // without CAP_NET_ADMIN fall back to the default size; batches get smaller acks
-                tracing::debug!("raising netlink buffer: {}", io::Error::last_os_error());
-            }
+        let raised = setsockopt(&sock, sockopt::SndBufForce, &BUF_BYTES)
+            .and_then(|()| setsockopt(&sock, sockopt::RcvBufForce, &BUF_BYTES));
+        if let Err(e) = raised {
+            // without CAP_NET_ADMIN fall back to the default size; batches get smaller acks
+            tracing::debug!("raising netlink buffer: {e}");
         }
         Ok(Nl {
             sock,
@@ -305,22 +295,9 @@ impl Nl {
         }
         Self::encode(end, NLM_F_REQUEST, self.next_seq(), &mut buf);
         if buf.len() + 4096 > BUF_BYTES {
-            let v = libc::c_int::try_from(buf.len() + (1 << 20)).unwrap_or(libc::c_int::MAX);
-            // SAFETY: setsockopt reads sizeof(c_int) bytes from a live local.
-            let rc = unsafe {
-                libc::setsockopt(
-                    self.sock.as_raw_fd(),
-                    libc::SOL_SOCKET,
-                    libc::SO_SNDBUFFORCE,
-                    (&v as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                )
-            };
-            if rc != 0 {
-                tracing::debug!(
-                    "raising netlink send buffer: {}",
-                    io::Error::last_os_error()
-                );
+            let want = buf.len() + (1 << 20);
+            if let Err(e) = setsockopt(&self.sock, sockopt::SndBufForce, &want) {
+                tracing::debug!("raising netlink send buffer: {e}");
             }
         }
         self.send_all(&buf, op)?;
