@@ -117,7 +117,7 @@ pub(crate) fn run_cr(
         stdin,
         purpose: &purpose,
     }
-    .run(ns)?;
+    .run_user(ns)?;
     Ok(out.stdout)
 }
 

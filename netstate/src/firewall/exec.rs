@@ -163,7 +163,17 @@ impl Run<'_> {
     }
 
     pub(crate) fn run_with(&self, ns: &NetNs, timeout: Duration) -> Result<Output> {
-        let (status, stdout, stderr) = self.run_raw(ns, timeout)?;
+        self.finish(ns, self.run_raw(ns, timeout, false)?)
+    }
+
+    /// [`Run::run`] for the user's own command (`CR_IPTABLES`): it gets crhook's environment,
+    /// as CRIU gives it its own, plus `env`; `PATH` is set only when the environment has none
+    /// (a hook may start with an empty one). The tools crhook runs itself get a clean one.
+    pub(crate) fn run_user(&self, ns: &NetNs) -> Result<Output> {
+        self.finish(ns, self.run_raw(ns, TIMEOUT, true)?)
+    }
+
+    fn finish(&self, ns: &NetNs, (status, stdout, stderr): (ExitStatus, String, String)) -> Result<Output> {
         if !status.success() {
             return Err(self.error(ns, describe(status), &stderr));
         }
@@ -189,13 +199,20 @@ impl Run<'_> {
         }
     }
 
-    fn run_raw(&self, ns: &NetNs, timeout: Duration) -> Result<(ExitStatus, String, String)> {
+    fn run_raw(
+        &self,
+        ns: &NetNs,
+        timeout: Duration,
+        inherit_env: bool,
+    ) -> Result<(ExitStatus, String, String)> {
         let mut cmd = ns.command(self.program)?;
-        cmd.args(self.args)
-            .env_clear()
-            .env("PATH", CHILD_PATH)
-            .env("LC_ALL", "C")
-            .stdin(if self.stdin.is_some() {
+        cmd.args(self.args);
+        if !inherit_env {
+            cmd.env_clear().env("PATH", CHILD_PATH).env("LC_ALL", "C");
+        } else if std::env::var_os("PATH").is_none_or(|p| p.is_empty()) {
+            cmd.env("PATH", CHILD_PATH);
+        }
+        cmd.stdin(if self.stdin.is_some() {
                 Stdio::piped()
             } else {
                 Stdio::null()
