@@ -13,7 +13,11 @@ use crate::link::view::{names, view};
 use crate::netns::{NetNs, Target};
 use crate::snapshot::Snapshot;
 
-pub fn run(target: &Target, images: &std::path::Path, opts: &DiffOptions) -> Result<Vec<Difference>> {
+pub fn run(
+    target: &Target,
+    images: &std::path::Path,
+    opts: &DiffOptions,
+) -> Result<Vec<Difference>> {
     let dir = ImageDir::open(images)?;
     let saved = Snapshot::read(&dir)?;
     let ns = NetNs::open(target)?;

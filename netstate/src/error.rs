@@ -91,5 +91,8 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
 }
 
 fn join(c: &[crate::family::Conflict]) -> String {
-    c.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    c.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }

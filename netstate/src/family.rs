@@ -115,7 +115,8 @@ impl Family for Addresses {
 }
 family!(Rules, rule, pb::Rule, "rule");
 family!(Neighbours, neigh, pb::Neighbour, "neighbour", |o| &o.ifname);
-family!(Nexthops, nexthop, pb::NexthopObject, "nexthop", |o| &o.oif_name);
+family!(Nexthops, nexthop, pb::NexthopObject, "nexthop", |o| &o
+    .oif_name);
 
 pub struct Routes;
 impl Family for Routes {
@@ -168,7 +169,11 @@ pub struct Plan<O> {
 /// Saved objects against live ones: identical → left alone, same identity but different
 /// settings → conflict (or, on a link the runtime owns, the live one kept), absent → to add.
 /// Live objects the images do not mention are left alone.
-pub fn plan<F: Family>(saved: &[F::Obj], live: &[F::Obj], adopted: &HashSet<String>) -> Plan<F::Obj> {
+pub fn plan<F: Family>(
+    saved: &[F::Obj],
+    live: &[F::Obj],
+    adopted: &HashSet<String>,
+) -> Plan<F::Obj> {
     if live.is_empty() {
         // a fresh namespace: nothing to compare (and no key to build per object)
         return Plan {
@@ -469,7 +474,11 @@ fn walk_diffs(path: &str, s: &Value, l: &Value, out: &mut Vec<FieldChange>) {
             }
         }
         _ => out.push(FieldChange {
-            field: if path.is_empty() { "value".into() } else { path.to_string() },
+            field: if path.is_empty() {
+                "value".into()
+            } else {
+                path.to_string()
+            },
             saved: fmt_value(path, s),
             live: fmt_value(path, l),
         }),
@@ -490,7 +499,10 @@ fn fmt_value(field: &str, v: &Value) -> String {
             let leaf = field.rsplit('.').next().unwrap_or(field);
             let macish = leaf.contains("mac") || leaf == "lladdr" || leaf == "broadcast";
             if b.len() == 6 || (macish && b.len() != 4 && b.len() != 16) {
-                b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+                b.iter()
+                    .map(|x| format!("{x:02x}"))
+                    .collect::<Vec<_>>()
+                    .join(":")
             } else if b.len() == 4 || b.len() == 16 {
                 crate::nla::ip_str(&b)
             } else {

@@ -34,14 +34,14 @@ pub use api::{
     Adopt, CheckpointOptions, DiffOptions, Difference, ExternalVeth, FirewallOptions, Remap,
     RestoreOptions, RestoreOutcome, RestoredFile,
 };
-pub use family::{Conflict, FieldChange};
-pub use restore::plan::{FamilyPlan, Plan};
-pub use snapshot::Snapshot;
 pub use crhook_core;
 pub use crhook_proto;
 pub use error::{NetstateError, Result};
+pub use family::{Conflict, FieldChange};
 pub use netlink_packet_route;
 pub use netns::{NetNs, Target};
+pub use restore::plan::{FamilyPlan, Plan};
+pub use snapshot::Snapshot;
 
 use std::path::{Path, PathBuf};
 

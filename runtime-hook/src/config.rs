@@ -113,8 +113,9 @@ impl Config {
             .level
             .as_deref()
             .map(|v| {
-                <LogLevel as clap::ValueEnum>::from_str(v, true)
-                    .map_err(|_| anyhow::anyhow!("log.level {v:?}: expected error, warn, info, debug or trace"))
+                <LogLevel as clap::ValueEnum>::from_str(v, true).map_err(|_| {
+                    anyhow::anyhow!("log.level {v:?}: expected error, warn, info, debug or trace")
+                })
             })
             .transpose()
     }
@@ -134,7 +135,10 @@ impl Config {
         self.restore
             .remap
             .iter()
-            .map(|r| r.parse().map_err(|e: String| anyhow::anyhow!("restore.remap: {e}")))
+            .map(|r| {
+                r.parse()
+                    .map_err(|e: String| anyhow::anyhow!("restore.remap: {e}"))
+            })
             .collect()
     }
 
@@ -186,9 +190,14 @@ remap = ["10.88.0.0/16=10.89.0.0/16"]
 
     #[test]
     fn bad_values_are_named() {
-        let e = Config::parse("[log]\nlevel = \"loud\"\n").unwrap_err().to_string();
+        let e = Config::parse("[log]\nlevel = \"loud\"\n")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("log.level \"loud\""), "{e}");
-        let e = format!("{:#}", Config::parse("[restore]\nremap = [\"10.0.0.1\"]\n").unwrap_err());
+        let e = format!(
+            "{:#}",
+            Config::parse("[restore]\nremap = [\"10.0.0.1\"]\n").unwrap_err()
+        );
         assert!(e.contains("restore.remap") && e.contains("OLD=NEW"), "{e}");
         let e = format!("{:#}", Config::parse("[restor]\n").unwrap_err());
         assert!(e.contains("unknown field `restor`"), "{e}");

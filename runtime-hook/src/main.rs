@@ -40,11 +40,19 @@ fn main() -> ExitCode {
     };
     let level = match cli.log_level {
         Some(l) => l,
-        None => config.log_level().ok().flatten().unwrap_or(cli::LogLevel::Warn),
+        None => config
+            .log_level()
+            .ok()
+            .flatten()
+            .unwrap_or(cli::LogLevel::Warn),
     };
     let format = match cli.log_format {
         Some(f) => f,
-        None => config.log_format().ok().flatten().unwrap_or(cli::LogFormat::Text),
+        None => config
+            .log_format()
+            .ok()
+            .flatten()
+            .unwrap_or(cli::LogFormat::Text),
     };
     let file = cli.log_file.clone().or_else(|| config.log.file.clone());
     config::set(config);

@@ -197,7 +197,7 @@ pub struct PodmanContainer {
     hooks_dir: PathBuf,
     /// the empty hooks directory when none was given
     _own_hooks: Option<TempDir>,
-    _rootfs: Arc<BusyboxRootfs>,
+    rootfs: Arc<BusyboxRootfs>,
 }
 
 impl PodmanContainer {
@@ -232,7 +232,7 @@ impl PodmanContainer {
             name: unique_name(tag),
             hooks_dir,
             _own_hooks: own,
-            _rootfs: BusyboxRootfs::shared(),
+            rootfs: BusyboxRootfs::shared(),
         }
     }
 
@@ -258,7 +258,7 @@ impl PodmanContainer {
         }
         args.extend(opts.args.iter().cloned());
         args.push("--rootfs".into());
-        args.push(self._rootfs.path().display().to_string());
+        args.push(self.rootfs.path().display().to_string());
         args.extend(["sleep".to_string(), "100000".to_string()]);
         let argv: Vec<&str> = args.iter().map(String::as_str).collect();
         self.podman_output(&argv)

@@ -173,7 +173,11 @@ impl Run<'_> {
         self.finish(ns, self.run_raw(ns, TIMEOUT, true)?)
     }
 
-    fn finish(&self, ns: &NetNs, (status, stdout, stderr): (ExitStatus, String, String)) -> Result<Output> {
+    fn finish(
+        &self,
+        ns: &NetNs,
+        (status, stdout, stderr): (ExitStatus, String, String),
+    ) -> Result<Output> {
         if !status.success() {
             return Err(self.error(ns, describe(status), &stderr));
         }
@@ -213,14 +217,14 @@ impl Run<'_> {
             cmd.env("PATH", CHILD_PATH);
         }
         cmd.stdin(if self.stdin.is_some() {
-                Stdio::piped()
-            } else {
-                Stdio::null()
-            })
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            // own process group, so the timeout can kill whatever the child started
-            .process_group(0);
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // own process group, so the timeout can kill whatever the child started
+        .process_group(0);
         if let Some(dir) = std::env::var_os("XTABLES_LIBDIR") {
             cmd.env("XTABLES_LIBDIR", dir);
         }

@@ -42,8 +42,8 @@ mod xt;
 pub use capture::capture;
 pub use diff::diff;
 pub use lock::{is_locked, lock, lock_xtables, unlock};
-pub use remap::remap;
 pub(crate) use nfnl::family_name as family_label;
+pub use remap::remap;
 pub use restore::{check, conflicts, restore, FirewallUndo};
 pub use tidy::tidy;
 

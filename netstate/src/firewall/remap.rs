@@ -233,7 +233,11 @@ mod tests {
     use crate::transform::remap::Remap;
 
     fn m(v: &[&str]) -> Remaps {
-        Remaps::new(v.iter().map(|s| s.parse::<Remap>().expect("remap")).collect())
+        Remaps::new(
+            v.iter()
+                .map(|s| s.parse::<Remap>().expect("remap"))
+                .collect(),
+        )
     }
 
     #[test]
@@ -251,11 +255,20 @@ mod tests {
             COMMIT\n";
         let out = remap_iptables_text(&m, text);
         assert!(out.contains("--to-destination 10.88.0.11:8080"), "{out}");
-        assert!(out.contains("-s 10.88.0.11/32 -j SNAT --to-source 10.88.0.11-10.88.0.11"), "{out}");
+        assert!(
+            out.contains("-s 10.88.0.11/32 -j SNAT --to-source 10.88.0.11-10.88.0.11"),
+            "{out}"
+        );
         assert!(out.contains("-A INPUT -d 10.88.0.11/32 -p tcp"), "{out}");
         assert!(out.contains("! -s 10.88.0.11/32,10.1.0.0/16"), "{out}");
-        assert!(out.contains("--comment \"from 10.88.0.9 \""), "comments stay: {out}");
-        assert!(out.contains("-A INPUT -s 10.88.0.0/16 -j ACCEPT"), "a containing prefix stays: {out}");
+        assert!(
+            out.contains("--comment \"from 10.88.0.9 \""),
+            "comments stay: {out}"
+        );
+        assert!(
+            out.contains("-A INPUT -s 10.88.0.0/16 -j ACCEPT"),
+            "a containing prefix stays: {out}"
+        );
         assert!(out.contains("--mark 0xa580009"), "{out}");
         assert!(out.contains("--src-range 10.88.0.11-10.88.0.20"), "{out}");
         assert!(out.contains(":PREROUTING ACCEPT [0:0]\n"), "{out}");

@@ -2,9 +2,11 @@
 //! conflict before changing anything, then apply in the order DESIGN.md gives, journaling
 //! every change; on failure the journal is undone in reverse and every error reported.
 
+mod dad;
 pub mod links;
 pub mod plan;
 
+use std::collections::HashSet;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
@@ -44,11 +46,11 @@ impl Socks {
         match s {
             Sock::Target => Ok(&mut self.target),
             Sock::Host => Ok(&mut self.host),
-            Sock::Peer(i) => self
-                .peers
-                .get_mut(i)
-                .map(|p| &mut p.1)
-                .ok_or_else(|| NetstateError::invalid(format!("no socket for peer namespace {i}"))),
+            Sock::Peer(i) => {
+                self.peers.get_mut(i).map(|p| &mut p.1).ok_or_else(|| {
+                    NetstateError::invalid(format!("no socket for peer namespace {i}"))
+                })
+            }
         }
     }
 
@@ -295,7 +297,7 @@ pub fn restore_snapshot(
             conflicts: p.conflicts,
         });
     }
-    for r in &p.transformed.remaps.list()[..] {
+    for r in p.transformed.remaps.list() {
         tracing::info!(remap = %r, "address remap");
     }
     if !p.transformed.adopted.is_empty() {
@@ -469,7 +471,35 @@ fn apply(
         .filter(|a| a.family == libc::AF_INET6 as u32)
         .map(|a| a.ifindex)
         .collect();
-    links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
+    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
+    let keep_dad: HashSet<&str> = todo
+        .addresses
+        .iter()
+        .filter(|a| a.flags & (crate::addr::IFA_F_TENTATIVE | crate::addr::IFA_F_DADFAILED) != 0)
+        .map(|a| a.ifname.as_str())
+        .collect();
+    let no_dad: Vec<String> = todo
+        .addresses
+        .iter()
+        .filter(|a| a.family == libc::AF_INET6 as u32 && !keep_dad.contains(a.ifname.as_str()))
+        .map(|a| a.ifname.clone())
+        .chain(
+            todo.links
+                .iter()
+                .filter(|l| !links::is_loopback(l))
+                .map(|l| l.name.clone()),
+        )
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|n| !keep_dad.contains(n.as_str()))
+        .collect();
+    let suspended = dad::suspend(cx.ns, &no_dad).map_err(|e| vec![crate::error::chain(&e)])?;
+    let up = links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal);
+    let resumed = dad::resume(cx.ns, suspended);
+    up?;
+    if !resumed.is_empty() {
+        return Err(resumed);
+    }
     // IPv6 addresses added while their link was down miss the prefix route of a finite
     // lifetime and the peer route of a NODAD address; replacing them once up makes those.
     // Their undo is the deletion already journaled.

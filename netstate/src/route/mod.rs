@@ -21,9 +21,9 @@
 //!   NLM_F_EXCL (EEXIST) once one of them exists: the second comes only from an add with
 //!   NLM_F_APPEND, which [`take_appended`] sets apart for the caller.
 
-pub mod multicast;
 mod decode;
 mod encode;
+pub mod multicast;
 #[cfg(test)]
 mod tests;
 

@@ -149,7 +149,12 @@ pub fn auto_remaps(
             let s = by_dev(saved, dev, v4);
             let l = by_dev(live, dev, v4);
             let live_set: HashSet<IpAddr> = l.iter().map(|x| x.0).collect();
-            let saved_set: HashSet<IpAddr> = s.iter().map(|x| x.0).collect();
+            // the saved addresses as the explicit remaps leave them: a live address an
+            // explicit remap already accounts for is not a new one
+            let saved_set: HashSet<IpAddr> = s
+                .iter()
+                .map(|x| explicit.host(x.0).unwrap_or(x.0))
+                .collect();
             let mut old: Vec<_> = s
                 .iter()
                 .filter(|x| !live_set.contains(&x.0) && !explicit.covers(x.0))

@@ -88,7 +88,11 @@ mod tests {
     use crate::transform::remap::Remap;
 
     fn m(v: &[&str]) -> Remaps {
-        Remaps::new(v.iter().map(|s| s.parse::<Remap>().expect("remap")).collect())
+        Remaps::new(
+            v.iter()
+                .map(|s| s.parse::<Remap>().expect("remap"))
+                .collect(),
+        )
     }
 
     #[test]
@@ -149,7 +153,11 @@ mod tests {
         };
         assert!(neighbour(&m, &mut n));
         assert_eq!(n.dst, vec![10, 88, 0, 11]);
-        assert_eq!(n.lladdr, vec![10, 88, 0, 9, 0, 0], "a MAC is not an address");
+        assert_eq!(
+            n.lladdr,
+            vec![10, 88, 0, 9, 0, 0],
+            "a MAC is not an address"
+        );
 
         let mut nh = pb::NexthopObject {
             family: 2,
@@ -180,7 +188,10 @@ mod tests {
             ..Default::default()
         };
         assert!(route(&m, &mut r));
-        assert_eq!((r.dst.clone(), r.gateway.clone()), (vec![10, 89, 5, 0], vec![10, 89, 0, 1]));
+        assert_eq!(
+            (r.dst.clone(), r.gateway.clone()),
+            (vec![10, 89, 5, 0], vec![10, 89, 0, 1])
+        );
     }
 
     #[test]

@@ -26,9 +26,9 @@ pub struct Remap {
 impl FromStr for Remap {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let (old, new) = s
-            .split_once('=')
-            .ok_or_else(|| format!("remap {s:?}: expected OLD=NEW (an address or a prefix each)"))?;
+        let (old, new) = s.split_once('=').ok_or_else(|| {
+            format!("remap {s:?}: expected OLD=NEW (an address or a prefix each)")
+        })?;
         let parse = |v: &str| {
             IpNetwork::from_str(v.trim())
                 .map_err(|e| format!("remap {s:?}: {v:?} is not an address or prefix: {e}"))
@@ -105,7 +105,7 @@ pub struct Remaps(Vec<Remap>);
 
 impl Remaps {
     pub fn new(mut v: Vec<Remap>) -> Remaps {
-        v.sort_by(|a, b| b.old.prefix().cmp(&a.old.prefix()));
+        v.sort_by_key(|r| std::cmp::Reverse(r.old.prefix()));
         v.dedup();
         Remaps(v)
     }
@@ -188,7 +188,10 @@ mod tests {
 
     #[test]
     fn parses_hosts_and_prefixes() {
-        assert_eq!(r("10.88.0.9=10.88.0.11").to_string(), "10.88.0.9=10.88.0.11");
+        assert_eq!(
+            r("10.88.0.9=10.88.0.11").to_string(),
+            "10.88.0.9=10.88.0.11"
+        );
         assert_eq!(
             r("10.88.1.7/16=10.89.0.0/16").to_string(),
             "10.88.0.0/16=10.89.0.0/16"

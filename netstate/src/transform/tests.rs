@@ -7,7 +7,11 @@ fn addr(dev: &str, a: [u8; 4], len: u32, secondary: bool) -> pb::Address {
         local: a.to_vec(),
         address: a.to_vec(),
         prefix_len: len,
-        flags: if secondary { crate::addr::IFA_F_SECONDARY } else { 0 },
+        flags: if secondary {
+            crate::addr::IFA_F_SECONDARY
+        } else {
+            0
+        },
         ..Default::default()
     }
 }
@@ -30,7 +34,10 @@ fn runtime_address_replaces_the_saved_one_in_its_subnet() {
     ];
     let live = vec![addr("eth0", [10, 88, 0, 11], 16, false)];
     let r = auto_remaps(&saved, &live, &["eth0".into()], &Remaps::default());
-    assert_eq!(r, vec!["10.88.0.9=10.88.0.11".parse::<Remap>().expect("remap")]);
+    assert_eq!(
+        r,
+        vec!["10.88.0.9=10.88.0.11".parse::<Remap>().expect("remap")]
+    );
 }
 
 #[test]
@@ -53,7 +60,10 @@ fn other_subnet_takes_the_first_primary() {
     ];
     let live = vec![addr("eth0", [10, 244, 2, 3], 24, false)];
     let r = auto_remaps(&saved, &live, &["eth0".into()], &Remaps::default());
-    assert_eq!(r, vec!["10.244.1.7=10.244.2.3".parse::<Remap>().expect("remap")]);
+    assert_eq!(
+        r,
+        vec!["10.244.1.7=10.244.2.3".parse::<Remap>().expect("remap")]
+    );
 }
 
 #[test]
@@ -63,13 +73,21 @@ fn adopt_runtime_takes_every_live_link_but_lo_and_named_links_must_exist() {
         links: vec![],
         runtime: true,
     };
-    assert_eq!(adopted_names(&a, &live).expect("names"), vec!["eth0", "net1"]);
+    assert_eq!(
+        adopted_names(&a, &live).expect("names"),
+        vec!["eth0", "net1"]
+    );
     let a = Adopt {
         links: vec!["eth9".into()],
         runtime: false,
     };
-    let e = adopted_names(&a, &live).expect_err("missing link").to_string();
-    assert!(e.contains("adopt link eth9") && e.contains("no link"), "{e}");
+    let e = adopted_names(&a, &live)
+        .expect_err("missing link")
+        .to_string();
+    assert!(
+        e.contains("adopt link eth9") && e.contains("no link"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -98,4 +116,15 @@ fn apply_remaps_every_family_and_reports_it() {
     assert_eq!(t.remapped.rules, 1);
     assert_eq!(snap.addresses[0].local, vec![10, 88, 0, 11]);
     assert_eq!(snap.rules[0].src, vec![10, 88, 0, 11]);
+}
+
+#[test]
+fn an_explicit_remap_of_the_pod_address_leaves_other_addresses_alone() {
+    let saved = vec![
+        addr("eth0", [10, 203, 250, 2], 24, false),
+        addr("eth0", [192, 168, 77, 5], 24, false),
+    ];
+    let live = vec![addr("eth0", [10, 203, 250, 3], 24, false)];
+    let explicit = Remaps::new(vec!["10.203.250.2=10.203.250.3".parse().expect("remap")]);
+    assert!(auto_remaps(&saved, &live, &["eth0".into()], &explicit).is_empty());
 }

@@ -15,7 +15,10 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         allow_host_netns: args.allow_host_netns,
         firewall: super::firewall_options(args.firewall_counters),
         verify: args.verify,
-        plugin_dir: args.plugin_dir.clone().or_else(|| config.plugin_dir.clone()),
+        plugin_dir: args
+            .plugin_dir
+            .clone()
+            .or_else(|| config.plugin_dir.clone()),
         adopt: super::adopt(&args.adopt, false),
         remaps: super::remaps(&args.adopt)?,
     };

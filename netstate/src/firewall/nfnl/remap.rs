@@ -86,8 +86,24 @@ const NFPROTO_IPV6: u32 = 10;
 /// Expressions that read registers or write nothing a later address match could read; any
 /// other expression may load a register, so the bookkeeping forgets what it knew.
 const NO_REGISTER_WRITES: &[&str] = &[
-    "counter", "log", "limit", "quota", "match", "lookup", "reject", "masq", "redir",
-    "notrack", "objref", "dynset", "connlimit", "last", "queue", "dup", "fwd", "nat",
+    "counter",
+    "log",
+    "limit",
+    "quota",
+    "match",
+    "lookup",
+    "reject",
+    "masq",
+    "redir",
+    "notrack",
+    "objref",
+    "dynset",
+    "connlimit",
+    "last",
+    "queue",
+    "dup",
+    "fwd",
+    "nat",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,7 +132,10 @@ enum Reg {
     },
     Meta(u32),
     /// an immediate's value, at this offset of the payload
-    Imm { at: usize, len: usize },
+    Imm {
+        at: usize,
+        len: usize,
+    },
 }
 
 fn be32(a: &Attr) -> Res<u32> {
@@ -375,7 +394,8 @@ fn remap_rule(payload: &mut [u8], base: Option<L3>, m: &Remaps) -> Res<bool> {
                             };
                         }
                         Some(Reg::Network { offset, len, mask }) => {
-                            if let Some(b) = remap_compared(l3, *offset, *len, mask.as_deref(), v, m)
+                            if let Some(b) =
+                                remap_compared(l3, *offset, *len, mask.as_deref(), v, m)
                             {
                                 patches.push((NFGEN + offset_in(body, v), b));
                             }
@@ -406,7 +426,9 @@ fn remap_rule(payload: &mut [u8], base: Option<L3>, m: &Remaps) -> Res<bool> {
                 "target" => {
                     // iptables-nft keeps DNAT/SNAT as xtables targets: the addresses are in
                     // the target's own struct (see `xt_nat_addresses`)
-                    let name = get(NFTA_TARGET_NAME).map(|x| x.string()).unwrap_or_default();
+                    let name = get(NFTA_TARGET_NAME)
+                        .map(|x| x.string())
+                        .unwrap_or_default();
                     let rev = num(NFTA_TARGET_REV)?.unwrap_or(0);
                     if let (Some(info), Some(l3)) = (get(NFTA_TARGET_INFO), base) {
                         let at = NFGEN + offset_in(body, info.value);

@@ -14,13 +14,12 @@ use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
 use crate::link::capture::{dump, names as dump_names};
 use crate::link::create::{
-    altnames_request, create_request, master_request, restore_settings_request,
-    settings_request, slave_request, PeerSpec,
+    altnames_request, create_request, master_request, restore_settings_request, settings_request,
+    slave_request, PeerSpec,
 };
 use crate::link::view::names;
 use crate::netns::NetNs;
 use crate::nl::{Nl, Req};
-
 
 fn live_map(saved: &[pb::Link], nl: &mut Nl) -> std::result::Result<IfMap, Vec<String>> {
     let live = dump(nl).map_err(|e| vec![crate::error::chain(&e)])?;
@@ -259,7 +258,9 @@ pub fn create(
             };
             let r = vec![master_request(pidx, midx)];
             send(
-                socks.get(pp.sock).map_err(|e| vec![crate::error::chain(&e)])?,
+                socks
+                    .get(pp.sock)
+                    .map_err(|e| vec![crate::error::chain(&e)])?,
                 &r,
                 &[format!("attach veth peer {} to {m}", pp.name)],
                 &pnetns,
@@ -268,7 +269,9 @@ pub fn create(
             )?;
             if let Some(r) = slave_request("bridge", &pp.port, pidx) {
                 send(
-                    socks.get(pp.sock).map_err(|e| vec![crate::error::chain(&e)])?,
+                    socks
+                        .get(pp.sock)
+                        .map_err(|e| vec![crate::error::chain(&e)])?,
                     &[r],
                     &[format!("configure bridge port {}", pp.name)],
                     &pnetns,

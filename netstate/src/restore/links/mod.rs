@@ -122,7 +122,10 @@ pub fn plan(
             );
             if let Some(r) = would_remap.get(&l.name) {
                 let r: Vec<String> = r.iter().map(ToString::to_string).collect();
-                hint.push_str(&format!("; its address then maps as --remap {}", r.join(" --remap ")));
+                hint.push_str(&format!(
+                    "; its address then maps as --remap {}",
+                    r.join(" --remap ")
+                ));
             }
             p.conflicts.push(Conflict {
                 kind: "link".into(),
@@ -249,4 +252,3 @@ pub fn delete_by_name(name: &str) -> Req {
     }
     r
 }
-

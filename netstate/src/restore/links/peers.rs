@@ -27,7 +27,6 @@ fn peer_sock(socks: &mut Socks, ns: NetNs) -> Result<Sock> {
     Ok(Sock::Peer(socks.peers.len() - 1))
 }
 
-
 pub(super) fn plan_peer(
     l: &pb::Link,
     v: &pb::Veth,
@@ -136,7 +135,10 @@ impl Place<'_> {
 }
 
 /// The namespace of a lower device that lives outside the target, and that it is there.
-pub(super) fn plan_lower(l: &pb::Link, socks: &mut Socks) -> Result<std::result::Result<Sock, String>> {
+pub(super) fn plan_lower(
+    l: &pb::Link,
+    socks: &mut Socks,
+) -> Result<std::result::Result<Sock, String>> {
     let Some(lw) = &l.lower else {
         return Ok(Err(format!(
             "({}) its lower device is in another namespace the image does not name",
@@ -194,4 +196,3 @@ fn wait_for_dying_peer(socks: &mut Socks, sock: Sock, name: &str) -> Result<()> 
         socks.links_refresh(sock)?;
     }
 }
-

@@ -75,7 +75,9 @@ pub fn up(
             let r = vec![up_request(m.header.index, true)];
             let pnetns = socks.name_of(pp.sock);
             send(
-                socks.get(pp.sock).map_err(|e| vec![crate::error::chain(&e)])?,
+                socks
+                    .get(pp.sock)
+                    .map_err(|e| vec![crate::error::chain(&e)])?,
                 &r,
                 &[format!("bring up veth peer {}", pp.name)],
                 &pnetns,
@@ -86,7 +88,6 @@ pub fn up(
     }
     Ok(())
 }
-
 
 /// Brings links up. A macvlan whose MAC another macvlan on the same lower device still holds
 /// answers EADDRINUSE; right after `ip netns del` that other one is the old namespace's, which

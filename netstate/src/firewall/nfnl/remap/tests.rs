@@ -7,7 +7,10 @@ use crate::transform::remap::Remap;
 fn expr(name: &str, parts: &[Vec<u8>]) -> Vec<u8> {
     nest(
         NFTA_LIST_ELEM | 0x8000,
-        &[string_attr(NFTA_EXPR_NAME, name), nest(NFTA_EXPR_DATA | 0x8000, parts)],
+        &[
+            string_attr(NFTA_EXPR_NAME, name),
+            nest(NFTA_EXPR_DATA | 0x8000, parts),
+        ],
     )
 }
 
@@ -37,7 +40,10 @@ fn cmp(sreg: u32, v: &[u8]) -> Vec<u8> {
 fn meta(key: u32, dreg: u32) -> Vec<u8> {
     expr(
         "meta",
-        &[be32_attr(NFTA_META_KEY, key), be32_attr(NFTA_META_DREG, dreg)],
+        &[
+            be32_attr(NFTA_META_KEY, key),
+            be32_attr(NFTA_META_DREG, dreg),
+        ],
     )
 }
 
@@ -59,7 +65,11 @@ fn table(family: u32, rules: Vec<Vec<u8>>) -> NftTable {
 }
 
 fn remaps(v: &[&str]) -> Remaps {
-    Remaps::new(v.iter().map(|s| s.parse::<Remap>().expect("remap")).collect())
+    Remaps::new(
+        v.iter()
+            .map(|s| s.parse::<Remap>().expect("remap"))
+            .collect(),
+    )
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -97,7 +107,14 @@ fn equal_constant_not_compared_with_an_address_is_left_alone() {
         // the address field's neighbour: the IPv4 header's TTL..checksum at offset 8
         rule(2, &[payload(8, 4, 1), cmp(1, &OLD)]),
         // a payload loaded, then another register loaded by an unknown expression and compared
-        rule(2, &[payload(16, 4, 1), expr("rt", &[be32_attr(1, 1)]), cmp(1, &OLD)]),
+        rule(
+            2,
+            &[
+                payload(16, 4, 1),
+                expr("rt", &[be32_attr(1, 1)]),
+                cmp(1, &OLD),
+            ],
+        ),
     ];
     let before = rules.clone();
     let mut t = table(2, rules);
@@ -115,8 +132,14 @@ fn masked_prefix_and_short_loads_follow_a_prefix_remap_only_when_inside_old() {
             be32_attr(NFTA_BITWISE_SREG, 1),
             be32_attr(NFTA_BITWISE_DREG, 1),
             be32_attr(3, 4),
-            nest(NFTA_BITWISE_MASK | 0x8000, &[raw_attr(NFTA_DATA_VALUE, &[255, 255, 0, 0])]),
-            nest(NFTA_BITWISE_XOR | 0x8000, &[raw_attr(NFTA_DATA_VALUE, &[0, 0, 0, 0])]),
+            nest(
+                NFTA_BITWISE_MASK | 0x8000,
+                &[raw_attr(NFTA_DATA_VALUE, &[255, 255, 0, 0])],
+            ),
+            nest(
+                NFTA_BITWISE_XOR | 0x8000,
+                &[raw_attr(NFTA_DATA_VALUE, &[0, 0, 0, 0])],
+            ),
         ],
     );
     let masked = rule(2, &[payload(12, 4, 1), bitwise, cmp(1, &[10, 88, 0, 0])]);
@@ -144,11 +167,24 @@ fn inet_tables_use_the_nfproto_match() {
     let v6new: std::net::Ipv6Addr = "fd00::11".parse().expect("ip");
     let rules = vec![
         // meta nfproto ipv4; ip saddr 10.88.0.9
-        rule(1, &[meta(NFT_META_NFPROTO, 1), cmp(1, &[2]), payload(12, 4, 1), cmp(1, &OLD)]),
+        rule(
+            1,
+            &[
+                meta(NFT_META_NFPROTO, 1),
+                cmp(1, &[2]),
+                payload(12, 4, 1),
+                cmp(1, &OLD),
+            ],
+        ),
         // meta nfproto ipv6; ip6 daddr fd00::9
         rule(
             1,
-            &[meta(NFT_META_NFPROTO, 1), cmp(1, &[10]), payload(24, 16, 1), cmp(1, &v6old.octets())],
+            &[
+                meta(NFT_META_NFPROTO, 1),
+                cmp(1, &[10]),
+                payload(24, 16, 1),
+                cmp(1, &v6old.octets()),
+            ],
         ),
         // no protocol match: nothing is known to be an address
         rule(1, &[payload(12, 4, 1), cmp(1, &OLD)]),
@@ -167,7 +203,13 @@ fn dnat_target_is_remapped() {
     let imm = |reg: u32, v: &[u8]| {
         expr(
             "immediate",
-            &[be32_attr(NFTA_IMMEDIATE_DREG, reg), nest(NFTA_IMMEDIATE_DATA | 0x8000, &[raw_attr(NFTA_DATA_VALUE, v)])],
+            &[
+                be32_attr(NFTA_IMMEDIATE_DREG, reg),
+                nest(
+                    NFTA_IMMEDIATE_DATA | 0x8000,
+                    &[raw_attr(NFTA_DATA_VALUE, v)],
+                ),
+            ],
         )
     };
     let nat = expr(
@@ -184,7 +226,10 @@ fn dnat_target_is_remapped() {
     // old address that no nat reads stays
     let mut t = table(
         2,
-        vec![rule(2, &[imm(1, &OLD), imm(2, &[0x1f, 0x90]), imm(3, &OLD), nat])],
+        vec![rule(
+            2,
+            &[imm(1, &OLD), imm(2, &[0x1f, 0x90]), imm(3, &OLD), nat],
+        )],
     );
     assert_eq!(
         remap_table(&mut t, &remaps(&["10.88.0.9=10.88.0.11"])).expect("remap"),
@@ -192,7 +237,10 @@ fn dnat_target_is_remapped() {
     );
     let r = &t.rules[0];
     let first = r.windows(4).position(|w| w == NEW).expect("new address");
-    let old_at = r.windows(4).position(|w| w == OLD).expect("mark constant kept");
+    let old_at = r
+        .windows(4)
+        .position(|w| w == OLD)
+        .expect("mark constant kept");
     assert!(first < old_at, "the nat address comes first in the rule");
 }
 
@@ -214,7 +262,10 @@ fn set_elements_of_address_sets_are_remapped() {
             NFTA_SET_ELEM_LIST_ELEMENTS | 0x8000,
             &[nest(
                 NFTA_LIST_ELEM | 0x8000,
-                &[nest(NFTA_SET_ELEM_KEY | 0x8000, &[raw_attr(NFTA_DATA_VALUE, v)])],
+                &[nest(
+                    NFTA_SET_ELEM_KEY | 0x8000,
+                    &[raw_attr(NFTA_DATA_VALUE, v)],
+                )],
             )],
         ));
         p
@@ -222,8 +273,16 @@ fn set_elements_of_address_sets_are_remapped() {
     let mut t = NftTable {
         family: 2,
         name: "filter".into(),
-        sets: vec![set("addrs", TYPE_IPADDR, 0), set("marks", 19, 0), set("ranges", TYPE_IPADDR, NFT_SET_INTERVAL)],
-        elements: vec![elems("addrs", &OLD), elems("marks", &OLD), elems("ranges", &OLD)],
+        sets: vec![
+            set("addrs", TYPE_IPADDR, 0),
+            set("marks", 19, 0),
+            set("ranges", TYPE_IPADDR, NFT_SET_INTERVAL),
+        ],
+        elements: vec![
+            elems("addrs", &OLD),
+            elems("marks", &OLD),
+            elems("ranges", &OLD),
+        ],
         ..Default::default()
     };
     assert_eq!(
@@ -257,10 +316,20 @@ fn xtables_dnat_target_is_remapped() {
     let target = |name: &str, info: &[u8]| {
         expr(
             "target",
-            &[string_attr(NFTA_TARGET_NAME, name), be32_attr(NFTA_TARGET_REV, 2), raw_attr(NFTA_TARGET_INFO, info)],
+            &[
+                string_attr(NFTA_TARGET_NAME, name),
+                be32_attr(NFTA_TARGET_REV, 2),
+                raw_attr(NFTA_TARGET_INFO, info),
+            ],
         )
     };
-    let mut t = table(2, vec![rule(2, &[target("DNAT", &info)]), rule(2, &[target("MARK", &info)])]);
+    let mut t = table(
+        2,
+        vec![
+            rule(2, &[target("DNAT", &info)]),
+            rule(2, &[target("MARK", &info)]),
+        ],
+    );
     assert_eq!(
         remap_table(&mut t, &remaps(&["10.88.0.9=10.88.0.11"])).expect("remap"),
         1

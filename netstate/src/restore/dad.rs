@@ -1,0 +1,83 @@
+//! Addresses usable the moment restore returns: no duplicate address detection for what had
+//! passed it.
+//!
+//! An IPv6 address added while its link is down is marked tentative, and DAD runs when the
+//! link comes up: for one to two seconds `bind()` to it fails with EADDRNOTAVAIL, while CRIU
+//! restores sockets right after its `setup-namespaces` action and a runtime starts the
+//! container right after `createRuntime`. The kernel skips DAD when both
+//! `net.ipv6.conf.all.accept_dad` and the device's `accept_dad` are below 1
+//! (`addrconf_dad_begin`), so restore sets both to 0 while links come up, then writes back
+//! what the early sysctl phase left there (the saved values). Sending IFA_F_NODAD instead
+//! would work too, but the flag stays on the address (`ip -6 addr` shows `nodad`), which the
+//! original did not have. Devices with an address that was itself tentative or had failed DAD
+//! at checkpoint keep DAD. The link-local address the kernel makes at link up skips DAD the
+//! same way.
+
+use crate::error::{NetstateError, Result};
+use crate::netns::NetNs;
+
+fn path(dev: &str) -> std::path::PathBuf {
+    std::path::Path::new("/proc/sys/net/ipv6/conf")
+        .join(dev)
+        .join("accept_dad")
+}
+
+/// The accept_dad values changed, to write back.
+#[derive(Debug, Default)]
+pub struct Suspended {
+    saved: Vec<(String, String)>,
+}
+
+/// Sets accept_dad to 0 on `devices` and on `all`, remembering what was there. A device
+/// without IPv6 (no such file) is skipped.
+pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
+    if devices.is_empty() {
+        return Ok(Suspended::default());
+    }
+    let devs: Vec<String> = std::iter::once("all".to_string())
+        .chain(devices.iter().cloned())
+        .collect();
+    ns.run(move || {
+        let mut s = Suspended::default();
+        for d in devs {
+            let p = path(&d);
+            let Ok(v) = std::fs::read_to_string(&p) else {
+                continue;
+            };
+            let v = v.trim().to_string();
+            if v == "0" || v.starts_with('-') {
+                continue;
+            }
+            std::fs::write(&p, "0").map_err(|source| NetstateError::Io {
+                op: "suspend duplicate address detection: write".into(),
+                path: p.clone(),
+                source,
+            })?;
+            s.saved.push((d, v));
+        }
+        Ok(s)
+    })
+}
+
+/// Writes back what [`suspend`] changed; every error is returned, none stops the others.
+pub fn resume(ns: &NetNs, s: Suspended) -> Vec<String> {
+    if s.saved.is_empty() {
+        return Vec::new();
+    }
+    match ns.run(move || {
+        let mut errors = Vec::new();
+        for (d, v) in s.saved {
+            let p = path(&d);
+            // a device deleted meanwhile (rollback) has nothing to write back
+            if p.exists() {
+                if let Err(e) = std::fs::write(&p, &v) {
+                    errors.push(format!("write back {}: {e}", p.display()));
+                }
+            }
+        }
+        Ok(errors)
+    }) {
+        Ok(e) => e,
+        Err(e) => vec![crate::error::chain(&e)],
+    }
+}
