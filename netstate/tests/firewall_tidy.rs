@@ -225,3 +225,71 @@ fn rules_policies_user_chains_and_native_tables_stay() {
     }
     assert!(after.contains("table ip raw {"), "{after}");
 }
+
+/// Images written before nfnetlink capture hold iptables-nft-save and nft text; they are
+/// compared by the tables and chains the text declares, and the residue goes all the same.
+#[test]
+fn images_of_the_text_form_are_compared_by_name() {
+    let t = TestNs::new("fwt", "text");
+    t.sh("set -e
+/usr/sbin/iptables -A INPUT -p tcp --dport 8080 -j ACCEPT
+/usr/sbin/iptables -P FORWARD DROP
+/usr/sbin/ip6tables -t security -N MINE
+/usr/sbin/nft add table inet mine
+/usr/sbin/nft add chain inet mine input '{ type filter hook input priority 0; policy accept; }'");
+    let opts = FirewallOptions {
+        nft_text: true,
+        ..Default::default()
+    };
+    let saved = firewall::capture(&t.ns(), &opts).expect("capture as text");
+    assert!(
+        saved
+            .iter()
+            .all(|r| r.tables.is_empty() && !r.text.is_empty()),
+        "{saved:?}"
+    );
+    let want = t.view();
+
+    criu_lock(&t);
+    criu_unlock(&t);
+    // the images lack ip filter OUTPUT and ip6 filter; ip6 security has a user chain
+    assert_eq!(
+        t.tidy(&saved),
+        [
+            "removed empty chain OUTPUT (policy ACCEPT) from iptables-nft table ip filter",
+            "removed empty chain INPUT (policy ACCEPT) from iptables-nft table ip6 filter",
+            "removed empty chain OUTPUT (policy ACCEPT) from iptables-nft table ip6 filter",
+            "removed empty iptables-nft table ip6 filter",
+        ]
+    );
+    assert_eq!(t.view(), want);
+    assert!(t.tidy(&saved).is_empty());
+}
+
+/// A lock still in place, CRIU's nftables table or crhook's own, stops tidying; once it is
+/// gone the residue goes.
+#[test]
+fn a_lock_table_stops_tidying() {
+    let t = TestNs::new("fwt", "lockt");
+    let saved = t.capture();
+    t.sh("set -e
+/usr/sbin/iptables -A OUTPUT -j ACCEPT
+/usr/sbin/iptables -D OUTPUT -j ACCEPT
+/usr/sbin/nft add table inet CRIU-42");
+    let dirty = t.view();
+    assert!(t.tidy(&saved).is_empty());
+    assert_eq!(t.view(), dirty);
+    t.sh("/usr/sbin/nft delete table inet CRIU-42");
+    let ns = t.ns();
+    firewall::lock(&ns).expect("lock");
+    assert!(t.tidy(&saved).is_empty());
+    firewall::unlock(&ns).expect("unlock");
+    assert_eq!(
+        t.tidy(&saved),
+        [
+            "removed empty chain OUTPUT (policy ACCEPT) from iptables-nft table ip filter",
+            "removed empty iptables-nft table ip filter",
+        ]
+    );
+    assert!(!t.view().contains("filter"), "{}", t.view());
+}

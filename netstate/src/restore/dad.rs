@@ -28,6 +28,12 @@ pub struct Suspended {
     saved: Vec<(String, String)>,
 }
 
+impl Suspended {
+    pub fn is_empty(&self) -> bool {
+        self.saved.is_empty()
+    }
+}
+
 /// Sets accept_dad to 0 on `devices` and on `all`, remembering what was there. A device
 /// without IPv6 (no such file) is skipped.
 pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
@@ -57,6 +63,33 @@ pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
         }
         Ok(s)
     })
+}
+
+/// Waits (up to 2 s) for the kernel's DAD work, which runs after the link-up request returns
+/// and reads accept_dad when it runs, to finish on every address of a device not in `keep`:
+/// writing accept_dad back before then would start DAD after all.
+pub fn settle(nl: &mut crate::nl::Nl, ifs: &crate::ifmap::IfMap, keep: &[&str]) -> Result<()> {
+    const IFA_F_TENTATIVE: u8 = 0x40;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let req = crate::nl::Req::Raw {
+        msg_type: crate::addr::RTM_GETADDR,
+        payload: vec![libc::AF_INET6 as u8, 0, 0, 0, 0, 0, 0, 0],
+    };
+    loop {
+        let msgs = nl.dump_raw(&req, "dump IPv6 addresses")?;
+        let tentative = msgs.iter().any(|(ty, p)| {
+            *ty == crate::addr::RTM_NEWADDR
+                && p.len() >= 8
+                && p[2] & IFA_F_TENTATIVE != 0
+                && !ifs
+                    .live_name(crate::nla::u32_at(p, 4))
+                    .is_some_and(|n| keep.contains(&n))
+        });
+        if !tentative || std::time::Instant::now() >= deadline {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
 }
 
 /// Writes back what [`suspend`] changed; every error is returned, none stops the others.

@@ -495,7 +495,14 @@ fn apply(
         .collect();
     let suspended = dad::suspend(cx.ns, &no_dad).map_err(|e| vec![crate::error::chain(&e)])?;
     let up = links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal);
+    let keep: Vec<&str> = keep_dad.iter().copied().collect();
+    let settled = if up.is_ok() && !suspended.is_empty() {
+        dad::settle(&mut cx.socks.target, &ifs, &keep)
+    } else {
+        Ok(())
+    };
     let resumed = dad::resume(cx.ns, suspended);
+    settled.map_err(|e| vec![crate::error::chain(&e)])?;
     up?;
     if !resumed.is_empty() {
         return Err(resumed);

@@ -62,6 +62,31 @@ pub(crate) fn table_ids(ns: &NetNs) -> Result<Vec<TableId>> {
     })
 }
 
+/// The namespace's chains, each with its table (one NFT_MSG_GETCHAIN dump, names only).
+pub(crate) fn chain_ids(ns: &NetNs) -> Result<Vec<(TableId, String)>> {
+    ns.with_netfilter(|nl| {
+        let mut gens = Vec::new();
+        let chains = dump(
+            nl,
+            NFT_MSG_GETCHAIN,
+            0,
+            &[],
+            "dump nftables chains",
+            &mut gens,
+        )?;
+        Ok(chains.iter().filter_map(|p| chain_id(p)).collect())
+    })
+}
+
+/// A NEWCHAIN payload's table (family and name) and chain name.
+fn chain_id(p: &[u8]) -> Option<(TableId, String)> {
+    let table = TableId {
+        family: super::family_name(u32::from(*p.first()?)),
+        name: norm::str_attr(p, 1)?,
+    };
+    Some((table, norm::chain_name(p)?))
+}
+
 /// A NEWTABLE payload's family and name.
 fn table_id(p: &[u8]) -> Option<TableId> {
     Some(TableId {
@@ -247,5 +272,20 @@ mod tests {
             ("inet", "crhook-lock")
         );
         assert!(table_id(&[1, 0, 0, 0]).is_none());
+    }
+
+    /// The payload the kernel sends for chain `CRIU` of `table ip6 filter`.
+    #[test]
+    fn golden_chain_message_is_named() {
+        let p = [
+            vec![10, 0, 0, 0],
+            norm::string_attr(1, "filter"),
+            norm::string_attr(3, "CRIU"),
+        ]
+        .concat();
+        let (t, c) = chain_id(&p).expect("a chain");
+        assert_eq!(t.to_string(), "ip6 filter");
+        assert_eq!(c, "CRIU");
+        assert!(chain_id(&p[..4]).is_none());
     }
 }

@@ -22,12 +22,15 @@ mod apply;
 mod dump;
 mod lock;
 mod norm;
+mod prune;
 mod remap;
 mod render;
 
 pub(crate) use apply::{plan as plan_tables, NfnlStep};
+pub(crate) use dump::chain_ids;
 pub(crate) use dump::{capture, table_ids};
 pub(crate) use lock::{lock as lock_table, unlock as unlock_table};
+pub(crate) use prune::{delete_empty, shape as table_shape, BaseHook, ChainShape, TableShape};
 pub(crate) use remap::remap_table;
 pub(crate) use render::diff_tables;
 
@@ -46,6 +49,7 @@ const NFT_MSG_GETTABLE: u16 = 1;
 const NFT_MSG_DELTABLE: u16 = 2;
 const NFT_MSG_NEWCHAIN: u16 = 3;
 const NFT_MSG_GETCHAIN: u16 = 4;
+const NFT_MSG_DELCHAIN: u16 = 5;
 const NFT_MSG_NEWRULE: u16 = 6;
 const NFT_MSG_GETRULE: u16 = 7;
 const NFT_MSG_NEWSET: u16 = 9;

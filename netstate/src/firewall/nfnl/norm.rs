@@ -25,6 +25,8 @@ const NFTA_CHAIN_FLAGS: u16 = 10;
 const NFTA_CHAIN_USERDATA: u16 = 12;
 /// NFT_CHAIN_BINDING: an anonymous chain bound to one rule (`jump { ... }`)
 pub(super) const CHAIN_BINDING: u32 = 0x4;
+const NFTA_HOOK_HOOKNUM: u16 = 1;
+const NFTA_HOOK_PRIORITY: u16 = 2;
 const NFTA_HOOK_DEV: u16 = 3;
 const NFTA_HOOK_DEVS: u16 = 4;
 
@@ -284,6 +286,15 @@ pub(super) fn chain_is_empty_base(payload: &[u8]) -> bool {
         && attr_of(payload, NFTA_CHAIN_POLICY)
             .and_then(|a| be32(&a).ok())
             .is_none_or(|p| p == 1)
+}
+
+/// A base chain's hook number, priority and type; None for a regular chain.
+pub(super) fn chain_base(payload: &[u8]) -> Option<(u32, i32, String)> {
+    let hook = attr_of(payload, NFTA_CHAIN_HOOK)?;
+    let num = nested_find(hook.value, NFTA_HOOK_HOOKNUM).and_then(|a| be32(&a).ok())?;
+    let prio = nested_find(hook.value, NFTA_HOOK_PRIORITY)
+        .and_then(|a| Some(i32::from_be_bytes(a.value.get(..4)?.try_into().ok()?)))?;
+    Some((num, prio, str_attr(payload, NFTA_CHAIN_TYPE)?))
 }
 
 /// Every element of a table's element messages, per set, sorted: hash sets dump in hash

@@ -1,0 +1,171 @@
+//! Restored state is usable the moment restore returns: IPv6 addresses that had passed
+//! duplicate address detection are not tentative again, and a socket binds to every restored
+//! address at once (v4, v6 and the link-local), both through `crhook restore` and through the
+//! CRIU action-script path (`setup-namespaces`). Needs root and a built `crhook`.
+
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use crhook_tests::{crhook, require_root, wait_until, TempDir, TestNs};
+
+/// Binds a UDP socket to `addr` inside `ns` (a thread that enters it and exits).
+fn bind_in(ns: &TestNs, addr: IpAddr, scope: u32) -> Result<(), String> {
+    let path = ns.path();
+    std::thread::spawn(move || {
+        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
+        let sa = match addr {
+            IpAddr::V4(a) => SocketAddr::from((a, 0)),
+            IpAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, scope)),
+        };
+        UdpSocket::bind(sa)
+            .map(drop)
+            .map_err(|e| format!("bind {sa}: {e}"))
+    })
+    .join()
+    .map_err(|_| "bind thread panicked".to_string())?
+}
+
+/// (address, ifindex, flags) of every address in `ns`.
+fn addrs(ns: &TestNs) -> Vec<(IpAddr, u32, Vec<String>)> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.ip(&["-j", "addr", "show"])).expect("ip -j addr");
+    let mut out = Vec::new();
+    for l in v.as_array().into_iter().flatten() {
+        let idx = l["ifindex"].as_u64().unwrap_or(0) as u32;
+        for a in l["addr_info"].as_array().into_iter().flatten() {
+            let ip: IpAddr = a["local"].as_str().unwrap_or("").parse().expect("address");
+            let flags = ["tentative", "dadfailed", "nodad"]
+                .into_iter()
+                .filter(|f| a[*f].as_bool() == Some(true))
+                .map(String::from)
+                .collect();
+            out.push((ip, idx, flags));
+        }
+    }
+    out
+}
+
+fn build(a: &TestNs, peer: &TestNs) {
+    a.ip_batch(&format!(
+        "link set lo up\n\
+         link add va type veth peer name vpeer netns {}\n\
+         addr add 10.61.0.1/24 dev va\n\
+         addr add fd00:61::1/64 dev va\n\
+         addr add fd00:62::1/64 dev va\n\
+         link set va up\n",
+        peer.name()
+    ));
+    peer.ip_batch("link set vpeer up\nlink set lo up\n");
+    wait_until("DAD to finish", Duration::from_secs(10), || {
+        addrs(a).iter().all(|(_, _, f)| f.is_empty())
+    });
+}
+
+fn assert_usable(b: &TestNs) {
+    let now = addrs(b);
+    assert!(now.len() >= 5, "addresses after restore: {now:?}");
+    for (ip, idx, flags) in &now {
+        assert!(
+            !flags.contains(&"tentative".to_string()),
+            "{ip} tentative right after restore: {now:?}"
+        );
+        assert!(
+            !flags.contains(&"nodad".to_string()),
+            "{ip} carries nodad, which the original had not: {now:?}"
+        );
+        let scope = if matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80) {
+            *idx
+        } else {
+            0
+        };
+        bind_in(b, *ip, scope).unwrap_or_else(|e| panic!("right after restore: {e}"));
+    }
+    assert!(
+        now.iter()
+            .any(|(ip, _, _)| matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80)),
+        "the link-local address is there: {now:?}"
+    );
+}
+
+#[test]
+fn addresses_bind_right_after_restore() {
+    require_root();
+    let host = TestNs::host();
+    let peer = TestNs::new("usp");
+    let a = TestNs::new("usa");
+    build(&a, &peer);
+    let tmp = TempDir::new("usable");
+    let images = tmp.join("images");
+    crhook(
+        Some(&host),
+        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    a.delete();
+    let b = TestNs::new("usb");
+    crhook(
+        Some(&host),
+        &["restore", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    assert_usable(&b);
+    // accept_dad is back to what it was (the kernel defaults: 1 for a device, 0 for all)
+    assert_eq!(b.sysctl(&["ipv6", "conf", "va", "accept_dad"]), "1");
+    assert_eq!(
+        b.sysctl(&["ipv6", "conf", "all", "accept_dad"]),
+        peer.sysctl(&["ipv6", "conf", "all", "accept_dad"])
+    );
+}
+
+#[test]
+fn addresses_bind_right_after_the_criu_setup_namespaces_action() {
+    require_root();
+    let host = TestNs::host();
+    let peer = TestNs::new("uscp");
+    let a = TestNs::new("usca");
+    build(&a, &peer);
+    let tmp = TempDir::new("usable-criu");
+    let criu_dir = tmp.join("criu");
+    std::fs::create_dir_all(&criu_dir).expect("criu dir");
+    let images = format!("{criu_dir}/netstate");
+    crhook(
+        Some(&host),
+        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    a.delete();
+    let b = TestNs::new("uscb");
+    // a process in b plays CRIU's restored root task
+    let mut task = std::process::Command::new(crhook_tests::ip_bin())
+        .args(["netns", "exec", b.name(), "/bin/sleep", "60"])
+        .spawn()
+        .expect("task in b");
+    let pid = task.id().to_string();
+    wait_until("the task to enter b", Duration::from_secs(5), || {
+        use std::os::unix::fs::MetadataExt;
+        let ino = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.ino()).ok();
+        ino(std::path::Path::new(&format!("/proc/{pid}/ns/net"))) == ino(&b.path())
+    });
+    let r = crhook(
+        Some(&host),
+        &[],
+        &[
+            ("CRTOOLS_SCRIPT_ACTION", "setup-namespaces"),
+            ("CRTOOLS_IMAGE_DIR", criu_dir.as_str()),
+            ("CRTOOLS_INIT_PID", pid.as_str()),
+        ],
+    );
+    let bound = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        r.expect_success();
+        assert_usable(&b);
+    }));
+    let _ = task.kill();
+    let _ = task.wait();
+    if let Err(p) = bound {
+        std::panic::resume_unwind(p);
+    }
+}
