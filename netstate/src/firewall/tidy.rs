@@ -19,14 +19,16 @@
 //! namespace in which a lock, crhook's or CRIU's, is still in place: its owner has not
 //! finished with it.
 //!
-//! Over nfnetlink, no program started: one table dump, and only if one of iptables-nft's
-//! tables might go, one chain dump (for a lock chain, which capture leaves out) and a capture
-//! of those tables as restore reads them. The images are compared by name: the tables and
-//! chains of their nf_tables payloads, the tables and chains their iptables text declares,
-//! and the tables of the `nft` text of images written before nfnetlink capture. What goes is
-//! deleted in one transaction, each delete non-recursive (nfnl/prune.rs): a chain that gained
-//! a rule, or a table that gained anything, since the dump fails it with EBUSY and nothing is
-//! removed, instead of losing what was added.
+//! All over nfnetlink, with no program started (neither nft nor iptables-nft-restore need be
+//! installed): a table dump; when one of iptables-nft's tables is there, a chain dump (to
+//! find a lock chain, which capture leaves out, and the tables with a builtin-named chain the
+//! images lack); then a capture of just those tables, rules included, as restore reads them.
+//! The images are compared by name: the tables and chains of their nf_tables payloads, the
+//! tables and chains their iptables text declares, and the tables of the `nft` text of images
+//! written before nfnetlink capture. What goes is deleted in one transaction, each delete
+//! non-recursive (nfnl/prune.rs): a chain that gained a rule, or a table that gained
+//! anything, since the dump fails it with EBUSY and nothing is removed, instead of losing
+//! what was added.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -122,13 +124,9 @@ impl Image {
                 .extend(nftx::split_tables(&r.text).into_iter().map(|(id, _)| id));
         }
         for t in of(FirewallSource::Nftables).flat_map(|r| r.tables.iter()) {
-            let id = super::nfnl::table_id(t);
+            let id = nfnl::table_id(t);
             if id.is_xtables() && !image.skip.contains(&id.family) {
-                image
-                    .xt
-                    .entry(id)
-                    .or_default()
-                    .extend(super::nfnl::chain_names(t));
+                image.xt.entry(id).or_default().extend(nfnl::chain_names(t));
             } else {
                 image.native.insert(id);
             }
@@ -253,15 +251,15 @@ pub fn tidy(ns: &NetNs, saved: &[FirewallRuleset], opts: &FirewallOptions) -> Re
         .collect();
 
     let removals = decide(&live, &image);
-    let mut chains = Vec::new();
-    let mut tables = Vec::new();
+    let mut gone_chains = Vec::new();
+    let mut gone_tables = Vec::new();
     for r in &removals {
         match r {
-            Removal::Chain { table, name } => chains.push((table.clone(), name.clone())),
-            Removal::Table(table) => tables.push(table.clone()),
+            Removal::Chain { table, name } => gone_chains.push((table.clone(), name.clone())),
+            Removal::Table(table) => gone_tables.push(table.clone()),
         }
     }
-    nfnl::delete_empty(ns, &chains, &tables)?;
+    nfnl::delete_empty(ns, &gone_chains, &gone_tables)?;
     Ok(removals.iter().map(Removal::describe).collect())
 }
 

@@ -225,8 +225,8 @@ async fn tidy() -> anyhow::Result<()> {
     let target = Target::Pid(pid);
     let opts = super::firewall_options(false);
     let t = target.clone();
-    // nft and iptables-nft-restore run as children that enter the namespace themselves; the
-    // waiting happens on a blocking thread, off the runtime
+    // tidy opens its nfnetlink socket on a thread inside the namespace and waits for the
+    // kernel's answers: blocking work, kept off the runtime
     let removed = tokio::task::spawn_blocking(move || {
         let ns = NetNs::open(&t)?;
         crhook_netstate::firewall::tidy(&ns, &saved, &opts)
