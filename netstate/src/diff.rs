@@ -86,6 +86,20 @@ fn differences_adopted(
     with_firewall: bool,
     adopted: &HashSet<String>,
 ) -> Vec<Difference> {
+    // kernel-made link-local addresses count where the image tracks them (see addr/mod.rs),
+    // and never on an adopted link, whose addresses the runtime's MAC decides
+    let tracked: HashSet<&str> = saved
+        .links
+        .iter()
+        .filter(|l| l.ll_tracked && !adopted.contains(&l.name))
+        .map(|l| l.name.as_str())
+        .collect();
+    let keep = |a: &crhook_proto::Address| {
+        !crate::addr::kernel_ll(a) || tracked.contains(a.ifname.as_str())
+    };
+    let saved_addrs = std::mem::take(&mut saved.addresses);
+    saved.addresses = saved_addrs.into_iter().filter(|a| keep(a)).collect();
+    live.addresses.retain(|a| keep(a));
     crate::transform::drop_adopted_links(&mut saved.links, adopted);
     crate::transform::drop_adopted_links(&mut live.links, adopted);
     differences(&saved, &live, with_firewall)

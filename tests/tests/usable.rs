@@ -169,3 +169,94 @@ fn addresses_bind_right_after_the_criu_setup_namespaces_action() {
         std::panic::resume_unwind(p);
     }
 }
+
+/// Addresses of `dev` in `ns` that start with fe80.
+fn link_locals(ns: &TestNs, dev: &str) -> Vec<String> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.ip(&["-j", "-6", "addr", "show", "dev", dev]))
+            .expect("ip -j addr");
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["addr_info"].as_array().cloned().unwrap_or_default())
+        .filter_map(|a| a["local"].as_str().map(String::from))
+        .filter(|a| a.starts_with("fe80"))
+        .collect()
+}
+
+#[test]
+fn no_kernel_made_extras_and_diff_sees_an_added_link_local() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("usk");
+    a.ip_batch(
+        "link set lo up\n\
+         tuntap add dev tap0 mode tap\n\
+         link add br0 type bridge\n\
+         link set tap0 master br0\n\
+         link add mv0 link br0 type macvlan mode bridge\n\
+         link add vk type veth peer name vk2\n\
+         link set tap0 up\n\
+         link set br0 up\n\
+         link set mv0 up\n\
+         link set vk up\n\
+         link set vk2 up\n",
+    );
+    wait_until("vk's link-local", Duration::from_secs(10), || {
+        !link_locals(&a, "vk").is_empty()
+    });
+    for dev in ["br0", "mv0", "tap0"] {
+        assert!(
+            link_locals(&a, dev).is_empty(),
+            "{dev} without carrier has none"
+        );
+    }
+    let tmp = TempDir::new("usable-ll");
+    let images = tmp.join("images");
+    crhook(
+        Some(&host),
+        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    let vk_ll = link_locals(&a, "vk");
+    a.delete();
+    let b = TestNs::new("uskb");
+    crhook(
+        Some(&host),
+        &["restore", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    for dev in ["br0", "mv0", "tap0"] {
+        assert_eq!(
+            link_locals(&b, dev),
+            Vec::<String>::new(),
+            "{dev} after restore"
+        );
+    }
+    assert_eq!(
+        link_locals(&b, "vk"),
+        vk_ll,
+        "the kernel's own link-local came back"
+    );
+    crhook(
+        Some(&host),
+        &["diff", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    b.ip(&["addr", "add", "fe80::1234/64", "dev", "br0"]);
+    let d = crhook(
+        Some(&host),
+        &["diff", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    );
+    assert_eq!(
+        d.code,
+        Some(1),
+        "diff must see the added address: {}",
+        d.stdout
+    );
+    assert!(d.stdout.contains("fe80::1234"), "{}", d.stdout);
+}

@@ -23,7 +23,15 @@ const IFAPROT_KERNEL_LO: u8 = 1;
 const IFAPROT_KERNEL_RA: u8 = 2;
 const IFAPROT_KERNEL_LL: u8 = 3;
 
-/// Decodes one address; `None` for one the kernel made (see the module notes).
+/// Whether `a` is an IPv6 link-local address the kernel made itself (IFA_PROTO kernel_ll).
+pub(crate) fn kernel_ll(a: &pb::Address) -> bool {
+    a.raw.iter().any(|r| {
+        r.kind & 0x3fff == u32::from(IFA_PROTO) && r.value.first() == Some(&IFAPROT_KERNEL_LL)
+    })
+}
+
+/// Decodes one address; `None` for one the kernel made that is not tracked (see the module
+/// notes).
 pub(crate) fn decode(payload: &[u8], ifs: &IfMap) -> Result<Option<pb::Address>, String> {
     let (h, attrs) = nla::split(payload, IFADDRMSG_LEN, "address")?;
     let ifindex = nla::u32_at(h, 4);
@@ -65,10 +73,9 @@ pub(crate) fn decode(payload: &[u8], ifs: &IfMap) -> Result<Option<pb::Address>,
         }
     }
     if a.family == u32::from(AF_INET6) {
-        let kernel_made = matches!(
-            proto,
-            IFAPROT_KERNEL_LO | IFAPROT_KERNEL_RA | IFAPROT_KERNEL_LL
-        );
+        // kernel-made link-local addresses are kept, marked by their IFA_PROTO: restore
+        // does not add them (the kernel does at link up) but ends with exactly those saved
+        let kernel_made = matches!(proto, IFAPROT_KERNEL_LO | IFAPROT_KERNEL_RA);
         // for IPv6 the bit of IFA_F_SECONDARY is IFA_F_TEMPORARY: a privacy address
         let temporary = a.flags & IFA_F_SECONDARY != 0;
         if kernel_made || temporary {

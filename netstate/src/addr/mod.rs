@@ -4,7 +4,10 @@
 //! Kernel behaviour this relies on:
 //! - The kernel marks the addresses it makes itself with IFA_PROTO (kernel 5.18+): `::1` on
 //!   lo is kernel_lo (1), SLAAC addresses kernel_ra (2), autoconfigured link-local addresses
-//!   kernel_ll (3). Those IPv6 addresses are not user state and are left out. IFA_F_PERMANENT
+//!   kernel_ll (3). The first two are not user state and are left out. Link-local ones are
+//!   saved, marked (see [`kernel_ll`]): restore never adds them itself while the kernel makes
+//!   them at link up, but removes one the kernel made during the rebuild that the image does
+//!   not have (a carrier seen for a moment), and `diff` reports one added since. IFA_F_PERMANENT
 //!   cannot tell them apart: link-local addresses carry it, while an address a user added with
 //!   a finite lifetime does not. IPv6 temporary (privacy) addresses are left out too. Every
 //!   IPv4 address is user state (`127.0.0.1` included: when lo comes up the kernel's own add
@@ -20,6 +23,8 @@
 //!   state the kernel computes; they are kept for show but never sent.
 
 mod decode;
+
+pub(crate) use decode::kernel_ll;
 mod encode;
 #[cfg(test)]
 mod tests;

@@ -75,7 +75,7 @@ fn decodes_ipv4_addresses() {
 }
 
 #[test]
-fn decodes_ipv6_addresses_and_leaves_kernel_ones_out() {
+fn decodes_ipv6_addresses_keeps_kernel_link_locals_marked_and_leaves_others_out() {
     let a = dec(V6_LIFETIMES).unwrap();
     assert_eq!(a.address, v6("2001:db8:5::1"));
     assert!(a.local.is_empty());
@@ -85,7 +85,10 @@ fn decodes_ipv6_addresses_and_leaves_kernel_ones_out() {
     assert_eq!(n.flags, IFA_F_NODAD | IFA_F_NOPREFIXROUTE | IFA_F_PERMANENT);
     assert_eq!(key(&n), "2001:db8:1::1 dev va");
     assert_eq!(describe(&n), "address 2001:db8:1::1/64 dev va");
-    assert_eq!(dec(V6_LINK_LOCAL), None);
+    // a kernel-made link-local is kept, marked (restore leaves it to the kernel)
+    let ll = dec(V6_LINK_LOCAL).expect("link-local kept");
+    assert!(super::kernel_ll(&ll), "{ll:?}");
+    assert!(!super::kernel_ll(&n));
     assert_eq!(dec(V6_LOOPBACK), None);
 }
 
@@ -97,7 +100,9 @@ fn ipv6_is_saved_in_reverse_dump_order() {
         .collect();
     let got = from_dump(AF_INET6, &msgs, &ifs()).unwrap();
     let order: Vec<String> = got.iter().map(key).collect();
-    assert_eq!(order, ["2001:db8:5::1 dev va", "2001:db8:1::1 dev va"]);
+    assert_eq!(order.len(), 3, "{order:?}");
+    assert!(order[0].starts_with("fe80::"), "{order:?}");
+    assert_eq!(order[1..], ["2001:db8:5::1 dev va", "2001:db8:1::1 dev va"]);
     let msgs: Vec<(u16, Vec<u8>)> = [V4_BRD_METRIC, V4_PEER]
         .iter()
         .map(|h| (RTM_NEWADDR, unhex(h)))

@@ -49,6 +49,7 @@ pub fn link_name(m: &LinkMessage) -> String {
 /// Converts one dumped link. `names` resolves ifindexes of this namespace.
 pub fn convert(m: &LinkMessage, names: &HashMap<u32, String>) -> pb::Link {
     let mut l = pb::Link {
+        ll_tracked: true,
         ifindex: m.header.index,
         flags: m.header.flags.bits(),
         ..Default::default()

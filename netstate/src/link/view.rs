@@ -19,6 +19,8 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
     c.ifindex = 0;
     c.link = 0;
     c.master = 0;
+    // a property of the image, not of the link
+    c.ll_tracked = false;
     if let Some(lw) = &mut c.lower {
         lw.ns_dev = 0;
         lw.ns_ino = 0;

@@ -5,9 +5,12 @@
 //! link comes up: for one to two seconds `bind()` to it fails with EADDRNOTAVAIL, while CRIU
 //! restores sockets right after its `setup-namespaces` action and a runtime starts the
 //! container right after `createRuntime`. The kernel skips DAD when both
-//! `net.ipv6.conf.all.accept_dad` and the device's `accept_dad` are below 1
-//! (`addrconf_dad_begin`), so restore sets both to 0 while links come up, then writes back
-//! what the early sysctl phase left there (the saved values). Sending IFA_F_NODAD instead
+//! `net.ipv6.conf.all.accept_dad` and the device's `accept_dad` are below 1, but it decides
+//! once, in `addrconf_dad_begin`, when the address is added (on a down link the address then
+//! waits in state DAD, and link up resumes the probes without asking again). So restore sets
+//! both to 0 before it adds addresses and keeps them there while links come up (the
+//! link-local address the kernel makes at up asks then), then writes back what the early
+//! sysctl phase left there (the saved values). Sending IFA_F_NODAD instead
 //! would work too, but the flag stays on the address (`ip -6 addr` shows `nodad`), which the
 //! original did not have. Devices with an address that was itself tentative or had failed DAD
 //! at checkpoint keep DAD. The link-local address the kernel makes at link up skips DAD the
@@ -15,6 +18,40 @@
 
 use crate::error::{NetstateError, Result};
 use crate::netns::NetNs;
+
+/// Devices whose saved addresses include one that was tentative or had failed DAD at
+/// checkpoint: those keep DAD.
+pub fn keeps(addresses: &[crhook_proto::Address]) -> Vec<&str> {
+    let mut v: Vec<&str> = addresses
+        .iter()
+        .filter(|a| a.flags & (crate::addr::IFA_F_TENTATIVE | crate::addr::IFA_F_DADFAILED) != 0)
+        .map(|a| a.ifname.as_str())
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// The devices to restore without DAD: every saved link but lo, and every device a saved
+/// IPv6 address is on, less those that [`keeps`] names.
+pub fn devices(links: &[crhook_proto::Link], addresses: &[crhook_proto::Address]) -> Vec<String> {
+    let keep = keeps(addresses);
+    let mut v: Vec<String> = addresses
+        .iter()
+        .filter(|a| a.family == libc::AF_INET6 as u32)
+        .map(|a| a.ifname.clone())
+        .chain(
+            links
+                .iter()
+                .filter(|l| l.flags & libc::IFF_LOOPBACK as u32 == 0)
+                .map(|l| l.name.clone()),
+        )
+        .filter(|n| !keep.contains(&n.as_str()))
+        .collect();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
 
 fn path(dev: &str) -> std::path::PathBuf {
     std::path::Path::new("/proc/sys/net/ipv6/conf")
@@ -26,12 +63,6 @@ fn path(dev: &str) -> std::path::PathBuf {
 #[derive(Debug, Default)]
 pub struct Suspended {
     saved: Vec<(String, String)>,
-}
-
-impl Suspended {
-    pub fn is_empty(&self) -> bool {
-        self.saved.is_empty()
-    }
 }
 
 /// Sets accept_dad to 0 on `devices` and on `all`, remembering what was there. A device
@@ -65,12 +96,23 @@ pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
     })
 }
 
-/// Waits (up to 2 s) for the kernel's DAD work, which runs after the link-up request returns
+/// Waits (up to 1 s) for the kernel's DAD work, which runs after the link-up request returns
 /// and reads accept_dad when it runs, to finish on every address of a device not in `keep`:
-/// writing accept_dad back before then would start DAD after all.
+/// writing accept_dad back before then would start DAD after all. Only devices with carrier
+/// count: on one without (a tap nobody holds yet) the kernel starts no DAD until carrier
+/// comes, and its addresses stay tentative whatever restore does.
 pub fn settle(nl: &mut crate::nl::Nl, ifs: &crate::ifmap::IfMap, keep: &[&str]) -> Result<()> {
     const IFA_F_TENTATIVE: u8 = 0x40;
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let ready: std::collections::HashSet<u32> = crate::link::capture::dump(nl)?
+        .iter()
+        .filter(|m| {
+            m.header
+                .flags
+                .contains(netlink_packet_route::link::LinkFlags::LowerUp)
+        })
+        .map(|m| m.header.index)
+        .collect();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     let req = crate::nl::Req::Raw {
         msg_type: crate::addr::RTM_GETADDR,
         payload: vec![libc::AF_INET6 as u8, 0, 0, 0, 0, 0, 0, 0],
@@ -81,6 +123,7 @@ pub fn settle(nl: &mut crate::nl::Nl, ifs: &crate::ifmap::IfMap, keep: &[&str]) 
             *ty == crate::addr::RTM_NEWADDR
                 && p.len() >= 8
                 && p[2] & IFA_F_TENTATIVE != 0
+                && ready.contains(&crate::nla::u32_at(p, 4))
                 && !ifs
                     .live_name(crate::nla::u32_at(p, 4))
                     .is_some_and(|n| keep.contains(&n))
@@ -113,4 +156,47 @@ pub fn resume(ns: &NetNs, s: Suspended) -> Vec<String> {
         Ok(e) => e,
         Err(e) => vec![crate::error::chain(&e)],
     }
+}
+
+/// For `restore --verify`: IPv6 addresses on a device with carrier that are tentative now
+/// though they were not at checkpoint (normalised comparison ignores the flag, so `diff`
+/// cannot see it).
+pub fn tentative_now(
+    nl: &mut crate::nl::Nl,
+    saved: &[crhook_proto::Address],
+) -> Result<Vec<String>> {
+    let links = crate::link::capture::dump(nl)?;
+    let ready: std::collections::HashSet<u32> = links
+        .iter()
+        .filter(|m| {
+            m.header
+                .flags
+                .contains(netlink_packet_route::link::LinkFlags::LowerUp)
+        })
+        .map(|m| m.header.index)
+        .collect();
+    let ifs = crate::ifmap::IfMap::from_names(
+        links
+            .iter()
+            .map(|m| (m.header.index, crate::link::capture::link_name(m))),
+    );
+    let was_tentative: std::collections::HashSet<String> = saved
+        .iter()
+        .filter(|a| a.flags & crate::addr::IFA_F_TENTATIVE != 0)
+        .map(crate::addr::key)
+        .collect();
+    Ok(crate::addr::capture(nl, &ifs)?
+        .iter()
+        .filter(|a| {
+            a.flags & crate::addr::IFA_F_TENTATIVE != 0
+                && ready.contains(&a.ifindex)
+                && !was_tentative.contains(&crate::addr::key(a))
+        })
+        .map(|a| {
+            format!(
+                "{} is tentative (it was not at checkpoint)",
+                crate::addr::describe(a)
+            )
+        })
+        .collect())
 }

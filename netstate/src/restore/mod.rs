@@ -174,6 +174,8 @@ pub(crate) struct Prepared {
     pub rules: family::Plan<crhook_proto::Rule>,
     pub neighbours: family::Plan<crhook_proto::Neighbour>,
     pub firewall: Vec<crhook_proto::FirewallRuleset>,
+    /// the saved link-local addresses the kernel made (restore leaves them to it)
+    pub kernel_ll: Vec<crhook_proto::Address>,
     pub conflicts: Vec<Conflict>,
 }
 
@@ -189,7 +191,14 @@ fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<
             .iter()
             .map(|m| (m.header.index, link_name(m))),
     );
-    let live_addrs = Addresses::capture(&mut socks.target, &live_ifs)?;
+    let mut live_addrs = Addresses::capture(&mut socks.target, &live_ifs)?;
+    // kernel-made link-local addresses: the kernel makes them, restore reconciles them at the
+    // end (see `link_locals`)
+    live_addrs.retain(|a| !crate::addr::kernel_ll(a));
+    let (kernel_ll, user): (Vec<_>, Vec<_>) = std::mem::take(&mut snap.addresses)
+        .into_iter()
+        .partition(crate::addr::kernel_ll);
+    snap.addresses = user;
     let hints = transform::would_remap(
         &snap.addresses,
         &live_addrs,
@@ -261,6 +270,7 @@ fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<
         rules,
         neighbours,
         firewall: fw,
+        kernel_ll,
         conflicts,
     })
 }
@@ -337,15 +347,37 @@ pub fn restore_snapshot(
         stats: &mut stats,
         warnings: &mut warnings,
         opts,
+        dad: None,
     };
-    let applied = apply(&mut cx, &todo, &p.links, &mut files);
+    let applied = apply(&mut cx, &todo, &p.links, &mut files)
+        .and_then(|()| link_locals(&mut cx, &todo.links, &p.links, &p.kernel_ll));
+    // a failure before the links came up leaves accept_dad suspended: write it back
+    let mut applied = applied;
+    if let Some(s) = cx.dad.take() {
+        let resumed = dad::resume(cx.ns, s);
+        if !resumed.is_empty() {
+            applied = match applied {
+                Ok(()) => Err(resumed),
+                Err(mut e) => {
+                    e.extend(resumed);
+                    Err(e)
+                }
+            };
+        }
+    }
     let applied = applied.and_then(|()| {
         if opts.verify {
             let adopted = p.transformed.adopted_set();
+            snap.addresses.extend(p.kernel_ll.iter().cloned());
             let d = crate::diff::compare(&ns, &socks.host_ns, &snap, &opts.firewall, &adopted)
                 .map_err(|e| vec![crate::error::chain(&e)])?;
-            if !d.is_empty() {
-                return Err(d.iter().map(|x| format!("verify: {x}")).collect());
+            let mut problems: Vec<String> = d.iter().map(ToString::to_string).collect();
+            problems.extend(
+                dad::tentative_now(&mut socks.target, &snap.addresses)
+                    .map_err(|e| vec![crate::error::chain(&e)])?,
+            );
+            if !problems.is_empty() {
+                return Err(problems.iter().map(|x| format!("verify: {x}")).collect());
             }
         }
         Ok(())
@@ -401,6 +433,8 @@ struct Applying<'a> {
     stats: &'a mut StatsRecorder,
     warnings: &'a mut Vec<String>,
     opts: &'a RestoreOptions,
+    /// accept_dad suspended while addresses go in and links come up
+    dad: Option<dad::Suspended>,
 }
 
 /// Applies `todo` (the saved links, and of every other family only what the plan must add) in
@@ -471,41 +505,15 @@ fn apply(
         .filter(|a| a.family == libc::AF_INET6 as u32)
         .map(|a| a.ifindex)
         .collect();
-    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
-    let keep_dad: HashSet<&str> = todo
-        .addresses
-        .iter()
-        .filter(|a| a.flags & (crate::addr::IFA_F_TENTATIVE | crate::addr::IFA_F_DADFAILED) != 0)
-        .map(|a| a.ifname.as_str())
-        .collect();
-    let no_dad: Vec<String> = todo
-        .addresses
-        .iter()
-        .filter(|a| a.family == libc::AF_INET6 as u32 && !keep_dad.contains(a.ifname.as_str()))
-        .map(|a| a.ifname.clone())
-        .chain(
-            todo.links
-                .iter()
-                .filter(|l| !links::is_loopback(l))
-                .map(|l| l.name.clone()),
-        )
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter(|n| !keep_dad.contains(n.as_str()))
-        .collect();
-    let suspended = dad::suspend(cx.ns, &no_dad).map_err(|e| vec![crate::error::chain(&e)])?;
-    let up = links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal);
-    let keep: Vec<&str> = keep_dad.iter().copied().collect();
-    let settled = if up.is_ok() && !suspended.is_empty() {
-        dad::settle(&mut cx.socks.target, &ifs, &keep)
-    } else {
-        Ok(())
-    };
-    let resumed = dad::resume(cx.ns, suspended);
-    settled.map_err(|e| vec![crate::error::chain(&e)])?;
-    up?;
-    if !resumed.is_empty() {
-        return Err(resumed);
+    links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
+    if let Some(s) = cx.dad.take() {
+        let keep = dad::keeps(&todo.addresses);
+        let settled = dad::settle(&mut cx.socks.target, &ifs, &keep);
+        let resumed = dad::resume(cx.ns, s);
+        settled.map_err(|e| vec![crate::error::chain(&e)])?;
+        if !resumed.is_empty() {
+            return Err(resumed);
+        }
     }
     // IPv6 addresses added while their link was down miss the prefix route of a finite
     // lifetime and the peer route of a NODAD address; replacing them once up makes those.
@@ -579,11 +587,95 @@ fn links_and_addresses(
         cx.journal,
     )?;
     cx.stats.phase("sysctls_early", t.elapsed());
+    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
+    let no_dad = dad::devices(&todo.links, &todo.addresses);
+    cx.dad = Some(dad::suspend(cx.ns, &no_dad).map_err(|e| vec![crate::error::chain(&e)])?);
     let target = &mut cx.socks.target;
     let t = Instant::now();
     family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
     cx.stats.phase("addresses", t.elapsed());
     Ok(ifs)
+}
+
+/// Ends with exactly the saved kernel-made link-local addresses on the links restore made
+/// (from images that track them): one the kernel made during the rebuild that the image does
+/// not have goes (a bridge whose only port is a tap nobody holds has none, but gets one when a
+/// carrier shows for a moment), and one the image has that the kernel did not make (no
+/// carrier now) is added. Both are undone with their link.
+fn link_locals(
+    cx: &mut Applying,
+    links: &[crhook_proto::Link],
+    lp: &links::LinkPlan,
+    saved: &[crhook_proto::Address],
+) -> std::result::Result<(), Vec<String>> {
+    let ours: HashSet<&str> = lp
+        .create
+        .iter()
+        .chain(lp.partner.values())
+        .map(|&i| &links[i])
+        .filter(|l| l.ll_tracked && !links::is_loopback(l))
+        .map(|l| l.name.as_str())
+        .collect();
+    if ours.is_empty() {
+        return Ok(());
+    }
+    let err = |e: NetstateError| vec![crate::error::chain(&e)];
+    let target = &mut cx.socks.target;
+    let live_names: Vec<(u32, String)> = dump(target)
+        .map_err(err)?
+        .iter()
+        .map(|m| (m.header.index, link_name(m)))
+        .collect();
+    // live addresses carry live indexes; saved ones saved indexes, mapped by name
+    let ifs = IfMap::from_names(live_names.iter().cloned());
+    let saved_ifs = IfMap::by_name(
+        links.iter().map(|l| (l.ifindex, l.name.clone())),
+        live_names,
+    );
+    let live: Vec<_> = Addresses::capture(target, &ifs)
+        .map_err(err)?
+        .into_iter()
+        .filter(|a| crate::addr::kernel_ll(a) && ours.contains(a.ifname.as_str()))
+        .collect();
+    let key = |a: &crhook_proto::Address| (a.ifname.clone(), crate::addr::local_of(a).to_vec());
+    let saved_keys: HashSet<_> = saved.iter().map(key).collect();
+    let live_keys: HashSet<_> = live.iter().map(key).collect();
+    let extra: Vec<_> = live
+        .iter()
+        .filter(|a| !saved_keys.contains(&key(a)))
+        .collect();
+    let mut reqs = Vec::new();
+    let mut what = Vec::new();
+    for a in &extra {
+        reqs.push(crate::addr::del_request(a, &ifs).map_err(err)?);
+        what.push(format!("remove kernel-made {}", crate::addr::describe(a)));
+    }
+    if !reqs.is_empty() {
+        let results = target
+            .batch(&reqs, 0, "remove kernel-made addresses")
+            .map_err(err)?;
+        let failed: Vec<String> = results
+            .into_iter()
+            .zip(&what)
+            .filter_map(|(r, w)| match r {
+                // gone by itself meanwhile
+                Err(e) if e.errno == libc::EADDRNOTAVAIL => None,
+                Err(e) => Some(format!("{w} in {}: {e}", target.netns())),
+                Ok(()) => None,
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(failed);
+        }
+        cx.journal.push(Undo::Nothing);
+        cx.journal.check().map_err(|e| vec![e])?;
+    }
+    let missing: Vec<_> = saved
+        .iter()
+        .filter(|a| ours.contains(a.ifname.as_str()) && !live_keys.contains(&key(a)))
+        .cloned()
+        .collect();
+    family::apply::<Addresses>(target, Sock::Target, &missing, &saved_ifs, cx.journal)
 }
 
 fn firewall(
