@@ -24,7 +24,7 @@ const IFAPROT_KERNEL_RA: u8 = 2;
 const IFAPROT_KERNEL_LL: u8 = 3;
 
 /// Whether `a` is an IPv6 link-local address the kernel made itself (IFA_PROTO kernel_ll).
-pub(crate) fn kernel_ll(a: &pb::Address) -> bool {
+pub fn kernel_ll(a: &pb::Address) -> bool {
     a.raw.iter().any(|r| {
         r.kind & 0x3fff == u32::from(IFA_PROTO) && r.value.first() == Some(&IFAPROT_KERNEL_LL)
     })

@@ -24,7 +24,7 @@
 
 mod decode;
 
-pub(crate) use decode::kernel_ll;
+pub use decode::kernel_ll;
 mod encode;
 #[cfg(test)]
 mod tests;

@@ -3,6 +3,7 @@
 
 pub mod capture;
 pub mod create;
+pub mod far_end;
 pub mod kinds;
 pub mod peer;
 pub mod raw;

@@ -25,6 +25,8 @@ pub struct Candidate {
     pub pid: u32,
     nsid: Option<i32>,
     links: Option<Vec<LinkMessage>>,
+    /// addresses, routes and neighbours of this namespace, for far ends (dumped once)
+    far: Option<super::far_end::Dumped>,
 }
 
 pub struct PeerFinder {
@@ -46,6 +48,7 @@ impl PeerFinder {
                 pid: 0,
                 nsid: None,
                 links: None,
+                far: None,
             }],
             scanned_named: false,
             scanned_procs: false,
@@ -80,6 +83,7 @@ impl PeerFinder {
                 pid: 0,
                 nsid: None,
                 links: None,
+                far: None,
             });
         }
     }
@@ -109,6 +113,7 @@ impl PeerFinder {
                 pid,
                 nsid: None,
                 links: None,
+                far: None,
             });
         }
     }
@@ -198,6 +203,18 @@ impl PeerFinder {
             if let Some(mut bp) = p.bridge_port {
                 bp.raw = p.slave_data_raw;
                 v.peer_bridge_port = Some(bp);
+            }
+            if self.cands[i].far.is_none() {
+                let ifs = crate::ifmap::IfMap::from_names(
+                    links
+                        .iter()
+                        .map(|m| (m.header.index, super::capture::link_name(m))),
+                );
+                self.cands[i].far = Some(super::far_end::dump(&self.cands[i].ns, &ifs)?);
+            }
+            let c = &self.cands[i];
+            if let Some(d) = &c.far {
+                v.far_end = Some(super::far_end::of(&c.ns, d, &v.peer_name)?);
             }
         }
         Ok(())

@@ -54,7 +54,16 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
         }
         _ => {}
     }
+    let far = match &mut c.info {
+        Some(pb::link::Info::Veth(v)) => v.far_end.take(),
+        _ => None,
+    };
     let mut v = serde_json::to_value(&c).unwrap_or_default();
+    if let Some(f) = far {
+        if let Some(o) = v.as_object_mut() {
+            o.insert("far_end".into(), super::far_end::view(&f));
+        }
+    }
     if let Some(o) = v.as_object_mut() {
         let name_of = |i: u32| -> Value {
             if i == 0 {

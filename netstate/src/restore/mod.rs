@@ -80,6 +80,21 @@ impl Socks {
         Ok(l)
     }
 
+    /// The namespace of `s`.
+    pub fn ns_of(&self, s: Sock) -> Result<&NetNs> {
+        match s {
+            Sock::Peer(i) => self
+                .peers
+                .get(i)
+                .map(|p| &p.0)
+                .ok_or_else(|| NetstateError::invalid(format!("no peer namespace {i}"))),
+            Sock::Host => Ok(&self.host_ns),
+            Sock::Target => Err(NetstateError::invalid(
+                "the target's namespace is not a peer's",
+            )),
+        }
+    }
+
     pub fn name_of(&self, s: Sock) -> String {
         match s {
             Sock::Target => self.target.netns().to_string(),
@@ -506,6 +521,7 @@ fn apply(
         .map(|a| a.ifindex)
         .collect();
     links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
+    links::far_end::late(&todo.links, lp, cx.socks, cx.journal)?;
     if let Some(s) = cx.dad.take() {
         let keep = dad::keeps(&todo.addresses);
         let settled = dad::settle(&mut cx.socks.target, &ifs, &keep);
@@ -577,6 +593,7 @@ fn links_and_addresses(
 ) -> std::result::Result<IfMap, Vec<String>> {
     let t = Instant::now();
     let ifs = links::create(&todo.links, lp, cx.ns, cx.socks, cx.journal)?;
+    links::far_end::early(&todo.links, lp, cx.socks, cx.journal)?;
     cx.stats.phase("links", t.elapsed());
     firewall(cx, nft, "nftables")?;
     let t = Instant::now();

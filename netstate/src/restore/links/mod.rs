@@ -4,6 +4,7 @@
 //! rollback works whatever ifindex the kernel gave; deleting a veth removes its peer too.
 
 mod create;
+pub mod far_end;
 mod peers;
 mod up;
 
