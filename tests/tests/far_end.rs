@@ -124,6 +124,13 @@ fn sibling_far_end_comes_back_with_its_address_and_sysctls() {
 /// end `caliXXXX` with proxy_arp and a /32 host route to the pod.
 fn calico(host: &TestNs, tag: &str) -> (TestNs, String) {
     let a = TestNs::new(tag);
+    // the host's own address, and a route out of the host for proxy_arp to answer the pod's
+    // ARP for 169.254.1.1 (the kernel proxies only what it routes out another device)
+    host.ip_batch(
+        "link set lo up\n\
+         addr add 10.250.0.1/32 dev lo\n\
+         route add default dev lo\n",
+    );
     let cali = format!("cali{}", &crhook_tests::unique_name("x")[..7].replace('-', ""));
     let cali: String = cali.chars().take(15).collect();
     host.ip_batch(&format!(
