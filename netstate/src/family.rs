@@ -148,6 +148,26 @@ impl Family for Routes {
     }
 }
 
+/// Each object's key, made unique in order: objects the kernel keeps side by side under one
+/// identity (IPv4 routes of one prefix and metric added with `ip route append`, dumped in the
+/// order they were appended) become `KEY`, `KEY #2`, `KEY #3`, ... so diff and plan pair them
+/// by position instead of letting the last one hide the others.
+pub fn keys<F: Family>(objs: &[F::Obj]) -> Vec<String> {
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    objs.iter()
+        .map(|o| {
+            let k = F::key(o);
+            let n = seen.entry(k.clone()).or_insert(0);
+            *n += 1;
+            if *n == 1 {
+                k
+            } else {
+                format!("{k} #{n}")
+            }
+        })
+        .collect()
+}
+
 fn normalized<F: Family>(o: &F::Obj) -> F::Obj {
     let mut c = o.clone();
     F::normalize(&mut c);
@@ -187,9 +207,9 @@ pub fn plan<F: Family>(
         .iter()
         .filter_map(|o| F::clash_key(o).map(|k| (k, o)))
         .collect();
-    let live: HashMap<String, F::Obj> = live
-        .iter()
-        .map(|o| (F::key(o), normalized::<F>(o)))
+    let live: HashMap<String, F::Obj> = keys::<F>(live)
+        .into_iter()
+        .zip(live.iter().map(normalized::<F>))
         .collect();
     let mut p = Plan {
         to_add: Vec::new(),
@@ -201,8 +221,8 @@ pub fn plan<F: Family>(
         let d = F::dev(o);
         !d.is_empty() && adopted.contains(d)
     };
-    for o in saved {
-        match live.get(&F::key(o)) {
+    for (o, key) in saved.iter().zip(keys::<F>(saved)) {
+        match live.get(&key) {
             Some(l) if *l == normalized::<F>(o) => p.present += 1,
             Some(_) if runtime_owns(o) => p.runtime_kept += 1,
             Some(l) => {
@@ -271,6 +291,12 @@ impl Conflict {
     }
 }
 
+impl std::fmt::Display for FieldChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::api::change_text(&self.field, &self.saved, &self.live))
+    }
+}
+
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if !self.object.is_empty() {
@@ -278,7 +304,7 @@ impl std::fmt::Display for Conflict {
         }
         f.write_str(&self.problem)?;
         if !self.fields.is_empty() {
-            write!(f, " {}", describe_diffs(&self.fields))?;
+            write!(f, " differences (saved -> live): {}", describe_diffs(&self.fields))?;
         }
         if let Some(h) = &self.hint {
             write!(f, " ({h})")?;
@@ -335,9 +361,11 @@ pub fn apply_with<F: Family>(
             .map_err(|e| vec![crate::error::chain(&e)])?;
         let mut retry = Vec::new();
         let mut failed = Vec::new();
+        let mut added = 0u64;
         for (o, r) in ok_objs.iter().zip(results) {
             match r {
                 Ok(()) => {
+                    added += 1;
                     let undo = F::del(o, ifs).map_err(|e| vec![crate::error::chain(&e)])?;
                     journal.push(Undo::Req {
                         sock,
@@ -349,6 +377,7 @@ pub fn apply_with<F: Family>(
                 Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
             }
         }
+        crate::progress::count(&crate::progress::plural(F::KIND), added);
         if !failed.is_empty() {
             return Err(failed);
         }
@@ -370,12 +399,13 @@ pub fn apply_with<F: Family>(
 pub fn diff<F: Family>(saved: &[F::Obj], live: &[F::Obj], out: &mut Vec<Difference>) {
     diff_by::<F::Obj>(
         F::KIND,
-        saved
-            .iter()
-            .map(|o| (F::key(o), normalized::<F>(o)))
+        keys::<F>(saved)
+            .into_iter()
+            .zip(saved.iter().map(normalized::<F>))
             .collect(),
-        live.iter()
-            .map(|o| (F::key(o), normalized::<F>(o)))
+        keys::<F>(live)
+            .into_iter()
+            .zip(live.iter().map(normalized::<F>))
             .collect(),
         out,
     );
@@ -514,7 +544,8 @@ fn fmt_value(field: &str, v: &Value) -> String {
     }
 }
 
-/// "mtu 1400 (saved 1500), kind macvlan (saved veth)", long values shortened.
+/// "mtu 1500 -> 1400, kind veth -> macvlan" (saved, then live), the way diff prints one
+/// field, long values shortened so a conflict stays one readable line.
 pub fn describe_diffs(d: &[FieldChange]) -> String {
     let short = |v: &str| -> String {
         if v.chars().count() > 60 {
@@ -524,7 +555,41 @@ pub fn describe_diffs(d: &[FieldChange]) -> String {
         }
     };
     d.iter()
-        .map(|c| format!("{} {} (saved {})", c.field, short(&c.live), short(&c.saved)))
+        .map(|c| crate::api::change_text(&c.field, &short(&c.saved), &short(&c.live)))
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(gw: u8, dev: &str) -> pb::Route {
+        pb::Route {
+            family: 2,
+            table: 254,
+            dst: vec![10, 88, 5, 0],
+            dst_len: 24,
+            gateway: vec![10, 61, 0, gw],
+            oif_name: dev.into(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn appended_routes_get_distinct_keys_in_order() {
+        let v = vec![route(2, "va"), route(3, "vb"), route(4, "vc")];
+        let k = keys::<Routes>(&v);
+        assert_eq!(k[0], Routes::key(&v[0]));
+        assert_eq!(k[1], format!("{} #2", k[0]));
+        assert_eq!(k[2], format!("{} #3", k[0]));
+        // diff sees a missing second route instead of hiding it behind the first
+        let mut out = Vec::new();
+        diff::<Routes>(&v, &v[..2], &mut out);
+        assert_eq!(out.len(), 1, "{out:?}");
+        assert!(out[0].object.ends_with("#3"), "{out:?}");
+        let mut out = Vec::new();
+        diff::<Routes>(&v, &[v[0].clone(), v[2].clone(), v[1].clone()], &mut out);
+        assert!(!out.is_empty(), "a changed order of appended routes is a change");
+    }
 }

@@ -20,7 +20,9 @@ const RTA_CACHEINFO: u16 = 12;
 pub(crate) const RTA_TABLE: u16 = 15;
 pub(crate) const RTA_VIA: u16 = 18;
 pub(crate) const RTA_PREF: u16 = 20;
-const RTA_EXPIRES: u16 = 23;
+pub(crate) const RTA_EXPIRES: u16 = 23;
+/// clock ticks a second in rta_cacheinfo (jiffies_to_clock_t)
+const USER_HZ: u32 = 100;
 pub(crate) const RTA_NH_ID: u16 = 30;
 
 /// RTAX_CC_ALGO is the one metric whose value is a string, not a u32
@@ -78,8 +80,15 @@ pub(crate) fn decode(payload: &[u8], ifs: &IfMap) -> Result<Option<pb::Route>, S
             RTA_VIA => r.via = at.value.to_vec(),
             RTA_PREF => r.pref = Some(u32::from(at.u8()?)),
             RTA_NH_ID => r.nh_id = at.u32()?,
-            // time-bound kernel bookkeeping, not state to carry
-            RTA_CACHEINFO | RTA_EXPIRES => {}
+            // struct rta_cacheinfo: the remaining lifetime (rta_expires, in USER_HZ ticks,
+            // 100 a second) is state; the rest is the kernel's bookkeeping
+            RTA_CACHEINFO => {
+                if at.value.len() >= 12 {
+                    let ticks = nla::u32_at(at.value, 8);
+                    r.expires = ticks.div_ceil(USER_HZ);
+                }
+            }
+            RTA_EXPIRES => {}
             _ => r.raw.push(at.raw()),
         }
     }

@@ -3,6 +3,7 @@
 use crhook_proto as pb;
 
 use super::decode::{
+    RTA_EXPIRES,
     RTA_DST, RTA_FLOW, RTA_GATEWAY, RTA_IIF, RTA_METRICS, RTA_MULTIPATH, RTA_NH_ID, RTA_OIF,
     RTA_PREF, RTA_PREFSRC, RTA_PRIORITY, RTA_SRC, RTA_TABLE, RTA_VIA, RTNH_LEN,
 };
@@ -64,6 +65,10 @@ pub(crate) fn add(r: &pb::Route, ifs: &IfMap) -> Result<Req> {
     )?;
     let mut m = MsgBuf::new(&h);
     put_identity(&mut m, r)?;
+    if r.expires != 0 && r.family == u32::from(crate::nla::AF_INET6) {
+        // the lifetime that remained at checkpoint (IPv4 routes have none)
+        m.put_u32(RTA_EXPIRES, r.expires)?;
+    }
     if !r.prefsrc.is_empty() {
         m.put(RTA_PREFSRC, &r.prefsrc)?;
     }

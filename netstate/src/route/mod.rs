@@ -12,7 +12,9 @@
 //!   device and flags (nexthop compat mode), but an add carrying both is refused ("Nexthop
 //!   specification and nexthop id are mutually exclusive"), so only the id is kept.
 //! - An add with RTNH_F_DEAD or RTNH_F_LINKDOWN is refused (EINVAL); they are link state and
-//!   are cleared. RTA_CACHEINFO and RTA_EXPIRES are dropped.
+//!   are cleared. Of RTA_CACHEINFO only the remaining lifetime of an IPv6 route is kept
+//!   (`expires`, in seconds; the kernel counts it in USER_HZ ticks), and sent back as
+//!   RTA_EXPIRES, which sets it (IPv4 routes have no lifetime).
 //! - IPv6 multipath routes are dumped as one route with RTA_MULTIPATH and are added back the
 //!   same way, in one request.
 //! - Identity: an IPv4 add with NLM_F_EXCL fails when table, prefix, tos and priority match;
@@ -182,6 +184,8 @@ pub fn describe(r: &pb::Route) -> String {
 
 /// Canonical form for comparison: no ifindexes (names stay), no link or hardware state flags.
 pub fn normalize(r: &mut pb::Route) {
+    // a lifetime compares as "finite", whatever time has passed
+    r.expires = r.expires.min(1);
     r.oif = 0;
     r.iif = 0;
     r.flags &= !ROUTE_STATE_FLAGS;

@@ -1,0 +1,67 @@
+//! Routes that restore used to flatten: an IPv6 route with a lifetime comes back with what
+//! remained of it (not permanent), and IPv4 routes of one prefix added with `ip route
+//! append` come back all, in order, each one its own object for `diff`. Needs root and a
+//! built `crhook`.
+
+use crhook_tests::{crhook, require_root, TempDir, TestNs};
+
+fn expires_of(ns: &TestNs, prefix: &str) -> Option<u64> {
+    let v: serde_json::Value =
+        serde_json::from_str(&ns.ip(&["-j", "-6", "route", "show", prefix])).expect("ip -j");
+    v.as_array()?.first()?["expires"].as_u64()
+}
+
+#[test]
+fn route_lifetimes_and_appended_routes_round_trip() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("rxa");
+    let build = "link set lo up\n\
+         link add va type veth peer name vb\n\
+         addr add 10.61.0.1/24 dev va\n\
+         addr add 10.62.0.1/24 dev vb\n\
+         addr add 2001:db8:61::1/64 dev va nodad\n\
+         link set va up\n\
+         link set vb up\n";
+    a.ip_batch(build);
+    a.ip(&["-6", "route", "add", "2001:db8:99::/64", "dev", "va", "expires", "300"]);
+    a.ip(&["route", "add", "10.88.5.0/24", "via", "10.61.0.2", "dev", "va"]);
+    a.ip(&["route", "append", "10.88.5.0/24", "via", "10.62.0.2", "dev", "vb"]);
+    let saved_routes = a.ip(&["route", "show", "10.88.5.0/24"]);
+    assert_eq!(saved_routes.lines().count(), 2, "{saved_routes}");
+    let left = expires_of(&a, "2001:db8:99::/64").expect("a lifetime");
+    let tmp = TempDir::new("routes-extra");
+    let images = tmp.join("images");
+    crhook(
+        Some(&host),
+        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    a.delete();
+    let b = TestNs::new("rxb");
+    crhook(
+        Some(&host),
+        &["restore", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    let now = expires_of(&b, "2001:db8:99::/64").expect("the route keeps a lifetime");
+    assert!(now <= left && now + 60 > left, "expires {now}s after restore, {left}s saved");
+    assert_eq!(b.ip(&["route", "show", "10.88.5.0/24"]), saved_routes);
+    crhook(
+        Some(&host),
+        &["diff", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    )
+    .expect_success();
+    // the second appended route gone: diff names it
+    b.ip(&["route", "del", "10.88.5.0/24", "via", "10.62.0.2", "dev", "vb"]);
+    let d = crhook(
+        Some(&host),
+        &["diff", "--netns", &b.path_str(), "--images", &images],
+        &[],
+    );
+    assert_eq!(d.code, Some(1), "{}", d.stdout);
+    assert!(d.stdout.contains("10.88.5.0/24"), "{}", d.stdout);
+}
