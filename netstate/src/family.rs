@@ -291,12 +291,6 @@ impl Conflict {
     }
 }
 
-impl std::fmt::Display for FieldChange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::api::change_text(&self.field, &self.saved, &self.live))
-    }
-}
-
 impl std::fmt::Display for Conflict {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         if !self.object.is_empty() {
@@ -304,7 +298,7 @@ impl std::fmt::Display for Conflict {
         }
         f.write_str(&self.problem)?;
         if !self.fields.is_empty() {
-            write!(f, " differences (saved -> live): {}", describe_diffs(&self.fields))?;
+            write!(f, " {}", describe_diffs(&self.fields))?;
         }
         if let Some(h) = &self.hint {
             write!(f, " ({h})")?;
@@ -361,11 +355,9 @@ pub fn apply_with<F: Family>(
             .map_err(|e| vec![crate::error::chain(&e)])?;
         let mut retry = Vec::new();
         let mut failed = Vec::new();
-        let mut added = 0u64;
         for (o, r) in ok_objs.iter().zip(results) {
             match r {
                 Ok(()) => {
-                    added += 1;
                     let undo = F::del(o, ifs).map_err(|e| vec![crate::error::chain(&e)])?;
                     journal.push(Undo::Req {
                         sock,
@@ -377,7 +369,6 @@ pub fn apply_with<F: Family>(
                 Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
             }
         }
-        crate::progress::count(&crate::progress::plural(F::KIND), added);
         if !failed.is_empty() {
             return Err(failed);
         }
@@ -544,8 +535,7 @@ fn fmt_value(field: &str, v: &Value) -> String {
     }
 }
 
-/// "mtu 1500 -> 1400, kind veth -> macvlan" (saved, then live), the way diff prints one
-/// field, long values shortened so a conflict stays one readable line.
+/// "mtu 1400 (saved 1500), kind macvlan (saved veth)", long values shortened.
 pub fn describe_diffs(d: &[FieldChange]) -> String {
     let short = |v: &str| -> String {
         if v.chars().count() > 60 {
@@ -555,7 +545,7 @@ pub fn describe_diffs(d: &[FieldChange]) -> String {
         }
     };
     d.iter()
-        .map(|c| crate::api::change_text(&c.field, &short(&c.saved), &short(&c.live)))
+        .map(|c| format!("{} {} (saved {})", c.field, short(&c.live), short(&c.saved)))
         .collect::<Vec<_>>()
         .join(", ")
 }
