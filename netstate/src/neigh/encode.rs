@@ -4,7 +4,7 @@ use crhook_proto as pb;
 
 use super::decode::{NDA_DST, NDA_LLADDR, NDA_PROTOCOL};
 use super::{
-    describe, is_proxy, NTF_PROXY, NTF_SEND, NUD_NONE, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH,
+    describe, is_proxy, NTF_PROXY, NUD_NONE, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH,
 };
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
@@ -38,8 +38,11 @@ pub(crate) fn add(n: &pb::Neighbour, ifs: &IfMap) -> Result<Req> {
     } else {
         n.state
     };
-    let mut m = MsgBuf::new(&header(n, ifindex(n, ifs)?, state, n.flags & NTF_SEND)?);
-    m.put(NDA_DST, &n.dst)?;
+    let mut m = MsgBuf::new(&header(n, ifindex(n, ifs)?, state, super::send_flags(n))?);
+    // a bridge port's FDB entry has no destination address (a vxlan's has its remote)
+    if !n.dst.is_empty() {
+        m.put(NDA_DST, &n.dst)?;
+    }
     if !n.lladdr.is_empty() && !is_proxy(n) {
         m.put(NDA_LLADDR, &n.lladdr)?;
     }
@@ -54,6 +57,18 @@ pub(crate) fn add(n: &pb::Neighbour, ifs: &IfMap) -> Result<Req> {
 }
 
 pub(crate) fn del(n: &pb::Neighbour, ifs: &IfMap) -> Result<Req> {
+    if n.family == u32::from(super::fdb::AF_BRIDGE) {
+        // an FDB entry is named by port, address, VLAN and master/self (and a vxlan's remote)
+        let mut m = MsgBuf::new(&header(n, ifindex(n, ifs)?, 0, super::send_flags(n))?);
+        m.put(NDA_LLADDR, &n.lladdr)?;
+        if !n.dst.is_empty() {
+            m.put(NDA_DST, &n.dst)?;
+        }
+        if let Some(v) = super::fdb::vlan(n) {
+            m.put_u16(super::fdb::NDA_VLAN, v)?;
+        }
+        return Ok(m.into_req(RTM_DELNEIGH));
+    }
     let mut m = MsgBuf::new(&header(n, ifindex(n, ifs)?, 0, n.flags & NTF_PROXY)?);
     m.put(NDA_DST, &n.dst)?;
     Ok(m.into_req(RTM_DELNEIGH))

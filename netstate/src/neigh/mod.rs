@@ -19,6 +19,7 @@
 
 mod decode;
 mod encode;
+pub mod fdb;
 #[cfg(test)]
 mod tests;
 
@@ -73,11 +74,14 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Neighbour>> {
                 .map_err(|what| nla::decode_error(op, nl.netns(), what))?;
         }
     }
-    if candidates.is_empty() {
-        return Ok(out);
-    }
-    let links = link_flags(nl)?;
-    Ok(drop_device_noarp(out, &candidates, &links))
+    let mut out = if candidates.is_empty() {
+        out
+    } else {
+        let links = link_flags(nl)?;
+        drop_device_noarp(out, &candidates, &links)
+    };
+    out.extend(fdb::capture(nl, ifs)?);
+    Ok(out)
 }
 
 /// Appends the user entries of one dump to `out`; the indexes of NOARP entries of unicast
@@ -152,8 +156,35 @@ fn is_proxy(n: &pb::Neighbour) -> bool {
     n.flags & NTF_PROXY != 0
 }
 
-/// Identity: `DST dev NAME`, with ` proxy` for proxy entries (a separate kernel table).
+fn is_fdb(n: &pb::Neighbour) -> bool {
+    n.family == u32::from(fdb::AF_BRIDGE)
+}
+
+/// `fdb MAC dev PORT [vlan V] master|self [dst D]`.
+fn fdb_name(n: &pb::Neighbour) -> String {
+    let mac = n
+        .lladdr
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<Vec<_>>()
+        .join(":");
+    let mut k = format!("fdb {mac} dev {}", n.ifname);
+    if let Some(v) = fdb::vlan(n) {
+        k.push_str(&format!(" vlan {v}"));
+    }
+    k.push_str(if n.flags & NTF_MASTER != 0 { " master" } else { " self" });
+    if !n.dst.is_empty() {
+        k.push_str(&format!(" dst {}", ip_str(&n.dst)));
+    }
+    k
+}
+
+/// Identity: `DST dev NAME`, with ` proxy` for proxy entries (a separate kernel table);
+/// bridge FDB entries as `fdb MAC dev PORT [vlan V] master|self [dst D]`.
 pub fn key(n: &pb::Neighbour) -> String {
+    if is_fdb(n) {
+        return fdb_name(n);
+    }
     let mut k = format!("{} dev {}", ip_str(&n.dst), n.ifname);
     if is_proxy(n) {
         k.push_str(" proxy");
@@ -163,6 +194,9 @@ pub fn key(n: &pb::Neighbour) -> String {
 
 /// `neighbour 10.1.1.9 dev eth0` or `proxy neighbour 10.1.1.11 dev eth0`.
 pub fn describe(n: &pb::Neighbour) -> String {
+    if is_fdb(n) {
+        return fdb_name(n);
+    }
     let p = if is_proxy(n) { "proxy " } else { "" };
     format!("{p}neighbour {} dev {}", ip_str(&n.dst), n.ifname)
 }
@@ -175,4 +209,13 @@ pub fn normalize(n: &mut pb::Neighbour) {
 
 pub(crate) fn family_ok(f: u8) -> bool {
     f == AF_INET || f == AF_INET6
+}
+
+/// The ndm_flags an add of `n` carries.
+pub(crate) fn send_flags(n: &pb::Neighbour) -> u32 {
+    if is_fdb(n) {
+        n.flags & fdb::NTF_FDB_SEND
+    } else {
+        n.flags & NTF_SEND
+    }
 }

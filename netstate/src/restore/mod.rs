@@ -569,7 +569,17 @@ fn apply(
     cx.stats.phase("routes", t.elapsed());
     let t = Instant::now();
     family::apply::<Rules>(target, Sock::Target, &todo.rules, &ifs, cx.journal)?;
-    family::apply::<Neighbours>(target, Sock::Target, &todo.neighbours, &ifs, cx.journal)?;
+    let mut neighbours = todo.neighbours.clone();
+    let remotes = crate::neigh::fdb::take_appended(&mut neighbours);
+    family::apply::<Neighbours>(target, Sock::Target, &neighbours, &ifs, cx.journal)?;
+    family::apply_with::<Neighbours>(
+        target,
+        Sock::Target,
+        &remotes,
+        &ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_APPEND,
+    )?;
     cx.stats.phase("rules_neighbours", t.elapsed());
     let t = Instant::now();
     sysctls(&todo.sysctls, crate::sysctl::Phase::Late, cx.ns, cx.journal)?;
