@@ -223,5 +223,14 @@ pub fn capture(nl: &mut Nl, peers: &mut PeerFinder) -> Result<(Vec<pb::Link>, Ve
         }
         links.push(l);
     }
+    if links
+        .iter()
+        .any(|l| l.kind == "bridge" || l.slave_kind == "bridge")
+    {
+        let mut vlans = super::vlan::capture(nl)?;
+        for l in &mut links {
+            l.bridge_vlans = vlans.remove(&l.ifindex).unwrap_or_default();
+        }
+    }
     Ok((links, dump))
 }

@@ -9,6 +9,7 @@ pub mod peer;
 pub mod raw;
 pub mod tun;
 pub mod view;
+pub mod vlan;
 
 pub use capture::capture;
 pub use peer::PeerFinder;

@@ -233,6 +233,7 @@ pub fn create(
         }
     }
     send(&mut socks.target, &reqs, &what, &netns, journal, 0)?;
+    bridge_vlans(saved, &touched, &ifs, &netns, socks, journal)?;
     // outer ends of veth pairs: master and port settings in their namespace
     for (&i, pp) in &p.peers {
         let pl = socks
@@ -339,4 +340,44 @@ fn create_on_outer_lower(
         what: format!("delete link {}", l.name),
     });
     journal.check().map_err(|e| vec![e])
+}
+
+/// Makes the VLANs of each bridge and bridge port restore made equal to the saved ones (a
+/// port that joined got the bridge's default PVID). Images without any VLAN (hosts without
+/// VLAN filtering) leave the kernel's defaults alone.
+fn bridge_vlans(
+    saved: &[pb::Link],
+    touched: &[usize],
+    ifs: &IfMap,
+    netns: &str,
+    socks: &mut Socks,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
+    if saved.iter().all(|l| l.bridge_vlans.is_empty()) {
+        return Ok(());
+    }
+    let live = crate::link::vlan::capture(&mut socks.target)
+        .map_err(|e| vec![crate::error::chain(&e)])?;
+    let mut reqs = Vec::new();
+    let mut what = Vec::new();
+    for &i in touched {
+        let l = &saved[i];
+        let Some(idx) = ifs.live(l.ifindex) else {
+            continue;
+        };
+        let now = live.get(&idx).map(Vec::as_slice).unwrap_or_default();
+        for (v, add) in crate::link::vlan::changes(&l.bridge_vlans, now) {
+            reqs.push(
+                crate::link::vlan::request(idx, v, add, l.kind == "bridge")
+                    .map_err(|e| vec![crate::error::chain(&e)])?,
+            );
+            what.push(format!(
+                "{} bridge vlan {} of {}",
+                if add { "set" } else { "remove" },
+                v.vid,
+                l.name
+            ));
+        }
+    }
+    send(&mut socks.target, &reqs, &what, netns, journal, 0)
 }
