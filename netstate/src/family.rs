@@ -580,6 +580,9 @@ mod tests {
         assert!(out[0].object.ends_with("#3"), "{out:?}");
         let mut out = Vec::new();
         diff::<Routes>(&v, &[v[0].clone(), v[2].clone(), v[1].clone()], &mut out);
-        assert!(!out.is_empty(), "a changed order of appended routes is a change");
+        assert!(
+            !out.is_empty(),
+            "a changed order of appended routes is a change"
+        );
     }
 }

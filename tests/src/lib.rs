@@ -139,6 +139,30 @@ pub fn crhook(in_ns: Option<&TestNs>, args: &[&str], env: &[(&str, &str)]) -> Ru
     Run::from_output(args, out)
 }
 
+/// `crhook VERB --netns NS --images DIR [extra...]` run inside `host` (the namespace crhook
+/// runs in), for the verbs that take a target and an image directory.
+pub fn crhook_on(host: &TestNs, verb: &str, ns: &TestNs, images: &str, extra: &[&str]) -> Run {
+    let target = ns.path_str();
+    let mut args = vec![verb, "--netns", target.as_str(), "--images", images];
+    args.extend_from_slice(extra);
+    crhook(Some(host), &args, &[])
+}
+
+/// Checkpoints `ns` into `images` from `host`, expecting success.
+pub fn checkpoint(host: &TestNs, ns: &TestNs, images: &str) {
+    crhook_on(host, "checkpoint", ns, images, &[]).expect_success();
+}
+
+/// Restores `images` into `ns` from `host`, expecting success.
+pub fn restore(host: &TestNs, ns: &TestNs, images: &str) {
+    crhook_on(host, "restore", ns, images, &[]).expect_success();
+}
+
+/// `crhook diff` of `ns` against `images` from `host`.
+pub fn diff(host: &TestNs, ns: &TestNs, images: &str) -> Run {
+    crhook_on(host, "diff", ns, images, &[])
+}
+
 /// Polls `cond` every 20 ms until it holds; panics naming `what` after `timeout`. For kernel
 /// work that completes asynchronously, never as a sleep standing in for an assertion.
 pub fn wait_until(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {

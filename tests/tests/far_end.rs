@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use crhook_tests::{crhook, require_root, wait_until, TempDir, TestNs};
+use crhook_tests::{checkpoint, crhook, diff, require_root, restore, wait_until, TempDir, TestNs};
 
 /// What belongs to device `dev` in `ns`, as `ip` and sysctl show it.
 fn far_state(ns: &TestNs, dev: &str) -> Vec<String> {
@@ -22,17 +22,19 @@ fn far_state(ns: &TestNs, dev: &str) -> Vec<String> {
         }
     }
     for fam in ["-4", "-6"] {
-        let routes: serde_json::Value = serde_json::from_str(&ns.ip(&[
-            "-j", fam, "route", "show", "table", "all", "dev", dev,
-        ]))
-        .expect("ip -j route");
+        let routes: serde_json::Value =
+            serde_json::from_str(&ns.ip(&["-j", fam, "route", "show", "table", "all", "dev", dev]))
+                .expect("ip -j route");
         for r in routes.as_array().into_iter().flatten() {
             if r["protocol"] != "kernel" && r["type"] != "multicast" && r["table"] != "local" {
                 out.push(format!("route {} {} {}", r["dst"], r["scope"], r["table"]));
             }
         }
     }
-    for n in ns.ip(&["neigh", "show", "dev", dev, "nud", "permanent"]).lines() {
+    for n in ns
+        .ip(&["neigh", "show", "dev", dev, "nud", "permanent"])
+        .lines()
+    {
         out.push(format!("neigh {n}"));
     }
     for key in ["proxy_arp", "forwarding", "rp_filter"] {
@@ -53,12 +55,7 @@ fn ping(from: &TestNs, to: &str) -> bool {
 }
 
 fn checkpoint_and_delete(host: &TestNs, a: TestNs, images: &str) {
-    crhook(
-        Some(host),
-        &["checkpoint", "--netns", &a.path_str(), "--images", images],
-        &[],
-    )
-    .expect_success();
+    checkpoint(host, &a, images);
     a.delete();
 }
 
@@ -91,31 +88,22 @@ fn sibling_far_end_comes_back_with_its_address_and_sysctls() {
     let tmp = TempDir::new("far-sib");
     let images = tmp.join("images");
     checkpoint_and_delete(&host, a, &images);
-    wait_until("the far end to die with the pair", Duration::from_secs(10), || {
-        !sib.link_exists("v0s")
-    });
+    wait_until(
+        "the far end to die with the pair",
+        Duration::from_secs(10),
+        || !sib.link_exists("v0s"),
+    );
     let b = TestNs::new("feb");
-    crhook(
-        Some(&host),
-        &["restore", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    restore(&host, &b, &images);
     assert_eq!(far_state(&sib, "v0s"), want, "far end after restore");
-    assert!(ping(&b, "10.77.0.2"), "the restored namespace reaches its peer");
-    crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    assert!(
+        ping(&b, "10.77.0.2"),
+        "the restored namespace reaches its peer"
+    );
+    diff(&host, &b, &images).expect_success();
     // a change on the far end is a difference diff reports
     sib.set_sysctl(&["ipv4", "conf", "v0s", "proxy_arp"], "0");
-    let d = crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    );
+    let d = diff(&host, &b, &images);
     assert_eq!(d.code, Some(1), "{}", d.stdout);
     assert!(d.stdout.contains("proxy_arp"), "{}", d.stdout);
 }
@@ -131,7 +119,10 @@ fn calico(host: &TestNs, tag: &str) -> (TestNs, String) {
          addr add 10.250.0.1/32 dev lo\n\
          route add default dev lo\n",
     );
-    let cali = format!("cali{}", &crhook_tests::unique_name("x")[..7].replace('-', ""));
+    let cali = format!(
+        "cali{}",
+        &crhook_tests::unique_name("x")[..7].replace('-', "")
+    );
     let cali: String = cali.chars().take(15).collect();
     host.ip_batch(&format!(
         "link add {cali} type veth peer name eth0 netns {}\n\
@@ -139,7 +130,15 @@ fn calico(host: &TestNs, tag: &str) -> (TestNs, String) {
         a.name()
     ));
     host.set_sysctl(&["ipv4", "conf", &cali, "proxy_arp"], "1");
-    host.ip(&["route", "add", "10.251.0.5/32", "dev", &cali, "scope", "link"]);
+    host.ip(&[
+        "route",
+        "add",
+        "10.251.0.5/32",
+        "dev",
+        &cali,
+        "scope",
+        "link",
+    ]);
     a.ip_batch(
         "link set lo up\n\
          addr add 10.251.0.5/32 dev eth0\n\
@@ -166,16 +165,13 @@ fn calico_style_host_end_comes_back_and_the_host_reaches_the_pod() {
     let tmp = TempDir::new("far-cali");
     let images = tmp.join("images");
     checkpoint_and_delete(&host, a, &images);
-    wait_until("the host end to die with the pod", Duration::from_secs(10), || {
-        !host.link_exists(&cali)
-    });
+    wait_until(
+        "the host end to die with the pod",
+        Duration::from_secs(10),
+        || !host.link_exists(&cali),
+    );
     let b = TestNs::new("fecb");
-    crhook(
-        Some(&host),
-        &["restore", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    restore(&host, &b, &images);
     assert_eq!(far_state(&host, &cali), want, "host end after restore");
     assert!(ping(&host, "10.251.0.5"), "the host reaches the pod again");
 }
@@ -188,9 +184,11 @@ fn a_failure_after_the_far_end_is_rebuilt_removes_it() {
     let tmp = TempDir::new("far-fail");
     let images = tmp.join("images");
     checkpoint_and_delete(&host, a, &images);
-    wait_until("the host end to die with the pod", Duration::from_secs(10), || {
-        !host.link_exists(&cali)
-    });
+    wait_until(
+        "the host end to die with the pod",
+        Duration::from_secs(10),
+        || !host.link_exists(&cali),
+    );
     let host_routes = || host.ip(&["route", "show", "table", "all"]);
     let before = host_routes();
     // every change point fails once, up to the one after the last change: the points after

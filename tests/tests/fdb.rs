@@ -2,7 +2,7 @@
 //! entries) come back; learnt entries and those the kernel makes for the ports' own
 //! addresses are not state. Needs root and a built `crhook`.
 
-use crhook_tests::{crhook, require_root, TempDir, TestNs};
+use crhook_tests::{checkpoint, diff, require_root, restore, TempDir, TestNs};
 
 /// `bridge fdb show` without the entries the kernel keeps for the links' own addresses: a
 /// bridge whose MAC restore pins holds its local entry itself, one that took a port's MAC
@@ -57,37 +57,33 @@ fn fdb_entries_round_trip_and_diff_sees_a_removed_one() {
         assert!(out.status.success(), "{cmd}: {out:?}");
     }
     let want = fdb(&a);
-    assert!(want.iter().any(|l| l.contains("02:00:00:00:00:aa")), "{want:?}");
+    assert!(
+        want.iter().any(|l| l.contains("02:00:00:00:00:aa")),
+        "{want:?}"
+    );
     let tmp = TempDir::new("fdb");
     let images = tmp.join("images");
-    crhook(
-        Some(&host),
-        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    checkpoint(&host, &a, &images);
     a.delete();
     let b = TestNs::new("fdbb");
-    crhook(
-        Some(&host),
-        &["restore", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    restore(&host, &b, &images);
     assert_eq!(fdb(&b), want, "bridge fdb show after restore");
-    crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
-    let out = b.exec(&["bridge", "fdb", "del", "02:00:00:00:00:aa", "dev", "vp", "master"]);
+    diff(&host, &b, &images).expect_success();
+    let out = b.exec(&[
+        "bridge",
+        "fdb",
+        "del",
+        "02:00:00:00:00:aa",
+        "dev",
+        "vp",
+        "master",
+    ]);
     assert!(out.status.success(), "{out:?}");
-    let d = crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    );
+    let d = diff(&host, &b, &images);
     assert_eq!(d.code, Some(1), "{}", d.stdout);
-    assert!(d.stdout.contains("fdb 02:00:00:00:00:aa dev vp"), "{}", d.stdout);
+    assert!(
+        d.stdout.contains("fdb 02:00:00:00:00:aa dev vp"),
+        "{}",
+        d.stdout
+    );
 }

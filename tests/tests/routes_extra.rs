@@ -3,7 +3,7 @@
 //! append` come back all, in order, each one its own object for `diff`. Needs root and a
 //! built `crhook`.
 
-use crhook_tests::{crhook, require_root, TempDir, TestNs};
+use crhook_tests::{checkpoint, diff, require_root, restore, TempDir, TestNs};
 
 fn expires_of(ns: &TestNs, prefix: &str) -> Option<u64> {
     let v: serde_json::Value =
@@ -24,44 +24,61 @@ fn route_lifetimes_and_appended_routes_round_trip() {
          link set va up\n\
          link set vb up\n";
     a.ip_batch(build);
-    a.ip(&["-6", "route", "add", "2001:db8:99::/64", "dev", "va", "expires", "300"]);
-    a.ip(&["route", "add", "10.88.5.0/24", "via", "10.61.0.2", "dev", "va"]);
-    a.ip(&["route", "append", "10.88.5.0/24", "via", "10.62.0.2", "dev", "vb"]);
+    a.ip(&[
+        "-6",
+        "route",
+        "add",
+        "2001:db8:99::/64",
+        "dev",
+        "va",
+        "expires",
+        "300",
+    ]);
+    a.ip(&[
+        "route",
+        "add",
+        "10.88.5.0/24",
+        "via",
+        "10.61.0.2",
+        "dev",
+        "va",
+    ]);
+    a.ip(&[
+        "route",
+        "append",
+        "10.88.5.0/24",
+        "via",
+        "10.62.0.2",
+        "dev",
+        "vb",
+    ]);
     let saved_routes = a.ip(&["route", "show", "10.88.5.0/24"]);
     assert_eq!(saved_routes.lines().count(), 2, "{saved_routes}");
     let left = expires_of(&a, "2001:db8:99::/64").expect("a lifetime");
     let tmp = TempDir::new("routes-extra");
     let images = tmp.join("images");
-    crhook(
-        Some(&host),
-        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    checkpoint(&host, &a, &images);
     a.delete();
     let b = TestNs::new("rxb");
-    crhook(
-        Some(&host),
-        &["restore", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    restore(&host, &b, &images);
     let now = expires_of(&b, "2001:db8:99::/64").expect("the route keeps a lifetime");
-    assert!(now <= left && now + 60 > left, "expires {now}s after restore, {left}s saved");
-    assert_eq!(b.ip(&["route", "show", "10.88.5.0/24"]), saved_routes);
-    crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
-    // the second appended route gone: diff names it
-    b.ip(&["route", "del", "10.88.5.0/24", "via", "10.62.0.2", "dev", "vb"]);
-    let d = crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
+    assert!(
+        now <= left && now + 60 > left,
+        "expires {now}s after restore, {left}s saved"
     );
+    assert_eq!(b.ip(&["route", "show", "10.88.5.0/24"]), saved_routes);
+    diff(&host, &b, &images).expect_success();
+    // the second appended route gone: diff names it
+    b.ip(&[
+        "route",
+        "del",
+        "10.88.5.0/24",
+        "via",
+        "10.62.0.2",
+        "dev",
+        "vb",
+    ]);
+    let d = diff(&host, &b, &images);
     assert_eq!(d.code, Some(1), "{}", d.stdout);
     assert!(d.stdout.contains("10.88.5.0/24"), "{}", d.stdout);
 }

@@ -6,7 +6,7 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crhook_tests::{crhook, require_root, wait_until, TempDir, TestNs};
+use crhook_tests::{checkpoint, crhook, diff, require_root, restore, wait_until, TempDir, TestNs};
 
 /// Binds a UDP socket to `addr` inside `ns` (a thread that enters it and exits).
 fn bind_in(ns: &TestNs, addr: IpAddr, scope: u32) -> Result<(), String> {
@@ -97,20 +97,10 @@ fn addresses_bind_right_after_restore() {
     build(&a, &peer);
     let tmp = TempDir::new("usable");
     let images = tmp.join("images");
-    crhook(
-        Some(&host),
-        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    checkpoint(&host, &a, &images);
     a.delete();
     let b = TestNs::new("usb");
-    crhook(
-        Some(&host),
-        &["restore", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    restore(&host, &b, &images);
     assert_usable(&b);
     // accept_dad is back to what it was (the kernel defaults: 1 for a device, 0 for all)
     assert_eq!(b.sysctl(&["ipv6", "conf", "va", "accept_dad"]), "1");
@@ -131,12 +121,7 @@ fn addresses_bind_right_after_the_criu_setup_namespaces_action() {
     let criu_dir = tmp.join("criu");
     std::fs::create_dir_all(&criu_dir).expect("criu dir");
     let images = format!("{criu_dir}/netstate");
-    crhook(
-        Some(&host),
-        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    checkpoint(&host, &a, &images);
     a.delete();
     let b = TestNs::new("uscb");
     // a process in b plays CRIU's restored root task
@@ -213,21 +198,11 @@ fn no_kernel_made_extras_and_diff_sees_an_added_link_local() {
     }
     let tmp = TempDir::new("usable-ll");
     let images = tmp.join("images");
-    crhook(
-        Some(&host),
-        &["checkpoint", "--netns", &a.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    checkpoint(&host, &a, &images);
     let vk_ll = link_locals(&a, "vk");
     a.delete();
     let b = TestNs::new("uskb");
-    crhook(
-        Some(&host),
-        &["restore", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    restore(&host, &b, &images);
     for dev in ["br0", "mv0", "tap0"] {
         assert_eq!(
             link_locals(&b, dev),
@@ -240,18 +215,9 @@ fn no_kernel_made_extras_and_diff_sees_an_added_link_local() {
         vk_ll,
         "the kernel's own link-local came back"
     );
-    crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    )
-    .expect_success();
+    diff(&host, &b, &images).expect_success();
     b.ip(&["addr", "add", "fe80::1234/64", "dev", "br0"]);
-    let d = crhook(
-        Some(&host),
-        &["diff", "--netns", &b.path_str(), "--images", &images],
-        &[],
-    );
+    let d = diff(&host, &b, &images);
     assert_eq!(
         d.code,
         Some(1),

@@ -230,14 +230,9 @@ pub(crate) fn remap_nft_text(m: &Remaps, text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::remap::Remap;
 
     fn m(v: &[&str]) -> Remaps {
-        Remaps::new(
-            v.iter()
-                .map(|s| s.parse::<Remap>().expect("remap"))
-                .collect(),
-        )
+        crate::transform::remap::parse_all(v)
     }
 
     #[test]

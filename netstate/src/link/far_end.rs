@@ -73,7 +73,10 @@ fn sysctls(ns: &NetNs, dev: &str) -> Result<Vec<pb::Sysctl>> {
                         continue;
                     }
                     if let Ok(v) = std::fs::read_to_string(e.path()) {
-                        m.insert(e.file_name().to_string_lossy().into_owned(), v.trim().to_string());
+                        m.insert(
+                            e.file_name().to_string_lossy().into_owned(),
+                            v.trim().to_string(),
+                        );
                     }
                 }
                 m

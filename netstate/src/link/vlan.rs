@@ -89,12 +89,17 @@ pub fn capture(nl: &mut Nl) -> Result<HashMap<u32, Vec<pb::BridgeVlan>>> {
 /// RTM_SETLINK (`add`) or RTM_DELLINK of one VLAN on live device `ifindex`; `own` for the
 /// bridge device itself.
 pub fn request(ifindex: u32, v: &pb::BridgeVlan, add: bool, own: bool) -> Result<Req> {
-    let bad = || crate::error::NetstateError::invalid(format!("bridge vlan {} out of range", v.vid));
+    let bad =
+        || crate::error::NetstateError::invalid(format!("bridge vlan {} out of range", v.vid));
     let vid = u16::try_from(v.vid).map_err(|_| bad())?;
     let flags = u16::try_from(v.flags & !LISTING_FLAGS).map_err(|_| bad())?;
     let mut spec = Vec::new();
     if own {
-        put(&mut spec, IFLA_BRIDGE_FLAGS, &BRIDGE_FLAGS_SELF.to_ne_bytes());
+        put(
+            &mut spec,
+            IFLA_BRIDGE_FLAGS,
+            &BRIDGE_FLAGS_SELF.to_ne_bytes(),
+        );
     }
     let mut info = flags.to_ne_bytes().to_vec();
     info.extend_from_slice(&vid.to_ne_bytes());
@@ -115,14 +120,17 @@ fn put(out: &mut Vec<u8>, ty: u16, v: &[u8]) {
     out.extend_from_slice(&len.to_ne_bytes());
     out.extend_from_slice(&ty.to_ne_bytes());
     out.extend_from_slice(v);
-    while out.len() % 4 != 0 {
+    while !out.len().is_multiple_of(4) {
         out.push(0);
     }
 }
 
 /// What makes the live list of a device equal to the saved one: (vlan, add) pairs, removals
 /// first (the default PVID a port got on joining, when the image has it otherwise).
-pub fn changes<'a>(saved: &'a [pb::BridgeVlan], live: &'a [pb::BridgeVlan]) -> Vec<(&'a pb::BridgeVlan, bool)> {
+pub fn changes<'a>(
+    saved: &'a [pb::BridgeVlan],
+    live: &'a [pb::BridgeVlan],
+) -> Vec<(&'a pb::BridgeVlan, bool)> {
     let mut out: Vec<(&pb::BridgeVlan, bool)> = live
         .iter()
         .filter(|l| !saved.iter().any(|s| s.vid == l.vid))
@@ -168,13 +176,17 @@ mod tests {
         let r = request(5, &v, true, false).expect("request");
         let (ty, bytes) = crate::nla::req_bytes(&r);
         assert_eq!(ty, RTM_SETLINK);
-        assert_eq!(hex(bytes), "07000000050000000000000000000000".to_string() + "0c001a800800020002000a00");
+        assert_eq!(
+            hex(bytes),
+            "07000000050000000000000000000000".to_string() + "0c001a800800020002000a00"
+        );
         let r = request(4, &v, false, true).expect("request");
         let (ty, bytes) = crate::nla::req_bytes(&r);
         assert_eq!(ty, RTM_DELLINK);
         assert_eq!(
             hex(bytes),
-            "07000000040000000000000000000000".to_string() + "14001a8006000000020000000800020002000a00"
+            "07000000040000000000000000000000".to_string()
+                + "14001a8006000000020000000800020002000a00"
         );
         // decoding the request's own AF_SPEC gives the VLAN back
         let (_, back) = decode(bytes).expect("decode").expect("vlan");

@@ -3,9 +3,7 @@
 use crhook_proto as pb;
 
 use super::decode::{NDA_DST, NDA_LLADDR, NDA_PROTOCOL};
-use super::{
-    describe, is_proxy, NTF_PROXY, NUD_NONE, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH,
-};
+use super::{describe, is_proxy, NTF_PROXY, NUD_NONE, NUD_PERMANENT, RTM_DELNEIGH, RTM_NEWNEIGH};
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
 use crate::nl::Req;

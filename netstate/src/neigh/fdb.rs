@@ -38,7 +38,10 @@ const IFLA_ADDRESS: u16 = 1;
 const IFLA_MASTER: u16 = 10;
 
 /// Decodes one AF_BRIDGE entry; None for learnt ones and kernel-kept address lists.
-pub(crate) fn decode(payload: &[u8], ifs: &IfMap) -> std::result::Result<Option<(pb::Neighbour, u32)>, String> {
+pub(crate) fn decode(
+    payload: &[u8],
+    ifs: &IfMap,
+) -> std::result::Result<Option<(pb::Neighbour, u32)>, String> {
     let (h, attrs) = nla::split(payload, super::decode::NDMSG_LEN, "fdb entry")?;
     let ifindex = nla::u32_at(h, 4);
     let mut n = pb::Neighbour {
@@ -114,7 +117,9 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Neighbour>> {
         if *ty != RTM_NEWNEIGH {
             continue;
         }
-        if let Some(e) = decode(payload, ifs).map_err(|what| nla::decode_error(op, nl.netns(), what))? {
+        if let Some(e) =
+            decode(payload, ifs).map_err(|what| nla::decode_error(op, nl.netns(), what))?
+        {
             found.push(e);
         }
     }
@@ -171,7 +176,7 @@ mod tests {
         let mut a = ((4 + v.len()) as u16).to_ne_bytes().to_vec();
         a.extend_from_slice(&ty.to_ne_bytes());
         a.extend_from_slice(v);
-        while a.len() % 4 != 0 {
+        while !a.len().is_multiple_of(4) {
             a.push(0);
         }
         a
@@ -211,7 +216,10 @@ mod tests {
         assert_eq!(master, 2);
         assert_eq!(n.flags & NTF_MASTER, NTF_MASTER);
         assert_eq!(vlan(&n), Some(10));
-        assert_eq!(super::super::key(&n), "fdb 02:00:00:00:00:aa dev vp vlan 10 master");
+        assert_eq!(
+            super::super::key(&n),
+            "fdb 02:00:00:00:00:aa dev vp vlan 10 master"
+        );
         assert_eq!(n.raw.len(), 1, "only NDA_VLAN is kept raw: {:?}", n.raw);
         let req = super::super::add_request(&n, &ifs()).expect("add");
         let (_, bytes) = crate::nla::req_bytes(&req);
@@ -220,17 +228,39 @@ mod tests {
 
     #[test]
     fn learnt_entries_and_address_lists_are_not_state() {
-        let learnt = entry(0x02, 0, &[attr(super::super::decode::NDA_LLADDR, &MAC), attr(NDA_MASTER, &2u32.to_ne_bytes())]);
+        let learnt = entry(
+            0x02,
+            0,
+            &[
+                attr(super::super::decode::NDA_LLADDR, &MAC),
+                attr(NDA_MASTER, &2u32.to_ne_bytes()),
+            ],
+        );
         assert!(decode(&learnt, &ifs()).expect("decode").is_none());
-        let list = entry(NUD_PERMANENT as u16, NTF_SELF as u8, &[attr(super::super::decode::NDA_LLADDR, &[0x33, 0x33, 0, 0, 0, 1])]);
+        let list = entry(
+            NUD_PERMANENT as u16,
+            NTF_SELF as u8,
+            &[attr(
+                super::super::decode::NDA_LLADDR,
+                &[0x33, 0x33, 0, 0, 0, 1],
+            )],
+        );
         assert!(decode(&list, &ifs()).expect("decode").is_none());
         let remote = entry(
             NUD_PERMANENT as u16,
             NTF_SELF as u8,
-            &[attr(super::super::decode::NDA_LLADDR, &[0; 6]), attr(super::super::decode::NDA_DST, &[10, 1, 1, 9])],
+            &[
+                attr(super::super::decode::NDA_LLADDR, &[0; 6]),
+                attr(super::super::decode::NDA_DST, &[10, 1, 1, 9]),
+            ],
         );
-        let (n, _) = decode(&remote, &ifs()).expect("decode").expect("a vxlan remote is kept");
-        assert_eq!(super::super::key(&n), "fdb 00:00:00:00:00:00 dev vp self dst 10.1.1.9");
+        let (n, _) = decode(&remote, &ifs())
+            .expect("decode")
+            .expect("a vxlan remote is kept");
+        assert_eq!(
+            super::super::key(&n),
+            "fdb 00:00:00:00:00:00 dev vp self dst 10.1.1.9"
+        );
     }
 
     #[test]

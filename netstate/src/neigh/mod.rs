@@ -172,7 +172,11 @@ fn fdb_name(n: &pb::Neighbour) -> String {
     if let Some(v) = fdb::vlan(n) {
         k.push_str(&format!(" vlan {v}"));
     }
-    k.push_str(if n.flags & NTF_MASTER != 0 { " master" } else { " self" });
+    k.push_str(if n.flags & NTF_MASTER != 0 {
+        " master"
+    } else {
+        " self"
+    });
     if !n.dst.is_empty() {
         k.push_str(&format!(" dst {}", ip_str(&n.dst)));
     }

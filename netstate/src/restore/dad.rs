@@ -53,6 +53,21 @@ pub fn devices(links: &[crhook_proto::Link], addresses: &[crhook_proto::Address]
     v
 }
 
+/// The indexes of the links with carrier (IFF_LOWER_UP).
+fn with_carrier(
+    links: &[netlink_packet_route::link::LinkMessage],
+) -> std::collections::HashSet<u32> {
+    links
+        .iter()
+        .filter(|m| {
+            m.header
+                .flags
+                .contains(netlink_packet_route::link::LinkFlags::LowerUp)
+        })
+        .map(|m| m.header.index)
+        .collect()
+}
+
 fn path(dev: &str) -> std::path::PathBuf {
     std::path::Path::new("/proc/sys/net/ipv6/conf")
         .join(dev)
@@ -103,15 +118,7 @@ pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
 /// comes, and its addresses stay tentative whatever restore does.
 pub fn settle(nl: &mut crate::nl::Nl, ifs: &crate::ifmap::IfMap, keep: &[&str]) -> Result<()> {
     const IFA_F_TENTATIVE: u8 = 0x40;
-    let ready: std::collections::HashSet<u32> = crate::link::capture::dump(nl)?
-        .iter()
-        .filter(|m| {
-            m.header
-                .flags
-                .contains(netlink_packet_route::link::LinkFlags::LowerUp)
-        })
-        .map(|m| m.header.index)
-        .collect();
+    let ready = with_carrier(&crate::link::capture::dump(nl)?);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     let req = crate::nl::Req::Raw {
         msg_type: crate::addr::RTM_GETADDR,
@@ -166,15 +173,7 @@ pub fn tentative_now(
     saved: &[crhook_proto::Address],
 ) -> Result<Vec<String>> {
     let links = crate::link::capture::dump(nl)?;
-    let ready: std::collections::HashSet<u32> = links
-        .iter()
-        .filter(|m| {
-            m.header
-                .flags
-                .contains(netlink_packet_route::link::LinkFlags::LowerUp)
-        })
-        .map(|m| m.header.index)
-        .collect();
+    let ready = with_carrier(&links);
     let ifs = crate::ifmap::IfMap::from_names(
         links
             .iter()

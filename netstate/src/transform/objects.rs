@@ -85,14 +85,9 @@ pub fn remap_snapshot(snap: &mut crate::snapshot::Snapshot, m: &Remaps) -> Remap
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::transform::remap::Remap;
 
     fn m(v: &[&str]) -> Remaps {
-        Remaps::new(
-            v.iter()
-                .map(|s| s.parse::<Remap>().expect("remap"))
-                .collect(),
-        )
+        crate::transform::remap::parse_all(v)
     }
 
     #[test]

@@ -162,6 +162,16 @@ impl Remaps {
     }
 }
 
+/// Remaps from `OLD=NEW` strings, for tests.
+#[cfg(test)]
+pub(crate) fn parse_all(v: &[&str]) -> Remaps {
+    Remaps::new(
+        v.iter()
+            .map(|s| s.parse::<Remap>().expect("valid remap"))
+            .collect(),
+    )
+}
+
 /// The address in 4 or 16 bytes.
 pub fn ip_of(b: &[u8]) -> Option<IpAddr> {
     match b.len() {

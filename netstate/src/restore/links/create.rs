@@ -356,8 +356,8 @@ fn bridge_vlans(
     if saved.iter().all(|l| l.bridge_vlans.is_empty()) {
         return Ok(());
     }
-    let live = crate::link::vlan::capture(&mut socks.target)
-        .map_err(|e| vec![crate::error::chain(&e)])?;
+    let live =
+        crate::link::vlan::capture(&mut socks.target).map_err(|e| vec![crate::error::chain(&e)])?;
     let mut reqs = Vec::new();
     let mut what = Vec::new();
     for &i in touched {

@@ -40,7 +40,12 @@ fn err(e: crate::error::NetstateError) -> Vec<String> {
 }
 
 /// The peer's namespace mapped by name: the saved peer index to the live one.
-fn peer_map(socks: &mut Socks, sock: crate::journal::Sock, saved_index: u32, name: &str) -> std::result::Result<IfMap, Vec<String>> {
+fn peer_map(
+    socks: &mut Socks,
+    sock: crate::journal::Sock,
+    saved_index: u32,
+    name: &str,
+) -> std::result::Result<IfMap, Vec<String>> {
     let live = socks.links_refresh(sock).map_err(err)?;
     Ok(IfMap::by_name(
         [(saved_index, name.to_string())],
@@ -62,9 +67,7 @@ pub fn early(
         if !f.sysctls.is_empty() {
             let ns = socks.ns_of(pp.sock).map_err(err)?;
             let sysctls = f.sysctls.clone();
-            let written = ns
-                .run(move || Ok(write_sysctls(&sysctls)))
-                .map_err(err)?;
+            let written = ns.run(move || Ok(write_sysctls(&sysctls))).map_err(err)?;
             for _ in 0..written.0 {
                 journal.push(Undo::Nothing);
             }
@@ -116,7 +119,10 @@ fn write_sysctls(s: &[pb::Sysctl]) -> (usize, Vec<String>) {
     for x in order {
         let mut path = std::path::PathBuf::from("/proc/sys/net");
         // names are path components, never paths (an interface name may hold a dot)
-        if x.path.iter().any(|c| c.is_empty() || c.contains('/') || c == "..") {
+        if x.path
+            .iter()
+            .any(|c| c.is_empty() || c.contains('/') || c == "..")
+        {
             errors.push(format!("far-end sysctl {:?}: not a sysctl path", x.path));
             continue;
         }

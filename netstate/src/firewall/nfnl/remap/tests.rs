@@ -2,7 +2,6 @@
 
 use super::*;
 use crate::firewall::nfnl::norm::{be32_attr, nest, raw_attr, string_attr};
-use crate::transform::remap::Remap;
 
 fn expr(name: &str, parts: &[Vec<u8>]) -> Vec<u8> {
     nest(
@@ -65,11 +64,7 @@ fn table(family: u32, rules: Vec<Vec<u8>>) -> NftTable {
 }
 
 fn remaps(v: &[&str]) -> Remaps {
-    Remaps::new(
-        v.iter()
-            .map(|s| s.parse::<Remap>().expect("remap"))
-            .collect(),
-    )
+    crate::transform::remap::parse_all(v)
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
