@@ -37,6 +37,7 @@ mod plan;
 mod remap;
 mod restore;
 mod tidy;
+mod validate;
 mod xt;
 
 pub use capture::capture;
@@ -46,6 +47,7 @@ pub(crate) use nfnl::family_name as family_label;
 pub use remap::remap;
 pub use restore::{check, conflicts, restore, FirewallUndo};
 pub use tidy::tidy;
+pub use validate::hostile;
 
 use crhook_proto::{FirewallRuleset, FirewallSource};
 

@@ -14,6 +14,29 @@ pub fn split(buf: &[u8]) -> Vec<RawAttr> {
         .collect()
 }
 
+/// Why `attrs` cannot be sent as netlink attributes: a type beyond 16 bits or a value longer
+/// than an attribute's 16-bit length can hold (it would wrap, and the rest would parse as
+/// sibling attributes). Restore's plan refuses such a link before any change, so [`join`]
+/// only ever sees attributes that fit.
+pub fn check(attrs: &[RawAttr]) -> Result<(), String> {
+    for a in attrs {
+        if a.kind > u32::from(u16::MAX) {
+            return Err(format!(
+                "raw attribute type {} does not fit 16 bits",
+                a.kind
+            ));
+        }
+        if a.value.len() > usize::from(u16::MAX) - 4 {
+            return Err(format!(
+                "raw attribute {} of {} bytes is longer than a netlink attribute can be",
+                a.kind & 0x3fff,
+                a.value.len()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The inverse of [`split`].
 pub fn join<'a>(attrs: impl IntoIterator<Item = &'a RawAttr>) -> Vec<u8> {
     let mut out = Vec::new();
@@ -68,6 +91,28 @@ pub fn find(attrs: &[RawAttr], kind: u16) -> Option<&RawAttr> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn attributes_that_do_not_fit_netlink_are_named() {
+        let ok = vec![RawAttr {
+            kind: 5,
+            value: vec![0; 100],
+        }];
+        assert!(check(&ok).is_ok());
+        let long = vec![RawAttr {
+            kind: 5,
+            value: vec![0; 70_000],
+        }];
+        let e = check(&long).expect_err("too long");
+        assert!(e.contains("raw attribute 5 of 70000 bytes"), "{e}");
+        let wide = vec![RawAttr {
+            kind: 0x1_0005,
+            value: Vec::new(),
+        }];
+        assert!(check(&wide)
+            .expect_err("wide")
+            .contains("does not fit 16 bits"));
+    }
+
     use super::*;
 
     #[test]

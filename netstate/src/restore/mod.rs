@@ -268,7 +268,11 @@ fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<
     } else {
         take(&mut snap.firewall, opts.verify)
     };
-    if !fw.is_empty() {
+    // text the image may not say is refused before any tool sees it
+    let hostile = crate::firewall::hostile(&fw);
+    let refused = !hostile.is_empty();
+    conflicts.extend(hostile.into_iter().map(|c| Conflict::text("firewall", c)));
+    if !fw.is_empty() && !refused {
         conflicts.extend(
             crate::firewall::conflicts(&o.ns, &fw, &opts.firewall)?
                 .into_iter()

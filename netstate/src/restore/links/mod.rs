@@ -144,6 +144,14 @@ pub fn plan(
             });
             continue;
         }
+        let raw_ok = [&l.info_data_raw, &l.slave_data_raw, &l.extra_raw]
+            .into_iter()
+            .chain(l.bridge_port.as_ref().map(|b| &b.raw))
+            .try_for_each(|a| crate::link::raw::check(a));
+        if let Err(e) = raw_ok {
+            p.conflicts.push(conflict(l, e));
+            continue;
+        }
         if l.kind.is_empty() && !is_loopback(l) {
             p.conflicts.push(conflict(
                 l,

@@ -117,6 +117,18 @@ impl Place<'_> {
             match pb::PeerPlace::try_from(self.place).unwrap_or(pb::PeerPlace::PeerUnknown) {
                 pb::PeerPlace::PeerHost => Ok(socks.host_ns.try_clone()?),
                 pb::PeerPlace::PeerNamed => {
+                    // a name under /run/netns, never a path: an absolute name or `..` would
+                    // reach any namespace file the image chose
+                    if self.netns.is_empty()
+                        || self.netns.contains('/')
+                        || self.netns == "."
+                        || self.netns == ".."
+                    {
+                        return Ok(Err(format!(
+                            "a named namespace {:?} that is not a plain name",
+                            self.netns
+                        )));
+                    }
                     let path = std::path::PathBuf::from("/run/netns").join(self.netns);
                     NetNs::open_path(&path)
                         .map_err(|e| format!("{}: {}", path.display(), crate::error::chain(&e)))
