@@ -217,6 +217,10 @@ pub enum ShowFormatArg {
 pub struct LockArgs {
     #[command(flatten)]
     pub target: TargetArgs,
+    /// allow locking the namespace crhook itself runs in (it cuts this host off, SSH
+    /// included, until `crhook unlock`)
+    #[arg(long)]
+    pub allow_host_netns: bool,
 }
 
 #[derive(Debug, Args)]

@@ -612,3 +612,31 @@ fn a_reader_that_went_away_is_not_an_error() {
     assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert!(stderr.is_empty(), "{stderr}");
 }
+
+#[test]
+fn lock_refuses_crhooks_own_namespace_without_the_flag() {
+    require_root();
+    let host = TestNs::host();
+    let own = host.path_str();
+    let run = crhook(Some(&host), &["lock", "--netns", &own], &[]);
+    assert_eq!(run.code, Some(1), "{run:?}");
+    one_line_error(
+        &run,
+        "lock",
+        &["namespace crhook runs in", "--allow-host-netns"],
+    );
+    let tables = host.sh("/usr/sbin/nft list tables");
+    assert!(
+        !tables.contains("crhook-lock"),
+        "no lock was taken: {tables}"
+    );
+    crhook(
+        Some(&host),
+        &["lock", "--netns", &own, "--allow-host-netns"],
+        &[],
+    )
+    .expect_success();
+    assert!(host.sh("/usr/sbin/nft list tables").contains("crhook-lock"));
+    crhook(Some(&host), &["unlock", "--netns", &own], &[]).expect_success();
+    assert!(!host.sh("/usr/sbin/nft list tables").contains("crhook-lock"));
+}
