@@ -7,8 +7,9 @@
 //!
 //! TUNSETPERSIST needs a file attached to the device. crhook still holds its own copies of the
 //! restored files (the ones it sent over the fd socket) until it drops them, so the first
-//! choice is one of those, found in /proc/self/fd; a detached queue answers TUNGETIFF and
-//! TUNSETPERSIST on this kernel too. Without one, a fresh queue is attached inside the
+//! choice is one of those, found in /proc/self/fd and matched by device name and namespace
+//! (TUNGETDEVNETNS: an agent restoring many namespaces holds other namespaces' `tap0`s too);
+//! a detached queue answers TUNGETIFF and TUNSETPERSIST on this kernel too. Without one, a fresh queue is attached inside the
 //! namespace just for the ioctl: that works for a multi-queue device, and for a single-queue
 //! device nobody holds (which then vanishes with that queue, as a non-persistent device
 //! should); a single-queue device held elsewhere answers EBUSY, reported.
@@ -40,7 +41,12 @@ pub fn release_persist(ns: &NetNs, snap: &Snapshot) -> Result<()> {
     if devices.is_empty() {
         return Ok(());
     }
-    let own = own_tun_files();
+    // only files of this namespace's devices: a process restoring many namespaces holds
+    // `tap0`s of others too
+    let own: Vec<(String, File)> = own_tun_files()
+        .into_iter()
+        .filter(|(_, f)| sys::dev_netns(f).is_ok_and(|id| id == ns.identity()))
+        .collect();
     let mut errors = Vec::new();
     for (name, t) in devices {
         let r = match own.iter().find(|(dev, _)| dev == name) {

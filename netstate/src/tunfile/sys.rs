@@ -122,6 +122,24 @@ pub fn set_persist(f: &impl AsRawFd, on: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// _IO('T', 227): linux/if_tun.h
+const TUNGETDEVNETNS: libc::c_ulong = 0x54e3;
+
+/// The (dev, ino) identity of the network namespace the device of a tun queue lives in
+/// (TUNGETDEVNETNS, which returns a new descriptor of that namespace).
+pub fn dev_netns(f: &impl AsRawFd) -> io::Result<(u64, u64)> {
+    // SAFETY: TUNGETDEVNETNS takes no argument and returns a new descriptor or -1.
+    let fd = unsafe { libc::ioctl(f.as_raw_fd(), TUNGETDEVNETNS) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the ioctl just returned this descriptor, owned by nobody else.
+    let ns = File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    let md = ns.metadata()?;
+    use std::os::unix::fs::MetadataExt;
+    Ok((md.dev(), md.ino()))
+}
+
 /// Sets O_NONBLOCK on an open file (the one status flag a holder is likely to rely on).
 pub fn set_nonblock(f: &File) -> io::Result<()> {
     // SAFETY: F_GETFL/F_SETFL take and return plain integers on a live descriptor.
