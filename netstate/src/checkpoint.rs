@@ -44,13 +44,22 @@ pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<p
     }
     if opts.lock {
         let t = Instant::now();
-        crate::firewall::lock(&ns)?;
+        // a lock that ends with this run dies with this process, SIGKILL included
+        if opts.leave_locked {
+            crate::firewall::lock(&ns)?;
+        } else {
+            crate::firewall::lock_owned(&ns)?;
+        }
         stats.phase("lock", t.elapsed());
         locked_at = Some(Instant::now());
     }
     // only what traffic can change is captured under the lock: sysctls, open files and the
     // image writing (fsync) come after the unlock
-    let result = capture_locked(&ns, &host, opts, &mut stats, &mut warnings);
+    let result = capture_locked(&ns, &host, opts, &mut stats, &mut warnings).and_then(|c| {
+        // a signal during the capture: stop here, so the lock goes and no image is written
+        crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
+        Ok(c)
+    });
     let unlock_result = match locked_at {
         Some(_) if result.is_err() || !opts.leave_locked => {
             crate::firewall::unlock(&ns).map(|_| ())
@@ -74,6 +83,7 @@ pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<p
         stats.add_netlink_requests(n);
         stats.phase("sysctls", t.elapsed());
     }
+    crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
     write(&ns, &mut c, target, images, opts, &mut stats, &mut warnings)?;
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;

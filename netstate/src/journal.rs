@@ -56,6 +56,7 @@ impl Journal {
     /// Called after every step (a batch, a sysctl pass, the firewall): with `fail_after = N`,
     /// fails once N changes are recorded, so tests can prove each step rolls back.
     pub fn check(&self) -> Result<(), String> {
+        crate::interrupt::check("restore")?;
         match self.fail_after {
             Some(n) if self.entries.len() >= n => Err(format!(
                 "injected failure after {} changes",

@@ -15,6 +15,7 @@ pub mod error;
 pub mod family;
 pub mod firewall;
 pub mod ifmap;
+pub mod interrupt;
 pub mod journal;
 pub mod link;
 pub mod neigh;

@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod fd_socket;
 mod logging;
+mod signals;
 mod target;
 
 use std::process::ExitCode;

@@ -39,7 +39,18 @@ enum Found {
 
 /// Locks the namespace (idempotent).
 pub fn lock(ns: &NetNs) -> Result<()> {
-    let nft_err = match super::nfnl::lock_table(ns) {
+    lock_with(ns, false)
+}
+
+/// [`lock`] whose nf_tables table lives only as long as `ns`'s netfilter socket (this
+/// process): for a lock taken and removed by one crhook run, which SIGKILL must not leave
+/// behind. Unlock it through the same handle.
+pub fn lock_owned(ns: &NetNs) -> Result<()> {
+    lock_with(ns, true)
+}
+
+fn lock_with(ns: &NetNs, owned: bool) -> Result<()> {
+    let nft_err = match super::nfnl::lock_table(ns, owned) {
         Ok(()) => return Ok(()),
         Err(e) => e,
     };

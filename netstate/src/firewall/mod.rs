@@ -42,7 +42,7 @@ mod xt;
 
 pub use capture::capture;
 pub use diff::diff;
-pub use lock::{is_locked, lock, lock_xtables, unlock};
+pub use lock::{is_locked, lock, lock_owned, lock_xtables, unlock};
 pub(crate) use nfnl::family_name as family_label;
 pub use remap::remap;
 pub use restore::{check, conflicts, restore, FirewallUndo};

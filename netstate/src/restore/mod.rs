@@ -337,6 +337,7 @@ pub fn restore_snapshot(
     }
     crate::route::restore_order(&mut p.routes.to_add);
     stats.phase("plan", t.elapsed());
+    crate::interrupt::check("restore").map_err(NetstateError::invalid)?;
 
     // apply
     // what restore adds: the planned families, the firewall and sysctls, the files

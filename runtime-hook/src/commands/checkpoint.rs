@@ -7,6 +7,7 @@ use crate::cli::CheckpointArgs;
 use crate::target;
 
 pub async fn run(args: &CheckpointArgs) -> anyhow::Result<()> {
+    crate::signals::install();
     let resolved = target::resolve(&args.target)?;
     let images = resolved.images(args.images.as_deref())?;
     let opts = CheckpointOptions {

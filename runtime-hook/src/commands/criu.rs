@@ -46,6 +46,7 @@ pub const ACTION_VAR: &str = "CRTOOLS_SCRIPT_ACTION";
 pub const SUBDIR: &str = "netstate";
 
 pub async fn run(action: &str) -> anyhow::Result<()> {
+    crate::signals::install();
     match action {
         "network-lock" => capture(action, true).await,
         "pre-dump" => capture(action, false).await,

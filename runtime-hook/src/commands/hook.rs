@@ -169,6 +169,7 @@ fn read_state() -> anyhow::Result<Vec<u8>> {
 }
 
 pub async fn run(args: &HookArgs) -> anyhow::Result<()> {
+    crate::signals::install();
     let state = HookState::parse(&read_state()?)?;
     tracing::debug!(id = %state.id, status = %state.status, pid = ?state.pid, "hook invoked");
     let images = images_dir(args.images.as_deref(), &state)?;

@@ -7,6 +7,7 @@ use crate::cli::RestoreArgs;
 use crate::{fd_socket, target};
 
 pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
+    crate::signals::install();
     let resolved = target::resolve(&args.target)?;
     let images = resolved.images(args.images.as_deref())?;
     let config = crate::config::get();

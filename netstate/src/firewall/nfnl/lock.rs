@@ -19,6 +19,8 @@ use crate::firewall::lock::NFT_TABLE;
 use crate::netns::NetNs;
 
 const NFPROTO_INET: u8 = 1;
+/// NFTA_TABLE_FLAGS: NFT_TABLE_F_OWNER
+const NFT_TABLE_F_OWNER: u32 = 0x2;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 /// NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT
@@ -105,12 +107,27 @@ fn chain(name: &str, hook: u32, meta: u32) -> [Msg; 2] {
     [chain, rule]
 }
 
-/// Locks `ns` (idempotent).
-pub(crate) fn lock(ns: &NetNs) -> Result<()> {
+/// Locks `ns` (idempotent). `owned`: the table belongs to the namespace handle's netfilter
+/// socket (NFT_TABLE_F_OWNER, kernel 5.12+): the kernel removes it when that socket closes, so
+/// a crhook killed with SIGKILL in the middle of `checkpoint --lock` leaves no lock behind;
+/// only that socket can change the table meanwhile, and the same handle unlocks it. A lock
+/// meant to outlive the process (CRIU's network-lock .. network-unlock, `crhook lock`) is
+/// not owned.
+pub(crate) fn lock(ns: &NetNs, owned: bool) -> Result<()> {
+    let add = if owned {
+        msg(
+            NFT_MSG_NEWTABLE,
+            NLM_F_CREATE,
+            &[string_attr(1, NFT_TABLE), be32_attr(2, NFT_TABLE_F_OWNER)],
+            "add lock table owned by this socket",
+        )
+    } else {
+        table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "add lock table")
+    };
     let mut msgs = vec![
         table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "declare lock table"),
         table(NFT_MSG_DELTABLE, 0, "delete lock table"),
-        table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "add lock table"),
+        add,
     ];
     msgs.extend(chain("prerouting", HOOK_PREROUTING, META_IIF));
     msgs.extend(chain("output", HOOK_OUTPUT, META_OIF));
