@@ -39,6 +39,7 @@ mod ns;
 mod ops;
 mod report;
 mod run;
+mod soak;
 mod spec;
 mod summary;
 mod targets;
@@ -74,6 +75,17 @@ struct Args {
     /// keep the working directory
     #[arg(long)]
     keep_files: bool,
+    /// the soak run instead of the benchmark: sequential checkpoint/restore/diff cycles and
+    /// namespaces restored in parallel, with descriptors, memory, namespaces and links
+    /// before and after
+    #[arg(long)]
+    soak: bool,
+    /// with --soak: sequential cycles
+    #[arg(long, default_value_t = 1000)]
+    cycles: usize,
+    /// with --soak: namespaces checkpointed and restored at once
+    #[arg(long, default_value_t = 100)]
+    parallel: usize,
 }
 
 fn main() {
@@ -144,6 +156,14 @@ fn real_main(args: &Args) -> Result<()> {
     };
     std::fs::create_dir_all(&work.path)
         .with_context(|| format!("create {}", work.path.display()))?;
+    if args.soak {
+        soak::run(&work.path, args.cycles, args.parallel)?;
+        let left = ns::leftovers()?;
+        if !left.is_empty() {
+            bail!("namespaces left behind: {}", left.join(", "));
+        }
+        return Ok(());
+    }
 
     let mut results = Vec::new();
     for size in sizes {

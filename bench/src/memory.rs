@@ -21,7 +21,7 @@ pub struct InProcess {
 }
 
 /// This process's resident set size from /proc/self/status, in KiB.
-fn vm_rss_kb() -> Result<u64> {
+pub(crate) fn vm_rss_kb() -> Result<u64> {
     let text = std::fs::read_to_string("/proc/self/status").context("read /proc/self/status")?;
     let Some(line) = text.lines().find(|l| l.starts_with("VmRSS:")) else {
         bail!("no VmRSS line in /proc/self/status");
@@ -44,7 +44,7 @@ impl Wake for Unpark {
 /// Polls `fut` on this thread until it is ready, parking in between. The library's entry
 /// points do their work on a thread of their own and only await its answer, so they need no
 /// runtime (and the harness no async dependency).
-fn block_on<F: Future>(fut: F) -> F::Output {
+pub(crate) fn block_on<F: Future>(fut: F) -> F::Output {
     let mut fut = pin!(fut);
     let waker = Waker::from(Arc::new(Unpark(std::thread::current())));
     let mut cx = TaskContext::from_waker(&waker);
