@@ -105,8 +105,12 @@ fn cycle(src: BenchNs, images: &Path, tag: &str) -> Result<BenchNs> {
     drop(src);
     let dst = BenchNs::new(tag)?;
     let t = Target::Netns(dst.path().into());
-    block_on(crhook_netstate::restore(&t, images, &RestoreOptions::default()))
-        .with_context(|| format!("restore into {}", dst.name()))?;
+    block_on(crhook_netstate::restore(
+        &t,
+        images,
+        &RestoreOptions::default(),
+    ))
+    .with_context(|| format!("restore into {}", dst.name()))?;
     let d = block_on(crhook_netstate::diff(&t, images))
         .with_context(|| format!("diff {}", dst.name()))?;
     if !d.is_empty() {
@@ -141,10 +145,17 @@ pub fn run(work: &Path, cycles: usize, parallel: usize) -> Result<()> {
     let t = Instant::now();
     for i in 0..cycles {
         crate::run::check_interrupted()?;
-        ns = cycle(ns, &images, &format!("soakc{i}")).with_context(|| format!("cycle {}", i + 1))?;
+        ns =
+            cycle(ns, &images, &format!("soakc{i}")).with_context(|| format!("cycle {}", i + 1))?;
     }
     let after = gauges(&hub)?;
-    report("sequential cycles", before, after, t.elapsed().as_secs_f64(), cycles);
+    report(
+        "sequential cycles",
+        before,
+        after,
+        t.elapsed().as_secs_f64(),
+        cycles,
+    );
 
     let sources: Vec<BenchNs> = (0..parallel)
         .map(|i| source("p", i + 1, &hub))
@@ -162,7 +173,10 @@ pub fn run(work: &Path, cycles: usize, parallel: usize) -> Result<()> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| bail!("a parallel cycle panicked")))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| bail!("a parallel cycle panicked"))
+            })
             .collect()
     });
     let took = t.elapsed().as_secs_f64();

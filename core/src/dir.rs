@@ -1,29 +1,46 @@
 //! `ImageDir`: an image directory opened for reading. Opening verifies the whole image before
 //! anything uses it (restore must know the image is sound before it touches a namespace):
-//! the inventory, then every file it lists (present, size, crc32c, framing, entry count).
+//! the inventory, the seal, then every file it lists (present, size, crc32c, framing, entry
+//! count, and for a sealed image its SHA-256), and gives a [`Trust`] verdict.
+//!
+//! An image is untrusted input: the directory is opened once (not through a symlink at its
+//! last component) and every file in it is read relative to that descriptor through
+//! safefs.rs (no symlinks, FIFOs or devices; size checked with `fstat` on the descriptor that
+//! is read), within the budgets of [`Limits`]; everything read through one `ImageDir` shares
+//! one memory budget (`max_total_memory`).
 //!
 //! Files the inventory does not list are ignored: `stats-restore.img` is written into the
-//! directory after a restore, and a newer minor version may list kinds this build does not
-//! know, which are checked for size and checksum and otherwise skipped.
+//! directory after a restore, `seal.img` covers the inventory and so cannot be listed in it,
+//! and a newer minor version may list kinds this build does not know, which are checked for
+//! size and checksum and otherwise skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::ffi::OsStr;
+use std::fs::File;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 
-use crhook_proto::{Inventory, InventoryFile};
+use crhook_proto::{Inventory, InventoryFile, Seal};
 
+use crate::budget::Budget;
 use crate::error::ImageError;
-use crate::file::{decode_file, read_bytes, verify_framing};
+use crate::file::{decode_budgeted, decode_file, read_at, verify_framing};
 use crate::format::{Limits, FORMAT_VERSION, HEADER_LEN};
 use crate::magic::Kind;
+use crate::safefs;
+use crate::seal::{judge, sha256, HostKey, Trust};
 
 /// A verified image directory.
 #[derive(Debug)]
 pub struct ImageDir {
     path: PathBuf,
+    dir: File,
     inventory: Inventory,
     files: BTreeMap<Kind, InventoryFile>,
     unknown: Vec<InventoryFile>,
     limits: Limits,
+    trust: Trust,
+    budget: Budget,
 }
 
 fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
@@ -43,32 +60,67 @@ fn safe_name(name: &str) -> bool {
         && name.ends_with(".img")
 }
 
+fn not_found(e: &ImageError) -> bool {
+    matches!(e, ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
+
+fn dir_err(dir: &Path, what: &str) -> ImageError {
+    ImageError::Directory {
+        op: "open image",
+        dir: dir.to_path_buf(),
+        what: what.into(),
+    }
+}
+
 impl ImageDir {
-    /// Opens and verifies `dir` with the default limits.
+    /// Opens and verifies `dir` with the default limits and no key (a sealed image reads as
+    /// [`Trust::ForeignKey`]).
     pub fn open(dir: &Path) -> Result<ImageDir, ImageError> {
-        Self::open_with_limits(dir, &Limits::default())
+        Self::open_with(dir, None, &Limits::default())
     }
 
-    /// Opens and verifies `dir`.
+    /// Opens and verifies `dir` with no key.
     pub fn open_with_limits(dir: &Path, limits: &Limits) -> Result<ImageDir, ImageError> {
-        if !dir.is_dir() {
-            return Err(ImageError::Directory {
+        Self::open_with(dir, None, limits)
+    }
+
+    /// Opens and verifies `dir`, judging its seal with `key` (the host key, see
+    /// [`HostKey::load`]): [`ImageDir::trust`] says what the image may be trusted with.
+    pub fn open_with(
+        dir: &Path,
+        key: Option<&HostKey>,
+        limits: &Limits,
+    ) -> Result<ImageDir, ImageError> {
+        let symlink = || {
+            dir.symlink_metadata()
+                .is_ok_and(|m| m.file_type().is_symlink())
+        };
+        let d = safefs::open_dir_nofollow(dir).map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => dir_err(dir, "no such directory"),
+            // O_DIRECTORY|O_NOFOLLOW on a symlink fails with ENOTDIR (or ELOOP)
+            Some(libc::ENOTDIR) | Some(libc::ELOOP) if symlink() => ImageError::Unsafe {
                 op: "open image",
-                dir: dir.to_path_buf(),
-                what: "no such directory".into(),
-            });
-        }
+                file: dir.to_path_buf(),
+                what: "is a symlink; name the image directory itself".into(),
+            },
+            Some(libc::ENOTDIR) => dir_err(dir, "not a directory"),
+            _ => ImageError::io("open image", dir, e),
+        })?;
+        let budget = Budget::new(limits.max_total_memory);
         let inv_path = dir.join(Kind::Inventory.file_name());
-        if !inv_path.exists() {
-            return Err(ImageError::Directory {
-                op: "open image",
-                dir: dir.to_path_buf(),
-                what: "no inventory.img: not a crhook image, or its checkpoint did not finish"
-                    .into(),
-            });
-        }
-        let bytes = read_bytes(&inv_path, limits)?;
-        let mut invs: Vec<Inventory> = decode_file(&inv_path, Kind::Inventory, &bytes, limits)?;
+        let inv_name = OsStr::new(Kind::Inventory.file_name());
+        let bytes = read_at(d.as_fd(), inv_name, &inv_path, limits, None).map_err(|e| {
+            if not_found(&e) {
+                dir_err(
+                    dir,
+                    "no inventory.img: not a crhook image, or its checkpoint did not finish",
+                )
+            } else {
+                e
+            }
+        })?;
+        let mut invs: Vec<Inventory> =
+            decode_budgeted(&inv_path, Kind::Inventory, &bytes, limits, &budget)?;
         let inventory = match (invs.pop(), invs.is_empty()) {
             (Some(inv), true) => inv,
             _ => {
@@ -87,6 +139,11 @@ impl ImageDir {
                 supported: FORMAT_VERSION,
             });
         }
+        let seal = read_seal(&d, dir, limits)?;
+        let mut trust = match seal {
+            Ok(seal) => judge(seal.as_ref(), key, &bytes),
+            Err(why) => Trust::BadSeal { key_id: None, why },
+        };
         let mut files = BTreeMap::new();
         let mut unknown = Vec::new();
         let mut seen = BTreeSet::new();
@@ -100,9 +157,14 @@ impl ImageDir {
             if !seen.insert(f.name.clone()) {
                 return Err(inv_err(inv_path, format!("lists {} twice", f.name)));
             }
-            match Kind::from_name(&f.kind) {
-                Some(Kind::Inventory) => {
-                    return Err(inv_err(inv_path, "lists itself"));
+            let kind = Kind::from_name(&f.kind);
+            match kind {
+                Some(Kind::Inventory) => return Err(inv_err(inv_path, "lists itself")),
+                Some(Kind::Seal) => {
+                    return Err(inv_err(
+                        inv_path,
+                        "lists seal.img, which covers the inventory and is never listed",
+                    ))
                 }
                 Some(kind) if kind.file_name() != f.name => {
                     return Err(inv_err(
@@ -115,22 +177,38 @@ impl ImageDir {
                         ),
                     ));
                 }
+                _ => {}
+            }
+            let digest = verify_listed(&d, dir, f, kind, limits, trust.is_sealed())?;
+            if let (Some(found), Trust::Sealed { key_id }) = (digest, &trust) {
+                if f.sha256 != found {
+                    let why = if f.sha256.is_empty() {
+                        format!("the sealed inventory lists {} without a sha256", f.name)
+                    } else {
+                        format!("{}: sha256 does not match the sealed inventory", f.name)
+                    };
+                    trust = Trust::BadSeal {
+                        key_id: Some(*key_id),
+                        why,
+                    };
+                }
+            }
+            match kind {
                 Some(kind) => {
-                    verify_listed(dir, f, Some(kind), limits)?;
                     files.insert(kind, f.clone());
                 }
-                None => {
-                    verify_listed(dir, f, None, limits)?;
-                    unknown.push(f.clone());
-                }
+                None => unknown.push(f.clone()),
             }
         }
         Ok(ImageDir {
             path: dir.to_path_buf(),
+            dir: d,
             inventory,
             files,
             unknown,
             limits: *limits,
+            trust,
+            budget,
         })
     }
 
@@ -140,6 +218,29 @@ impl ImageDir {
 
     pub fn inventory(&self) -> &Inventory {
         &self.inventory
+    }
+
+    /// What the image may be trusted with: see [`Trust`].
+    pub fn trust(&self) -> &Trust {
+        &self.trust
+    }
+
+    /// `Ok` only for an image sealed with this host's key; else an error for `op` ("place
+    /// the host end of veth0") that names the directory and the verdict.
+    pub fn require_sealed(&self, op: &'static str) -> Result<(), ImageError> {
+        if self.trust.is_sealed() {
+            return Ok(());
+        }
+        Err(ImageError::Untrusted {
+            op,
+            dir: self.path.clone(),
+            trust: self.trust.clone(),
+        })
+    }
+
+    /// Memory charged so far by everything read through this image (see [`Limits`]).
+    pub fn memory_used(&self) -> u64 {
+        self.budget.used()
     }
 
     /// Whether the inventory lists `kind`.
@@ -157,28 +258,37 @@ impl ImageDir {
         &self.unknown
     }
 
-    /// The bytes of a listed file, checked again against the inventory (size, crc32c), since
-    /// the directory may have changed since `open`. `None` when the kind is not listed.
+    /// The bytes of a listed file, checked again against the inventory (size, crc32c, and
+    /// for a sealed image SHA-256), since the directory may have changed since `open`.
+    /// `None` when the kind is not listed.
     pub fn read_bytes(&self, kind: Kind) -> Result<Option<Vec<u8>>, ImageError> {
         let path = self.path.join(kind.file_name());
+        let name = OsStr::new(kind.file_name());
         if kind == Kind::Inventory {
-            return read_bytes(&path, &self.limits).map(Some);
+            return read_at(self.dir.as_fd(), name, &path, &self.limits, None).map(Some);
         }
         let Some(f) = self.files.get(&kind) else {
             return Ok(None);
         };
-        let bytes = read_bytes(&path, &self.limits)?;
+        let bytes = read_at(self.dir.as_fd(), name, &path, &self.limits, Some(f.size))?;
         check_size_crc(&path, f, &bytes)?;
+        if self.trust.is_sealed() && sha256(&bytes).as_slice() != f.sha256.as_slice() {
+            return Err(inv_err(
+                path,
+                "sha256 does not match the sealed inventory (changed since the image was opened)",
+            ));
+        }
         Ok(Some(bytes))
     }
 
-    /// Decodes every entry of `kind`; empty when the inventory does not list it.
+    /// Decodes every entry of `kind`; empty when the inventory does not list it. What it
+    /// decodes to is charged to this image's memory budget.
     pub fn read<M: prost::Message + Default>(&self, kind: Kind) -> Result<Vec<M>, ImageError> {
         let Some(bytes) = self.read_bytes(kind)? else {
             return Ok(Vec::new());
         };
         let path = self.path.join(kind.file_name());
-        let out: Vec<M> = decode_file(&path, kind, &bytes, &self.limits)?;
+        let out: Vec<M> = decode_budgeted(&path, kind, &bytes, &self.limits, &self.budget)?;
         if let Some(f) = self.files.get(&kind) {
             if out.len() as u64 != f.entries {
                 return Err(inv_err(
@@ -189,6 +299,37 @@ impl ImageDir {
         }
         Ok(out)
     }
+}
+
+/// The decoded seal, `None` without `seal.img`, or why it cannot be decoded. A seal.img that
+/// is not a regular file is refused outright, like any other file of the image.
+fn read_seal(
+    d: &File,
+    dir: &Path,
+    limits: &Limits,
+) -> Result<Result<Option<Seal>, String>, ImageError> {
+    let path = dir.join(Kind::Seal.file_name());
+    let bytes = match read_at(
+        d.as_fd(),
+        OsStr::new(Kind::Seal.file_name()),
+        &path,
+        limits,
+        None,
+    ) {
+        Ok(b) => b,
+        Err(e) if not_found(&e) => return Ok(Ok(None)),
+        Err(e) => return Err(e),
+    };
+    Ok(
+        match decode_file::<Seal>(&path, Kind::Seal, &bytes, limits) {
+            Ok(mut v) if v.len() == 1 => Ok(v.pop()),
+            Ok(v) => Err(format!(
+                "seal.img holds {} seals, expected exactly one",
+                v.len()
+            )),
+            Err(e) => Err(e.to_string()),
+        },
+    )
 }
 
 fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), ImageError> {
@@ -215,34 +356,24 @@ fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), Im
     Ok(())
 }
 
+/// Checks one listed file; returns its SHA-256 when `hash` (the image is sealed so far).
 fn verify_listed(
+    d: &File,
     dir: &Path,
     f: &InventoryFile,
     kind: Option<Kind>,
     limits: &Limits,
-) -> Result<(), ImageError> {
+    hash: bool,
+) -> Result<Option<Vec<u8>>, ImageError> {
     let path = dir.join(&f.name);
-    let meta = match std::fs::symlink_metadata(&path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(inv_err(path, "listed in inventory.img but absent"));
-        }
-        Err(e) => return Err(ImageError::io("stat", path, e)),
-    };
-    if !meta.is_file() {
-        return Err(inv_err(path, "is not a regular file"));
-    }
-    if meta.len() != f.size {
-        return Err(inv_err(
-            path,
-            format!(
-                "size {} bytes does not match inventory ({} bytes)",
-                meta.len(),
-                f.size
-            ),
-        ));
-    }
-    let bytes = read_bytes(&path, limits)?;
+    let bytes =
+        read_at(d.as_fd(), OsStr::new(&f.name), &path, limits, Some(f.size)).map_err(|e| {
+            if not_found(&e) {
+                inv_err(path.clone(), "listed in inventory.img but absent")
+            } else {
+                e
+            }
+        })?;
     check_size_crc(&path, f, &bytes)?;
     if let Some(kind) = kind {
         let n = verify_framing(&path, kind, &bytes, limits)?;
@@ -253,7 +384,7 @@ fn verify_listed(
             ));
         }
     }
-    Ok(())
+    Ok(hash.then(|| sha256(&bytes).to_vec()))
 }
 
 #[cfg(test)]

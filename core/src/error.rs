@@ -133,6 +133,27 @@ pub enum ImageError {
         what: String,
     },
 
+    /// A file is not what an image file may be (a symlink, a FIFO, a device), or a directory
+    /// is not safe to write in: refused before anything is read or written.
+    #[error("{op} {}: {what}", file.display())]
+    Unsafe {
+        op: &'static str,
+        file: PathBuf,
+        what: String,
+    },
+
+    /// The host key file is missing what makes it safe to trust.
+    #[error("host key {}: {what}", file.display())]
+    Key { file: PathBuf, what: String },
+
+    /// The image is not sealed with this host's key, and the caller required it.
+    #[error("{op} {}: image {trust}", dir.display())]
+    Untrusted {
+        op: &'static str,
+        dir: PathBuf,
+        trust: crate::seal::Trust,
+    },
+
     /// An ext-file plugin failed or is missing.
     #[error("plugin {plugin}: {op}")]
     Plugin {
@@ -210,6 +231,28 @@ mod tests {
             "read links.img: offset 8: format 2.0 is newer than this crhook reads (1.0)"
         );
         assert_eq!(e.offset(), Some(8));
+    }
+
+    #[test]
+    fn refusals_read_as_one_line() {
+        let e = ImageError::Untrusted {
+            op: "restore outside the target",
+            dir: "/img".into(),
+            trust: crate::seal::Trust::Unsealed,
+        };
+        assert_eq!(
+            e.to_string(),
+            "restore outside the target /img: image not sealed (no seal.img)"
+        );
+        let e = ImageError::Unsafe {
+            op: "open",
+            file: "/img/inventory.img".into(),
+            what: "is a fifo, not a regular file; refusing it".into(),
+        };
+        assert_eq!(
+            e.to_string(),
+            "open /img/inventory.img: is a fifo, not a regular file; refusing it"
+        );
     }
 
     #[test]

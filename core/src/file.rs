@@ -1,18 +1,23 @@
-//! One framed image file: typed encode and decode of its entries, and reading and writing it
-//! on disk (write to a temporary name, fsync, rename, fsync the directory, so a crash leaves
-//! either the old file or the new one, never half of one).
+//! One framed image file: typed encode and decode of its entries (within the memory budgets of
+//! budget.rs), and reading and writing it on disk. Reading opens through safefs.rs (never a
+//! symlink, a FIFO or a device; size checked on the open descriptor before reading). Writing
+//! goes to a random temporary name created with `O_EXCL`, fsync, rename, fsync the directory,
+//! so a crash leaves either the old file or the new one, and nothing planted is followed.
 //!
 //! This module does not know about image directories or inventories (dir.rs does).
 
-use std::fs::{self, File, OpenOptions};
+use std::ffi::{OsStr, OsString};
+use std::fs::File;
 use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::{Path, PathBuf};
 
+use crate::budget::{self, Budget};
 use crate::error::ImageError;
 use crate::format::Limits;
 use crate::frame::{self, Encoder};
 use crate::magic::Kind;
+use crate::safefs;
 
 /// Encodes `entries` as one file of `kind`. An entry too large to frame (4 GiB or more) is
 /// written as the oversize mark, which every reader rejects; [`try_encode_file`] refuses it
@@ -62,22 +67,111 @@ fn too_large(file: &Path, index: usize, len: usize) -> ImageError {
 }
 
 /// Decodes a whole file of `kind` held in memory. `name_for_errors` is only used in messages.
-/// Checks, in order: size limit, magics, version, trailer, checksum, count limit, each entry's
-/// length (against the limit and the bytes left), each message, the count.
+/// Checks, in order: size limit, magics, version, trailer, checksum, count limit, the memory
+/// the entries' structs take, then for each entry its length (against the limit and the bytes
+/// left), the memory and repeated elements it will decode to, and the message; then the count.
 pub fn decode_file<M: prost::Message + Default>(
     name_for_errors: &Path,
     kind: Kind,
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<Vec<M>, ImageError> {
-    let framed = frame::parse(name_for_errors, bytes, Some(kind), limits)?;
-    // The count is checked against the bytes present, but a million tiny entries may still
-    // decode into large structs: grow as entries actually decode rather than trusting it.
-    let mut out = Vec::with_capacity(usize::try_from(framed.count.min(1024)).unwrap_or(0));
+    decode_budgeted(
+        name_for_errors,
+        kind,
+        bytes,
+        limits,
+        &Budget::new(limits.max_total_memory),
+    )
+}
+
+fn over(file: &Path, offset: u64, what: &'static str, value: u64, limit: u64) -> ImageError {
+    ImageError::Limit {
+        file: file.to_path_buf(),
+        offset,
+        what,
+        value,
+        limit,
+    }
+}
+
+/// [`decode_file`] charging what it decodes to `total` (shared by every file of an image).
+/// `M` must be the kind's message: the budget walks entries with the kind's schema.
+pub(crate) fn decode_budgeted<M: prost::Message + Default>(
+    name_for_errors: &Path,
+    kind: Kind,
+    bytes: &[u8],
+    limits: &Limits,
+    total: &Budget,
+) -> Result<Vec<M>, ImageError> {
+    let file = name_for_errors;
+    let framed = frame::parse(file, bytes, Some(kind), limits)?;
+    let count_at = (bytes.len() - crate::format::TRAILER_LEN + 4) as u64;
+    // the entries' own structs, in one allocation of exactly the count (checked against the
+    // bytes present by parse, and now against the budgets)
+    let structs = framed
+        .count
+        .saturating_mul(std::mem::size_of::<M>() as u64)
+        .saturating_add(16);
+    let mut memory = (bytes.len() as u64).saturating_add(structs);
+    if memory > limits.max_file_memory {
+        return Err(over(
+            file,
+            count_at,
+            "decoded memory",
+            memory,
+            limits.max_file_memory,
+        ));
+    }
+    total
+        .charge(structs)
+        .map_err(|t| over(file, count_at, "image memory", t, total.limit()))?;
+    let mut repeated = framed.count;
+    if repeated > limits.max_repeated {
+        return Err(over(
+            file,
+            count_at,
+            "repeated elements",
+            repeated,
+            limits.max_repeated,
+        ));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(framed.count).unwrap_or(0));
     let message = kind.info().message;
+    let schema = crhook_proto::schema::message(message);
     framed.for_each(|index, offset, payload| {
+        if let Some(schema) = schema {
+            let fp = budget::footprint(schema, payload).map_err(|r| ImageError::Corrupt {
+                file: file.to_path_buf(),
+                offset,
+                what: format!("entry {index}: {}", refused(r)),
+            })?;
+            repeated = repeated.saturating_add(fp.repeated);
+            if repeated > limits.max_repeated {
+                return Err(over(
+                    file,
+                    offset,
+                    "repeated elements",
+                    repeated,
+                    limits.max_repeated,
+                ));
+            }
+            memory = memory.saturating_add(fp.heap);
+            if memory > limits.max_file_memory {
+                return Err(over(
+                    file,
+                    offset,
+                    "decoded memory",
+                    memory,
+                    limits.max_file_memory,
+                ));
+            }
+            total
+                .charge(fp.heap)
+                .map_err(|t| over(file, offset, "image memory", t, total.limit()))?;
+        }
         let m = M::decode(payload).map_err(|source| ImageError::Decode {
-            file: name_for_errors.to_path_buf(),
+            file: file.to_path_buf(),
             offset,
             index,
             message,
@@ -89,6 +183,13 @@ pub fn decode_file<M: prost::Message + Default>(
     Ok(out)
 }
 
+fn refused(r: budget::Refused) -> &'static str {
+    match r {
+        budget::Refused::Group => "protobuf groups, which crhook never writes",
+        budget::Refused::TooDeep => "messages nested deeper than any crhook message",
+    }
+}
+
 /// Decodes a file of raw payloads, borrowing them from `bytes`.
 pub fn decode_raw_file<'a>(
     name_for_errors: &'a Path,
@@ -97,7 +198,21 @@ pub fn decode_raw_file<'a>(
     limits: &Limits,
 ) -> Result<Vec<&'a [u8]>, ImageError> {
     let framed = frame::parse(name_for_errors, bytes, Some(kind), limits)?;
-    let mut out = Vec::new();
+    let slices = framed
+        .count
+        .saturating_mul(std::mem::size_of::<&[u8]>() as u64);
+    let memory = (bytes.len() as u64).saturating_add(slices);
+    if memory > limits.max_file_memory {
+        let at = (bytes.len() - crate::format::TRAILER_LEN + 4) as u64;
+        return Err(over(
+            name_for_errors,
+            at,
+            "decoded memory",
+            memory,
+            limits.max_file_memory,
+        ));
+    }
+    let mut out = Vec::with_capacity(usize::try_from(framed.count).unwrap_or(0));
     framed.for_each(|_, _, payload| {
         out.push(payload);
         Ok(())
@@ -144,28 +259,85 @@ fn check_name(op: &'static str, path: &Path, kind: Kind) -> Result<(), ImageErro
     }
 }
 
-/// Reads a whole file, refusing one over `max_file` before allocating.
+/// Reads a whole file, refusing anything but a regular file (never following a symlink, never
+/// blocking on a FIFO) and one over `max_file` before allocating. The directory part of `path`
+/// is the operator's and is followed; the file itself is opened as within an image directory.
 pub fn read_bytes(path: &Path, limits: &Limits) -> Result<Vec<u8>, ImageError> {
-    let f = File::open(path).map_err(|e| ImageError::io("open", path, e))?;
-    let size = f
-        .metadata()
-        .map_err(|e| ImageError::io("stat", path, e))?
-        .len();
-    if size > limits.max_file {
-        return Err(ImageError::Limit {
-            file: path.to_path_buf(),
-            offset: 0,
-            what: "file size",
-            value: size,
-            limit: limits.max_file,
+    let (dir, name) = parent_and_name("read", path)?;
+    let dir = safefs::open_dir(&dir).map_err(|e| ImageError::io("open directory", &dir, e))?;
+    read_at(dir.as_fd(), name, path, limits, None)
+}
+
+/// Reads `name` in the open directory `dir` (`shown` names it in errors): opened beneath
+/// `dir` without following symlinks, `fstat`ed, and refused unless a regular file no larger
+/// than `max_file` (and of `expect` bytes, when the inventory says), all before reading a byte.
+pub(crate) fn read_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    limits: &Limits,
+    expect: Option<u64>,
+) -> Result<Vec<u8>, ImageError> {
+    let unsafe_file = |what: String| ImageError::Unsafe {
+        op: "open",
+        file: shown.to_path_buf(),
+        what,
+    };
+    let f = safefs::open_beneath(dir, name).map_err(|e| match e.raw_os_error() {
+        Some(libc::ELOOP) => unsafe_file("is a symlink; image files are never followed".into()),
+        Some(libc::EXDEV) => unsafe_file("resolves outside the image directory".into()),
+        _ => ImageError::io("open", shown, e),
+    })?;
+    let meta = f.metadata().map_err(|e| ImageError::io("stat", shown, e))?;
+    if !meta.is_file() {
+        return Err(unsafe_file(format!(
+            "is a {}, not a regular file; refusing it",
+            safefs::type_name(meta.file_type())
+        )));
+    }
+    let size = meta.len();
+    if let Some(want) = expect.filter(|&w| w != size) {
+        return Err(ImageError::Inventory {
+            file: shown.to_path_buf(),
+            what: format!("size {size} bytes does not match inventory ({want} bytes)"),
         });
     }
+    if size > limits.max_file {
+        return Err(over(shown, 0, "file size", size, limits.max_file));
+    }
     let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    // take() bounds a file that grows while being read.
-    f.take(limits.max_file.saturating_add(1))
+    // take() bounds a file that grows while being read
+    f.take(size.saturating_add(1))
         .read_to_end(&mut buf)
-        .map_err(|e| ImageError::io("read", path, e))?;
+        .map_err(|e| ImageError::io("read", shown, e))?;
+    if buf.len() as u64 != size {
+        return Err(ImageError::Corrupt {
+            file: shown.to_path_buf(),
+            offset: buf.len() as u64,
+            what: format!("file changed size while being read (was {size} bytes)"),
+        });
+    }
     Ok(buf)
+}
+
+/// The directory part (the operator's, followed) and the file name of `path`.
+fn parent_and_name<'a>(
+    op: &'static str,
+    path: &'a Path,
+) -> Result<(PathBuf, &'a OsStr), ImageError> {
+    let name = path
+        .file_name()
+        .filter(|n| safefs::one_component(n))
+        .ok_or_else(|| ImageError::Usage {
+            op,
+            file: path.to_path_buf(),
+            what: "does not name a file".into(),
+        })?;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    Ok((dir, name))
 }
 
 /// Reads and decodes `path`, which must be named for `kind` ("links.img") and hold it.
@@ -200,72 +372,67 @@ pub fn write_file<M: prost::Message>(
     Ok(bytes.len() as u64)
 }
 
-fn tmp_sibling(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
-}
-
-/// Writes `bytes` to a temporary sibling, fsyncs it, renames it over `path`, fsyncs the
-/// directory. Files are created 0600: images may hold firewall rules and addresses.
+/// Writes `bytes` to a new file under a random temporary name beside `path` (created with
+/// `O_EXCL`, so nothing planted there is followed or truncated), fsyncs it, renames it over
+/// `path` and fsyncs the directory, all relative to one descriptor of the directory. Files are
+/// created 0600: images may hold firewall rules and addresses.
 pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    let tmp = tmp_sibling(path);
+    let (dir_path, name) = parent_and_name("write", path)?;
+    let dir =
+        safefs::open_dir(&dir_path).map_err(|e| ImageError::io("open directory", &dir_path, e))?;
+    let (tmp, mut f) = create_temp(dir.as_fd(), name, path)?;
     let res = (|| {
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| ImageError::io("create", &tmp, e))?;
         f.write_all(bytes)
-            .map_err(|e| ImageError::io("write", &tmp, e))?;
-        f.sync_all().map_err(|e| ImageError::io("fsync", &tmp, e))?;
-        fs::rename(&tmp, path).map_err(|e| ImageError::io("rename into place", path, e))
+            .map_err(|e| ImageError::io("write", path, e))?;
+        f.sync_all().map_err(|e| ImageError::io("fsync", path, e))?;
+        safefs::rename_at(dir.as_fd(), &tmp, name, 0)
+            .map_err(|e| ImageError::io("rename into place", path, e))
     })();
     if res.is_err() {
-        let _ = fs::remove_file(&tmp);
+        let _ = safefs::unlink_at(dir.as_fd(), &tmp, 0);
         return res;
     }
-    sync_parent(path)
+    dir.sync_all()
+        .map_err(|e| ImageError::io("fsync directory", &dir_path, e))
 }
 
-/// Writes `bytes` to a new file (which must not exist) and fsyncs it; for files inside a
-/// directory that is itself renamed into place.
-pub(crate) fn write_new(path: &Path, bytes: &[u8]) -> Result<(), ImageError> {
-    write_new_unsynced(path, bytes)?
-        .sync_all()
-        .map_err(|e| ImageError::io("fsync", path, e))
-}
-
-/// Writes `bytes` to a new file (which must not exist) and returns it open, for the caller
-/// to fsync before it relies on the contents.
-pub(crate) fn write_new_unsynced(path: &Path, bytes: &[u8]) -> Result<File, ImageError> {
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| ImageError::io("create", path, e))?;
-    f.write_all(bytes)
-        .map_err(|e| ImageError::io("write", path, e))?;
-    Ok(f)
-}
-
-/// fsyncs a directory, so the names created or renamed in it survive a crash.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), ImageError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| ImageError::io("fsync directory", dir, e))
-}
-
-fn sync_parent(path: &Path) -> Result<(), ImageError> {
-    match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => sync_dir(d),
-        _ => sync_dir(Path::new(".")),
+/// Creates `.NAME.tmp-RANDOM` in `dir` with `O_EXCL` (a few tries: a name taken by chance is
+/// a name nobody predicted). Its shape is one `ImageWriter` recognises as crhook's own.
+pub(crate) fn create_temp(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+) -> Result<(OsString, File), ImageError> {
+    let mut last = None;
+    for _ in 0..4 {
+        let r = safefs::random_name().map_err(|e| ImageError::io("getrandom", shown, e))?;
+        let mut tmp = OsString::from(".");
+        tmp.push(name);
+        tmp.push(".tmp-");
+        tmp.push(r);
+        match safefs::create_excl(dir, &tmp, 0o600) {
+            Ok(f) => return Ok((tmp, f)),
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => last = Some(e),
+            Err(e) => return Err(ImageError::io("create", shown, e)),
+        }
     }
+    let e = last.unwrap_or_else(|| std::io::Error::from_raw_os_error(libc::EEXIST));
+    Err(ImageError::io("create temporary file beside", shown, e))
+}
+
+/// Writes `bytes` to a new file `name` in `dir` (which must not exist) and returns it open,
+/// for the caller to fsync before it relies on the contents.
+pub(crate) fn write_new_at(
+    dir: BorrowedFd<'_>,
+    name: &OsStr,
+    shown: &Path,
+    bytes: &[u8],
+) -> Result<File, ImageError> {
+    let mut f =
+        safefs::create_excl(dir, name, 0o600).map_err(|e| ImageError::io("create", shown, e))?;
+    f.write_all(bytes)
+        .map_err(|e| ImageError::io("write", shown, e))?;
+    Ok(f)
 }
 
 #[cfg(test)]
@@ -331,17 +498,17 @@ mod tests {
     #[test]
     fn write_then_read() -> Result<(), ImageError> {
         let dir = std::env::temp_dir().join(format!("crhook-core-file-{}", std::process::id()));
-        let _ = fs::create_dir_all(&dir);
+        let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("links.img");
         let n = write_file(&path, Kind::Links, &links())?;
-        assert_eq!(n, fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
+        assert_eq!(n, std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0));
         let back: Vec<Link> = read_file(&path, Kind::Links)?;
         assert_eq!(back, links());
         let wrong = write_file(&dir.join("routes.img"), Kind::Links, &links());
         assert!(wrong.is_err());
-        let leftovers = fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
+        let leftovers = std::fs::read_dir(&dir).map(|d| d.count()).unwrap_or(0);
         assert_eq!(leftovers, 1);
-        let _ = fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&dir);
         Ok(())
     }
 }

@@ -1,4 +1,4 @@
-//! The byte layout of an image file (format 1.1), its version policy and the hard limits a
+//! The byte layout of an image file (format 1.2), its version policy and the hard limits a
 //! reader enforces before it allocates anything.
 //!
 //! ```text
@@ -22,7 +22,7 @@
 //! a newer major, naming both versions.
 
 /// The format this build writes: (major, minor). Independent of the program version.
-pub const FORMAT_VERSION: (u16, u16) = (1, 1);
+pub const FORMAT_VERSION: (u16, u16) = (1, 2);
 
 /// Format majors this build reads; each keeps golden files under core/tests/golden/.
 pub const READABLE_MAJORS: &[u16] = &[1];
@@ -41,7 +41,13 @@ pub const FRAME_PREFIX_LEN: usize = 4;
 pub const OVERSIZE_ENTRY: u32 = u32::MAX;
 
 /// Hard limits a reader checks before allocating: one hostile length must not make crhook
-/// allocate gigabytes or loop for hours.
+/// allocate gigabytes or loop for hours. crhook runs as root outside the container's memory
+/// cgroup, so the memory budgets are what keeps a hostile image from taking the host's memory.
+///
+/// Memory is budgeted before it is allocated: a file's size before it is read, then per entry
+/// the bytes decoding will allocate, computed by walking the entry's wire bytes with the
+/// message schema (`budget.rs`; protobuf can turn 2 bytes of an empty repeated element into a
+/// struct of a hundred bytes and more, and prost has no limit hook).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
     /// Largest single entry, in bytes.
@@ -50,15 +56,27 @@ pub struct Limits {
     pub max_entries: u64,
     /// Largest file, in bytes.
     pub max_file: u64,
+    /// Most elements of repeated and map fields in one file, at every nesting level.
+    pub max_repeated: u64,
+    /// Memory one file may take while decoded: its bytes plus what its entries decode to.
+    pub max_file_memory: u64,
+    /// Memory everything read through one opened image may take, decoded.
+    pub max_total_memory: u64,
 }
 
 impl Limits {
-    /// 64 MiB per entry, 10 million entries per file, 4 GiB per file: far above what a
-    /// namespace produces (a million routes is ~60 MiB), far below what hurts the machine.
+    /// 64 MiB per entry, 4 million entries and 256 MiB per file, 16 million repeated
+    /// elements per file, 512 MiB of memory per file and 1 GiB per image: above what a
+    /// namespace produces (a million routes is ~60 MiB on disk and ~390 MiB decoded; 100,000
+    /// routes and 240,000 sysctls, the benchmarks' L size, ~100 MiB), well below what hurts a
+    /// machine that runs containers. Embedders with bigger namespaces raise them.
     pub const DEFAULT: Limits = Limits {
         max_entry: 64 << 20,
-        max_entries: 10_000_000,
-        max_file: 4 << 30,
+        max_entries: 4_000_000,
+        max_file: 256 << 20,
+        max_repeated: 16_000_000,
+        max_file_memory: 512 << 20,
+        max_total_memory: 1 << 30,
     };
 
     /// `max_entry`, kept below [`OVERSIZE_ENTRY`] so the oversize mark is always refused.
@@ -86,14 +104,15 @@ mod tests {
     fn defaults() {
         let l = Limits::default();
         assert_eq!(l.max_entry, 67_108_864);
-        assert_eq!(l.max_entries, 10_000_000);
-        assert_eq!(l.max_file, 4_294_967_296);
+        assert_eq!(l.max_entries, 4_000_000);
+        assert_eq!(l.max_file, 268_435_456);
+        assert!(l.max_file_memory <= l.max_total_memory);
         let all = Limits {
             max_entry: u32::MAX,
             ..l
         };
         assert_eq!(all.effective_max_entry(), u32::MAX - 1);
         assert!(READABLE_MAJORS.contains(&FORMAT_VERSION.0));
-        assert_eq!(version_string(FORMAT_VERSION), "1.1");
+        assert_eq!(version_string(FORMAT_VERSION), "1.2");
     }
 }

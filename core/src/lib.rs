@@ -1,15 +1,22 @@
 //! crhook-core: crhook's image files and everything that needs no privilege to handle them.
 //!
 //! Owns: the magic-number table ([`magic`]), the byte format of one file ([`format`], framing,
-//! checksums, limits, version policy), reading and writing one file ([`file`]), writing an image
-//! directory crash-safely ([`ImageWriter`]) and opening one with full verification
-//! ([`ImageDir`]), the table-driven [`show`], [`StatsRecorder`], and the ext-file
-//! [`PluginRegistry`].
+//! checksums, limits, version policy), memory budgets for decoding ([`budget`]), reading and
+//! writing one file ([`file`]), writing an image directory crash-safely and sealed
+//! ([`ImageWriter`]), opening one with full verification and a trust verdict ([`ImageDir`],
+//! [`Trust`]), the host key ([`HostKey`]), the table-driven [`show`], [`StatsRecorder`], and
+//! the ext-file [`PluginRegistry`].
+//!
+//! Images are untrusted input: they travel between hosts and registries, and crhook runs as
+//! root. Trust comes from the operator's key, never from the image ([`seal`]); files in an
+//! image are opened so that no name in it can point elsewhere (safefs.rs); nothing read from
+//! an image sizes an allocation before it is checked against [`Limits`].
 //!
 //! Must not: touch namespaces, netlink, processes or async runtimes (no tokio, nix, netlink or
 //! clap here), so `crhook show` works unprivileged on any machine. The wire schema itself lives
 //! in `crhook-proto`, re-exported as [`proto`].
 
+pub mod budget;
 pub mod dir;
 pub mod error;
 pub mod file;
@@ -17,8 +24,11 @@ pub mod format;
 pub mod frame;
 pub mod magic;
 pub mod plugin;
+mod safefs;
+pub mod seal;
 pub mod show;
 pub mod stats;
+pub mod summary;
 mod text;
 pub mod writer;
 
@@ -34,6 +44,8 @@ pub use file::{
 pub use format::{Limits, FORMAT_VERSION};
 pub use magic::{file_magic, magics_json, Kind, KindInfo, CRHOOK_MAGIC, KINDS};
 pub use plugin::{ExtFilePlugin, FileInfo, PluginRegistry};
-pub use show::{show, ShowFormat};
+pub use seal::{HostKey, KeyId, Trust};
+pub use show::{show, show_json, show_value, ShowFormat};
 pub use stats::{stats_json, StatsRecorder};
+pub use summary::ShowContext;
 pub use writer::ImageWriter;

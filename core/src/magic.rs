@@ -36,6 +36,8 @@ pub enum Kind {
     SkippedFiles,
     StatsDump,
     StatsRestore,
+    /// `seal.img`: vouches for the inventory; never listed in it (format 1.2).
+    Seal,
 }
 
 /// One row of the magic table.
@@ -149,13 +151,14 @@ const KIND_TABLE: [KindInfo; Kind::ALL.len()] = [
         b"STRE",
         "crhook.Stats",
     ),
+    row(Kind::Seal, "seal", "seal.img", b"SEAL", "crhook.Seal"),
 ];
 
 // A new variant fails to compile here until it is given a row in KIND_TABLE and a place in
 // Kind::ALL (and a row in show.rs's registry, which a test checks).
 const fn is_last_variant(kind: Kind) -> bool {
     match kind {
-        Kind::StatsRestore => true,
+        Kind::Seal => true,
         Kind::Inventory
         | Kind::Links
         | Kind::Addresses
@@ -168,7 +171,8 @@ const fn is_last_variant(kind: Kind) -> bool {
         | Kind::TunFiles
         | Kind::ExtFiles
         | Kind::SkippedFiles
-        | Kind::StatsDump => false,
+        | Kind::StatsDump
+        | Kind::StatsRestore => false,
     }
 }
 
@@ -203,7 +207,7 @@ const fn row(
 
 impl Kind {
     /// Every kind, in table order.
-    pub const ALL: [Kind; 14] = [
+    pub const ALL: [Kind; 15] = [
         Kind::Inventory,
         Kind::Links,
         Kind::Addresses,
@@ -218,6 +222,7 @@ impl Kind {
         Kind::SkippedFiles,
         Kind::StatsDump,
         Kind::StatsRestore,
+        Kind::Seal,
     ];
 
     /// The kind's row of [`KINDS`].

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crhook_proto::{
     Address, ExtFile, FirewallRuleset, Inventory, Link, Neighbour, NexthopObject, Route, Rule,
-    SkippedFile, Stats, Sysctl, TunFile,
+    Seal, SkippedFile, Stats, Sysctl, TunFile,
 };
 use serde_json::{json, Map, Value};
 
@@ -20,6 +20,7 @@ use crate::file::{decode_file, kind_of_name, read_bytes};
 use crate::format::{version_string, Limits};
 use crate::frame;
 use crate::magic::Kind;
+use crate::summary::ShowContext;
 use crate::text::render_text;
 
 /// Decodes a whole file's bytes to one JSON value per entry.
@@ -109,6 +110,10 @@ pub static SHOW_ROWS: &[ShowRow] = &[
         kind: Kind::StatsRestore,
         decode: |p, b| to_json::<Stats>(p, Kind::StatsRestore, b),
     },
+    ShowRow {
+        kind: Kind::Seal,
+        decode: |p, b| to_json::<Seal>(p, Kind::Seal, b),
+    },
 ];
 
 /// The registry row of `kind`.
@@ -175,7 +180,8 @@ fn show_file(path: &Path) -> Result<Value, ImageError> {
 }
 
 /// The files of an image directory as JSON values, inventory first, then every listed kind,
-/// then `stats-restore.img` when a restore left one.
+/// then `stats-restore.img` when a restore left one, then `seal.img` when the image is sealed
+/// (shown, not verified: `show` holds no key).
 pub fn show_dir(dir: &Path) -> Result<Vec<Value>, ImageError> {
     let image = ImageDir::open(dir)?;
     let mut out = Vec::new();
@@ -186,27 +192,51 @@ pub fn show_dir(dir: &Path) -> Result<Vec<Value>, ImageError> {
             out.push(show_bytes(&dir.join(kind.file_name()), &bytes)?);
         }
     }
-    let extra = dir.join(Kind::StatsRestore.file_name());
-    if !image.has(Kind::StatsRestore) && extra.is_file() {
-        out.push(show_file(&extra)?);
+    for kind in [Kind::StatsRestore, Kind::Seal] {
+        let extra = dir.join(kind.file_name());
+        if !image.has(kind) && extra.symlink_metadata().is_ok() {
+            out.push(show_file(&extra)?);
+        }
     }
     Ok(out)
 }
 
+/// An image file as one JSON value, or an image directory as an array of them.
+pub fn show_json(path: &Path) -> Result<Value, ImageError> {
+    if path.is_dir() {
+        Ok(Value::Array(show_dir(path)?))
+    } else {
+        show_file(path)
+    }
+}
+
 /// Shows an image file or an image directory.
 pub fn show(path: &Path, format: ShowFormat) -> Result<String, ImageError> {
-    let value = if path.is_dir() {
-        Value::Array(show_dir(path)?)
-    } else {
-        show_file(path)?
-    };
+    show_value(path, &show_json(path)?, format, &ShowContext::default())
+}
+
+/// Prints what [`show_json`] gave (perhaps with more added, such as firewall rules in rule
+/// syntax): pretty JSON, or text, a directory's opening with a summary.
+pub fn show_value(
+    path: &Path,
+    value: &Value,
+    format: ShowFormat,
+    cx: &ShowContext,
+) -> Result<String, ImageError> {
     match format {
-        ShowFormat::Json => serde_json::to_string_pretty(&value).map_err(|e| ImageError::Usage {
+        ShowFormat::Json => serde_json::to_string_pretty(value).map_err(|e| ImageError::Usage {
             op: "show",
             file: path.to_path_buf(),
             what: format!("cannot print JSON: {e}"),
         }),
-        ShowFormat::Text => Ok(render_text(&value)),
+        ShowFormat::Text => Ok(match value {
+            Value::Array(files) => format!(
+                "{}\n{}",
+                crate::summary::summary(path, files, cx),
+                render_text(value)
+            ),
+            one => render_text(one),
+        }),
     }
 }
 
@@ -225,7 +255,7 @@ const IP_KEYS: &[&str] = &[
 /// Fields whose bytes are hardware addresses.
 const MAC_KEYS: &[&str] = &["mac", "lladdr", "peer_mac"];
 /// Other byte fields, shown as hex.
-const HEX_KEYS: &[&str] = &["value", "payload", "table"];
+const HEX_KEYS: &[&str] = &["value", "payload", "table", "sha256", "key_id", "mac"];
 /// Lists of byte strings (nf_tables message payloads), each shown as hex.
 const HEX_LIST_KEYS: &[&str] = &[
     "chains",

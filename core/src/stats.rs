@@ -3,10 +3,17 @@
 //!
 //! Durations are whole microseconds (saturating); phases keep the order they ran in, and a
 //! phase recorded twice under one name is added up, so loops can time themselves piecewise.
+//! Every finished phase is also a progress event ([`PROGRESS_TARGET`]), so a front end can
+//! show a long checkpoint or restore as it goes without the library printing anything.
 
 use std::time::{Duration, Instant};
 
 use crhook_proto::{Phase, Stats};
+
+/// The tracing target of progress events: `step` (what runs now), `phase` (a phase that
+/// finished), `kind` with `count` (objects handled). A front end may show them (the binary's
+/// spinner); logs leave them out. Emitted at TRACE, so nobody pays for them unasked.
+pub const PROGRESS_TARGET: &str = "crhook::progress";
 
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
@@ -36,6 +43,7 @@ impl StatsRecorder {
     /// Adds `d` to the phase `name` (created at the end of the list the first time).
     pub fn phase(&mut self, name: impl Into<String>, d: Duration) {
         let name = name.into();
+        tracing::trace!(target: PROGRESS_TARGET, phase = %name);
         let us = micros(d);
         match self.stats.phases.iter_mut().find(|p| p.name == name) {
             Some(p) => p.duration_us = p.duration_us.saturating_add(us),

@@ -36,7 +36,12 @@ fn render_file(f: &Value, out: &mut String) {
             "entries"
         },
     ));
+    let firewall = f["magic"] == "firewall";
     for (i, e) in entries.iter().enumerate() {
+        if firewall && e["tables"].as_array().is_some_and(|t| !t.is_empty()) {
+            firewall_entry(i, e, out);
+            continue;
+        }
         let mut blocks = Vec::new();
         let line = fields(e, "", &mut blocks);
         out.push_str(&format!("  [{i}] {line}\n"));
@@ -46,6 +51,64 @@ fn render_file(f: &Value, out: &mut String) {
                 out.push_str("        ");
                 out.push_str(l);
                 out.push('\n');
+            }
+        }
+    }
+}
+
+fn indented(out: &mut String, pad: &str, text: &str) {
+    for l in text.lines() {
+        out.push_str(pad);
+        out.push_str(l);
+        out.push('\n');
+    }
+}
+
+/// An nf_tables ruleset: each table in rule syntax when `rendered` holds it (iptables-save
+/// text for iptables-nft's tables, nft's for the others), else its message payloads in hex.
+fn firewall_entry(i: usize, e: &Value, out: &mut String) {
+    let mut head = e.clone();
+    if let Some(m) = head.as_object_mut() {
+        m.remove("tables");
+    }
+    out.push_str(&format!("  [{i}] {}\n", fields(&head, "", &mut Vec::new())));
+    for t in e["tables"].as_array().map(Vec::as_slice).unwrap_or(&[]) {
+        let r = &t["rendered"];
+        let family = crate::summary::nft_family(t["family"].as_u64().unwrap_or(0));
+        let name = t["name"].as_str().unwrap_or("?");
+        if let (Some(label), Some(text)) = (r["label"].as_str(), r["text"].as_str()) {
+            let syntax = r["syntax"].as_str().unwrap_or("nft");
+            out.push_str(&format!(
+                "      {label} (nf_tables {family} {name}, as {syntax} prints it):\n"
+            ));
+            indented(out, "        ", text);
+            continue;
+        }
+        let why = r["error"]
+            .as_str()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "      nf_tables table {family} {name} (kernel messages in hex{why}):\n"
+        ));
+        for key in [
+            "table",
+            "chains",
+            "objects",
+            "flowtables",
+            "sets",
+            "elements",
+            "rules",
+        ] {
+            match &t[key] {
+                Value::String(h) if !h.is_empty() => out.push_str(&format!("        {key}: {h}\n")),
+                Value::Array(items) if !items.is_empty() => {
+                    out.push_str(&format!("        {key}:\n"));
+                    for x in items {
+                        out.push_str(&format!("          {}\n", scalar(x)));
+                    }
+                }
+                _ => {}
             }
         }
     }

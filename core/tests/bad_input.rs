@@ -270,7 +270,7 @@ fn future_major_version_is_refused_naming_both() {
     let msg = err_of(decode_links(&e.finish()));
     assert_eq!(
         msg,
-        "read links.img: offset 8: format 2.0 is newer than this crhook reads (1.1)"
+        "read links.img: offset 8: format 2.0 is newer than this crhook reads (1.2)"
     );
 }
 
@@ -389,7 +389,7 @@ fn inventory_of_a_future_major() {
     assert_eq!(
         msg,
         format!(
-            "read {}: offset 12: format 2.1 is newer than this crhook reads (1.1)",
+            "read {}: offset 12: format 2.2 is newer than this crhook reads (1.2)",
             dir.join("inventory.img").display()
         )
     );
@@ -424,6 +424,7 @@ fn unknown_kind_from_a_newer_minor_is_checked_then_skipped() {
             size: extra.len() as u64,
             crc32c: crhook_core::frame::body_crc(extra),
             entries: 1,
+            ..Default::default()
         });
     });
     let image = ImageDir::open(&dir).expect("open newer minor");

@@ -1,8 +1,10 @@
 //! Golden files of every released format (core/tests/golden/vMAJOR.MINOR/): every later
 //! crhook must read them, and today's encoder must reproduce those of the format it writes
-//! (1.1) byte for byte. 1.0 differs from 1.1 only in the header's minor version and in its
-//! firewall rulesets (text only; 1.1 adds the nfnetlink source and its tables). Regenerate the
-//! current directory only for a deliberate change that keeps the older ones readable, with
+//! (1.2) byte for byte. 1.0 differs from 1.1 only in the header's minor version and in its
+//! firewall rulesets (text only; 1.1 adds the nfnetlink source and its tables). 1.2 adds a
+//! SHA-256 of every file to the inventory and `seal.img` (sealed with `golden_key()`); its
+//! other files differ from 1.1 only in the header's minor version. Regenerate the current
+//! directory only for a deliberate change that keeps the older ones readable, with
 //! `CRHOOK_BLESS=1 cargo test -p crhook-core --test golden` (a new format version gets a new
 //! directory instead).
 
@@ -11,8 +13,8 @@ mod common;
 use std::fs;
 
 use common::*;
-use crhook_core::proto::{Inventory, Stats};
-use crhook_core::{decode_file, encode_file, read_file, ImageDir, Kind, Limits};
+use crhook_core::proto::{Inventory, Seal, Stats};
+use crhook_core::{decode_file, encode_file, read_file, HostKey, ImageDir, Kind, Limits, Trust};
 
 #[test]
 fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
@@ -21,7 +23,42 @@ fn golden_v1_0_reads_with_the_current_reader() -> Result<(), Box<dyn std::error:
 
 #[test]
 fn golden_v1_1_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
-    reads_with_the_current_reader(&golden_dir(), 1, firewall())
+    reads_with_the_current_reader(&golden_dir_v1_1(), 1, firewall())
+}
+
+#[test]
+fn golden_v1_2_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
+    reads_with_the_current_reader(&golden_dir(), 2, firewall())
+}
+
+/// Older images have no seal: they read as unsealed with any key; 1.2's is sealed with the
+/// golden key, foreign to any other (or to none).
+#[test]
+fn golden_trust_verdicts() -> Result<(), Box<dyn std::error::Error>> {
+    bless_if_asked();
+    let key = golden_key();
+    let other = HostKey::from_bytes([7; 32]);
+    for old in [golden_dir_v1_0(), golden_dir_v1_1()] {
+        let d = ImageDir::open_with(&old, Some(&key), &Limits::default())?;
+        assert_eq!(d.trust(), &Trust::Unsealed, "{}", old.display());
+    }
+    let sealed = |k: Option<&HostKey>| -> Result<Trust, crhook_core::ImageError> {
+        Ok(ImageDir::open_with(&golden_dir(), k, &Limits::default())?
+            .trust()
+            .clone())
+    };
+    assert_eq!(sealed(Some(&key))?, Trust::Sealed { key_id: key.id() });
+    assert_eq!(
+        sealed(Some(&other))?,
+        Trust::ForeignKey { key_id: key.id() }
+    );
+    assert_eq!(sealed(None)?, Trust::ForeignKey { key_id: key.id() });
+    let inv = ImageDir::open(&golden_dir())?;
+    for f in &inv.inventory().files {
+        let bytes = fs::read(golden_dir().join(&f.name))?;
+        assert_eq!(f.sha256, crhook_core::seal::sha256(&bytes), "{}", f.name);
+    }
+    Ok(())
 }
 
 fn reads_with_the_current_reader(
@@ -120,18 +157,25 @@ fn reads_with_the_current_reader(
 }
 
 #[test]
-fn golden_v1_1_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
+fn golden_v1_2_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
     for kind in Kind::ALL {
         let path = golden_dir().join(kind.file_name());
         let on_disk = fs::read(&path)?;
-        match fixture_bytes(kind) {
-            Some(bytes) => assert!(
+        match (fixture_bytes(kind), kind) {
+            (Some(bytes), _) => assert!(
                 bytes == on_disk,
                 "{} differs from the encoder",
                 path.display()
             ),
-            None => {
+            (None, Kind::Seal) => {
+                // the seal is the golden key's over the inventory's bytes
+                let inv = fs::read(golden_dir().join(Kind::Inventory.file_name()))?;
+                assert_eq!(encode_file(kind, &[golden_key().seal(&inv)]), on_disk);
+                let back: Vec<Seal> = decode_file(&path, kind, &on_disk, &Limits::default())?;
+                assert_eq!(back[0].key_id, golden_key().id().0);
+            }
+            (None, _) => {
                 // The inventory records the crhook version, so compare bytes → struct → bytes.
                 let inv: Vec<Inventory> = decode_file(&path, kind, &on_disk, &Limits::default())?;
                 assert_eq!(encode_file(kind, &inv), on_disk);
@@ -146,10 +190,13 @@ fn golden_header_bytes() -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
     let old = fs::read(golden_dir_v1_0().join("links.img"))?;
     assert_eq!(&old[..12], b"\x89CRHLINK\x01\x00\x00\x00");
+    let v11 = fs::read(golden_dir_v1_1().join("links.img"))?;
+    assert_eq!(&v11[..12], b"\x89CRHLINK\x01\x00\x01\x00");
     let b = fs::read(golden_dir().join("links.img"))?;
-    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x01\x00");
-    // the two differ in the version only
+    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x02\x00");
+    // the three differ in the version only
     assert_eq!(&old[12..old.len() - 4], &b[12..b.len() - 4]);
+    assert_eq!(&v11[12..v11.len() - 4], &b[12..b.len() - 4]);
     let t = b.len() - 16;
     assert_eq!(&b[t..t + 4], b"\x89END");
     assert_eq!(u64::from_le_bytes(b[t + 4..t + 12].try_into()?), 5);

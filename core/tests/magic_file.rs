@@ -49,8 +49,9 @@ fn file_command_names_every_kind() {
             .output()
             .expect("run file");
         let text = String::from_utf8_lossy(&out.stdout);
+        let (major, minor) = crhook_core::FORMAT_VERSION;
         let want = format!(
-            "crhook image, {} ({}), format 1.1",
+            "crhook image, {} ({}), format {major}.{minor}",
             k.name(),
             k.info().message
         );

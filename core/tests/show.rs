@@ -19,12 +19,17 @@ fn directory_is_an_array_with_inventory_first() -> Result<(), Box<dyn std::error
     let v = json(&dir)?;
     let files = v.as_array().ok_or("not an array")?;
     let names: Vec<&str> = files.iter().filter_map(|f| f["file"].as_str()).collect();
-    assert_eq!(names.len(), 14, "{names:?}");
+    assert_eq!(names.len(), 15, "{names:?}");
     assert_eq!(names[0], "inventory.img");
     assert_eq!(names[1], "links.img");
     assert_eq!(names[13], "stats-restore.img");
+    assert_eq!(names[14], "seal.img");
     assert_eq!(files[0]["magic"], "inventory");
-    assert_eq!(files[0]["version"], "1.1");
+    assert_eq!(files[0]["version"], "1.2");
+    assert_eq!(
+        files[14]["entries"][0]["key_id"],
+        golden_key().id().to_string()
+    );
     assert_eq!(files[0]["entries"][0]["files"][0]["name"], "links.img");
 
     let links = &files[1];
@@ -69,7 +74,10 @@ fn text_lists_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     let t = TempDir::new("showtext");
     let dir = write_fixture(&t.join("img"))?;
     let text = show(&dir, ShowFormat::Text)?;
-    assert!(text.starts_with("inventory.img: inventory (crhook.Inventory), format 1.1, 1 entry\n"));
+    // a directory opens with its summary, then every file in detail
+    assert!(text.starts_with("crhook image directory "), "{text}");
+    assert!(text.contains("\n  links       "), "{text}");
+    assert!(text.contains("\ninventory.img: inventory (crhook.Inventory), format 1.2, 1 entry\n"));
     for k in Kind::ALL {
         assert!(
             text.contains(&format!("{}: {} (", k.file_name(), k.name())),

@@ -184,3 +184,58 @@ fn stats_restore_written_later_is_tolerated() {
     w.finish(source(), vec![]).expect("finish");
     assert_eq!(list(&fin), ["inventory.img"]);
 }
+
+#[test]
+fn a_symlink_at_the_final_path_is_refused_not_followed() {
+    let t = TempDir::new("link");
+    let elsewhere = t.join("elsewhere");
+    fs::create_dir(&elsewhere).expect("mkdir");
+    fs::write(elsewhere.join("keep"), b"x").expect("write");
+    let fin = t.join("img");
+    std::os::unix::fs::symlink(&elsewhere, &fin).expect("symlink");
+    let msg = ImageWriter::create(&fin)
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(
+        msg.contains("exists and is not a directory (symlinks are not followed)"),
+        "{msg}"
+    );
+    assert!(fs::symlink_metadata(&fin)
+        .expect("stat")
+        .file_type()
+        .is_symlink());
+    assert_eq!(list(&elsewhere), ["keep"]);
+    assert_eq!(list(t.path()), ["elsewhere", "img"], "no temp dir left");
+}
+
+#[test]
+fn sealed_with_a_key_the_image_is_trusted_by_that_key_only() {
+    let t = TempDir::new("sealed");
+    let key = crhook_core::HostKey::from_bytes([9; 32]);
+    let mut w = ImageWriter::create(&t.join("img")).expect("create");
+    // random, unpredictable temp names: nothing derived from the pid
+    let tmp = w.temp_dir();
+    let tmp_name = tmp.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    assert!(tmp_name.starts_with(".img.crhook-new-"), "{tmp_name}");
+    assert!(
+        !tmp_name.contains(&std::process::id().to_string()),
+        "{tmp_name}"
+    );
+    w.set_key(key.clone());
+    w.write(Kind::Links, &one_link("lo")).expect("write");
+    let fin = w.finish(source(), vec![]).expect("finish");
+    assert_eq!(list(&fin), ["inventory.img", "links.img", "seal.img"]);
+    let limits = crhook_core::Limits::default();
+    let d = ImageDir::open_with(&fin, Some(&key), &limits).expect("open");
+    assert_eq!(d.trust(), &crhook_core::Trust::Sealed { key_id: key.id() });
+    assert!(d.require_sealed("restore").is_ok());
+    assert_eq!(d.inventory().files[0].sha256.len(), 32);
+    let other = crhook_core::HostKey::from_bytes([8; 32]);
+    let d = ImageDir::open_with(&fin, Some(&other), &limits).expect("open");
+    assert_eq!(d.trust().name(), "foreign-key");
+    // an image with seal.img is still one a later checkpoint may replace
+    let w = ImageWriter::create(&fin).expect("replace");
+    w.finish(source(), vec![]).expect("finish");
+    assert_eq!(list(&fin), ["inventory.img"]);
+}

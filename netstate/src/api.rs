@@ -88,6 +88,10 @@ pub struct RestoreOptions {
     pub adopt: Adopt,
     /// `--remap OLD=NEW`, applied with the automatic remaps of adopted links
     pub remaps: Vec<Remap>,
+    /// `--trust-images`: let an image not sealed with this host's key place things outside
+    /// the target (veth peers in the host or another namespace, links on a lower device
+    /// there), as a sealed one may
+    pub trust_images: bool,
 }
 
 /// What `diff` compares, beside the images: the same adopt and remap restore was given, so a
@@ -116,7 +120,9 @@ pub struct RestoredFile {
     pub fd: OwnedFd,
 }
 
-/// One line of `crhook diff`.
+/// One difference `crhook diff` reports: one field of one object, saved value first.
+/// `saved`/`live` are `present`/`absent` for a whole object on one side only, `absent` for a
+/// list item (a rule, an element) on one side only.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Difference {
     pub kind: String,
@@ -126,12 +132,132 @@ pub struct Difference {
     pub live: String,
 }
 
+/// A screen's width: a difference whose one-line form is wider is printed over three lines
+/// (the field, then `saved` and `live` values each on its own line).
+pub const LINE_WIDTH: usize = 80;
+
+/// One field change as a person reads it: `mac 02:00:00:00:00:01 -> 02:00:00:00:00:02`
+/// (saved, then live), `rule 2 only in the image: -A INPUT ...`, `only live`. Diff lines and
+/// restore's conflicts both use it. A field of `-` is the object itself.
+pub fn change_text(field: &str, saved: &str, live: &str) -> String {
+    let f = if field == "-" { "" } else { field };
+    let lead = |what: &str| {
+        if f.is_empty() {
+            what.to_string()
+        } else {
+            format!("{f} {what}")
+        }
+    };
+    match (saved, live) {
+        ("present", "absent") => lead("only in the image"),
+        ("absent", "present") => lead("only live"),
+        (s, "absent") => format!("{}: {s}", lead("only in the image")),
+        ("absent", l) => format!("{}: {l}", lead("only live")),
+        (s, l) => format!("{} -> {l}", lead(s)),
+    }
+}
+
+/// One line, `KIND OBJECT: FIELD SAVED -> LIVE`; with `{:#}` (what `crhook diff` prints), a
+/// line wider than [`LINE_WIDTH`] becomes the field on one line and each value on its own.
+/// Errors use the plain form: they must stay one line.
 impl std::fmt::Display for Difference {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{} {}: {}: saved {} live {}",
-            self.kind, self.object, self.field, self.saved, self.live
+        let head = format!("{} {}", self.kind, self.object);
+        let one = format!(
+            "{head}: {}",
+            change_text(&self.field, &self.saved, &self.live)
+        );
+        if !f.alternate() || one.chars().count() <= LINE_WIDTH {
+            return f.write_str(&one);
+        }
+        let field = if self.field == "-" { "" } else { &self.field };
+        match (self.saved.as_str(), self.live.as_str()) {
+            ("present" | "absent", "present" | "absent") => f.write_str(&one),
+            (s, "absent") => write!(f, "{head}: {field} only in the image:\n    {s}"),
+            ("absent", l) => write!(f, "{head}: {field} only live:\n    {l}"),
+            (s, l) => write!(f, "{head}: {field}\n    saved {s}\n    live  {l}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(kind: &str, object: &str, field: &str, saved: &str, live: &str) -> String {
+        format!(
+            "{:#}",
+            Difference {
+                kind: kind.into(),
+                object: object.into(),
+                field: field.into(),
+                saved: saved.into(),
+                live: live.into(),
+            }
         )
+    }
+
+    #[test]
+    fn a_field_change_is_one_short_line() {
+        assert_eq!(
+            d(
+                "link",
+                "eth0",
+                "mac",
+                "02:00:00:00:00:01",
+                "02:00:00:00:00:02"
+            ),
+            "link eth0: mac 02:00:00:00:00:01 -> 02:00:00:00:00:02"
+        );
+        assert_eq!(
+            d("link", "veth1", "-", "present", "absent"),
+            "link veth1: only in the image"
+        );
+        assert_eq!(
+            d("route", "10.0.0.0/8", "-", "absent", "present"),
+            "route 10.0.0.0/8: only live"
+        );
+    }
+
+    #[test]
+    fn a_long_change_takes_one_line_per_side() {
+        let old =
+            "-A INPUT -s 10.1.2.3/32 -p tcp -m tcp --dport 8080 -m comment --comment web -j ACCEPT";
+        let new = old.replace("8080", "8081");
+        let t = d(
+            "firewall",
+            "iptables-nft table filter chain INPUT",
+            "rule 1",
+            old,
+            &new,
+        );
+        assert_eq!(
+            t,
+            format!("firewall iptables-nft table filter chain INPUT: rule 1\n    saved {old}\n    live  {new}")
+        );
+        let t = d(
+            "firewall",
+            "iptables-nft table filter chain INPUT",
+            "rule 3",
+            "absent",
+            old,
+        );
+        assert_eq!(
+            t,
+            format!("firewall iptables-nft table filter chain INPUT: rule 3 only live:\n    {old}")
+        );
+        let plain = Difference {
+            kind: "firewall".into(),
+            object: "iptables-nft table filter chain INPUT".into(),
+            field: "rule 1".into(),
+            saved: old.into(),
+            live: new.clone(),
+        }
+        .to_string();
+        assert_eq!(
+            plain,
+            format!("firewall iptables-nft table filter chain INPUT: rule 1 {old} -> {new}"),
+            "errors keep one line"
+        );
     }
 }

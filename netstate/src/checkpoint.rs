@@ -3,11 +3,17 @@
 //! The image directory is written under a temporary name and renamed into place with the
 //! inventory last (crhook-core), so a failed checkpoint leaves nothing that reads as complete.
 //! Every failure path removes a lock this call took.
+//!
+//! Every image is sealed with the host key (`$CRHOOK_IMAGE_KEY`, else /etc/crhook/image.key,
+//! created on first use), so a later restore on this host, or on a node sharing the key, can
+//! tell it from an image that came from anywhere else. The key and the image directory's
+//! writer are set up before the namespace is locked or captured: a bad key file or an unsafe
+//! image path fails the checkpoint before it has touched the namespace.
 
 use std::path::Path;
 use std::time::Instant;
 
-use crhook_core::{ImageWriter, Kind, StatsRecorder};
+use crhook_core::{HostKey, ImageWriter, Kind, StatsRecorder};
 use crhook_proto as pb;
 
 use crate::api::CheckpointOptions;
@@ -29,12 +35,26 @@ pub fn identity(ns: &NetNs, target: &Target) -> pb::NamespaceIdentity {
 }
 
 pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<pb::Stats> {
+    let key = HostKey::load_or_create(&HostKey::configured_path())?;
+    run_with_key(target, images, opts, key)
+}
+
+/// [`run`], sealing the image with `key` (an embedder's own, or a key a cluster shares).
+pub fn run_with_key(
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+    key: HostKey,
+) -> Result<pb::Stats> {
     let start = Instant::now();
     let ns = NetNs::open(target)?;
+    let mut writer = ImageWriter::create(images)?;
+    writer.set_key(key);
     let host = NetNs::current()?;
     let mut stats = StatsRecorder::new();
     let mut warnings = Vec::new();
 
+    crate::progress::step(&format!("capture {}", ns.name()));
     let mut locked_at = None;
     if crate::firewall::is_locked(&ns)? {
         warnings.push(format!(
@@ -84,7 +104,7 @@ pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<p
         stats.phase("sysctls", t.elapsed());
     }
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
-    write(&ns, &mut c, target, images, opts, &mut stats, &mut warnings)?;
+    write(&ns, &mut c, target, writer, opts, &mut stats, &mut warnings)?;
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
     Ok(s)
@@ -116,7 +136,7 @@ fn write(
     ns: &NetNs,
     c: &mut Captured,
     target: &Target,
-    images: &Path,
+    mut w: ImageWriter,
     opts: &CheckpointOptions,
     stats: &mut StatsRecorder,
     warnings: &mut Vec<String>,
@@ -127,12 +147,13 @@ fn write(
 
     for (k, n) in c.snapshot.counts() {
         stats.count(k, n);
+        crate::progress::count(k, n);
     }
+    crate::progress::step(&format!("write {}", w.final_dir().display()));
     for w in warnings.iter() {
         stats.warn(w.clone());
     }
     let t = Instant::now();
-    let mut w = ImageWriter::create(images)?;
     c.snapshot.write(&mut w)?;
     let current = stats.current().clone();
     w.write(Kind::StatsDump, std::slice::from_ref(&current))?;

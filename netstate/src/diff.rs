@@ -18,9 +18,11 @@ pub fn run(
     images: &std::path::Path,
     opts: &DiffOptions,
 ) -> Result<Vec<Difference>> {
+    crate::progress::step(&format!("read {}", images.display()));
     let dir = ImageDir::open(images)?;
     let saved = Snapshot::read(&dir)?;
     let ns = NetNs::open(target)?;
+    crate::progress::step(&format!("capture {}", ns.name()));
     let host = NetNs::current()?;
     compare_with(&ns, &host, saved, opts)
 }
@@ -142,6 +144,14 @@ pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Ve
         norm(&live.sysctls),
         &mut out,
     );
+    // link flags as `ip link` names them, not as a number
+    for d in out
+        .iter_mut()
+        .filter(|d| d.kind == "link" && d.field == "flags")
+    {
+        d.saved = crate::fields::link_flags(&d.saved);
+        d.live = crate::fields::link_flags(&d.live);
+    }
     if with_firewall {
         out.extend(crate::firewall::diff(&saved.firewall, &live.firewall));
     }

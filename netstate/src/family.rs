@@ -7,10 +7,10 @@ use std::collections::{HashMap, HashSet};
 use crhook_proto as pb;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 use serde::Serialize;
-use serde_json::Value;
 
 use crate::api::Difference;
 use crate::error::Result;
+pub use crate::fields::{describe_diffs, field_diffs, FieldChange};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
 use crate::nl::{Nl, Req};
@@ -255,15 +255,6 @@ fn adopt_hint(dev: &str) -> Option<String> {
     (!dev.is_empty()).then(|| format!("pass --adopt {dev} to keep the live link's own state"))
 }
 
-/// One field that differs between a saved object and the live one, values as `ip` prints
-/// them (MACs in hex, addresses dotted).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct FieldChange {
-    pub field: String,
-    pub saved: String,
-    pub live: String,
-}
-
 /// Why restore refuses one object: which object, what is wrong, the fields that differ and,
 /// where one exists, the option that resolves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -298,7 +289,11 @@ impl std::fmt::Display for Conflict {
         }
         f.write_str(&self.problem)?;
         if !self.fields.is_empty() {
-            write!(f, " {}", describe_diffs(&self.fields))?;
+            write!(
+                f,
+                " differences (saved -> live): {}",
+                describe_diffs(&self.fields)
+            )?;
         }
         if let Some(h) = &self.hint {
             write!(f, " ({h})")?;
@@ -355,9 +350,11 @@ pub fn apply_with<F: Family>(
             .map_err(|e| vec![crate::error::chain(&e)])?;
         let mut retry = Vec::new();
         let mut failed = Vec::new();
+        let mut added = 0u64;
         for (o, r) in ok_objs.iter().zip(results) {
             match r {
                 Ok(()) => {
+                    added += 1;
                     let undo = F::del(o, ifs).map_err(|e| vec![crate::error::chain(&e)])?;
                     journal.push(Undo::Req {
                         sock,
@@ -369,6 +366,7 @@ pub fn apply_with<F: Family>(
                 Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
             }
         }
+        crate::progress::count(&crate::progress::plural(F::KIND), added);
         if !failed.is_empty() {
             return Err(failed);
         }
@@ -446,108 +444,6 @@ pub fn diff_by<O: Serialize + PartialEq>(
             });
         }
     }
-}
-
-/// Every leaf field that differs, as a dotted path (`veth.peer_mac`), values formatted the
-/// way `ip` prints them.
-pub fn field_diffs<O: Serialize>(saved: &O, live: &O) -> Vec<FieldChange> {
-    let s = serde_json::to_value(saved).unwrap_or_default();
-    let l = serde_json::to_value(live).unwrap_or_default();
-    let mut out = Vec::new();
-    walk_diffs("", &s, &l, &mut out);
-    if out.is_empty() && s != l {
-        out.push(FieldChange {
-            field: "value".into(),
-            saved: fmt_value("", &s),
-            live: fmt_value("", &l),
-        });
-    }
-    out
-}
-
-fn walk_diffs(path: &str, s: &Value, l: &Value, out: &mut Vec<FieldChange>) {
-    if s == l {
-        return;
-    }
-    let join = |k: &str| {
-        if path.is_empty() {
-            k.to_string()
-        } else {
-            format!("{path}.{k}")
-        }
-    };
-    match (s, l) {
-        (Value::Object(so), Value::Object(lo)) => {
-            for (k, sv) in so {
-                let lv = lo.get(k).unwrap_or(&Value::Null);
-                // a oneof's variant name adds nothing to the path
-                let p = if k.chars().next().is_some_and(char::is_uppercase) {
-                    path.to_string()
-                } else {
-                    join(k)
-                };
-                walk_diffs(&p, sv, lv, out);
-            }
-            for (k, lv) in lo {
-                if !so.contains_key(k) {
-                    walk_diffs(&join(k), &Value::Null, lv, out);
-                }
-            }
-        }
-        _ => out.push(FieldChange {
-            field: if path.is_empty() {
-                "value".into()
-            } else {
-                path.to_string()
-            },
-            saved: fmt_value(path, s),
-            live: fmt_value(path, l),
-        }),
-    }
-}
-
-/// A value as a person reads it: byte strings as MACs (6 bytes, or a field named like one),
-/// IPv4/IPv6 addresses (4/16 bytes) or hex; other arrays and objects as compact JSON.
-fn fmt_value(field: &str, v: &Value) -> String {
-    let bytes: Option<Vec<u8>> = v.as_array().and_then(|a| {
-        a.iter()
-            .map(|x| x.as_u64().and_then(|n| u8::try_from(n).ok()))
-            .collect()
-    });
-    match (v, bytes) {
-        (Value::Null, _) => "none".into(),
-        (Value::Array(a), Some(b)) if !a.is_empty() => {
-            let leaf = field.rsplit('.').next().unwrap_or(field);
-            let macish = leaf.contains("mac") || leaf == "lladdr" || leaf == "broadcast";
-            if b.len() == 6 || (macish && b.len() != 4 && b.len() != 16) {
-                b.iter()
-                    .map(|x| format!("{x:02x}"))
-                    .collect::<Vec<_>>()
-                    .join(":")
-            } else if b.len() == 4 || b.len() == 16 {
-                crate::nla::ip_str(&b)
-            } else {
-                b.iter().map(|x| format!("{x:02x}")).collect()
-            }
-        }
-        (Value::String(s), _) => s.clone(),
-        _ => v.to_string(),
-    }
-}
-
-/// "mtu 1400 (saved 1500), kind macvlan (saved veth)", long values shortened.
-pub fn describe_diffs(d: &[FieldChange]) -> String {
-    let short = |v: &str| -> String {
-        if v.chars().count() > 60 {
-            format!("{}...", v.chars().take(57).collect::<String>())
-        } else {
-            v.to_string()
-        }
-    };
-    d.iter()
-        .map(|c| format!("{} {} (saved {})", c.field, short(&c.live), short(&c.saved)))
-        .collect::<Vec<_>>()
-        .join(", ")
 }
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub mod diff;
 pub mod error;
 pub mod family;
+pub mod fields;
 pub mod firewall;
 pub mod ifmap;
 pub mod interrupt;
@@ -23,6 +24,7 @@ pub mod netns;
 pub mod nexthop;
 pub mod nl;
 pub(crate) mod nla;
+pub(crate) mod progress;
 pub mod restore;
 pub mod route;
 pub mod rule;
@@ -63,7 +65,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|_| NetstateError::invalid("worker thread panicked"))?
 }
 
-/// Captures the namespace of `target` into the image directory `images`.
+/// Captures the namespace of `target` into the image directory `images`, sealed with the host
+/// key (`$CRHOOK_IMAGE_KEY`, else /etc/crhook/image.key, created on first use).
 pub async fn checkpoint(
     target: &Target,
     images: &Path,
@@ -71,6 +74,17 @@ pub async fn checkpoint(
 ) -> Result<crhook_proto::Stats> {
     let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
     blocking(move || checkpoint::run(&t, &i, &o)).await
+}
+
+/// [`checkpoint`], sealing the image with `key` instead (a key an embedder keeps itself).
+pub async fn checkpoint_with_key(
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+    key: crhook_core::HostKey,
+) -> Result<crhook_proto::Stats> {
+    let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
+    blocking(move || checkpoint::run_with_key(&t, &i, &o, key)).await
 }
 
 /// Rebuilds the namespace of `target` from `images`, all or nothing.
@@ -98,7 +112,26 @@ pub async fn restore_snapshot(
 /// is kept, added or replaced, and every conflict. Changes nothing.
 pub async fn plan(target: &Target, snapshot: &Snapshot, opts: &RestoreOptions) -> Result<Plan> {
     let (t, s, o) = (target.clone(), snapshot.clone(), opts.clone());
-    blocking(move || restore::plan_snapshot(&t, s, &o)).await
+    blocking(move || restore::plan_snapshot(&t, s, &o, None)).await
+}
+
+/// [`plan`] for a snapshot read from images whose seal gave `trust` (see
+/// [`Snapshot::read_dir_trusted`]): what an image this host did not seal may not do shows as
+/// conflicts, as restore would refuse it.
+pub async fn plan_trusting(
+    target: &Target,
+    snapshot: &Snapshot,
+    opts: &RestoreOptions,
+    trust: &crhook_core::Trust,
+) -> Result<Plan> {
+    if let crhook_core::Trust::BadSeal { .. } = trust {
+        return Err(NetstateError::invalid(format!(
+            "{trust}; the image was changed after it was sealed, refused"
+        )));
+    }
+    let untrusted = (!trust.is_sealed() && !opts.trust_images).then(|| trust.to_string());
+    let (t, s, o) = (target.clone(), snapshot.clone(), opts.clone());
+    blocking(move || restore::plan_snapshot(&t, s, &o, untrusted.as_deref())).await
 }
 
 /// Compares the live namespace with the images; empty when identical.

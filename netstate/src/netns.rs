@@ -6,6 +6,8 @@
 //! that exits afterwards (never on a tokio worker or blocking-pool thread, which are reused),
 //! or in a child between fork and exec. `/proc/1/ns/net` may not be openable even by root in
 //! sandboxes, so nothing here relies on it: the thread simply dies instead of switching back.
+//! The same holds for `unshare(CLONE_NEWNET)`, which makes the private namespaces crhook
+//! lists saved firewall rules and reads sysctl defaults in ([`NetNs::private`]).
 
 use std::fs::File;
 use std::os::fd::{AsFd, AsRawFd};
@@ -95,6 +97,31 @@ impl NetNs {
     /// The namespace of the calling thread.
     pub fn current() -> Result<NetNs> {
         Self::open_path(Path::new("/proc/thread-self/ns/net"))
+    }
+
+    /// A new, empty network namespace that nothing but this handle (and the sockets and
+    /// children made through it) holds: a fresh thread calls `unshare(CLONE_NEWNET)`, opens
+    /// its own nsfs file and exits. The kernel frees the namespace when the last reference
+    /// goes, so dropping the handle is the whole cleanup, and a crhook killed by SIGKILL
+    /// leaves nothing behind (a `ip netns add` name would stay mounted under /run/netns).
+    /// Needs CAP_SYS_ADMIN; `label` names it in errors.
+    pub fn private(label: &str) -> Result<NetNs> {
+        std::thread::scope(|s| {
+            let h = s.spawn(|| {
+                nix::sched::unshare(CloneFlags::CLONE_NEWNET).map_err(|e| {
+                    NetstateError::Netns {
+                        op: "create network namespace",
+                        path: label.to_string(),
+                        source: std::io::Error::from(e),
+                    }
+                })?;
+                let mut ns = Self::current()?;
+                ns.name = label.to_string();
+                Ok(ns)
+            });
+            h.join()
+                .map_err(|_| NetstateError::invalid(format!("thread creating {label} panicked")))?
+        })
     }
 
     pub fn name(&self) -> &str {

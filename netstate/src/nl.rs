@@ -68,6 +68,8 @@ pub struct Nl {
     netns: String,
     rbuf: Vec<u8>,
     pub requests: u64,
+    /// the last dump stopped because the kernel flagged it interrupted (NLM_F_DUMP_INTR)
+    interrupted: bool,
 }
 
 impl std::fmt::Debug for Nl {
@@ -113,6 +115,7 @@ impl Nl {
             netns: netns.to_string(),
             rbuf: vec![0; 1 << 20],
             requests: 0,
+            interrupted: false,
         })
     }
 
@@ -250,12 +253,32 @@ impl Nl {
 
     /// Dumps and returns the raw payload (after the netlink header) of every answer message.
     pub fn dump_raw(&mut self, req: &Req, op: &str) -> Result<Vec<(u16, Vec<u8>)>> {
-        let mut out = Vec::new();
-        self.dump_each(req, NLM_F_DUMP, op, |ty, payload| {
-            out.push((ty, payload.to_vec()));
-            Ok(())
-        })?;
-        Ok(out)
+        let mut attempt = 0;
+        loop {
+            let mut out = Vec::new();
+            let r = self.dump_each(req, NLM_F_DUMP, op, |ty, payload| {
+                out.push((ty, payload.to_vec()));
+                Ok(())
+            });
+            match r {
+                Err(_) if self.retry_dump(&mut attempt) => continue,
+                Err(e) => return Err(e),
+                Ok(()) => return Ok(out),
+            }
+        }
+    }
+
+    /// Whether a dump that just failed should run again: the kernel flags a dump
+    /// interrupted (NLM_F_DUMP_INTR) when the table changed while it was read, which another
+    /// thread restoring a neighbouring namespace does all the time; a fresh dump is
+    /// consistent. Up to 10 times, then the error stands.
+    fn retry_dump(&mut self, attempt: &mut u32) -> bool {
+        if !self.interrupted || *attempt >= 10 {
+            return false;
+        }
+        *attempt += 1;
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(*attempt)));
+        true
     }
 
     /// A non-dump raw request and the payload of its one answer message.
@@ -370,9 +393,20 @@ impl Nl {
         flags: u16,
         op: &str,
     ) -> Result<Vec<RouteNetlinkMessage>> {
+        let req = Req::Route(req);
+        let mut attempt = 0;
+        loop {
+            match self.parsed_once(&req, flags, op) {
+                Err(_) if self.retry_dump(&mut attempt) => continue,
+                r => return r,
+            }
+        }
+    }
+
+    fn parsed_once(&mut self, req: &Req, flags: u16, op: &str) -> Result<Vec<RouteNetlinkMessage>> {
         let mut out = Vec::new();
         let netns = self.netns.clone();
-        self.dump_each(&Req::Route(req), flags, op, |_, whole| {
+        self.dump_each(req, flags, op, |_, whole| {
             let m = NetlinkMessage::<RouteNetlinkMessage>::deserialize(whole).map_err(|e| {
                 NetstateError::Protocol {
                     op: op.to_string(),
@@ -399,6 +433,7 @@ impl Nl {
         mut f: impl FnMut(u16, &[u8]) -> Result<()>,
     ) -> Result<()> {
         let whole = matches!(req, Req::Route(_));
+        self.interrupted = false;
         let seq = self.next_seq();
         let mut buf = Vec::new();
         Self::encode(req, NLM_F_REQUEST | extra_flags, seq, &mut buf);
@@ -419,6 +454,7 @@ impl Nl {
                     continue;
                 }
                 if flags & netlink_packet_core::NLM_F_DUMP_INTR != 0 {
+                    self.interrupted = true;
                     return Err(self.protocol(op, "dump interrupted by a concurrent change".into()));
                 }
                 match ty {

@@ -1,7 +1,10 @@
 //! The in-memory image of one namespace: what checkpoint captures, what restore applies and
-//! what diff compares. Reading and writing go through crhook-core's image directory.
+//! what diff compares. Reading and writing go through crhook-core's image directory, which
+//! verifies the image and says whether it is sealed with this host's key ([`open_image`]).
 
-use crhook_core::{ImageDir, ImageWriter, Kind};
+use std::path::Path;
+
+use crhook_core::{HostKey, ImageDir, ImageWriter, Kind, Limits, Trust};
 use crhook_proto as pb;
 
 use crate::error::Result;
@@ -40,6 +43,13 @@ impl Snapshot {
     /// Opens and verifies the image directory at `path` and reads it.
     pub fn read_dir(path: &std::path::Path) -> Result<Snapshot> {
         Snapshot::read(&ImageDir::open(path)?)
+    }
+
+    /// [`Snapshot::read_dir`] with the host key: the snapshot and whether the image is sealed
+    /// with this host's key (see [`open_image`]).
+    pub fn read_dir_trusted(path: &Path) -> Result<(Snapshot, Trust)> {
+        let dir = open_image(path)?;
+        Ok((Snapshot::read(&dir)?, dir.trust().clone()))
     }
 
     /// Reads every file; the two largest (sysctls, firewall) are checked and decoded on a
@@ -87,4 +97,13 @@ impl Snapshot {
             ("ext_files", self.ext_files.len() as u64),
         ]
     }
+}
+
+/// Opens and verifies the image directory at `path` with the key this host holds
+/// (`$CRHOOK_IMAGE_KEY`, else /etc/crhook/image.key; a host without one yet finds every sealed
+/// image foreign). `dir.trust()` is the verdict restore decides on; reading from `dir` charges
+/// the default memory budgets.
+pub fn open_image(path: &Path) -> Result<ImageDir> {
+    let key = HostKey::load(&HostKey::configured_path())?;
+    Ok(ImageDir::open_with(path, key.as_ref(), &Limits::default())?)
 }

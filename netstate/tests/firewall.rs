@@ -452,10 +452,18 @@ fn native_nft_features_round_trip_over_nfnetlink() {
             d[0].object.as_str(),
             d[0].field.as_str()
         ),
-        ("firewall", "nftables table inet feat chain sub", "rule 1"),
+        ("firewall", "nft table inet feat chain sub", "rule 1"),
         "{d:#?}"
     );
-    // the port the rule compares with, in network order: 22, then 2222
+    // in rule syntax, as nft lists the saved and the live table
+    assert_eq!(d[0].saved, "tcp dport 22 counter accept", "{d:#?}");
+    assert_eq!(d[0].live, "tcp dport 2222 counter accept", "{d:#?}");
+    // without the tools, the kernel's attributes: the port in network order, 22 then 2222
+    let d = firewall::diff_with(
+        &saved,
+        &firewall::capture(&bns, &opts).expect("capture b"),
+        false,
+    );
     assert!(
         d[0].saved.contains("0016") && d[0].live.contains("08ae"),
         "{d:#?}"

@@ -25,6 +25,10 @@ pub struct Cli {
     /// else text]
     #[arg(long, global = true, env = "CRHOOK_LOG_FORMAT")]
     pub log_format: Option<LogFormat>,
+    /// no progress on stderr (shown only when stderr is a terminal and a checkpoint, restore
+    /// or diff runs longer than a second)
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
 
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -61,6 +65,10 @@ pub enum Command {
     Unlock(LockArgs),
     /// OCI runtime hook: reads the container state JSON on stdin and restores its network
     Hook(HookArgs),
+    /// Print a shell completion script on stdout
+    Completions(CompletionsArgs),
+    /// Print the manual page of crhook or of one subcommand on stdout, as roff
+    Man(ManArgs),
 }
 
 /// TARGET := --netns PATH | --pid PID | --bundle DIR [--id ID] [--root DIR]
@@ -154,6 +162,10 @@ pub struct RestoreArgs {
     pub plugin_dir: Option<PathBuf>,
     #[command(flatten)]
     pub adopt: AdoptArgs,
+    /// let an image not sealed with this host's key place veth peers and devices outside the
+    /// target (in the host or another namespace), as a sealed image may
+    #[arg(long)]
+    pub trust_images: bool,
     /// print what restore would do (adopted links, remaps, per family keep/add/replace and
     /// every conflict) and change nothing; exit 1 when it would refuse
     #[arg(long, conflicts_with_all = ["verify", "fd_socket", "print_stats"])]
@@ -188,6 +200,16 @@ pub struct DiffArgs {
     pub images: Option<PathBuf>,
     #[command(flatten)]
     pub adopt: AdoptArgs,
+    /// text: one line per differing field; json: an array of {kind, object, field, saved,
+    /// live} for programs
+    #[arg(long, default_value = "text")]
+    pub format: DiffFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DiffFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -228,4 +250,53 @@ pub struct HookArgs {
     /// image directory (default: annotation io.crhook.images, else <bundle>/netstate)
     #[arg(long, value_name = "DIR")]
     pub images: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// the shell to complete for
+    #[arg(value_name = "SHELL")]
+    pub shell: CompletionShell,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// the subcommand whose page to print (default: crhook's own)
+    #[arg(value_name = "SUBCOMMAND", value_parser = clap::builder::PossibleValuesParser::new(SUBCOMMANDS))]
+    pub subcommand: Option<String>,
+}
+
+/// The subcommands' names, for `crhook man SUBCOMMAND` (a test holds it to [`Command`]).
+pub const SUBCOMMANDS: [&str; 9] = [
+    "checkpoint",
+    "restore",
+    "diff",
+    "show",
+    "lock",
+    "unlock",
+    "hook",
+    "completions",
+    "man",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn man_knows_every_subcommand() {
+        let names: Vec<String> = Cli::command()
+            .get_subcommands()
+            .map(|c| c.get_name().to_string())
+            .collect();
+        assert_eq!(names, SUBCOMMANDS);
+    }
 }

@@ -16,7 +16,12 @@
 //! remap = ["10.88.0.0/16=10.89.0.0/16"]
 //!
 //! plugin_dir = "/usr/lib/crhook/plugins"
+//! image_key = "/etc/crhook/cluster.key"  # the host key that seals and vouches for images
 //! ```
+//!
+//! `image_key` reaches the library as `CRHOOK_IMAGE_KEY` (which, when set, wins over the
+//! file), the variable every mode honours: the key is read where the image is written or
+//! opened, and CRIU's action scripts and runtime hooks get no flags to carry it.
 //!
 //! A missing default file is no configuration; a missing file that `CRHOOK_CONFIG` names, an
 //! unreadable one, an unknown key or a bad value is an error naming the file and the key.
@@ -51,6 +56,8 @@ pub struct Config {
     #[serde(default)]
     pub restore: RestoreConfig,
     pub plugin_dir: Option<PathBuf>,
+    /// the host key file (default /etc/crhook/image.key)
+    pub image_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -70,6 +77,8 @@ pub struct RestoreConfig {
     pub adopt: Vec<String>,
     #[serde(default)]
     pub remap: Vec<String>,
+    /// let images not sealed with this host's key place things outside the target
+    pub trust_images: Option<bool>,
 }
 
 impl Config {
@@ -142,6 +151,13 @@ impl Config {
             .collect()
     }
 
+    /// The host key file the configuration names, unless `CRHOOK_IMAGE_KEY` names one (the
+    /// variable wins, as flags and variables win over the file everywhere).
+    pub fn image_key_override(&self) -> Option<&Path> {
+        let env_set = std::env::var_os(crhook_core::seal::KEY_ENV).is_some_and(|v| !v.is_empty());
+        self.image_key.as_deref().filter(|_| !env_set)
+    }
+
     /// Adopt for the runtime modes (hook, CRIU): the runtime's links by default.
     pub fn runtime_adopt(&self) -> crhook_netstate::Adopt {
         crhook_netstate::Adopt {
@@ -161,6 +177,7 @@ mod tests {
         let c = Config::parse(
             r#"
 plugin_dir = "/p"
+image_key = "/etc/crhook/cluster.key"
 [log]
 level = "info"
 file = "/var/log/crhook.log"
@@ -179,6 +196,10 @@ remap = ["10.88.0.0/16=10.89.0.0/16"]
         assert!(!a.runtime);
         assert_eq!(a.links, vec!["net1"]);
         assert_eq!(c.plugin_dir.as_deref(), Some(Path::new("/p")));
+        assert_eq!(
+            c.image_key.as_deref(),
+            Some(Path::new("/etc/crhook/cluster.key"))
+        );
     }
 
     #[test]

@@ -19,9 +19,16 @@ use tracing_subscriber::registry::LookupSpan;
 
 use crate::cli::{LogFormat, LogLevel};
 
-/// Installs the global subscriber. Returns whether logs go to a file (then `main` also logs
-/// the final error there, since stderr alone would not reach the log's reader).
+/// Installs the global subscriber: the log (level-filtered; to stderr around the progress
+/// spinner, or to a file) and the progress layer, which alone sees progress events. Returns
+/// whether logs go to a file (then `main` also logs the final error there, since stderr
+/// alone would not reach the log's reader).
 pub fn init(level: LogLevel, file: Option<&Path>, format: LogFormat) -> anyhow::Result<bool> {
+    use tracing_subscriber::filter::Targets;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
+
     let filter = match level {
         LogLevel::Error => LevelFilter::ERROR,
         LogLevel::Warn => LevelFilter::WARN,
@@ -29,32 +36,33 @@ pub fn init(level: LogLevel, file: Option<&Path>, format: LogFormat) -> anyhow::
         LogLevel::Debug => LevelFilter::DEBUG,
         LogLevel::Trace => LevelFilter::TRACE,
     };
-    let builder = tracing_subscriber::fmt()
-        .with_max_level(filter)
-        .with_ansi(false);
+    let progress_target = crhook_core::stats::PROGRESS_TARGET;
+    let log_filter = Targets::new()
+        .with_default(filter)
+        .with_target(progress_target, LevelFilter::OFF);
+    let base = tracing_subscriber::fmt::layer().with_ansi(false);
     let to_file = file.is_some();
-    match file {
-        Some(path) => {
-            let f = open_log(path)?;
-            let writer = Mutex::new(f);
-            match format {
-                LogFormat::Text => builder.with_writer(writer).try_init(),
-                LogFormat::Json => builder
-                    .event_format(RuncJson)
-                    .with_writer(writer)
-                    .try_init(),
-            }
-        }
-        None => match format {
-            LogFormat::Text => builder.with_writer(std::io::stderr).try_init(),
-            LogFormat::Json => builder
-                .event_format(RuncJson)
-                .with_writer(std::io::stderr)
-                .try_init(),
-        },
-    }
-    .map_err(|e| anyhow::anyhow!("{e}"))
-    .context("install log subscriber")?;
+    type Boxed = Box<dyn Layer<tracing_subscriber::Registry> + Send + Sync>;
+    let log: Boxed = match (file, format) {
+        (Some(path), LogFormat::Text) => base.with_writer(Mutex::new(open_log(path)?)).boxed(),
+        (Some(path), LogFormat::Json) => base
+            .event_format(RuncJson)
+            .with_writer(Mutex::new(open_log(path)?))
+            .boxed(),
+        (None, LogFormat::Text) => base.with_writer(crate::progress::Stderr).boxed(),
+        (None, LogFormat::Json) => base
+            .event_format(RuncJson)
+            .with_writer(crate::progress::Stderr)
+            .boxed(),
+    };
+    let progress = crate::progress::ProgressLayer
+        .with_filter(Targets::new().with_target(progress_target, LevelFilter::TRACE));
+    tracing_subscriber::registry()
+        .with(log.with_filter(log_filter))
+        .with(progress)
+        .try_init()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("install log subscriber")?;
     Ok(to_file)
 }
 

@@ -11,6 +11,7 @@ mod commands;
 mod config;
 mod fd_socket;
 mod logging;
+mod progress;
 mod signals;
 mod target;
 
@@ -29,8 +30,12 @@ fn main() -> ExitCode {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
     };
-    // `show` reads files and needs no configuration: a broken config file must not stop it
-    let needs_config = !matches!(cli.command, Some(Command::Show(_)));
+    // `show`, `completions` and `man` need no configuration: a broken config file must not
+    // stop them
+    let needs_config = !matches!(
+        cli.command,
+        Some(Command::Show(_) | Command::Completions(_) | Command::Man(_))
+    );
     let config = match config::Config::load() {
         Ok((c, _)) => c,
         Err(e) if needs_config => {
@@ -56,6 +61,11 @@ fn main() -> ExitCode {
             .unwrap_or(cli::LogFormat::Text),
     };
     let file = cli.log_file.clone().or_else(|| config.log.file.clone());
+    if let Some(key) = config.image_key_override() {
+        // before any thread exists (logging and the runtime start below); the library reads
+        // the host key's path from this variable in every mode
+        std::env::set_var(crhook_core::seal::KEY_ENV, key);
+    }
     config::set(config);
     let log_to_file = match logging::init(level, file.as_deref(), format) {
         Ok(f) => f,
@@ -74,10 +84,10 @@ fn main() -> ExitCode {
             return ExitCode::from(EXIT_FAILURE);
         }
     };
-    runtime.block_on(dispatch(cli.command, log_to_file))
+    runtime.block_on(dispatch(cli.command, log_to_file, cli.quiet))
 }
 
-async fn dispatch(command: Option<Command>, log_to_file: bool) -> ExitCode {
+async fn dispatch(command: Option<Command>, log_to_file: bool, quiet: bool) -> ExitCode {
     let fail = |op: &str, e: anyhow::Error, code: u8| {
         if log_to_file {
             tracing::error!("{op}: {e:#}");
@@ -89,15 +99,34 @@ async fn dispatch(command: Option<Command>, log_to_file: bool) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fail(op, e, EXIT_FAILURE),
     };
+    // the spinner lives while the command runs and is wiped before any output
+    let spin = |op: &str| progress::start(op, quiet);
     match command {
-        Some(Command::Checkpoint(a)) => done("checkpoint", commands::checkpoint::run(&a).await),
-        Some(Command::Restore(a)) => done("restore", commands::restore::run(&a).await),
-        Some(Command::Diff(a)) => match commands::diff::run(&a).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::from(1),
-            Err(e) => fail("diff", e, 2),
-        },
+        Some(Command::Checkpoint(a)) => {
+            let p = spin("checkpoint");
+            let r = commands::checkpoint::run(&a).await;
+            drop(p);
+            done("checkpoint", r)
+        }
+        Some(Command::Restore(a)) => {
+            let p = spin("restore");
+            let r = commands::restore::run(&a).await;
+            drop(p);
+            done("restore", r)
+        }
+        Some(Command::Diff(a)) => {
+            let p = spin("diff");
+            let r = commands::diff::run(&a).await;
+            drop(p);
+            match r {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::from(1),
+                Err(e) => fail("diff", e, 2),
+            }
+        }
         Some(Command::Show(a)) => done("show", commands::show::run(&a)),
+        Some(Command::Completions(a)) => done("completions", commands::completions::run(&a)),
+        Some(Command::Man(a)) => done("man", commands::man::run(&a)),
         Some(Command::Lock(a)) => done("lock", commands::lock::lock(&a).await),
         Some(Command::Unlock(a)) => done("unlock", commands::lock::unlock(&a).await),
         Some(Command::Hook(a)) => done("hook", commands::hook::run(&a).await),
@@ -121,6 +150,7 @@ async fn dispatch(command: Option<Command>, log_to_file: bool) -> ExitCode {
 /// so a failed write is ignored (`eprintln!` would panic).
 fn say(line: &str) {
     use std::io::Write;
+    progress::clear();
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 

@@ -640,3 +640,88 @@ fn lock_refuses_crhooks_own_namespace_without_the_flag() {
     crhook(Some(&host), &["unlock", "--netns", &own], &[]).expect_success();
     assert!(!host.sh("/usr/sbin/nft list tables").contains("crhook-lock"));
 }
+
+/// Checkpoint seals with the host key `CRHOOK_IMAGE_KEY` names (created 0600 on first use),
+/// else the configuration's `image_key`; the variable wins; an unsafe key file fails the
+/// checkpoint before anything is written.
+#[test]
+fn checkpoint_seals_with_the_configured_host_key() {
+    require_root();
+    let ns = TestNs::new("cli-seal");
+    ns.ip(&["link", "set", "lo", "up"]);
+    let tmp = TempDir::new("cli-seal");
+    let netns = ns.path_str();
+    let env_key = tmp.path().join("keys/env.key");
+    let conf_key = tmp.path().join("keys/conf.key");
+    let config = tmp.path().join("crhook.toml");
+    std::fs::write(
+        &config,
+        format!("image_key = {:?}\n", conf_key.display().to_string()),
+    )
+    .unwrap();
+    let config = config.display().to_string();
+    let trust_of = |images: &Path, key: &Path| {
+        let key = crhook_core::HostKey::load(key).unwrap().unwrap();
+        let d = ImageDir::open_with(images, Some(&key), &crhook_core::Limits::default()).unwrap();
+        d.trust().clone()
+    };
+
+    let a = tmp.path().join("a");
+    let env = [
+        ("CRHOOK_IMAGE_KEY", env_key.to_str().unwrap()),
+        ("CRHOOK_CONFIG", config.as_str()),
+    ];
+    crhook(
+        None,
+        &[
+            "checkpoint",
+            "--netns",
+            &netns,
+            "--images",
+            a.to_str().unwrap(),
+        ],
+        &env,
+    )
+    .expect_success();
+    assert_eq!(std::fs::metadata(&env_key).unwrap().mode() & 0o777, 0o600);
+    assert!(
+        trust_of(&a, &env_key).is_sealed(),
+        "the variable wins over the file"
+    );
+    assert!(!conf_key.exists());
+
+    let b = tmp.path().join("b");
+    crhook(
+        None,
+        &[
+            "checkpoint",
+            "--netns",
+            &netns,
+            "--images",
+            b.to_str().unwrap(),
+        ],
+        &[("CRHOOK_CONFIG", &config)],
+    )
+    .expect_success();
+    assert!(trust_of(&b, &conf_key).is_sealed());
+    assert_eq!(trust_of(&b, &env_key).name(), "foreign-key");
+
+    let loose = tmp.path().join("keys/loose.key");
+    std::fs::copy(&env_key, &loose).unwrap();
+    std::fs::set_permissions(&loose, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let c = tmp.path().join("c");
+    let run = crhook(
+        None,
+        &[
+            "checkpoint",
+            "--netns",
+            &netns,
+            "--images",
+            c.to_str().unwrap(),
+        ],
+        &[("CRHOOK_IMAGE_KEY", loose.to_str().unwrap())],
+    );
+    run.expect_code(1);
+    one_line_error(&run, "checkpoint", &[loose.to_str().unwrap(), "chmod 600"]);
+    assert!(!c.exists(), "nothing written with an unsafe key");
+}

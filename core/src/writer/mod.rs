@@ -1,153 +1,101 @@
 //! `ImageWriter`: writes an image directory so that a crash at any moment leaves either the
 //! previous directory or the complete new one at the final path, never a partial image.
 //!
-//! Files go into a hidden sibling directory (same filesystem, so the final rename is atomic),
-//! fsynced together by `finish`, which then writes `inventory.img`, fsyncs the directory and
-//! renames it into place. An existing image directory is swapped out with
+//! Files go into a hidden, locked sibling directory (same filesystem, so the final rename is
+//! atomic; see place.rs for names, locks and what is refused), fsynced together by `finish`,
+//! which then writes `inventory.img` (every file with its size, crc32c and SHA-256), seals it
+//! when the writer holds a host key (`seal.img`, seal.rs), fsyncs the directory and renames it
+//! into place. Every step is relative to one descriptor of the parent directory, which must
+//! not be writable by others. An existing image directory is swapped out with
 //! `renameat2(RENAME_EXCHANGE)` (one atomic step), falling back to rename-aside-then-in on
 //! filesystems without it (EINVAL). A directory holding anything that is not a crhook image is
 //! refused and left untouched: crhook never deletes what it did not write.
 //!
 //! Dropping a writer before `finish` removes its temporary directory.
 
+mod place;
+
 use std::collections::BTreeMap;
-use std::ffi::CString;
-use std::fs::{self, DirBuilder};
+use std::ffi::{OsStr, OsString};
+use std::fs::{self, File};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::DirBuilderExt;
+use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crhook_proto::{Inventory, InventoryFile, NamespaceIdentity};
 
 use crate::error::ImageError;
-use crate::file::{sync_dir, try_encode_file, write_new};
+use crate::file::{try_encode_file, write_new_at};
 use crate::format::FORMAT_VERSION;
 use crate::frame::Encoder;
 use crate::magic::Kind;
-
-/// What is at the final path before the writer replaces it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Existing {
-    Absent,
-    Empty,
-    Image,
-}
+use crate::safefs;
+use crate::seal::{sha256, HostKey};
+use place::{dir_err, Existing};
 
 /// Writes one image directory; see the module docs for the crash-safety contract.
 #[derive(Debug)]
 pub struct ImageWriter {
     final_dir: PathBuf,
-    tmp: PathBuf,
+    parent_path: PathBuf,
+    parent: File,
+    name: OsString,
+    tmp_name: OsString,
+    /// the temporary directory, locked for as long as this writer lives
+    tmp: File,
     files: BTreeMap<Kind, InventoryFile>,
     bytes: u64,
     capture_time: SystemTime,
     finished: bool,
     /// files written and not yet fsynced (`finish` syncs them together)
-    unsynced: Vec<(PathBuf, fs::File)>,
-}
-
-static SEQ: AtomicU64 = AtomicU64::new(0);
-
-fn dir_err(op: &'static str, dir: &Path, what: impl Into<String>) -> ImageError {
-    ImageError::Directory {
-        op,
-        dir: dir.to_path_buf(),
-        what: what.into(),
-    }
-}
-
-/// True for names crhook itself leaves in an image directory: kind files and the temporary
-/// names `write_file` uses while replacing one.
-fn is_crhook_name(name: &str) -> bool {
-    if Kind::from_file_name(name).is_some() {
-        return true;
-    }
-    name.strip_prefix('.')
-        .and_then(|rest| rest.split_once(".tmp-"))
-        .is_some_and(|(file, _)| Kind::from_file_name(file).is_some())
-}
-
-/// Classifies what is at `dir`; refuses anything crhook must not replace.
-fn existing(op: &'static str, dir: &Path) -> Result<Existing, ImageError> {
-    let meta = match fs::symlink_metadata(dir) {
-        Ok(m) => m,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Existing::Absent),
-        Err(e) => return Err(ImageError::io("stat", dir, e)),
-    };
-    if !meta.is_dir() {
-        return Err(dir_err(
-            op,
-            dir,
-            "exists and is not a directory (symlinks are not followed); refusing to replace it",
-        ));
-    }
-    let mut has_inventory = false;
-    let mut any = false;
-    for entry in fs::read_dir(dir).map_err(|e| ImageError::io("list", dir, e))? {
-        let entry = entry.map_err(|e| ImageError::io("list", dir, e))?;
-        any = true;
-        let name = entry.file_name();
-        let name = name.to_string_lossy();
-        if !is_crhook_name(&name) {
-            return Err(dir_err(
-                op,
-                dir,
-                format!("holds {name:?}, which crhook did not write; refusing to replace a directory that is not a crhook image"),
-            ));
-        }
-        has_inventory |= name == Kind::Inventory.file_name();
-    }
-    match (any, has_inventory) {
-        (false, _) => Ok(Existing::Empty),
-        (true, true) => Ok(Existing::Image),
-        (true, false) => Err(dir_err(
-            op,
-            dir,
-            "holds image files but no inventory.img (an unfinished image from another tool?); refusing to replace it",
-        )),
-    }
+    unsynced: Vec<(PathBuf, File)>,
+    key: Option<HostKey>,
 }
 
 impl ImageWriter {
     /// Starts an image that will appear at `final_dir` on [`finish`](Self::finish). Refuses at
-    /// once (touching nothing) when `final_dir` exists and is not a crhook image or empty.
+    /// once (touching nothing) when `final_dir` exists and is not a crhook image or empty, or
+    /// when its parent is writable by others.
     pub fn create(final_dir: &Path) -> Result<Self, ImageError> {
-        let Some(name) = final_dir.file_name() else {
+        let Some(name) = final_dir.file_name().filter(|n| safefs::one_component(n)) else {
             return Err(dir_err(
                 "create image",
                 final_dir,
                 "has no final component to name the image directory",
             ));
         };
-        existing("create image", final_dir)?;
-        let parent = match final_dir.parent() {
+        let parent_path = match final_dir.parent() {
             Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
             _ => PathBuf::from("."),
         };
-        fs::create_dir_all(&parent).map_err(|e| ImageError::io("create directory", &parent, e))?;
-        let prefix = format!(".{}.crhook-new-", name.to_string_lossy());
-        remove_stale(&parent, &prefix);
-        let tmp = parent.join(format!(
-            "{prefix}{}-{}",
-            std::process::id(),
-            SEQ.fetch_add(1, Ordering::Relaxed)
-        ));
-        DirBuilder::new()
-            .mode(0o700)
-            .create(&tmp)
-            .map_err(|e| ImageError::io("create directory", &tmp, e))?;
+        fs::create_dir_all(&parent_path)
+            .map_err(|e| ImageError::io("create directory", &parent_path, e))?;
+        let parent = safefs::open_dir(&parent_path)
+            .map_err(|e| ImageError::io("open directory", &parent_path, e))?;
+        place::check_parent(&parent, &parent_path)?;
+        place::existing("create image", &parent, name, final_dir)?;
+        place::remove_stale(&parent, name);
+        let (tmp_name, tmp) = place::make_temp(&parent, name, final_dir)?;
         Ok(ImageWriter {
             final_dir: final_dir.to_path_buf(),
+            parent_path,
+            parent,
+            name: name.to_os_string(),
+            tmp_name,
             tmp,
             files: BTreeMap::new(),
             bytes: 0,
             capture_time: SystemTime::now(),
             finished: false,
             unsynced: Vec::new(),
+            key: None,
         })
+    }
+
+    /// Seals the image with `key` when it is finished.
+    pub fn set_key(&mut self, key: HostKey) {
+        self.key = Some(key);
     }
 
     /// The directory the image will have once finished.
@@ -156,8 +104,8 @@ impl ImageWriter {
     }
 
     /// The temporary directory being written.
-    pub fn temp_dir(&self) -> &Path {
-        &self.tmp
+    pub fn temp_dir(&self) -> PathBuf {
+        self.parent_path.join(&self.tmp_name)
     }
 
     /// Overrides the capture time recorded in the inventory (default: when `create` ran).
@@ -166,12 +114,12 @@ impl ImageWriter {
     }
 
     fn claim(&self, kind: Kind) -> Result<PathBuf, ImageError> {
-        let path = self.tmp.join(kind.file_name());
-        if kind == Kind::Inventory {
+        let path = self.temp_dir().join(kind.file_name());
+        if matches!(kind, Kind::Inventory | Kind::Seal) {
             return Err(ImageError::Usage {
                 op: "write",
                 file: path,
-                what: "the inventory is written by finish(), not write()".into(),
+                what: format!("the {kind} is written by finish(), not write()"),
             });
         }
         if self.files.contains_key(&kind) {
@@ -191,7 +139,8 @@ impl ImageWriter {
         bytes: &[u8],
         entries: u64,
     ) -> Result<(), ImageError> {
-        let f = crate::file::write_new_unsynced(path, bytes)?;
+        let name = OsStr::new(kind.file_name());
+        let f = write_new_at(self.tmp.as_fd(), name, path, bytes)?;
         self.unsynced.push((path.to_path_buf(), f));
         let size = bytes.len() as u64;
         self.bytes += size;
@@ -203,12 +152,13 @@ impl ImageWriter {
                 size,
                 crc32c: crate::frame::body_crc(bytes),
                 entries,
+                sha256: sha256(bytes).to_vec(),
             },
         );
         Ok(())
     }
 
-    /// Writes all entries of one kind (once per kind) and fsyncs the file.
+    /// Writes all entries of one kind (once per kind); `finish` fsyncs it.
     pub fn write<M: prost::Message>(
         &mut self,
         kind: Kind,
@@ -234,7 +184,7 @@ impl ImageWriter {
         self.record(kind, &path, &e.finish(), entries.len() as u64)
     }
 
-    /// Bytes of image files written so far (the inventory is added by `finish`).
+    /// Bytes of image files written so far (the inventory and seal are added by `finish`).
     pub fn bytes_written(&self) -> u64 {
         self.bytes
     }
@@ -256,8 +206,24 @@ impl ImageWriter {
         }
     }
 
-    /// Writes `inventory.img` last, fsyncs, and moves the directory to its final path,
-    /// replacing a previous image there. Returns the final path.
+    /// Writes a file `finish` adds (inventory, seal) and fsyncs it.
+    fn write_last<M: prost::Message>(&mut self, kind: Kind, m: &M) -> Result<Vec<u8>, ImageError> {
+        let path = self.temp_dir().join(kind.file_name());
+        let bytes = try_encode_file(&path, kind, std::slice::from_ref(m))?;
+        write_new_at(
+            self.tmp.as_fd(),
+            OsStr::new(kind.file_name()),
+            &path,
+            &bytes,
+        )?
+        .sync_all()
+        .map_err(|e| ImageError::io("fsync", &path, e))?;
+        self.bytes += bytes.len() as u64;
+        Ok(bytes)
+    }
+
+    /// Writes `inventory.img` last (then `seal.img` with a key), fsyncs, and moves the
+    /// directory to its final path, replacing a previous image there. Returns the final path.
     pub fn finish(
         mut self,
         source: NamespaceIdentity,
@@ -285,35 +251,40 @@ impl ImageWriter {
             }
             Ok(())
         })?;
-        let inv_path = self.tmp.join(Kind::Inventory.file_name());
         let inv = self.inventory(source, warnings);
-        let bytes = try_encode_file(&inv_path, Kind::Inventory, std::slice::from_ref(&inv))?;
-        write_new(&inv_path, &bytes)?;
-        self.bytes += bytes.len() as u64;
-        sync_dir(&self.tmp)?;
+        let inv_bytes = self.write_last(Kind::Inventory, &inv)?;
+        if let Some(key) = self.key.take() {
+            self.write_last(Kind::Seal, &key.seal(&inv_bytes))?;
+        }
+        let tmp_path = self.temp_dir();
+        self.tmp
+            .sync_all()
+            .map_err(|e| ImageError::io("fsync directory", &tmp_path, e))?;
 
-        match existing("replace image", &self.final_dir)? {
+        match place::existing("replace image", &self.parent, &self.name, &self.final_dir)? {
             Existing::Absent | Existing::Empty => {
                 // rename(2) replaces an empty directory atomically.
-                fs::rename(&self.tmp, &self.final_dir)
+                safefs::rename_at(self.parent.as_fd(), &self.tmp_name, &self.name, 0)
                     .map_err(|e| ImageError::io("rename image into place", &self.final_dir, e))?;
                 self.finished = true;
             }
             Existing::Image => self.swap_in()?,
         }
-        let parent = self.tmp.parent().map(Path::to_path_buf).unwrap_or_default();
-        sync_dir(&parent)?;
+        self.parent
+            .sync_all()
+            .map_err(|e| ImageError::io("fsync directory", &self.parent_path, e))?;
         Ok(self.final_dir.clone())
     }
 
     /// Replaces an existing image directory with the finished temporary one.
     fn swap_in(&mut self) -> Result<(), ImageError> {
-        match exchange(&self.tmp, &self.final_dir) {
+        let parent = self.parent.as_fd();
+        match safefs::rename_at(parent, &self.tmp_name, &self.name, libc::RENAME_EXCHANGE) {
             Ok(()) => {
-                // tmp now holds the old image.
+                // the temporary name now holds the old image
                 self.finished = true;
-                fs::remove_dir_all(&self.tmp)
-                    .map_err(|e| ImageError::io("remove previous image", &self.tmp, e))
+                safefs::remove_flat_dir_at(parent, &self.tmp_name)
+                    .map_err(|e| ImageError::io("remove previous image", self.temp_dir(), e))
             }
             Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::ENOSYS)) => {
                 self.swap_in_by_renames()
@@ -323,14 +294,26 @@ impl ImageWriter {
     }
 
     fn swap_in_by_renames(&mut self) -> Result<(), ImageError> {
-        let mut aside = self.tmp.clone().into_os_string();
-        aside.push(".old");
-        let aside = PathBuf::from(aside);
-        fs::rename(&self.final_dir, &aside)
+        let parent = self.parent.as_fd();
+        let aside = place::aside_name(&self.name, &self.final_dir)?;
+        let aside_path = self.parent_path.join(&aside);
+        // locked while aside, so no other writer takes it for a dead one's leftover
+        let old = safefs::open_dir_at(parent, &self.name)
+            .map_err(|e| ImageError::io("open previous image", &self.final_dir, e))?;
+        if !safefs::try_lock(old.as_fd()).map_err(|e| ImageError::io("lock", &self.final_dir, e))? {
+            return Err(dir_err(
+                "replace image",
+                &self.final_dir,
+                "another crhook is replacing it right now",
+            ));
+        }
+        safefs::rename_at(parent, &self.name, &aside, libc::RENAME_NOREPLACE)
             .map_err(|e| ImageError::io("move previous image aside", &self.final_dir, e))?;
-        if let Err(e) = fs::rename(&self.tmp, &self.final_dir) {
+        if let Err(e) =
+            safefs::rename_at(parent, &self.tmp_name, &self.name, libc::RENAME_NOREPLACE)
+        {
             // Put the previous image back; the new one stays in tmp and Drop removes it.
-            let _ = fs::rename(&aside, &self.final_dir);
+            let _ = safefs::rename_at(parent, &aside, &self.name, libc::RENAME_NOREPLACE);
             return Err(ImageError::io(
                 "rename image into place",
                 &self.final_dir,
@@ -338,61 +321,15 @@ impl ImageWriter {
             ));
         }
         self.finished = true;
-        fs::remove_dir_all(&aside).map_err(|e| ImageError::io("remove previous image", &aside, e))
-    }
-}
-
-/// Removes temporary directories a killed writer left beside the image: names
-/// `PREFIX<pid>-<seq>[.old]` whose pid no longer runs (a live pid, or a name that does not
-/// parse, is left alone). Best effort: failures only leave the leftovers in place.
-fn remove_stale(parent: &Path, prefix: &str) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else {
-            continue;
-        };
-        let dead = !Path::new("/proc").join(pid.to_string()).exists();
-        let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
-        if dead && is_dir && pid != std::process::id() {
-            let _ = fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-/// Atomically exchanges two paths (renameat2 with RENAME_EXCHANGE).
-fn exchange(a: &Path, b: &Path) -> io::Result<()> {
-    let ca = CString::new(a.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    let cb = CString::new(b.as_os_str().as_bytes())
-        .map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
-    // SAFETY: both pointers come from CStrings that live until the call returns; AT_FDCWD makes
-    // the relative-path semantics those of rename(2); renameat2 does not retain the pointers.
-    let rc = unsafe {
-        libc::renameat2(
-            libc::AT_FDCWD,
-            ca.as_ptr(),
-            libc::AT_FDCWD,
-            cb.as_ptr(),
-            libc::RENAME_EXCHANGE,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
+        safefs::remove_flat_dir_at(parent, &aside)
+            .map_err(|e| ImageError::io("remove previous image", aside_path, e))
     }
 }
 
 impl Drop for ImageWriter {
     fn drop(&mut self) {
         if !self.finished {
-            let _ = fs::remove_dir_all(&self.tmp);
+            let _ = safefs::remove_flat_dir_at(self.parent.as_fd(), &self.tmp_name);
         }
     }
 }
@@ -401,56 +338,97 @@ impl Drop for ImageWriter {
 mod tests {
     use super::*;
 
-    #[test]
-    fn crhook_names() {
-        assert!(is_crhook_name("links.img"));
-        assert!(is_crhook_name("stats-restore.img"));
-        assert!(is_crhook_name(".stats-restore.img.tmp-42"));
-        assert!(!is_crhook_name("notes.txt"));
-        assert!(!is_crhook_name(".notes.tmp-1"));
-        assert!(!is_crhook_name("links.img.bak"));
+    fn base(tag: &str) -> Result<PathBuf, ImageError> {
+        let r = safefs::random_name().map_err(|e| ImageError::io("getrandom", tag, e))?;
+        let b = std::env::temp_dir().join(format!("crhook-core-{tag}-{r}"));
+        fs::create_dir_all(&b).map_err(|e| ImageError::io("mkdir", &b, e))?;
+        Ok(b)
+    }
+
+    fn names(dir: &Path) -> Vec<String> {
+        let mut v: Vec<String> = fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect()
+            })
+            .unwrap_or_default();
+        v.sort();
+        v
     }
 
     #[test]
-    fn leftovers_of_dead_writers_are_removed() -> Result<(), ImageError> {
-        let base = std::env::temp_dir().join(format!("crhook-core-stale-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
-        // pid 0x7fffffff is above pid_max, so never running.
-        let dead = base.join(".img.crhook-new-2147483647-0");
-        let live = base.join(format!(".img.crhook-new-{}-99", std::process::id()));
-        let other = base.join(".other.crhook-new-2147483647-0");
-        for d in [&dead, &live, &other] {
+    fn leftovers_no_writer_holds_are_removed() -> Result<(), ImageError> {
+        let base = base("stale")?;
+        // a killed writer's directory (nobody holds its lock), a live writer's (locked by
+        // `live`, as by a writer in any pid namespace) and another image's
+        let dead = base.join(".img.crhook-new-00000000000000aa");
+        let live = base.join(".img.crhook-new-00000000000000bb");
+        let other = base.join(".other.crhook-new-00000000000000cc");
+        let young_init = base.join(".img.crhook-init-00000000000000dd");
+        for d in [&dead, &live, &other, &young_init] {
             fs::create_dir_all(d).map_err(|e| ImageError::io("mkdir", d, e))?;
         }
+        fs::write(dead.join("links.img"), b"x").map_err(|e| ImageError::io("write", &dead, e))?;
+        let held = safefs::open_dir(&live).map_err(|e| ImageError::io("open", &live, e))?;
+        assert!(safefs::try_lock(held.as_fd()).map_err(|e| ImageError::io("lock", &live, e))?);
         let w = ImageWriter::create(&base.join("img"))?;
         w.finish(NamespaceIdentity::default(), vec![])?;
-        let (d, l, o) = (dead.exists(), live.exists(), other.exists());
+        let (d, l, o, y) = (
+            dead.exists(),
+            live.exists(),
+            other.exists(),
+            young_init.exists(),
+        );
+        drop(held);
         let _ = fs::remove_dir_all(&base);
-        assert!(!d, "stale temp dir of a dead pid removed");
-        assert!(l && o, "live writer's and other images' temp dirs kept");
+        assert!(!d, "a dead writer's temp dir is removed");
+        assert!(
+            l && o && y,
+            "a live writer's, a young one's and other images' are kept"
+        );
         Ok(())
     }
 
     /// The path taken where renameat2(RENAME_EXCHANGE) is unsupported.
     #[test]
     fn swap_by_renames_replaces_an_image() -> Result<(), ImageError> {
-        let base = std::env::temp_dir().join(format!("crhook-core-swap-{}", std::process::id()));
-        let _ = fs::remove_dir_all(&base);
+        let base = base("swap")?;
         let fin = base.join("img");
         let old = ImageWriter::create(&fin)?;
         old.finish(NamespaceIdentity::default(), vec!["old".into()])?;
         let mut w = ImageWriter::create(&fin)?;
         let inv = w.inventory(NamespaceIdentity::default(), vec!["new".into()]);
-        let bytes = try_encode_file(&fin, Kind::Inventory, &[inv])?;
-        write_new(&w.tmp.join(Kind::Inventory.file_name()), &bytes)?;
+        w.write_last(Kind::Inventory, &inv)?;
         w.swap_in_by_renames()?;
         let got = crate::ImageDir::open(&fin)?.inventory().warnings.clone();
-        let left: Vec<_> = fs::read_dir(&base)
-            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
-            .unwrap_or_default();
+        let left = names(&base);
         let _ = fs::remove_dir_all(&base);
         assert_eq!(got, ["new"]);
         assert_eq!(left, ["img"]);
+        Ok(())
+    }
+
+    #[test]
+    fn a_parent_others_can_write_is_refused() -> Result<(), ImageError> {
+        use std::os::unix::fs::PermissionsExt;
+        let base = base("parent")?;
+        let set = |mode| fs::set_permissions(&base, fs::Permissions::from_mode(mode));
+        set(0o1777).map_err(|e| ImageError::io("chmod", &base, e))?;
+        let msg = ImageWriter::create(&base.join("img"))
+            .err()
+            .map(|e| e.to_string());
+        let _ = set(0o755);
+        let left = names(&base);
+        let _ = fs::remove_dir_all(&base);
+        assert_eq!(
+            msg,
+            Some(format!(
+                "write image in {}: is writable by others (mode 1777); images are written only where no one else can rename or plant files",
+                base.display()
+            ))
+        );
+        assert!(left.is_empty(), "{left:?}");
         Ok(())
     }
 }

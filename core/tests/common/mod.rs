@@ -1,5 +1,5 @@
 //! Shared test helpers: temporary directories cleaned up on Drop, and the deterministic image
-//! (a few entries of every kind) that the golden files of format 1.0 hold.
+//! (a few entries of every kind) that the golden files hold, sealed with [`golden_key`].
 
 #![allow(dead_code)]
 
@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, UNIX_EPOCH};
 
 use crhook_core::proto::*;
-use crhook_core::{ImageError, ImageWriter, Kind};
+use crhook_core::{HostKey, ImageError, ImageWriter, Kind};
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
 
@@ -55,8 +55,23 @@ pub fn list(dir: &Path) -> Vec<String> {
     v
 }
 
+/// The golden files of the format this build writes (1.2).
 pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.2")
+}
+
+/// The golden files of format 1.1, read but no longer written.
+pub fn golden_dir_v1_1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.1")
+}
+
+/// The key the golden image of format 1.2 is sealed with: bytes 0..32.
+pub fn golden_key() -> HostKey {
+    let mut k = [0u8; 32];
+    for (i, b) in k.iter_mut().enumerate() {
+        *b = i as u8;
+    }
+    HostKey::from_bytes(k)
 }
 
 /// The golden files of format 1.0, read but no longer written.
@@ -519,9 +534,17 @@ pub fn warnings() -> Vec<String> {
 }
 
 /// Writes the golden image (every kind but the inventory, plus stats-restore.img outside the
-/// inventory, as a restore leaves it) at `dir`.
+/// inventory, as a restore leaves it) at `dir`, sealed with [`golden_key`].
 pub fn write_fixture(dir: &Path) -> Result<PathBuf, ImageError> {
+    write_fixture_with(dir, Some(golden_key()))
+}
+
+/// [`write_fixture`], sealed with `key` (or not at all).
+pub fn write_fixture_with(dir: &Path, key: Option<HostKey>) -> Result<PathBuf, ImageError> {
     let mut w = ImageWriter::create(dir)?;
+    if let Some(k) = key {
+        w.set_key(k);
+    }
     w.set_capture_time(UNIX_EPOCH + Duration::new(CAPTURE_SEC, CAPTURE_NSEC));
     w.write(Kind::Links, &links())?;
     w.write(Kind::Addresses, &addresses())?;
@@ -548,7 +571,7 @@ pub fn write_fixture(dir: &Path) -> Result<PathBuf, ImageError> {
 pub fn fixture_bytes(kind: Kind) -> Option<Vec<u8>> {
     use crhook_core::encode_file;
     Some(match kind {
-        Kind::Inventory => return None,
+        Kind::Inventory | Kind::Seal => return None,
         Kind::Links => encode_file(kind, &links()),
         Kind::Addresses => encode_file(kind, &addresses()),
         Kind::Routes => encode_file(kind, &routes()),
@@ -570,7 +593,7 @@ pub fn bless_if_asked() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var("CRHOOK_BLESS").as_deref() == Ok("1") {
-            write_fixture(&golden_dir()).expect("bless golden v1.1");
+            write_fixture(&golden_dir()).expect("bless golden v1.2");
             eprintln!("blessed {}", golden_dir().display());
         }
     });

@@ -7,6 +7,7 @@ use crhook_proto::{FirewallRuleset, FirewallSource};
 
 use super::capture::source_label;
 use super::nftx;
+use super::seqdiff::Edit;
 use super::xt::Canon;
 use crate::api::Difference;
 
@@ -65,6 +66,24 @@ fn list_diff(object: &str, field: &str, a: &[String], b: &[String], out: &mut Ve
     }
 }
 
+/// Ordered rule lists compared as edits: `rule N` lines, N the position in the saved list
+/// (in the live one for a rule only live).
+fn rule_diff(object: &str, a: &[String], b: &[String], out: &mut Vec<Difference>) {
+    for e in super::seqdiff::edits(a, b) {
+        let (n, saved, live) = match e {
+            Edit::Change(i, j) => (i, a[i].clone(), b[j].clone()),
+            Edit::Delete(i) => (i, a[i].clone(), "absent".into()),
+            Edit::Insert(j) => (j, "absent".into(), b[j].clone()),
+        };
+        out.push(diff_line(
+            object.into(),
+            &format!("rule {}", n + 1),
+            saved,
+            live,
+        ));
+    }
+}
+
 fn raw_tables(rs: &[FirewallRuleset], s: i32) -> Vec<&crhook_proto::NftTable> {
     rs.iter()
         .filter(|r| r.source == s)
@@ -79,8 +98,19 @@ fn text_of(rs: &[FirewallRuleset], s: FirewallSource) -> String {
         .collect()
 }
 
-/// Compares saved rulesets with live ones (as [`super::capture`] takes them), per source.
+/// Compares saved rulesets with live ones (as [`super::capture`] takes them), per source,
+/// nf_tables rules shown in rule syntax where the tools can list them.
 pub fn diff(saved: &[FirewallRuleset], live: &[FirewallRuleset]) -> Vec<Difference> {
+    diff_with(saved, live, true)
+}
+
+/// [`diff`]; without `syntax`, nf_tables objects are shown as the kernel's attributes (no
+/// private namespace, no program run).
+pub fn diff_with(
+    saved: &[FirewallRuleset],
+    live: &[FirewallRuleset],
+    syntax: bool,
+) -> Vec<Difference> {
     let mut out = Vec::new();
     let sources: BTreeSet<i32> = saved.iter().chain(live).map(|r| r.source).collect();
     for s in sources {
@@ -92,6 +122,7 @@ pub fn diff(saved: &[FirewallRuleset], live: &[FirewallRuleset]) -> Vec<Differen
                 out.extend(super::nfnl::diff_tables(
                     &raw_tables(saved, s),
                     &raw_tables(live, s),
+                    syntax,
                 ));
             }
             FirewallSource::Nft => nft_diff(&a, &b, &mut out),
@@ -147,7 +178,10 @@ fn xt_diff(label: &str, a: &Canon, b: &Canon, out: &mut Vec<Difference>) {
                             pb.to_string(),
                         ));
                     }
-                    list_diff(&object, "rule", ra, rb, out);
+                    let full = |r: &[String]| -> Vec<String> {
+                        r.iter().map(|x| format!("-A {c} {x}")).collect()
+                    };
+                    rule_diff(&object, &full(ra), &full(rb), out);
                 }
                 (None, None) => {}
             }
@@ -219,9 +253,9 @@ mod tests {
         assert_eq!(
             d,
             [
-                "firewall iptables-legacy table filter chain INPUT: policy: saved DROP live ACCEPT",
-                "firewall iptables-legacy table filter chain INPUT: rule: saved -s 1.2.3.4/32 -j DROP live absent",
-                "firewall iptables-legacy table nat chain X: chain: saved absent live present",
+                "firewall iptables-legacy table filter chain INPUT: policy DROP -> ACCEPT",
+                "firewall iptables-legacy table filter chain INPUT: rule 2 only in the image: -A INPUT -s 1.2.3.4/32 -j DROP",
+                "firewall iptables-legacy table nat chain X: chain only live",
             ]
         );
     }
@@ -237,9 +271,9 @@ mod tests {
         assert_eq!(
             d,
             [
-                "firewall nft table inet t: line: saved elements = { 1.1.1.1 } live absent",
-                "firewall nft table inet t: line: saved absent live elements = { 1.1.1.2 }",
-                "firewall nft table ip gone: table: saved present live absent",
+                "firewall nft table inet t: line only in the image: elements = { 1.1.1.1 }",
+                "firewall nft table inet t: line only live: elements = { 1.1.1.2 }",
+                "firewall nft table ip gone: table only in the image",
             ]
         );
     }

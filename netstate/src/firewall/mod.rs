@@ -36,12 +36,14 @@ mod nftx;
 mod plan;
 mod remap;
 mod restore;
+mod seqdiff;
+pub mod syntax;
 mod tidy;
 mod validate;
 mod xt;
 
 pub use capture::capture;
-pub use diff::diff;
+pub use diff::{diff, diff_with};
 pub use lock::{is_locked, lock, lock_owned, lock_xtables, unlock};
 pub(crate) use nfnl::family_name as family_label;
 pub use remap::remap;

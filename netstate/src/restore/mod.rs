@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::os::fd::{AsRawFd, RawFd};
 use std::time::Instant;
 
-use crhook_core::{ImageDir, Kind, StatsRecorder};
+use crhook_core::{Kind, StatsRecorder};
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 use netlink_packet_route::link::LinkMessage;
 
@@ -131,10 +131,20 @@ pub fn run(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
     let t = Instant::now();
-    let dir = ImageDir::open(images)?;
+    let dir = crate::snapshot::open_image(images)?;
+    let trust = dir.trust().clone();
+    if let crhook_core::Trust::BadSeal { .. } = trust {
+        return Err(NetstateError::invalid(format!(
+            "restore from {}: {trust}; the image was changed after it was sealed, refused",
+            images.display()
+        )));
+    }
     let snap = Snapshot::read(&dir)?;
     let bytes = dir.inventory().files.iter().map(|f| f.size).sum();
-    let out = restore_snapshot(target, snap, opts, Some((t.elapsed(), bytes)))?;
+    // an image this host did not seal places nothing outside the target unless the operator
+    // says so (the seal, --trust-images, or --external for one veth)
+    let untrusted = (!trust.is_sealed() && !opts.trust_images).then(|| trust.to_string());
+    let out = restore_with(target, snap, opts, Some((t.elapsed(), bytes)), untrusted)?;
     // best effort: the image directory may be read-only (a mounted checkpoint archive)
     let _ = crhook_core::write_file(
         &images.join(Kind::StatsRestore.file_name()),
@@ -196,7 +206,12 @@ pub(crate) struct Prepared {
 
 /// Captures what the target holds, transforms the snapshot (adopt, remap) and plans every
 /// family against it.
-fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<Prepared> {
+fn prepare(
+    o: &mut Opened,
+    mut snap: Snapshot,
+    opts: &RestoreOptions,
+    untrusted: Option<&str>,
+) -> Result<Prepared> {
     let socks = &mut o.socks;
     let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &o.ns);
     let (live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
@@ -231,7 +246,15 @@ fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<
         &opts.remaps,
     )?;
     let adopted = transformed.adopted_set();
-    let link_plan = links::plan(&snap.links, &live_links, socks, opts, &adopted, &hints)?;
+    let link_plan = links::plan(
+        &snap.links,
+        &live_links,
+        socks,
+        opts,
+        &adopted,
+        &hints,
+        untrusted,
+    )?;
     let addresses = family::plan::<Addresses>(&snap.addresses, &live_addrs, &adopted);
     let nexthops = family::plan::<Nexthops>(
         &snap.nexthops,
@@ -294,20 +317,38 @@ fn prepare(o: &mut Opened, mut snap: Snapshot, opts: &RestoreOptions) -> Result<
     })
 }
 
-/// What restoring `snap` into `target` would do, changing nothing.
-pub fn plan_snapshot(target: &Target, snap: Snapshot, opts: &RestoreOptions) -> Result<Plan> {
+/// What restoring `snap` into `target` would do, changing nothing; `untrusted` as for
+/// restore (None for a snapshot the caller built or an image sealed with this host's key).
+pub fn plan_snapshot(
+    target: &Target,
+    snap: Snapshot,
+    opts: &RestoreOptions,
+    untrusted: Option<&str>,
+) -> Result<Plan> {
     let mut o = open(target, opts)?;
-    let p = prepare(&mut o, snap, opts)?;
+    let p = prepare(&mut o, snap, opts, untrusted)?;
     Ok(plan::Plan::of(&p, o.ns.name()))
 }
 
 /// Restores `snap` into `target`, all or nothing; `read` is the time and bytes reading it
-/// took, when it came from images.
+/// took, when it came from images. A snapshot the caller built is the caller's own: trusted.
 pub fn restore_snapshot(
     target: &Target,
     snap: Snapshot,
     opts: &RestoreOptions,
     read: Option<(std::time::Duration, u64)>,
+) -> Result<RestoreOutcome> {
+    restore_with(target, snap, opts, read, None)
+}
+
+/// [`restore_snapshot`]; `untrusted` says why the image may place nothing outside the target
+/// (None: it may).
+fn restore_with(
+    target: &Target,
+    snap: Snapshot,
+    opts: &RestoreOptions,
+    read: Option<(std::time::Duration, u64)>,
+    untrusted: Option<String>,
 ) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
     let mut stats = StatsRecorder::new();
@@ -318,7 +359,7 @@ pub fn restore_snapshot(
     let counts = snap.counts();
     let mut o = open(target, opts)?;
     let t = Instant::now();
-    let mut p = prepare(&mut o, snap, opts)?;
+    let mut p = prepare(&mut o, snap, opts, untrusted.as_deref())?;
     let Opened { ns, mut socks } = o;
     if !p.conflicts.is_empty() {
         return Err(NetstateError::Conflicts {

@@ -34,6 +34,7 @@
 
 mod apply;
 mod capture;
+mod defaults;
 mod dump;
 mod files;
 mod layout;
@@ -44,6 +45,7 @@ pub mod tables;
 
 pub use apply::{apply, apply_with, SysctlUndo};
 pub use capture::{capture, capture_proc_walk};
+pub use defaults::kernel_defaults;
 pub use procfs::is_excluded;
 
 use crhook_proto as pb;

@@ -152,6 +152,7 @@ async fn restore() -> anyhow::Result<()> {
         plugin_dir: super::plugin_dir_from_env(),
         adopt: super::adopt(&none, true),
         remaps: super::remaps(&none)?,
+        trust_images: crate::config::get().restore.trust_images.unwrap_or(false),
         ..RestoreOptions::default()
     };
     let outcome = crhook_netstate::restore(&target, &images, &opts)

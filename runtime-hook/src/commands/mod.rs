@@ -2,10 +2,12 @@
 //! operation added here at the command boundary; `main` prints the chain on one line.
 
 pub mod checkpoint;
+pub mod completions;
 pub mod criu;
 pub mod diff;
 pub mod hook;
 pub mod lock;
+pub mod man;
 pub mod restore;
 pub mod show;
 
@@ -73,6 +75,7 @@ pub fn print_stats(stats: &crhook_netstate::crhook_proto::Stats) -> anyhow::Resu
 /// is not an error: what it wanted it got, and `println!` would panic there instead.
 pub fn print_out(text: &str) -> anyhow::Result<()> {
     use std::io::Write;
+    crate::progress::clear();
     let mut out = std::io::stdout().lock();
     match out
         .write_all(text.as_bytes())

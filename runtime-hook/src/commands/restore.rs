@@ -22,11 +22,12 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
             .or_else(|| config.plugin_dir.clone()),
         adopt: super::adopt(&args.adopt, false),
         remaps: super::remaps(&args.adopt)?,
+        trust_images: args.trust_images || config.restore.trust_images.unwrap_or(false),
     };
     if args.dry_run {
-        let snap = crhook_netstate::Snapshot::read_dir(&images)
+        let (snap, trust) = crhook_netstate::Snapshot::read_dir_trusted(&images)
             .with_context(|| format!("read {}", images.display()))?;
-        let plan = crhook_netstate::plan(&resolved.target, &snap, &opts)
+        let plan = crhook_netstate::plan_trusting(&resolved.target, &snap, &opts, &trust)
             .await
             .with_context(|| format!("plan {} from {}", resolved.target, images.display()))?;
         super::print_out(plan.render().trim_end())?;

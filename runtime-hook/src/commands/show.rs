@@ -1,7 +1,19 @@
-//! `crhook show PATH [--format json|text]` and `crhook show --magics`. Unprivileged: only
-//! crhook-core is involved.
+//! `crhook show PATH [--format json|text]` and `crhook show --magics`.
+//!
+//! Decoding is crhook-core's and needs no privilege. Two additions need a private network
+//! namespace, so root, and are left out (with a note saying so) without it: nf_tables tables
+//! in rule syntax (replayed there and listed by `nft`/`iptables-nft-save`, see
+//! `crhook_netstate::firewall::syntax`; added to JSON as each table's `rendered`) and, in a
+//! directory's text summary, which sysctls differ from the kernel's defaults.
 
-use crhook_core::ShowFormat;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use anyhow::Context;
+use crhook_core::{Kind, ShowContext, ShowFormat};
+use crhook_netstate::crhook_proto::{FirewallRuleset, FirewallSource};
+use crhook_netstate::firewall::syntax;
+use serde_json::{json, Value};
 
 use crate::cli::{ShowArgs, ShowFormatArg};
 
@@ -18,6 +30,82 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<()> {
         ShowFormatArg::Text => ShowFormat::Text,
     };
     // ImageError names the file and the offset already
-    let text = crhook_core::show(path, format)?;
+    let mut value = crhook_core::show_json(path)?;
+    let mut cx = ShowContext::default();
+    let dir = path.is_dir();
+    let files: Vec<&mut Value> = match &mut value {
+        Value::Array(files) => files.iter_mut().collect(),
+        one => vec![one],
+    };
+    for file in files {
+        if file["magic"] == Kind::Firewall.name() {
+            let img = if dir {
+                path.join(Kind::Firewall.file_name())
+            } else {
+                path.clone()
+            };
+            add_rule_syntax(&img, file, &mut cx.notes)?;
+        }
+    }
+    if dir && format == ShowFormat::Text {
+        cx.sysctl_defaults = crhook_netstate::sysctl::kernel_defaults().ok().map(|v| {
+            v.into_iter()
+                .map(|s| (s.path, s.value))
+                .collect::<BTreeMap<_, _>>()
+        });
+    }
+    let text = crhook_core::show_value(path, &value, format, &cx)?;
     super::print_out(text.trim_end())
+}
+
+/// Puts each nf_tables table of firewall image `img` in rule syntax into its JSON
+/// (`rendered`: `label`, `syntax` (`iptables-save` or `nft`) and `text`), or the reason it
+/// could not be (`rendered.error`).
+fn add_rule_syntax(img: &Path, file: &mut Value, notes: &mut Vec<String>) -> anyhow::Result<()> {
+    let rulesets: Vec<FirewallRuleset> = crhook_core::read_file(img, Kind::Firewall)
+        .with_context(|| format!("read {}", img.display()))?;
+    let tables: Vec<_> = rulesets
+        .iter()
+        .filter(|r| r.source == FirewallSource::Nftables as i32)
+        .flat_map(|r| r.tables.iter())
+        .collect();
+    if tables.is_empty() {
+        return Ok(());
+    }
+    let rendered: Vec<Value> = match syntax::render(&tables) {
+        Ok(v) => v
+            .into_iter()
+            .map(|r| match r {
+                Ok(t) => json!({
+                    "label": t.label(),
+                    "syntax": if t.iptables.is_some() { "iptables-save" } else { "nft" },
+                    "text": t.text(),
+                }),
+                Err(e) => json!({ "error": e }),
+            })
+            .collect(),
+        Err(e) => {
+            let why = crhook_netstate::error::chain(&e);
+            notes.push(format!(
+                "nf_tables tables are shown as kernel messages: listing them in rule syntax needs root (a private network namespace): {why}"
+            ));
+            let short = format!("rule syntax needs root: {why}");
+            vec![json!({ "error": short }); tables.len()]
+        }
+    };
+    let mut it = rendered.into_iter();
+    let entries = file["entries"].as_array_mut().map(|v| v.iter_mut());
+    for (r, e) in rulesets.iter().zip(entries.into_iter().flatten()) {
+        if r.source != FirewallSource::Nftables as i32 {
+            continue;
+        }
+        if let Some(ts) = e["tables"].as_array_mut() {
+            for t in ts {
+                if let (Some(obj), Some(v)) = (t.as_object_mut(), it.next()) {
+                    obj.insert("rendered".into(), v);
+                }
+            }
+        }
+    }
+    Ok(())
 }

@@ -288,3 +288,9 @@ impl NfnlStep {
         transact(ns, &self.undo, "undo nftables restore")
     }
 }
+
+/// Replays one saved table into `ns` in its own transaction (a private namespace that shows
+/// it in rule syntax): nothing to compare with and nothing to undo there.
+pub(crate) fn load(ns: &NetNs, t: &NftTable) -> Result<()> {
+    transact(ns, &replay(t), "load nftables table")
+}

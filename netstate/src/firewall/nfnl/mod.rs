@@ -26,7 +26,7 @@ mod prune;
 mod remap;
 mod render;
 
-pub(crate) use apply::{plan as plan_tables, NfnlStep};
+pub(crate) use apply::{load as load_table, plan as plan_tables, NfnlStep};
 pub(crate) use dump::chain_ids;
 pub(crate) use dump::{capture, table_ids};
 pub(crate) use lock::{lock as lock_table, unlock as unlock_table};
@@ -179,4 +179,14 @@ pub(crate) fn family_name(f: u32) -> String {
 /// "ip filter": how messages name a table.
 pub(crate) fn table_label(t: &NftTable) -> String {
     format!("{} {}", family_name(t.family), t.name)
+}
+
+/// How many rules each chain of `t` holds.
+pub(crate) fn rule_counts(t: &NftTable) -> std::collections::BTreeMap<String, usize> {
+    let mut m = std::collections::BTreeMap::new();
+    for r in &t.rules {
+        *m.entry(norm::rule_chain(r).unwrap_or_default())
+            .or_insert(0) += 1;
+    }
+    m
 }

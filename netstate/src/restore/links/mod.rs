@@ -58,6 +58,75 @@ pub struct LinkPlan {
     pub conflicts: Vec<Conflict>,
 }
 
+/// Kinds whose kind-specific attributes cannot name a namespace or a device outside the
+/// target: an untrusted image may create these with the raw settings it carries (a veth's
+/// peer crhook builds itself; tun devices are made with ioctls).
+const PLAIN_KINDS: &[&str] = &[
+    "veth",
+    "tun",
+    "bridge",
+    "macvlan",
+    "macvtap",
+    "vxlan",
+    "vlan",
+    "ipvlan",
+    "ipvtap",
+    "dummy",
+    "ifb",
+    "bond",
+    "vrf",
+    "geneve",
+    "gre",
+    "gretap",
+    "ip6gre",
+    "ip6gretap",
+    "ipip",
+    "sit",
+    "ip6tnl",
+    "wireguard",
+];
+
+/// Why an image that is not trusted may not create `l`: a veth peer it would place outside
+/// the target (unless `--external` names where), a device on a lower device outside it, or
+/// raw settings of a kind that may name a namespace.
+fn outside_target(l: &pb::Link, opts: &RestoreOptions, why: &str) -> Option<Conflict> {
+    let refuse = |what: String, hint: String| Conflict {
+        kind: "link".into(),
+        object: format!("link {}", l.name),
+        problem: format!("the image is {why}; it may not {what}"),
+        fields: Vec::new(),
+        hint: Some(hint),
+    };
+    if let Some(pb::link::Info::Veth(v)) = &l.info {
+        let outside = v.peer_place != pb::PeerPlace::PeerSame as i32;
+        if outside && !opts.externals.iter().any(|e| e.inner == l.name) {
+            return Some(refuse(
+                format!("place the veth peer {} outside the target", v.peer_name),
+                format!(
+                    "restore it with this host's key, pass --trust-images, or name the place with --external veth:{}=NAME[@BRIDGE]",
+                    l.name
+                ),
+            ));
+        }
+    }
+    if l.link_other_netns && l.kind != "veth" {
+        return Some(refuse(
+            format!(
+                "make a {} on a lower device outside the target",
+                if l.kind.is_empty() { "device" } else { &l.kind }
+            ),
+            "pass --trust-images".into(),
+        ));
+    }
+    if !l.info_data_raw.is_empty() && !PLAIN_KINDS.contains(&l.kind.as_str()) {
+        return Some(refuse(
+            format!("create a {} from raw settings crhook does not know", l.kind),
+            "pass --trust-images".into(),
+        ));
+    }
+    None
+}
+
 pub(crate) fn is_loopback(l: &pb::Link) -> bool {
     l.flags & libc::IFF_LOOPBACK as u32 != 0
 }
@@ -82,6 +151,7 @@ pub fn plan(
     opts: &RestoreOptions,
     adopted: &HashSet<String>,
     would_remap: &HashMap<String, Vec<Remap>>,
+    untrusted: Option<&str>,
 ) -> Result<LinkPlan> {
     let mut p = LinkPlan::default();
     let live_by_name: HashMap<&str, &pb::Link> =
@@ -151,6 +221,12 @@ pub fn plan(
         if let Err(e) = raw_ok {
             p.conflicts.push(conflict(l, e));
             continue;
+        }
+        if let Some(why) = untrusted {
+            if let Some(c) = outside_target(l, opts, why) {
+                p.conflicts.push(c);
+                continue;
+            }
         }
         if l.kind.is_empty() && !is_loopback(l) {
             p.conflicts.push(conflict(
