@@ -5,6 +5,10 @@
 //! over built-in defaults.
 //!
 //! ```toml
+//! plugin_dir = "/usr/lib/crhook/plugins"
+//! images_roots = ["/var/lib/crhook"]     # where an io.crhook.images annotation may point
+//! image_key = "/etc/crhook/cluster.key"  # the host key that seals and vouches for images
+//!
 //! [log]
 //! level = "info"            # error, warn, info, debug, trace
 //! file = "/var/log/crhook.log"
@@ -14,9 +18,7 @@
 //! adopt_runtime = true      # hook and CRIU modes: keep the links the runtime made (default)
 //! adopt = ["net1"]          # more links to keep as they are, every mode
 //! remap = ["10.88.0.0/16=10.89.0.0/16"]
-//!
-//! plugin_dir = "/usr/lib/crhook/plugins"
-//! image_key = "/etc/crhook/cluster.key"  # the host key that seals and vouches for images
+//! trust_images = false      # let images this host did not seal place things outside
 //! ```
 //!
 //! `image_key` reaches the library as `CRHOOK_IMAGE_KEY` (which, when set, wins over the
@@ -58,6 +60,8 @@ pub struct Config {
     pub plugin_dir: Option<PathBuf>,
     /// the host key file (default /etc/crhook/image.key)
     pub image_key: Option<PathBuf>,
+    /// directories under which the hook reads images an annotation names
+    pub images_roots: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,6 +160,13 @@ impl Config {
     pub fn image_key_override(&self) -> Option<&Path> {
         let env_set = std::env::var_os(crhook_core::seal::KEY_ENV).is_some_and(|v| !v.is_empty());
         self.image_key.as_deref().filter(|_| !env_set)
+    }
+
+    /// Where an `io.crhook.images` annotation may point (default `/var/lib/crhook`).
+    pub fn images_roots(&self) -> Vec<PathBuf> {
+        self.images_roots
+            .clone()
+            .unwrap_or_else(|| vec![PathBuf::from("/var/lib/crhook")])
     }
 
     /// Adopt for the runtime modes (hook, CRIU): the runtime's links by default.

@@ -201,6 +201,15 @@ impl TempDir {
         TempDir { path }
     }
 
+    /// A temporary directory below `parent` (made if missing): for images a hook may read only
+    /// under a configured root, such as `/var/lib/crhook`, owned by root and writable by no one
+    /// else (unlike the system's temporary directory).
+    pub fn under(parent: &Path, tag: &str) -> TempDir {
+        let path = parent.join(unique_name(tag));
+        std::fs::create_dir_all(&path).unwrap_or_else(|e| panic!("create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }

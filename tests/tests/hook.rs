@@ -549,3 +549,64 @@ fn criu_actions_capture_once_restore_and_unlock() {
         diffs.join("\n")
     );
 }
+
+#[test]
+fn annotated_images_are_read_only_under_the_configured_roots() {
+    require_root();
+    use std::os::unix::fs::PermissionsExt;
+    let key = "io.crhook.images";
+    // an existing directory in the system's temporary directory: not under the roots
+    let tmp = TempDir::new("hook-roots");
+    let b = bundle(&tmp, None);
+    let outside = tmp.path().join("images");
+    std::fs::create_dir_all(&outside).unwrap();
+    let out = hook(
+        &["hook"],
+        &state(&b, "creating", 1, Some(json!({ key: outside }))),
+        &[],
+    );
+    assert_one_line_failure(&out, &["not under the image roots", "/var/lib/crhook"]);
+
+    // under the default root, but inside the container's own rootfs
+    let root = TempDir::under(Path::new("/var/lib/crhook"), "hook-roots");
+    let b2 = root.path().join("bundle");
+    let inside = b2.join("rootfs/images");
+    std::fs::create_dir_all(&inside).unwrap();
+    std::fs::write(b2.join("config.json"), r#"{"ociVersion":"1.0.2"}"#).unwrap();
+    let out = hook(
+        &["hook"],
+        &state(&b2, "creating", 1, Some(json!({ key: inside }))),
+        &[],
+    );
+    assert_one_line_failure(&out, &["inside the container's own rootfs"]);
+
+    // under the root, but in a directory others can write
+    let open = root.path().join("open/images");
+    std::fs::create_dir_all(&open).unwrap();
+    std::fs::set_permissions(
+        root.path().join("open"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .unwrap();
+    let out = hook(
+        &["hook"],
+        &state(&b, "creating", 1, Some(json!({ key: open }))),
+        &[],
+    );
+    assert_one_line_failure(&out, &["writable by others"]);
+
+    // a root the operator configured
+    let conf = tmp.path().join("crhook.toml");
+    std::fs::write(
+        &conf,
+        format!("images_roots = [{:?}]\n", tmp.path().display().to_string()),
+    )
+    .unwrap();
+    let out = hook(
+        &["hook"],
+        &state(&b, "creating", 1, Some(json!({ key: outside }))),
+        &[("CRHOOK_CONFIG", conf.to_str().unwrap())],
+    );
+    // /tmp itself is writable by everyone: still refused, by that rule
+    assert_one_line_failure(&out, &["writable by others"]);
+}

@@ -185,7 +185,8 @@ fn podman_checkpoint_restore_with_crhook_as_criu_action_script() {
 #[test]
 fn podman_new_container_gets_the_app_state_through_the_hook_with_its_new_address() {
     require_root();
-    let tmp = TempDir::new("pm-hook");
+    // an annotation may name images only under the configured roots (default /var/lib/crhook)
+    let tmp = TempDir::under(Path::new("/var/lib/crhook"), "pm-hook");
     let images = tmp.join("images");
     let (a, ns_a, app) = shaped("pm-hook-a", &PodmanOpts::default());
     let old_ip = a.ip();

@@ -9,6 +9,13 @@
 //! Images: `--images`, else the annotation `io.crhook.images` (the state's, then config.json's;
 //! a relative path is taken relative to the bundle), else `<bundle>/netstate`.
 //!
+//! Annotations are the pod's to set (CRI-O copies pod annotations into the OCI spec), so an
+//! annotated directory is used only under a root the operator configured (`images_roots` in
+//! the config file, default `/var/lib/crhook`), never inside the container's rootfs, and only
+//! when it and every directory above it are owned by root and writable by nobody else: an
+//! image shipped in the container's own image, or in a directory anyone can write, is never
+//! read. The flag and `<bundle>/netstate` are the operator's and the runtime's own.
+//!
 //! Decisions where the spec is silent:
 //! - no images directory: exit 0 after an info log. A hook configured for every container
 //!   (hooks.d `always`) must not break containers that were never checkpointed.
@@ -147,9 +154,53 @@ pub fn images_dir(flag: Option<&Path>, state: &HookState) -> anyhow::Result<Path
             .context("container state has no bundle, and no absolute --images or io.crhook.images names the images");
     };
     Ok(match annotated(&state.annotations).or(from_config) {
-        Some(p) => bundle.join(p), // join keeps an absolute p as it is
+        // join keeps an absolute p as it is
+        Some(p) => checked_annotation(&bundle.join(p), bundle)?,
         None => bundle.join("netstate"),
     })
+}
+
+/// An annotated image directory, if it may be read (see the module notes); a directory that
+/// does not exist is returned as it is (nothing to restore).
+fn checked_annotation(dir: &Path, bundle: &Path) -> anyhow::Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(real) = std::fs::canonicalize(dir) else {
+        return Ok(dir.to_path_buf());
+    };
+    let roots = crate::config::get().images_roots();
+    let under = roots
+        .iter()
+        .filter_map(|r| std::fs::canonicalize(r).ok())
+        .any(|r| real.starts_with(&r));
+    if !under {
+        let list: Vec<String> = roots.iter().map(|r| r.display().to_string()).collect();
+        bail!(
+            "annotation {IMAGES_ANNOTATION} names {}, which is not under the image roots ({}); set images_roots in the config file",
+            dir.display(),
+            list.join(", ")
+        );
+    }
+    if let Ok(rootfs) = std::fs::canonicalize(bundle.join("rootfs")) {
+        if real.starts_with(&rootfs) {
+            bail!(
+                "annotation {IMAGES_ANNOTATION} names {}, inside the container's own rootfs",
+                dir.display()
+            );
+        }
+    }
+    let mut at = Some(real.as_path());
+    while let Some(d) = at {
+        let md = std::fs::metadata(d).with_context(|| format!("stat {}", d.display()))?;
+        if md.uid() != 0 || md.mode() & 0o022 != 0 {
+            bail!(
+                "annotation {IMAGES_ANNOTATION} names {}, but {} is not owned by root or is writable by others",
+                dir.display(),
+                d.display()
+            );
+        }
+        at = d.parent();
+    }
+    Ok(real)
 }
 
 fn read_state() -> anyhow::Result<Vec<u8>> {
