@@ -28,8 +28,14 @@ fn gauges(hub: &BenchNs) -> Result<Gauges> {
     let fds = std::fs::read_dir("/proc/self/fd")
         .context("list /proc/self/fd")?
         .count();
+    // this run's own namespaces: other processes may make and delete theirs meanwhile
+    let prefix = format!("crh-bench-{}-", std::process::id());
     let netns = std::fs::read_dir("/run/netns")
-        .map(|d| d.count())
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+                .count()
+        })
         .unwrap_or(0);
     let out = hub
         .command(&program("ip")?)?

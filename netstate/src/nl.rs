@@ -454,10 +454,16 @@ impl Nl {
                     continue;
                 }
                 if flags & netlink_packet_core::NLM_F_DUMP_INTR != 0 {
+                    // read the dump to its end before reporting: the kernel runs one dump
+                    // per socket at a time, and a new one (the retry) would get EBUSY
                     self.interrupted = true;
-                    return Err(self.protocol(op, "dump interrupted by a concurrent change".into()));
                 }
                 match ty {
+                    NLMSG_DONE if self.interrupted => {
+                        return Err(
+                            self.protocol(op, "dump interrupted by a concurrent change".into())
+                        )
+                    }
                     NLMSG_DONE => return Ok(()),
                     NLMSG_ERROR => {
                         let res = parse_ack(&msg[NLMSG_HDRLEN..]);
@@ -472,6 +478,7 @@ impl Nl {
                         };
                     }
                     NLMSG_OVERRUN => return Err(self.protocol(op, "overrun".into())),
+                    _ if self.interrupted => {}
                     _ => {
                         let part = if whole { msg } else { &msg[NLMSG_HDRLEN..] };
                         f(ty, part)?;
