@@ -174,7 +174,16 @@ pub fn plan(
                 p.adopted.push(i);
                 continue;
             }
-            let (sv, lv) = (view(l, &saved_names), view(existing, &lname));
+            // an image from before far ends were kept says nothing about them
+            let mut existing_view = (*existing).clone();
+            if let (Some(pb::link::Info::Veth(sv)), Some(pb::link::Info::Veth(lv))) =
+                (&l.info, &mut existing_view.info)
+            {
+                if sv.far_end.is_none() {
+                    lv.far_end = None;
+                }
+            }
+            let (sv, lv) = (view(l, &saved_names), view(&existing_view, &lname));
             if is_loopback(l) && is_loopback(existing) {
                 if sv == lv {
                     p.present += 1;
