@@ -39,6 +39,21 @@ fn spawn(host: &TestNs, args: &[&str]) -> Child {
     cmd.spawn().expect("spawn crhook")
 }
 
+/// Runs crhook with `args` in `host`, sends it SIGTERM after `delay_ms`, and returns how it
+/// ended and its stderr.
+fn terminate_after(
+    host: &TestNs,
+    args: &[&str],
+    delay_ms: u64,
+) -> (std::process::ExitStatus, String) {
+    let child = spawn(host, args);
+    std::thread::sleep(Duration::from_millis(delay_ms));
+    let pid = nix::unistd::Pid::from_raw(child.id() as i32);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
+    let out = child.wait_with_output().expect("wait");
+    (out.status, String::from_utf8_lossy(&out.stderr).to_string())
+}
+
 #[test]
 fn sigkill_during_checkpoint_lock_leaves_no_lock() {
     require_root();
@@ -105,21 +120,18 @@ fn sigterm_during_restore_rolls_back() {
     for delay_ms in [20u64, 80, 200, 400, 700] {
         let b = TestNs::new("sgtb");
         let empty = NsState::capture(&b);
-        let child = spawn(
+        let target = b.path_str();
+        let (status, stderr) = terminate_after(
             &host,
-            &["restore", "--netns", &b.path_str(), "--images", &images],
+            &["restore", "--netns", &target, "--images", &images],
+            delay_ms,
         );
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let out = child.wait_with_output().expect("wait");
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        if out.status.success() {
+        if status.success() {
             // the signal came after the restore was done
             outcomes.push("done");
             continue;
         }
-        if out.status.code().is_none() {
+        if status.code().is_none() {
             // the signal came before crhook installed its handler: nothing was done yet
             let diffs = compare_states(&empty, &NsState::capture(&b));
             assert!(diffs.is_empty(), "killed at start: {}", diffs.join("; "));
@@ -165,30 +177,27 @@ fn sigterm_during_checkpoint_lock_removes_the_lock_and_writes_no_image() {
     let mut interrupted = 0;
     for (i, delay_ms) in [5u64, 30, 80, 150, 300].into_iter().enumerate() {
         let images = tmp.join(&format!("images{i}"));
-        let child = spawn(
+        let target = a.path_str();
+        let (status, stderr) = terminate_after(
             &host,
             &[
                 "checkpoint",
                 "--netns",
-                &a.path_str(),
+                &target,
                 "--images",
                 &images,
                 "--lock",
             ],
+            delay_ms,
         );
-        std::thread::sleep(Duration::from_millis(delay_ms));
-        let pid = nix::unistd::Pid::from_raw(child.id() as i32);
-        let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-        let out = child.wait_with_output().expect("wait");
         assert!(!locked(&a), "after {delay_ms} ms: the lock is still there");
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
         let inventory = std::path::Path::new(&images).join("inventory.img");
-        if out.status.success() {
+        if status.success() {
             assert!(
                 inventory.exists(),
                 "a successful checkpoint wrote its image"
             );
-        } else if out.status.code().is_none() {
+        } else if status.code().is_none() {
             // the signal came before crhook installed its handler: nothing was done yet
             assert!(
                 !inventory.exists(),

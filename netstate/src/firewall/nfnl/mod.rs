@@ -163,17 +163,9 @@ pub(crate) fn chain_names(t: &NftTable) -> Vec<String> {
         .collect()
 }
 
-/// The nft name of NFPROTO family `f`.
+/// The nft name of NFPROTO family `f` (core's table, which `show` uses too).
 pub(crate) fn family_name(f: u32) -> String {
-    match f {
-        1 => "inet".into(),
-        2 => "ip".into(),
-        3 => "arp".into(),
-        5 => "netdev".into(),
-        7 => "bridge".into(),
-        10 => "ip6".into(),
-        other => format!("family{other}"),
-    }
+    crhook_core::summary::nft_family(u64::from(f))
 }
 
 /// "ip filter": how messages name a table.
