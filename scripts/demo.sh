@@ -81,6 +81,9 @@ in_ns iptables -P FORWARD DROP
 ip -n "$NS" -br addr
 ip -n "$NS" route show table all | grep -v '^local\|^multicast\|fe80' || true
 ping_gw "$NS"
+# IPv6 duplicate address detection still running is a moment of the kernel's, not a setting:
+# checkpoint the namespace once it has settled
+for _ in $(seq 50); do [ -z "$(ip -n "$NS" -6 addr show tentative)" ] && break; sleep 0.1; done
 
 step "crhook checkpoint"
 "$CRHOOK" checkpoint --netns "/run/netns/$NS" --images "$IMAGES" --print-stats

@@ -7,8 +7,9 @@
 //!
 //! Sysctls are read from `/proc/sys/net/{ipv4,ipv6}/{conf,neigh}/DEV/` inside that namespace
 //! and kept where they differ from the same key under `default` (what a new device gets), and
-//! only writable ones (`mtu` under ipv6/conf follows the device, `stable_secret` reads EIO
-//! until set). The other families come from one dump per namespace, shared by every veth whose
+//! only writable ones (`stable_secret` reads EIO until set); `mtu` under ipv6/conf follows the
+//! device, and the neigh keys are compared only where `neigh/default` exists (the first
+//! namespace has it, others do not). The other families come from one dump per namespace, shared by every veth whose
 //! peer lives there.
 
 use std::collections::BTreeMap;
@@ -82,7 +83,16 @@ fn sysctls(ns: &NetNs, dev: &str) -> Result<Vec<pb::Sysctl>> {
                 m
             };
             let defaults = read_dir(&base.join("default"));
+            if defaults.is_empty() {
+                // neigh/default exists only in the first namespace: without the value a new
+                // device gets, a differing one cannot be told apart
+                continue;
+            }
             for (k, v) in read_dir(&base.join(&dev)) {
+                // the device's IPv6 MTU follows the device's own
+                if (family, kind, k.as_str()) == ("ipv6", "conf", "mtu") {
+                    continue;
+                }
                 if defaults.get(&k) != Some(&v) {
                     out.push(pb::Sysctl {
                         path: vec![family.into(), kind.into(), dev.clone(), k],

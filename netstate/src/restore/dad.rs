@@ -21,9 +21,9 @@ use crate::netns::NetNs;
 
 /// Devices whose saved addresses include one that was tentative or had failed DAD at
 /// checkpoint: those keep DAD.
-pub fn keeps(addresses: &[crhook_proto::Address]) -> Vec<&str> {
+pub fn keeps<'a>(addresses: impl IntoIterator<Item = &'a crhook_proto::Address>) -> Vec<&'a str> {
     let mut v: Vec<&str> = addresses
-        .iter()
+        .into_iter()
         .filter(|a| a.flags & (crate::addr::IFA_F_TENTATIVE | crate::addr::IFA_F_DADFAILED) != 0)
         .map(|a| a.ifname.as_str())
         .collect();
@@ -33,9 +33,12 @@ pub fn keeps(addresses: &[crhook_proto::Address]) -> Vec<&str> {
 }
 
 /// The devices to restore without DAD: every saved link but lo, and every device a saved
-/// IPv6 address is on, less those that [`keeps`] names.
-pub fn devices(links: &[crhook_proto::Link], addresses: &[crhook_proto::Address]) -> Vec<String> {
-    let keep = keeps(addresses);
+/// IPv6 address is on, less `keep` (see [`keeps`]).
+pub fn devices(
+    links: &[crhook_proto::Link],
+    addresses: &[crhook_proto::Address],
+    keep: &[String],
+) -> Vec<String> {
     let mut v: Vec<String> = addresses
         .iter()
         .filter(|a| a.family == libc::AF_INET6 as u32)
@@ -46,7 +49,7 @@ pub fn devices(links: &[crhook_proto::Link], addresses: &[crhook_proto::Address]
                 .filter(|l| l.flags & libc::IFF_LOOPBACK as u32 == 0)
                 .map(|l| l.name.clone()),
         )
-        .filter(|n| !keep.contains(&n.as_str()))
+        .filter(|n| !keep.contains(n))
         .collect();
     v.sort_unstable();
     v.dedup();

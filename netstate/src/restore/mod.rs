@@ -409,6 +409,10 @@ fn restore_with(
         warnings: &mut warnings,
         opts,
         dad: None,
+        dad_keep: dad::keeps(todo.addresses.iter().chain(&p.kernel_ll))
+            .into_iter()
+            .map(String::from)
+            .collect(),
     };
     let applied = apply(&mut cx, &todo, &p.links, &mut files)
         .and_then(|()| link_locals(&mut cx, &todo.links, &p.links, &p.kernel_ll));
@@ -496,6 +500,9 @@ struct Applying<'a> {
     opts: &'a RestoreOptions,
     /// accept_dad suspended while addresses go in and links come up
     dad: Option<dad::Suspended>,
+    /// devices that keep DAD: an address of theirs (the kernel's link-local included) was
+    /// tentative or had failed DAD at checkpoint
+    dad_keep: Vec<String>,
 }
 
 /// Applies `todo` (the saved links, and of every other family only what the plan must add) in
@@ -569,7 +576,7 @@ fn apply(
     links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
     links::far_end::late(&todo.links, lp, cx.socks, cx.journal)?;
     if let Some(s) = cx.dad.take() {
-        let keep = dad::keeps(&todo.addresses);
+        let keep: Vec<&str> = cx.dad_keep.iter().map(String::as_str).collect();
         let settled = dad::settle(&mut cx.socks.target, &ifs, &keep);
         let resumed = dad::resume(cx.ns, s);
         settled.map_err(|e| vec![crate::error::chain(&e)])?;
@@ -661,7 +668,7 @@ fn links_and_addresses(
     )?;
     cx.stats.phase("sysctls_early", t.elapsed());
     // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
-    let no_dad = dad::devices(&todo.links, &todo.addresses);
+    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
     cx.dad = Some(dad::suspend(cx.ns, &no_dad).map_err(|e| vec![crate::error::chain(&e)])?);
     let target = &mut cx.socks.target;
     let t = Instant::now();
