@@ -462,6 +462,71 @@ mod tests {
         }
     }
 
+    fn addr(dev: &str, last: u8, len: u32) -> pb::Address {
+        pb::Address {
+            family: 2,
+            ifname: dev.into(),
+            local: vec![10, 0, 0, last],
+            address: vec![10, 0, 0, last],
+            prefix_len: len,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn plan_keeps_adds_keeps_the_runtimes_and_refuses_with_fields_and_a_hint() {
+        let saved = vec![
+            addr("eth0", 1, 24), // identical live: keep
+            addr("eth0", 2, 24), // absent live: add
+            addr("eth0", 3, 24), // live with another prefix on an adopted link: runtime's
+            addr("net1", 4, 24), // live with another prefix elsewhere: conflict
+        ];
+        let live = vec![
+            addr("eth0", 1, 24),
+            addr("eth0", 3, 16),
+            addr("net1", 4, 16),
+        ];
+        let adopted: HashSet<String> = ["eth0".to_string()].into();
+        let p = plan::<Addresses>(&saved, &live, &adopted);
+        assert_eq!(p.present, 1);
+        assert_eq!(p.to_add, vec![addr("eth0", 2, 24)]);
+        assert_eq!(p.runtime_kept, 1);
+        assert_eq!(p.conflicts.len(), 1, "{:?}", p.conflicts);
+        let c = &p.conflicts[0];
+        assert_eq!(c.kind, "address");
+        assert!(
+            c.object.contains("10.0.0.4") && c.object.contains("net1"),
+            "{c:?}"
+        );
+        assert!(
+            c.hint
+                .as_deref()
+                .is_some_and(|h| h.contains("--adopt net1")),
+            "{c:?}"
+        );
+        // nothing adopted: the eth0 clash is a conflict too
+        let p = plan::<Addresses>(&saved, &live, &HashSet::new());
+        assert_eq!((p.runtime_kept, p.conflicts.len()), (0, 2));
+        // a fresh namespace: everything is added
+        let p = plan::<Addresses>(&saved, &[], &adopted);
+        assert_eq!(p.to_add.len(), 4);
+    }
+
+    #[test]
+    fn a_differing_route_is_a_conflict_naming_the_field() {
+        let mut live = route(2, "va");
+        live.gateway = vec![10, 61, 0, 9];
+        let p = plan::<Routes>(&[route(2, "va")], &[live], &HashSet::new());
+        assert_eq!(p.conflicts.len(), 1);
+        let c = &p.conflicts[0];
+        assert!(
+            c.fields
+                .iter()
+                .any(|f| f.field == "gateway" && f.saved == "10.61.0.2" && f.live == "10.61.0.9"),
+            "{c:?}"
+        );
+    }
+
     #[test]
     fn appended_routes_get_distinct_keys_in_order() {
         let v = vec![route(2, "va"), route(3, "vb"), route(4, "vc")];
