@@ -54,7 +54,7 @@ pub enum NetstateError {
     #[error("restore into {netns} refused, {} conflict(s): {}", conflicts.len(), join(conflicts))]
     Conflicts {
         netns: String,
-        conflicts: Vec<crate::family::Conflict>,
+        conflicts: Vec<crate::fields::Conflict>,
     },
     #[error("restore into {netns} failed and was rolled back: {}", errors.join("; "))]
     RolledBack { netns: String, errors: Vec<String> },
@@ -90,7 +90,7 @@ pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
     s
 }
 
-fn join(c: &[crate::family::Conflict]) -> String {
+fn join(c: &[crate::fields::Conflict]) -> String {
     c.iter()
         .map(ToString::to_string)
         .collect::<Vec<_>>()

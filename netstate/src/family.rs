@@ -10,7 +10,7 @@ use serde::Serialize;
 
 use crate::api::Difference;
 use crate::error::Result;
-pub use crate::fields::{describe_diffs, field_diffs, FieldChange};
+pub use crate::fields::{describe_diffs, field_diffs, Conflict, FieldChange};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
 use crate::nl::{Nl, Req};
@@ -253,53 +253,6 @@ pub fn plan<F: Family>(
 
 fn adopt_hint(dev: &str) -> Option<String> {
     (!dev.is_empty()).then(|| format!("pass --adopt {dev} to keep the live link's own state"))
-}
-
-/// Why restore refuses one object: which object, what is wrong, the fields that differ and,
-/// where one exists, the option that resolves it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Conflict {
-    /// family: "link", "address", "route", "firewall", ...
-    pub kind: String,
-    /// the object as a person names it ("link eth0", "address 10.0.0.1/24 dev eth0"); empty
-    /// when `problem` says it all
-    pub object: String,
-    pub problem: String,
-    pub fields: Vec<FieldChange>,
-    pub hint: Option<String>,
-}
-
-impl Conflict {
-    /// A conflict described by one sentence.
-    pub fn text(kind: &str, what: impl Into<String>) -> Conflict {
-        Conflict {
-            kind: kind.into(),
-            object: String::new(),
-            problem: what.into(),
-            fields: Vec::new(),
-            hint: None,
-        }
-    }
-}
-
-impl std::fmt::Display for Conflict {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        if !self.object.is_empty() {
-            write!(f, "{}: ", self.object)?;
-        }
-        f.write_str(&self.problem)?;
-        if !self.fields.is_empty() {
-            write!(
-                f,
-                " differences (saved -> live): {}",
-                describe_diffs(&self.fields)
-            )?;
-        }
-        if let Some(h) = &self.hint {
-            write!(f, " ({h})")?;
-        }
-        Ok(())
-    }
 }
 
 /// Adds `objs` in batches, journaling an undo for each success. Retries, in further passes,

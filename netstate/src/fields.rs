@@ -268,6 +268,53 @@ pub fn link_flags(v: &str) -> String {
 /// Fields a one-line conflict names before it says how many more there are.
 const MAX_LISTED: usize = 8;
 
+/// Why restore refuses one object: which object, what is wrong, the fields that differ and,
+/// where one exists, the option that resolves it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Conflict {
+    /// family: "link", "address", "route", "firewall", ...
+    pub kind: String,
+    /// the object as a person names it ("link eth0", "address 10.0.0.1/24 dev eth0"); empty
+    /// when `problem` says it all
+    pub object: String,
+    pub problem: String,
+    pub fields: Vec<FieldChange>,
+    pub hint: Option<String>,
+}
+
+impl Conflict {
+    /// A conflict described by one sentence.
+    pub fn text(kind: &str, what: impl Into<String>) -> Conflict {
+        Conflict {
+            kind: kind.into(),
+            object: String::new(),
+            problem: what.into(),
+            fields: Vec::new(),
+            hint: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Conflict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if !self.object.is_empty() {
+            write!(f, "{}: ", self.object)?;
+        }
+        f.write_str(&self.problem)?;
+        if !self.fields.is_empty() {
+            write!(
+                f,
+                " differences (saved -> live): {}",
+                describe_diffs(&self.fields)
+            )?;
+        }
+        if let Some(h) = &self.hint {
+            write!(f, " ({h})")?;
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -40,7 +40,7 @@ pub use api::{
 pub use crhook_core;
 pub use crhook_proto;
 pub use error::{NetstateError, Result};
-pub use family::{Conflict, FieldChange};
+pub use fields::{Conflict, FieldChange};
 pub use netlink_packet_route;
 pub use netns::{NetNs, Target};
 pub use restore::plan::{FamilyPlan, Plan};
