@@ -17,7 +17,9 @@ use std::collections::HashMap;
 
 use crhook_proto as pb;
 
-use super::{NTF_EXT_LEARNED, NTF_MASTER, NTF_SELF, NUD_NOARP, NUD_PERMANENT, RTM_NEWNEIGH};
+use super::{
+    LinkFacts, NTF_EXT_LEARNED, NTF_MASTER, NTF_SELF, NUD_NOARP, NUD_PERMANENT, RTM_NEWNEIGH,
+};
 use crate::error::Result;
 use crate::ifmap::IfMap;
 use crate::nl::{Nl, Req};
@@ -32,10 +34,6 @@ pub const NTF_STICKY: u32 = 0x40;
 pub const NTF_FDB_SEND: u32 = NTF_SELF | NTF_MASTER | NTF_EXT_LEARNED | NTF_STICKY;
 
 const RTM_GETNEIGH: u16 = 30;
-const RTM_NEWLINK: u16 = 16;
-const RTM_GETLINK: u16 = 18;
-const IFLA_ADDRESS: u16 = 1;
-const IFLA_MASTER: u16 = 10;
 
 /// Decodes one AF_BRIDGE entry; None for learnt ones and kernel-kept address lists.
 pub(crate) fn decode(
@@ -80,40 +78,17 @@ pub(crate) fn decode(
     Ok(Some((n, master)))
 }
 
-/// ifindex -> (MAC, master ifindex) of every link.
-fn link_macs(nl: &mut Nl) -> Result<HashMap<u32, (Vec<u8>, u32)>> {
-    let req = Req::Raw {
-        msg_type: RTM_GETLINK,
-        payload: vec![0u8; 16],
-    };
-    let mut m = HashMap::new();
-    for (ty, p) in nl.dump_raw(&req, "dump link addresses for the bridge fdb")? {
-        if ty != RTM_NEWLINK || p.len() < 16 {
-            continue;
-        }
-        let (mut mac, mut master) = (Vec::new(), 0);
-        for a in nla::attrs(&p[16..]).filter_map(|a| a.ok()) {
-            match a.ty() {
-                IFLA_ADDRESS => mac = a.value.to_vec(),
-                IFLA_MASTER => master = a.u32().unwrap_or(0),
-                _ => {}
-            }
-        }
-        m.insert(nla::u32_at(&p, 4), (mac, master));
-    }
-    Ok(m)
-}
-
-/// The configured FDB entries of every bridge port and vxlan device.
-pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Neighbour>> {
+/// The configured FDB entries of every bridge port and vxlan device, each with the bridge
+/// the dump named (0 for none); the kernel's own are among them until
+/// [`without_kernel_local`].
+pub(crate) fn entries(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<(pb::Neighbour, u32)>> {
     let op = "dump bridge fdb";
     let req = Req::Raw {
         msg_type: RTM_GETNEIGH,
         payload: vec![AF_BRIDGE, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0],
     };
-    let msgs = nl.dump_raw(&req, op)?;
     let mut found = Vec::new();
-    for (ty, payload) in &msgs {
+    for (ty, payload) in &nl.dump_raw(&req, op)? {
         if *ty != RTM_NEWNEIGH {
             continue;
         }
@@ -123,27 +98,31 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Neighbour>> {
             found.push(e);
         }
     }
-    if found.is_empty() {
-        return Ok(Vec::new());
-    }
-    let links = link_macs(nl)?;
-    Ok(found
+    Ok(found)
+}
+
+/// `found` less the entries the kernel keeps for its ports' and bridges' own addresses.
+pub(crate) fn without_kernel_local(
+    found: Vec<(pb::Neighbour, u32)>,
+    links: &HashMap<u32, LinkFacts>,
+) -> Vec<pb::Neighbour> {
+    found
         .into_iter()
-        .filter(|(n, master)| !kernel_local(n, *master, &links))
+        .filter(|(n, master)| !kernel_local(n, *master, links))
         .map(|(n, _)| n)
-        .collect())
+        .collect()
 }
 
 /// A permanent master entry for the address of its port or of its bridge.
-fn kernel_local(n: &pb::Neighbour, master: u32, links: &HashMap<u32, (Vec<u8>, u32)>) -> bool {
+fn kernel_local(n: &pb::Neighbour, master: u32, links: &HashMap<u32, LinkFacts>) -> bool {
     if n.flags & NTF_MASTER == 0 || n.state & NUD_PERMANENT == 0 {
         return false;
     }
-    let own = |i: u32| links.get(&i).is_some_and(|(mac, _)| *mac == n.lladdr);
+    let own = |i: u32| links.get(&i).is_some_and(|l| l.mac == n.lladdr);
     let bridge = if master != 0 {
         master
     } else {
-        links.get(&n.ifindex).map_or(0, |l| l.1)
+        links.get(&n.ifindex).map_or(0, |l| l.master)
     };
     own(n.ifindex) || own(bridge)
 }
@@ -266,8 +245,13 @@ mod tests {
     #[test]
     fn a_ports_own_address_is_the_kernels() {
         let mut links = HashMap::new();
-        links.insert(3, (MAC.to_vec(), 2));
-        links.insert(2, (vec![2, 0, 0, 0, 0, 0xbb], 0));
+        let facts = |mac: Vec<u8>, master: u32| LinkFacts {
+            mac,
+            master,
+            ..LinkFacts::default()
+        };
+        links.insert(3, facts(MAC.to_vec(), 2));
+        links.insert(2, facts(vec![2, 0, 0, 0, 0, 0xbb], 0));
         let n = pb::Neighbour {
             family: 7,
             ifindex: 3,

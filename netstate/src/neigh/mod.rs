@@ -74,14 +74,24 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Neighbour>> {
                 .map_err(|what| nla::decode_error(op, nl.netns(), what))?;
         }
     }
-    let mut out = if candidates.is_empty() {
-        out
-    } else {
-        let links = link_flags(nl)?;
-        drop_device_noarp(out, &candidates, &links)
-    };
-    out.extend(fdb::capture(nl, ifs)?);
+    let fdb = fdb::entries(nl, ifs)?;
+    if candidates.is_empty() && fdb.is_empty() {
+        return Ok(out);
+    }
+    // one link dump answers both: which devices make every entry NOARP, and which FDB
+    // entries are the kernel's own for a port's or a bridge's address
+    let links = link_facts(nl)?;
+    let mut out = drop_device_noarp(out, &candidates, &links);
+    out.extend(fdb::without_kernel_local(fdb, &links));
     Ok(out)
+}
+
+/// What neighbour capture needs to know of a link: `ifi_flags`, its address, its master.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LinkFacts {
+    pub flags: u32,
+    pub mac: Vec<u8>,
+    pub master: u32,
 }
 
 /// Appends the user entries of one dump to `out`; the indexes of NOARP entries of unicast
@@ -114,30 +124,47 @@ pub(crate) fn select(
 pub(crate) fn drop_device_noarp(
     out: Vec<pb::Neighbour>,
     candidates: &[usize],
-    links: &HashMap<u32, u32>,
+    links: &HashMap<u32, LinkFacts>,
 ) -> Vec<pb::Neighbour> {
     let kernel_flags = (libc::IFF_LOOPBACK | libc::IFF_NOARP | libc::IFF_POINTOPOINT) as u32;
     out.into_iter()
         .enumerate()
         .filter(|(i, n)| {
             !(candidates.binary_search(i).is_ok()
-                && links.get(&n.ifindex).is_some_and(|f| f & kernel_flags != 0))
+                && links
+                    .get(&n.ifindex)
+                    .is_some_and(|l| l.flags & kernel_flags != 0))
         })
         .map(|(_, n)| n)
         .collect()
 }
 
-/// ifindex -> ifi_flags of every link (struct ifinfomsg: family, pad, type, index, flags).
-fn link_flags(nl: &mut Nl) -> Result<HashMap<u32, u32>> {
+/// The facts of every link (struct ifinfomsg: family, pad, type, index, flags; then
+/// IFLA_ADDRESS and IFLA_MASTER), by ifindex.
+fn link_facts(nl: &mut Nl) -> Result<HashMap<u32, LinkFacts>> {
+    const IFLA_ADDRESS: u16 = 1;
+    const IFLA_MASTER: u16 = 10;
     let req = Req::Raw {
         msg_type: RTM_GETLINK,
         payload: vec![0u8; 16],
     };
     let mut m = HashMap::new();
-    for (ty, p) in nl.dump_raw(&req, "dump link flags for neighbours")? {
-        if ty == RTM_NEWLINK && p.len() >= 16 {
-            m.insert(nla::u32_at(&p, 4), nla::u32_at(&p, 8));
+    for (ty, p) in nl.dump_raw(&req, "dump links for neighbours")? {
+        if ty != RTM_NEWLINK || p.len() < 16 {
+            continue;
         }
+        let mut f = LinkFacts {
+            flags: nla::u32_at(&p, 8),
+            ..LinkFacts::default()
+        };
+        for a in nla::attrs(&p[16..]).filter_map(|a| a.ok()) {
+            match a.ty() {
+                IFLA_ADDRESS => f.mac = a.value.to_vec(),
+                IFLA_MASTER => f.master = a.u32().unwrap_or(0),
+                _ => {}
+            }
+        }
+        m.insert(nla::u32_at(&p, 4), f);
     }
     Ok(m)
 }

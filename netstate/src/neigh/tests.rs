@@ -79,9 +79,13 @@ fn noarp_entries_depend_on_the_device() {
     assert_eq!(out.len(), 3);
     assert_eq!(cand, [1]);
     // va is an ordinary ethernet device: the NOARP entry is a user's
+    let facts = |flags: i32| LinkFacts {
+        flags: flags as u32,
+        ..LinkFacts::default()
+    };
     let ether = HashMap::from([(
         3u32,
-        (libc::IFF_UP | libc::IFF_BROADCAST | libc::IFF_MULTICAST) as u32,
+        facts(libc::IFF_UP | libc::IFF_BROADCAST | libc::IFF_MULTICAST),
     )]);
     let keep = drop_device_noarp(out.clone(), &cand, &ether);
     assert_eq!(
@@ -93,7 +97,7 @@ fn noarp_entries_depend_on_the_device() {
         ]
     );
     // on an IFF_NOARP device the kernel makes every entry NOARP by itself
-    let noarp = HashMap::from([(3u32, (libc::IFF_UP | libc::IFF_NOARP) as u32)]);
+    let noarp = HashMap::from([(3u32, facts(libc::IFF_UP | libc::IFF_NOARP))]);
     let keep = drop_device_noarp(out, &cand, &noarp);
     assert_eq!(
         keep.iter().map(key).collect::<Vec<_>>(),
