@@ -15,7 +15,7 @@ use crhook_proto as pb;
 
 use crate::error::Result;
 use crate::nl::{Nl, Req};
-use crate::nla::{self, attrs};
+use crate::nla::{self, attrs, MsgBuf};
 
 const AF_BRIDGE: u8 = 7;
 const RTM_NEWLINK: u16 = 16;
@@ -64,16 +64,12 @@ pub fn decode(payload: &[u8]) -> std::result::Result<Option<(u32, Vec<pb::Bridge
 
 /// The VLANs of every bridge port and bridge in `nl`'s namespace, by ifindex.
 pub fn capture(nl: &mut Nl) -> Result<HashMap<u32, Vec<pb::BridgeVlan>>> {
-    let mut payload = vec![0u8; 16];
-    payload[0] = AF_BRIDGE;
-    payload.extend_from_slice(&8u16.to_ne_bytes());
-    payload.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
-    payload.extend_from_slice(&RTEXT_FILTER_BRVLAN.to_ne_bytes());
+    let mut header = [0u8; 16];
+    header[0] = AF_BRIDGE;
+    let mut m = MsgBuf::new(&header);
+    m.put_u32(IFLA_EXT_MASK, RTEXT_FILTER_BRVLAN)?;
     let op = "dump bridge vlans";
-    let req = Req::Raw {
-        msg_type: RTM_GETLINK,
-        payload,
-    };
+    let req = m.into_req(RTM_GETLINK);
     let mut out = HashMap::new();
     for (ty, p) in nl.dump_raw(&req, op)? {
         if ty != RTM_NEWLINK {
@@ -93,36 +89,20 @@ pub fn request(ifindex: u32, v: &pb::BridgeVlan, add: bool, own: bool) -> Result
         || crate::error::NetstateError::invalid(format!("bridge vlan {} out of range", v.vid));
     let vid = u16::try_from(v.vid).map_err(|_| bad())?;
     let flags = u16::try_from(v.flags & !LISTING_FLAGS).map_err(|_| bad())?;
-    let mut spec = Vec::new();
-    if own {
-        put(
-            &mut spec,
-            IFLA_BRIDGE_FLAGS,
-            &BRIDGE_FLAGS_SELF.to_ne_bytes(),
-        );
-    }
-    let mut info = flags.to_ne_bytes().to_vec();
-    info.extend_from_slice(&vid.to_ne_bytes());
-    put(&mut spec, IFLA_BRIDGE_VLAN_INFO, &info);
-    let mut payload = vec![AF_BRIDGE, 0, 0, 0];
-    payload.extend_from_slice(&ifindex.to_ne_bytes());
-    payload.extend_from_slice(&[0u8; 8]);
-    put(&mut payload, IFLA_AF_SPEC | NLA_F_NESTED, &spec);
-    Ok(Req::Raw {
-        msg_type: if add { RTM_SETLINK } else { RTM_DELLINK },
-        payload,
-    })
-}
-
-fn put(out: &mut Vec<u8>, ty: u16, v: &[u8]) {
-    // at most a few bytes here: the length always fits
-    let len = (4 + v.len()) as u16;
-    out.extend_from_slice(&len.to_ne_bytes());
-    out.extend_from_slice(&ty.to_ne_bytes());
-    out.extend_from_slice(v);
-    while !out.len().is_multiple_of(4) {
-        out.push(0);
-    }
+    let spec = nla::nested(|m| {
+        if own {
+            m.put_u16(IFLA_BRIDGE_FLAGS, BRIDGE_FLAGS_SELF)?;
+        }
+        let mut info = flags.to_ne_bytes().to_vec();
+        info.extend_from_slice(&vid.to_ne_bytes());
+        m.put(IFLA_BRIDGE_VLAN_INFO, &info)
+    })?;
+    let mut header = [0u8; 16];
+    header[0] = AF_BRIDGE;
+    header[4..8].copy_from_slice(&ifindex.to_ne_bytes());
+    let mut m = MsgBuf::new(&header);
+    m.put(IFLA_AF_SPEC | NLA_F_NESTED, &spec)?;
+    Ok(m.into_req(if add { RTM_SETLINK } else { RTM_DELLINK }))
 }
 
 /// What makes the live list of a device equal to the saved one: (vlan, add) pairs, removals
