@@ -8,22 +8,20 @@ use std::time::Duration;
 
 use crhook_tests::{checkpoint, crhook, diff, require_root, restore, wait_until, TempDir, TestNs};
 
-/// Binds a UDP socket to `addr` inside `ns` (a thread that enters it and exits).
+/// Binds a UDP socket to `addr` inside `ns`, on a thread the library puts there.
 fn bind_in(ns: &TestNs, addr: IpAddr, scope: u32) -> Result<(), String> {
-    let path = ns.path();
-    std::thread::spawn(move || {
-        let f = std::fs::File::open(&path).map_err(|e| e.to_string())?;
-        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| e.to_string())?;
-        let sa = match addr {
-            IpAddr::V4(a) => SocketAddr::from((a, 0)),
-            IpAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, scope)),
-        };
-        UdpSocket::bind(sa)
-            .map(drop)
-            .map_err(|e| format!("bind {sa}: {e}"))
-    })
-    .join()
-    .map_err(|_| "bind thread panicked".to_string())?
+    let netns = crhook_netstate::NetNs::open_path(&ns.path()).map_err(|e| e.to_string())?;
+    let sa = match addr {
+        IpAddr::V4(a) => SocketAddr::from((a, 0)),
+        IpAddr::V6(a) => SocketAddr::V6(std::net::SocketAddrV6::new(a, 0, 0, scope)),
+    };
+    netns
+        .run(|| {
+            Ok(UdpSocket::bind(sa)
+                .map(drop)
+                .map_err(|e| format!("bind {sa}: {e}")))
+        })
+        .map_err(|e| e.to_string())?
 }
 
 /// (address, ifindex, flags) of every address in `ns`.
