@@ -53,58 +53,58 @@ fn peer_map(
     ))
 }
 
-/// Sysctls, then addresses, of every far end.
-pub fn early(
-    saved: &[pb::Link],
-    p: &LinkPlan,
-    socks: &mut Socks,
-    journal: &mut Journal,
-) -> std::result::Result<(), Vec<String>> {
-    for (&i, pp) in &p.peers {
-        let Some((index, f)) = saved_far_end(&saved[i], &pp.name) else {
-            continue;
-        };
-        if !f.sysctls.is_empty() {
-            let ns = socks.ns_of(pp.sock).map_err(err)?;
-            let sysctls = f.sysctls.clone();
-            let written = ns.run(move || Ok(write_sysctls(&sysctls))).map_err(err)?;
-            for _ in 0..written.0 {
-                journal.push(Undo::Nothing);
-            }
-            if !written.1.is_empty() {
-                return Err(written.1);
-            }
-            journal.check().map_err(|e| vec![e])?;
-        }
-        if !f.addresses.is_empty() {
-            let ifs = peer_map(socks, pp.sock, index, &pp.name)?;
-            let nl = socks.get(pp.sock).map_err(err)?;
-            family::apply::<Addresses>(nl, pp.sock, &f.addresses, &ifs, journal)?;
-        }
-    }
-    Ok(())
+/// When a part of the far end can be rebuilt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// the pair exists: sysctls, then addresses
+    Created,
+    /// the far end is up: routes, then neighbours (an IPv4 route through a down device is
+    /// refused)
+    Up,
 }
 
-/// Routes, then neighbours, of every far end (the far ends are up).
-pub fn late(
+/// Rebuilds `phase`'s part of every far end restore recreates.
+pub fn rebuild(
     saved: &[pb::Link],
     p: &LinkPlan,
     socks: &mut Socks,
     journal: &mut Journal,
+    phase: Phase,
 ) -> std::result::Result<(), Vec<String>> {
     for (&i, pp) in &p.peers {
         let Some((index, f)) = saved_far_end(&saved[i], &pp.name) else {
             continue;
         };
-        if f.routes.is_empty() && f.neighbours.is_empty() {
-            continue;
+        match phase {
+            Phase::Created => {
+                if !f.sysctls.is_empty() {
+                    let ns = socks.ns_of(pp.sock).map_err(err)?;
+                    let sysctls = f.sysctls.clone();
+                    let (n, errors) = ns.run(move || Ok(write_sysctls(&sysctls))).map_err(err)?;
+                    for _ in 0..n {
+                        journal.push(Undo::Nothing);
+                    }
+                    if !errors.is_empty() {
+                        return Err(errors);
+                    }
+                    journal.check().map_err(|e| vec![e])?;
+                }
+                if !f.addresses.is_empty() {
+                    let ifs = peer_map(socks, pp.sock, index, &pp.name)?;
+                    let nl = socks.get(pp.sock).map_err(err)?;
+                    family::apply::<Addresses>(nl, pp.sock, &f.addresses, &ifs, journal)?;
+                }
+            }
+            Phase::Up if f.routes.is_empty() && f.neighbours.is_empty() => {}
+            Phase::Up => {
+                let ifs = peer_map(socks, pp.sock, index, &pp.name)?;
+                let nl = socks.get(pp.sock).map_err(err)?;
+                let mut routes = f.routes.clone();
+                crate::route::restore_order(&mut routes);
+                family::apply::<Routes>(nl, pp.sock, &routes, &ifs, journal)?;
+                family::apply::<Neighbours>(nl, pp.sock, &f.neighbours, &ifs, journal)?;
+            }
         }
-        let ifs = peer_map(socks, pp.sock, index, &pp.name)?;
-        let nl = socks.get(pp.sock).map_err(err)?;
-        let mut routes = f.routes.clone();
-        crate::route::restore_order(&mut routes);
-        family::apply::<Routes>(nl, pp.sock, &routes, &ifs, journal)?;
-        family::apply::<Neighbours>(nl, pp.sock, &f.neighbours, &ifs, journal)?;
     }
     Ok(())
 }
