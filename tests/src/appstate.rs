@@ -393,6 +393,26 @@ pub fn assert_runtime_eth0(
 
 /// Panics naming where, unless no link, route, rule, neighbour or firewall rule in `ns` names
 /// `ip` (the old pod address after a restore onto a new one).
+/// The app state's rule and iptables rules name `new_ip`, the runtime's new address, where
+/// they named the old one.
+pub fn assert_rule_and_iptables_remapped(ns: &TestNs, new_ip: &str) {
+    let rules = ns.ip(&["rule", "show"]);
+    assert!(
+        rules.contains(&format!("from {new_ip} lookup 100")),
+        "ip rule:\n{rules}"
+    );
+    let saved = ns.sh("iptables-save");
+    for want in [
+        format!("-d {new_ip}/32"),
+        format!("--to-destination {new_ip}:8080"),
+    ] {
+        assert!(
+            saved.contains(&want),
+            "`{want}` not in iptables-save:\n{saved}"
+        );
+    }
+}
+
 pub fn assert_ip_gone(ns: &TestNs, ip: &str) {
     for l in as_vec(ip_json(ns, &["addr", "show"])) {
         for a in as_vec(l["addr_info"].clone()) {

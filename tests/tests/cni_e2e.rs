@@ -19,7 +19,8 @@
 mod firewall;
 
 use crhook_tests::appstate::{
-    assert_ip_gone, assert_runtime_eth0, iptables_rules, iptables_text, replace_ip, AppState,
+    assert_ip_gone, assert_rule_and_iptables_remapped, assert_runtime_eth0, iptables_rules,
+    iptables_text, replace_ip, AppState,
 };
 use crhook_tests::cni::{CniNetwork, CniSandbox};
 use crhook_tests::podman::busybox_bin;
@@ -133,21 +134,7 @@ impl SavedPod {
         );
         assert_ip_gone(ns, &self.old_ip);
         self.app.assert_present(ns, new_ip, "B after restore");
-        let rules = ns.ip(&["rule", "show"]);
-        assert!(
-            rules.contains(&format!("from {new_ip} lookup 100")),
-            "ip rule:\n{rules}"
-        );
-        let saved = ns.sh("iptables-save");
-        for want in [
-            format!("-d {new_ip}/32"),
-            format!("--to-destination {new_ip}:8080"),
-        ] {
-            assert!(
-                saved.contains(&want),
-                "`{want}` not in iptables-save:\n{saved}"
-            );
-        }
+        assert_rule_and_iptables_remapped(ns, new_ip);
         assert_eq!(iptables_rules(ns).values().flatten().count(), 3);
         assert_eq!(
             firewall(ns),

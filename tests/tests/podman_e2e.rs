@@ -28,7 +28,8 @@ mod firewall;
 use std::path::Path;
 
 use crhook_tests::appstate::{
-    assert_ip_gone, assert_runtime_eth0, iptables_rules, replace_ip, AppState,
+    assert_ip_gone, assert_rule_and_iptables_remapped, assert_runtime_eth0, iptables_rules,
+    replace_ip, AppState,
 };
 use crhook_tests::podman::{
     crhook_hooks_dir, criu_conf, ping_from_host, PodmanContainer, PodmanOpts,
@@ -224,21 +225,7 @@ fn podman_new_container_gets_the_app_state_through_the_hook_with_its_new_address
     assert_runtime_eth0(&ns, (&new_ip, POD_PREFIX), &mac, &gw, true, "new container");
     assert_ip_gone(&ns, &old_ip);
     app.assert_present(&ns, &new_ip, "new container");
-    let rules = ns.ip(&["rule", "show"]);
-    assert!(
-        rules.contains(&format!("from {new_ip} lookup 100")),
-        "ip rule:\n{rules}"
-    );
-    let saved = ns.sh("iptables-save");
-    for want in [
-        format!("-d {new_ip}/32"),
-        format!("--to-destination {new_ip}:8080"),
-    ] {
-        assert!(
-            saved.contains(&want),
-            "`{want}` not in iptables-save:\n{saved}"
-        );
-    }
+    assert_rule_and_iptables_remapped(&ns, &new_ip);
     assert_eq!(
         iptables_rules(&ns).values().flatten().count(),
         3,
