@@ -102,20 +102,11 @@ fn differences_adopted(
     let saved_addrs = std::mem::take(&mut saved.addresses);
     saved.addresses = saved_addrs.into_iter().filter(|a| keep(a)).collect();
     live.addresses.retain(|a| keep(a));
-    // an image from before far ends were kept says nothing about them: not a difference
-    let unknown_far: HashSet<&str> = saved
-        .links
-        .iter()
-        .filter(
-            |l| matches!(&l.info, Some(crhook_proto::link::Info::Veth(v)) if v.far_end.is_none()),
-        )
-        .map(|l| l.name.as_str())
-        .collect();
+    let by_name: std::collections::HashMap<&str, &crhook_proto::Link> =
+        saved.links.iter().map(|l| (l.name.as_str(), l)).collect();
     for l in &mut live.links {
-        if let Some(crhook_proto::link::Info::Veth(v)) = &mut l.info {
-            if unknown_far.contains(l.name.as_str()) {
-                v.far_end = None;
-            }
+        if let Some(s) = by_name.get(l.name.as_str()) {
+            crate::link::view::forget_unknown_far_end(s, l);
         }
     }
     crate::transform::drop_adopted_links(&mut saved.links, adopted);

@@ -82,6 +82,18 @@ pub fn view(l: &pb::Link, names: &HashMap<u32, String>) -> Value {
     v
 }
 
+/// An image from before far ends were kept says nothing about them: `live`'s far end is
+/// dropped when `saved` has none, so the two compare on what the image knows.
+pub fn forget_unknown_far_end(saved: &pb::Link, live: &mut pb::Link) {
+    if let (Some(pb::link::Info::Veth(s)), Some(pb::link::Info::Veth(l))) =
+        (&saved.info, &mut live.info)
+    {
+        if s.far_end.is_none() {
+            l.far_end = None;
+        }
+    }
+}
+
 /// Names by ifindex of a list of links.
 pub fn names(links: &[pb::Link]) -> HashMap<u32, String> {
     links.iter().map(|l| (l.ifindex, l.name.clone())).collect()

@@ -174,15 +174,8 @@ pub fn plan(
                 p.adopted.push(i);
                 continue;
             }
-            // an image from before far ends were kept says nothing about them
             let mut existing_view = (*existing).clone();
-            if let (Some(pb::link::Info::Veth(sv)), Some(pb::link::Info::Veth(lv))) =
-                (&l.info, &mut existing_view.info)
-            {
-                if sv.far_end.is_none() {
-                    lv.far_end = None;
-                }
-            }
+            crate::link::view::forget_unknown_far_end(l, &mut existing_view);
             let (sv, lv) = (view(l, &saved_names), view(&existing_view, &lname));
             if is_loopback(l) && is_loopback(existing) {
                 if sv == lv {
