@@ -24,7 +24,7 @@ pub mod format;
 pub mod frame;
 pub mod magic;
 pub mod plugin;
-mod safefs;
+pub mod safefs;
 pub mod seal;
 pub mod show;
 pub mod stats;

@@ -88,7 +88,7 @@ pub(crate) fn open_dir_nofollow(path: &Path) -> io::Result<File> {
 }
 
 /// Opens the directory at `path`, following symlinks (an operator's path, e.g. a parent).
-pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
+pub fn open_dir(path: &Path) -> io::Result<File> {
     let c = cstring(path.as_os_str())?;
     // SAFETY: c is a valid NUL-terminated string that outlives the call.
     let rc = unsafe {
@@ -101,7 +101,7 @@ pub(crate) fn open_dir(path: &Path) -> io::Result<File> {
 }
 
 /// Opens directory `name` inside `dir`, not following a symlink there.
-pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+pub fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
     let c = checked(name)?;
     // SAFETY: dir is an open descriptor for the duration of the call; c outlives it.
     let rc = unsafe {
@@ -116,7 +116,7 @@ pub(crate) fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File>
 
 /// Opens `name` inside `dir` for reading, refusing symlinks and escapes, without blocking on
 /// a FIFO. The caller must `fstat` the result before reading (see [`regular_len`]).
-pub(crate) fn open_beneath(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
+pub fn open_beneath(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
     let c = checked(name)?;
     let flags =
         libc::O_RDONLY | libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY | libc::O_CLOEXEC;
@@ -152,7 +152,7 @@ pub(crate) fn open_beneath(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File
 }
 
 /// Creates `name` in `dir` for writing; fails if anything (a symlink included) is there.
-pub(crate) fn create_excl(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<File> {
+pub fn create_excl(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<File> {
     let c = checked(name)?;
     let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW | libc::O_CLOEXEC;
     // SAFETY: dir is open for the call; c outlives it; mode is passed as the variadic
@@ -162,14 +162,14 @@ pub(crate) fn create_excl(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::R
 }
 
 /// Creates directory `name` in `dir`.
-pub(crate) fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
+pub fn mkdir_at(dir: BorrowedFd<'_>, name: &OsStr, mode: u32) -> io::Result<()> {
     let c = checked(name)?;
     // SAFETY: dir is open for the call; c outlives it.
     unit_result(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) })
 }
 
 /// renameat2(2) within one directory; `flags` 0, `RENAME_NOREPLACE` or `RENAME_EXCHANGE`.
-pub(crate) fn rename_at(
+pub fn rename_at(
     dir: BorrowedFd<'_>,
     from: &OsStr,
     to: &OsStr,
@@ -189,7 +189,7 @@ pub(crate) fn rename_at(
 }
 
 /// unlinkat(2); `flags` 0 or `AT_REMOVEDIR`.
-pub(crate) fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, flags: libc::c_int) -> io::Result<()> {
+pub fn unlink_at(dir: BorrowedFd<'_>, name: &OsStr, flags: libc::c_int) -> io::Result<()> {
     let c = checked(name)?;
     // SAFETY: dir is open for the call; c outlives it.
     unit_result(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })
@@ -216,7 +216,7 @@ pub(crate) fn remove_flat_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Resul
 
 /// Takes an exclusive `flock` without waiting: `Ok(false)` when another open file description
 /// (another writer, in any pid namespace) holds it.
-pub(crate) fn try_lock(fd: BorrowedFd<'_>) -> io::Result<bool> {
+pub fn try_lock(fd: BorrowedFd<'_>) -> io::Result<bool> {
     // SAFETY: fd is open for the duration of the call.
     let rc = unsafe { libc::flock(fd.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
     if rc == 0 {
@@ -254,14 +254,14 @@ pub(crate) fn fill_random(buf: &mut [u8]) -> io::Result<()> {
 }
 
 /// 16 random hex digits, for temporary names nobody can predict.
-pub(crate) fn random_name() -> io::Result<String> {
+pub fn random_name() -> io::Result<String> {
     let mut b = [0u8; 8];
     fill_random(&mut b)?;
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
 /// The effective uid crhook runs as.
-pub(crate) fn euid() -> u32 {
+pub fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

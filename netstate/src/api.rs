@@ -92,6 +92,9 @@ pub struct RestoreOptions {
     /// the target (veth peers in the host or another namespace, links on a lower device
     /// there), as a sealed one may
     pub trust_images: bool,
+    /// where the restore journal goes (default `/run/crhook/journal`): a restore killed
+    /// outright is undone from it by the next restore of the same target or by `recover`
+    pub journal_dir: Option<PathBuf>,
 }
 
 /// What `diff` compares, beside the images: the same adopt and remap restore was given, so a

@@ -12,7 +12,7 @@ use crate::api::Difference;
 use crate::error::Result;
 pub use crate::fields::{describe_diffs, field_diffs, Conflict, FieldChange};
 use crate::ifmap::IfMap;
-use crate::journal::{Journal, Sock, Undo};
+use crate::journal::{Journal, Sock};
 use crate::nl::{Nl, Req};
 
 pub trait Family {
@@ -298,23 +298,27 @@ pub fn apply_with<F: Family>(
         if !errors.is_empty() {
             return Err(errors);
         }
+        // the undo of every addition, in the journal before the batch goes out
+        let undos = ok_objs
+            .iter()
+            .map(|o| Ok((F::del(o, ifs)?, format!("delete {}", F::describe(o)))))
+            .collect::<Result<Vec<_>>>()
+            .map_err(|e| vec![crate::error::chain(&e)])?;
+        journal
+            .intend(undos.iter().map(|(r, w)| (sock, r, w.as_str())))
+            .map_err(|e| vec![e])?;
         let results = nl
             .batch(&reqs, flags, &format!("add {}s", F::KIND))
             .map_err(|e| vec![crate::error::chain(&e)])?;
+        journal
+            .settle(results.iter().map(Result::is_ok))
+            .map_err(|e| vec![e])?;
         let mut retry = Vec::new();
         let mut failed = Vec::new();
         let mut added = 0u64;
         for (o, r) in ok_objs.iter().zip(results) {
             match r {
-                Ok(()) => {
-                    added += 1;
-                    let undo = F::del(o, ifs).map_err(|e| vec![crate::error::chain(&e)])?;
-                    journal.push(Undo::Req {
-                        sock,
-                        req: undo,
-                        what: format!("delete {}", F::describe(o)),
-                    });
-                }
+                Ok(()) => added += 1,
                 Err(e) if F::retry(e.errno) => retry.push((*o, e)),
                 Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
             }

@@ -162,6 +162,18 @@ pub async fn diff_opts(
     blocking(move || diff::run(&t, &i, &o)).await
 }
 
+/// Undoes the half restore a killed crhook left in `target` (its journal in `journal_dir`,
+/// default `/run/crhook/journal`); nothing to do gives a default outcome. A restore still
+/// running there is refused.
+pub async fn recover(
+    target: &Target,
+    journal_dir: Option<&Path>,
+) -> Result<journal::replay::Recovered> {
+    let t = target.clone();
+    let dir = journal_dir.map_or_else(|| journal::log::DEFAULT_DIR.into(), Path::to_path_buf);
+    blocking(move || journal::replay::recover(&NetNs::open(&t)?, &dir)).await
+}
+
 /// Drops all traffic in and out of the namespace except loopback.
 pub async fn lock(target: &Target) -> Result<()> {
     let t = target.clone();

@@ -40,6 +40,23 @@ pub enum Req {
     },
 }
 
+impl Req {
+    /// The message type and payload (after the netlink header): the form a request takes on
+    /// disk (the restore journal) and is sent again as [`Req::Raw`].
+    pub fn to_raw(&self) -> (u16, Vec<u8>) {
+        match self {
+            Req::Raw { msg_type, payload } => (*msg_type, payload.clone()),
+            Req::Route(_) => {
+                let mut out = Vec::new();
+                Nl::encode(self, 0, 0, &mut out);
+                let (len, ty, _, _) = header(&out);
+                let end = len.clamp(NLMSG_HDRLEN, out.len());
+                (ty, out[NLMSG_HDRLEN..end].to_vec())
+            }
+        }
+    }
+}
+
 /// The kernel's answer to one request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NlError {

@@ -63,6 +63,8 @@ pub enum Command {
     Lock(LockArgs),
     /// Remove crhook's lock from the namespace
     Unlock(LockArgs),
+    /// Undo the half restore a killed crhook left in the namespace (from its journal)
+    Recover(RecoverArgs),
     /// OCI runtime hook: reads the container state JSON on stdin and restores its network
     Hook(HookArgs),
     /// Print a shell completion script on stdout
@@ -243,6 +245,12 @@ pub struct LockArgs {
     /// included, until `crhook unlock`)
     #[arg(long)]
     pub allow_host_netns: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct RecoverArgs {
+    #[command(flatten)]
+    pub target: TargetArgs,
 }
 
 #[derive(Debug, Args)]

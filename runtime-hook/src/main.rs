@@ -129,6 +129,7 @@ async fn dispatch(command: Option<Command>, log_to_file: bool, quiet: bool) -> E
         Some(Command::Man(a)) => done("man", commands::man::run(&a)),
         Some(Command::Lock(a)) => done("lock", commands::lock::lock(&a).await),
         Some(Command::Unlock(a)) => done("unlock", commands::lock::unlock(&a).await),
+        Some(Command::Recover(a)) => done("recover", commands::lock::recover(&a).await),
         Some(Command::Hook(a)) => done("hook", commands::hook::run(&a).await),
         None => match std::env::var(commands::criu::ACTION_VAR) {
             Ok(action) => {

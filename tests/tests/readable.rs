@@ -278,6 +278,7 @@ fn completion_scripts_and_manual_pages_parse() {
         "show",
         "lock",
         "unlock",
+        "recover",
         "hook",
         "completions",
         "man",

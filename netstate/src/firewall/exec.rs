@@ -36,13 +36,15 @@ pub(crate) fn find(name: &str) -> Option<PathBuf> {
 }
 
 /// Which iptables implementation a save/restore pair drives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub(crate) enum Backend {
     Nft,
     Legacy,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub(crate) enum Family {
     V4,
     V6,

@@ -48,6 +48,7 @@ pub use lock::{is_locked, lock, lock_owned, lock_xtables, unlock};
 pub(crate) use nfnl::family_name as family_label;
 pub use remap::remap;
 pub use restore::{check, conflicts, restore, FirewallUndo};
+pub(crate) use restore::{restore_journaled, StepUndo};
 pub use tidy::tidy;
 pub use validate::hostile;
 

@@ -2,8 +2,10 @@
 
 use crhook_proto::FirewallRuleset;
 
+use std::path::PathBuf;
+
 use super::capture::Tools;
-use super::exec::{Backend, Run};
+use super::exec::{Backend, Family, Run};
 use super::plan::{self, Mode, Step};
 use crate::api::FirewallOptions;
 use crate::error::{NetstateError, Result};
@@ -56,7 +58,7 @@ pub fn conflicts(
 /// from how it was saved (legacy rules through the nf_tables backend, merged rulesets).
 #[derive(Debug, Default)]
 pub struct FirewallUndo {
-    steps: Vec<Step>,
+    steps: Vec<StepUndo>,
     pub warnings: Vec<String>,
 }
 
@@ -68,12 +70,42 @@ impl FirewallUndo {
     /// Puts back what was live before restore, newest change first; collects every error and
     /// carries on.
     pub fn undo(self, ns: &NetNs) -> Vec<NetstateError> {
-        let mut errors = Vec::new();
-        for step in self.steps.into_iter().rev() {
-            undo_step(ns, step, &mut errors);
-        }
-        errors
+        self.steps
+            .into_iter()
+            .rev()
+            .filter_map(|u| u.run(ns).err())
+            .collect()
     }
+}
+
+/// What puts one applied step back, as data: the restore journal writes it to disk before the
+/// step runs, and a rollback or a later recovery runs it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) enum StepUndo {
+    /// restore `pre` (the live sections of the tables the step named), then remove
+    /// `new_tables`
+    Xt {
+        restore: PathBuf,
+        backend: Backend,
+        family: Family,
+        label: String,
+        pre: String,
+        new_tables: Vec<String>,
+        reset: String,
+        nft: Option<PathBuf>,
+    },
+    Nft {
+        nft: PathBuf,
+        undo: String,
+    },
+    Nfnl(super::nfnl::NfnlUndo),
+    /// the user's command, fed what it saved before
+    Cr {
+        cmd: String,
+        var: String,
+        family: Family,
+        pre: Option<String>,
+    },
 }
 
 /// Applies the saved rulesets in the target (a source whose live ruleset already equals the
@@ -86,7 +118,28 @@ pub fn restore(
     saved: &[FirewallRuleset],
     opts: &FirewallOptions,
 ) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
-    restore_with(ns, saved, opts, &Tools::probe())
+    restore_with(
+        ns,
+        saved,
+        opts,
+        &Tools::probe(),
+        &mut |_| Ok(()),
+        &mut |_| {},
+    )
+}
+
+/// [`restore`] that hands the undo of each step to `ahead` before the step runs (the restore
+/// journal writes it to disk; an error stops the restore before the step), and says after it
+/// whether it changed anything (`settled`).
+#[allow(clippy::result_large_err)]
+pub(crate) fn restore_journaled(
+    ns: &NetNs,
+    saved: &[FirewallRuleset],
+    opts: &FirewallOptions,
+    ahead: &mut dyn FnMut(&StepUndo) -> Result<()>,
+    settled: &mut dyn FnMut(bool),
+) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
+    restore_with(ns, saved, opts, &Tools::probe(), ahead, settled)
 }
 
 #[allow(clippy::result_large_err)]
@@ -95,6 +148,8 @@ fn restore_with(
     saved: &[FirewallRuleset],
     opts: &FirewallOptions,
     tools: &Tools,
+    ahead: &mut dyn FnMut(&StepUndo) -> Result<()>,
+    settled: &mut dyn FnMut(bool),
 ) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
     let plan = match plan::build(ns, saved, opts, Mode::Restore, tools) {
         Ok(p) => p,
@@ -105,10 +160,17 @@ fn restore_with(
         warnings: plan.warnings,
     };
     for step in plan.steps {
+        let u = StepUndo::of(&step);
+        // written ahead: a restore killed while the step runs is undone from the journal
+        if let Err(e) = ahead(&u) {
+            return Err((e, undo));
+        }
         let r = run_step(ns, &step, false);
         // a failed nf_tables transaction changed nothing: there is nothing to undo
-        if r.is_ok() || !matches!(step, Step::Nfnl(_)) {
-            undo.steps.push(step);
+        let applied = r.is_ok() || !matches!(step, Step::Nfnl(_));
+        settled(applied);
+        if applied {
+            undo.steps.push(u);
         }
         if let Err(e) = r {
             return Err((e, undo));
@@ -190,39 +252,79 @@ fn run_step(ns: &NetNs, step: &Step, test: bool) -> Result<()> {
     Ok(())
 }
 
-fn undo_step(ns: &NetNs, step: Step, errors: &mut Vec<NetstateError>) {
-    let r = match step {
-        Step::Xt {
-            x,
-            label,
-            pre,
-            new_tables,
-            reset,
-            nft,
-            ..
-        } => {
-            let purpose = format!("roll back {label} ruleset with");
-            if !pre.is_empty() {
-                if let Err(e) = (Run {
-                    program: &x.restore,
-                    args: &["-w", "-c"],
-                    env: &[],
-                    stdin: Some(pre.as_bytes()),
-                    purpose: &purpose,
-                })
-                .run(ns)
-                {
-                    errors.push(e);
+impl StepUndo {
+    /// The undo of `step`, taken before it runs.
+    fn of(step: &Step) -> StepUndo {
+        match step {
+            Step::Xt {
+                x,
+                label,
+                pre,
+                new_tables,
+                reset,
+                nft,
+                ..
+            } => StepUndo::Xt {
+                restore: x.restore.clone(),
+                backend: x.backend,
+                family: x.family,
+                label: label.clone(),
+                pre: pre.clone(),
+                new_tables: new_tables.clone(),
+                reset: reset.clone(),
+                nft: nft.clone(),
+            },
+            Step::Nft { nft, undo, .. } => StepUndo::Nft {
+                nft: nft.clone(),
+                undo: undo.clone(),
+            },
+            Step::Nfnl(n) => StepUndo::Nfnl(n.undo()),
+            Step::Cr {
+                cmd,
+                var,
+                family,
+                pre,
+                ..
+            } => StepUndo::Cr {
+                cmd: cmd.clone(),
+                var: var.to_string(),
+                family: *family,
+                pre: pre.clone(),
+            },
+        }
+    }
+
+    /// Puts back what the step changed in `ns`.
+    pub(crate) fn run(&self, ns: &NetNs) -> Result<()> {
+        match self {
+            StepUndo::Xt {
+                restore,
+                backend,
+                family,
+                label,
+                pre,
+                new_tables,
+                reset,
+                nft,
+            } => {
+                let purpose = format!("roll back {label} ruleset with");
+                if !pre.is_empty() {
+                    Run {
+                        program: restore,
+                        args: &["-w", "-c"],
+                        env: &[],
+                        stdin: Some(pre.as_bytes()),
+                        purpose: &purpose,
+                    }
+                    .run(ns)?;
                 }
-            }
-            if new_tables.is_empty() {
-                return;
-            }
-            {
-                let r = match (x.backend, nft.as_deref()) {
+                if new_tables.is_empty() {
+                    return Ok(());
+                }
+                match (backend, nft.as_deref()) {
                     // iptables cannot delete a table; nftables can, and then nothing is left
                     (Backend::Nft, Some(nft)) => {
-                        let fam = x.family.nft_family();
+                        let fam = family.nft_family();
                         let script: String = new_tables
                             .iter()
                             .map(|t| format!("table {fam} {t}\ndelete table {fam} {t}\n"))
@@ -238,49 +340,45 @@ fn undo_step(ns: &NetNs, step: Step, errors: &mut Vec<NetstateError>) {
                     }
                     // legacy tables stay registered until the namespace goes; empty them
                     _ => Run {
-                        program: &x.restore,
+                        program: restore,
                         args: &["-w"],
                         env: &[],
                         stdin: Some(reset.as_bytes()),
                         purpose: &purpose,
                     }
                     .run(ns),
-                };
-                r.map(|_| ())
+                }
+                .map(|_| ())
+            }
+            StepUndo::Nfnl(n) => n.run(ns),
+            StepUndo::Nft { nft, undo } => Run {
+                program: nft,
+                args: &["-f", "-"],
+                env: &[],
+                stdin: Some(undo.as_bytes()),
+                purpose: "roll back nft ruleset with",
+            }
+            .run(ns)
+            .map(|_| ()),
+            StepUndo::Cr {
+                cmd,
+                var,
+                family,
+                pre,
+            } => {
+                let tools = Tools::probe();
+                let pre = pre.clone().unwrap_or_default();
+                super::capture::run_cr(
+                    ns,
+                    &tools,
+                    (cmd, var),
+                    "restore",
+                    *family,
+                    Some(pre.as_bytes()),
+                )
+                .map(|_| ())
             }
         }
-        Step::Nfnl(n) => n.undo(ns),
-        Step::Nft { nft, undo, .. } => Run {
-            program: &nft,
-            args: &["-f", "-"],
-            env: &[],
-            stdin: Some(undo.as_bytes()),
-            purpose: "roll back nft ruleset with",
-        }
-        .run(ns)
-        .map(|_| ()),
-        Step::Cr {
-            cmd,
-            var,
-            family,
-            pre,
-            ..
-        } => {
-            let tools = Tools::probe();
-            let pre = pre.unwrap_or_default();
-            super::capture::run_cr(
-                ns,
-                &tools,
-                (&cmd, var),
-                "restore",
-                family,
-                Some(pre.as_bytes()),
-            )
-            .map(|_| ())
-        }
-    };
-    if let Err(e) = r {
-        errors.push(e);
     }
 }
 
@@ -379,7 +477,7 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
         let tools = Tools::probe().without(Backend::Legacy);
         let bns = b.ns();
         check_with(&bns, &saved, &opts, &tools).expect("check");
-        let undo = restore_with(&bns, &saved, &opts, &tools)
+        let undo = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
             .map_err(|(e, _)| e)
             .expect("restore");
         (saved, undo)
@@ -449,7 +547,7 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
                 "nftables: live table ip6 filter is not in the image",
             ]
         );
-        let again = restore_with(&bns, &saved, &opts, &tools)
+        let again = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
             .map_err(|(e, _)| e)
             .expect("again");
         assert!(!again.is_empty());
@@ -488,9 +586,16 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
         let b = TestNs::new("ftb");
         let (saved, _undo) = restore_without_legacy(&a, &b);
         let tools = Tools::probe().without(Backend::Legacy);
-        let _again = restore_with(&b.ns(), &saved, &FirewallOptions::default(), &tools)
-            .map_err(|(e, _)| e)
-            .expect("again");
+        let _again = restore_with(
+            &b.ns(),
+            &saved,
+            &FirewallOptions::default(),
+            &tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+        )
+        .map_err(|(e, _)| e)
+        .expect("again");
         for cmd in ["iptables-save", "ip6tables-save"] {
             let r = rules(&b.sh(cmd));
             let mut once = r.clone();
@@ -523,7 +628,7 @@ nft add rule inet mine out meta mark 0x7 drop");
         tools.nft = None;
         let bns = b.ns();
         check_with(&bns, &saved, &opts, &tools).expect("check");
-        let undo = restore_with(&bns, &saved, &opts, &tools)
+        let undo = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
             .map_err(|(e, _)| e)
             .expect("restore");
         assert!(undo.warnings.is_empty(), "{:?}", undo.warnings);
@@ -542,7 +647,7 @@ nft add rule inet mine out meta mark 0x7 drop");
             b.sh("nft list table inet mine"),
             a.sh("nft list table inet mine")
         );
-        let again = restore_with(&bns, &saved, &opts, &tools)
+        let again = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
             .map_err(|(e, _)| e)
             .expect("again");
         assert!(again.is_empty());

@@ -60,12 +60,13 @@ pub(super) fn apply(
         firewall(cx, &xt, "firewall")?;
     }
     let (ns, fw_opts) = (cx.ns, &cx.opts.firewall);
+    let log = cx.journal.log().clone();
     let ifs = std::thread::scope(|s| {
         let fw = overlap.then(|| {
             let xt = &xt;
             s.spawn(move || {
                 let t = Instant::now();
-                (crate::firewall::restore(ns, xt, fw_opts), t.elapsed())
+                (restore_firewall(ns, xt, fw_opts, &log), t.elapsed())
             })
         });
         let r = links_and_addresses(cx, todo, lp, &nft);
@@ -211,7 +212,10 @@ fn links_and_addresses(
     cx.stats.phase("sysctls_early", t.elapsed());
     // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
     let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
-    cx.dad = Some(dad::suspend(cx.ns, &no_dad).map_err(|e| vec![crate::error::chain(&e)])?);
+    cx.dad = Some(
+        dad::suspend(cx.ns, &no_dad, cx.journal.log())
+            .map_err(|e| vec![crate::error::chain(&e)])?,
+    );
     let target = &mut cx.socks.target;
     let t = Instant::now();
     family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
@@ -309,7 +313,7 @@ fn firewall(
         return Ok(());
     }
     let t = Instant::now();
-    match crate::firewall::restore(cx.ns, rulesets, &cx.opts.firewall) {
+    match restore_firewall(cx.ns, rulesets, &cx.opts.firewall, cx.journal.log()) {
         Ok(u) => {
             cx.warnings.extend(u.warnings.iter().cloned());
             cx.journal.push(Undo::Firewall(u));
@@ -324,6 +328,36 @@ fn firewall(
     Ok(())
 }
 
+/// The firewall restore, each step's undo written to the journal's log before the step runs.
+#[allow(clippy::result_large_err)]
+fn restore_firewall(
+    ns: &NetNs,
+    rulesets: &[crhook_proto::FirewallRuleset],
+    opts: &crate::api::FirewallOptions,
+    log: &crate::journal::Log,
+) -> std::result::Result<
+    crate::firewall::FirewallUndo,
+    (crate::NetstateError, crate::firewall::FirewallUndo),
+> {
+    let last = std::cell::Cell::new(0u32);
+    crate::firewall::restore_journaled(
+        ns,
+        rulesets,
+        opts,
+        &mut |u| {
+            last.set(log.firewall(u)?);
+            Ok(())
+        },
+        // a step that changed nothing is not undone; should this record fail to be written,
+        // undoing it anyway finds nothing of its own to remove
+        &mut |applied| {
+            if !applied {
+                let _ = log.settle(last.get(), &[0]);
+            }
+        },
+    )
+}
+
 fn sysctls(
     saved: &[crhook_proto::Sysctl],
     phase: crate::sysctl::Phase,
@@ -334,14 +368,16 @@ fn sysctls(
         return Ok(());
     }
     let name = ns.name().to_string();
+    let log = journal.log().clone();
     let r = ns
         .run(|| {
             let mut nl = Nl::new(&name)?;
-            Ok(crate::sysctl::apply_with(
+            Ok(crate::sysctl::apply_journaled(
                 &mut nl,
                 saved,
                 phase,
                 &|n: &str| Some(n.to_string()),
+                Some(log),
             ))
         })
         .map_err(|e| vec![crate::error::chain(&e)])?;

@@ -85,10 +85,11 @@ pub struct Suspended {
 
 /// Sets accept_dad to 0 on `devices` and on `all`, remembering what was there. A device
 /// without IPv6 (no such file) is skipped.
-pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
+pub fn suspend(ns: &NetNs, devices: &[String], log: &crate::journal::Log) -> Result<Suspended> {
     if devices.is_empty() {
         return Ok(Suspended::default());
     }
+    let log = log.clone();
     let devs: Vec<String> = std::iter::once("all".to_string())
         .chain(devices.iter().cloned())
         .collect();
@@ -103,6 +104,9 @@ pub fn suspend(ns: &NetNs, devices: &[String]) -> Result<Suspended> {
             if v == "0" || v.starts_with('-') {
                 continue;
             }
+            // in the journal first: a restore killed now leaves DAD off otherwise
+            let key = ["ipv6", "conf", d.as_str(), "accept_dad"].map(String::from);
+            log.sysctl(crate::journal::Sock::Target, &key, &v)?;
             std::fs::write(&p, "0").map_err(|source| NetstateError::Io {
                 op: "suspend duplicate address detection: write".into(),
                 path: p.clone(),

@@ -16,7 +16,7 @@ use crate::api::{RestoreOptions, RestoreOutcome};
 use crate::error::{NetstateError, Result};
 use crate::family::{self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules};
 use crate::ifmap::IfMap;
-use crate::journal::{undo_req, Journal, Undo};
+use crate::journal::{Journal, Log};
 use crate::link::capture::{dump, link_name};
 use crate::netns::{NetNs, Target};
 use crate::nl::Nl;
@@ -63,9 +63,14 @@ pub fn run(
 struct Opened {
     ns: NetNs,
     socks: Socks,
+    /// what opening did that the caller should hear of (a half restore undone)
+    warnings: Vec<String>,
 }
 
-fn open(target: &Target, opts: &RestoreOptions) -> Result<Opened> {
+/// Opens the target and the sockets; with `recover`, first undoes a half restore of the
+/// target that a killed crhook left (its journal), so what is planned against is the target
+/// as it was before that restore.
+fn open(target: &Target, opts: &RestoreOptions, recover: bool) -> Result<Opened> {
     let ns = NetNs::open(target)?;
     let host_ns = NetNs::current()?;
     if ns.same_as(&host_ns) && !opts.allow_host_netns {
@@ -74,6 +79,27 @@ fn open(target: &Target, opts: &RestoreOptions) -> Result<Opened> {
             ns.name()
         )));
     }
+    let mut warnings = Vec::new();
+    let dir = journal_dir(opts);
+    if recover {
+        let r = crate::journal::replay::recover(&ns, &dir)?;
+        if let Some(j) = r.journal {
+            warnings.push(format!(
+                "undid a half restore of {} left by crhook pid {} ({} changes, journal {})",
+                ns.name(),
+                r.pid,
+                r.entries,
+                j.display()
+            ));
+        }
+    } else if let crate::journal::log::Found::Busy(_) | crate::journal::log::Found::Stale { .. } =
+        crate::journal::log::find(&dir, ns.identity())?
+    {
+        warnings.push(format!(
+            "{} holds a half restore (a restore is running or was killed): the next restore or `crhook recover` undoes it first",
+            ns.name()
+        ));
+    }
     let name = ns.name().to_string();
     let mut target_nl = ns.run(|| Nl::new(&name))?;
     let mut host = Nl::new("the host namespace")?;
@@ -81,6 +107,7 @@ fn open(target: &Target, opts: &RestoreOptions) -> Result<Opened> {
     let host_links = dump(&mut host)?;
     Ok(Opened {
         ns,
+        warnings,
         socks: Socks {
             target: target_nl,
             target_links,
@@ -230,7 +257,10 @@ pub fn plan_snapshot(
     opts: &RestoreOptions,
     untrusted: Option<&str>,
 ) -> Result<Plan> {
-    let mut o = open(target, opts)?;
+    let mut o = open(target, opts, false)?;
+    for w in &o.warnings {
+        tracing::warn!("{w}");
+    }
     let p = prepare(&mut o, snap, opts, untrusted)?;
     Ok(plan::Plan::of(&p, o.ns.name()))
 }
@@ -262,10 +292,14 @@ fn restore_with(
         stats.phase("read", took);
     }
     let counts = snap.counts();
-    let mut o = open(target, opts)?;
+    let mut o = open(target, opts, true)?;
     let t = Instant::now();
     let mut p = prepare(&mut o, snap, opts, untrusted.as_deref())?;
-    let Opened { ns, mut socks } = o;
+    let Opened {
+        ns,
+        mut socks,
+        warnings: mut o_warnings,
+    } = o;
     if !p.conflicts.is_empty() {
         return Err(NetstateError::Conflicts {
             netns: ns.name().to_string(),
@@ -303,8 +337,9 @@ fn restore_with(
         ext_files: snap.ext_files.clone(),
         skipped_files: Vec::new(),
     };
-    let mut journal = Journal::new(crate::journal::fail_after_from_env());
-    let mut warnings = Vec::new();
+    let mut warnings = std::mem::take(&mut o_warnings);
+    let log = start_journal(&ns, &socks, opts, &mut warnings)?;
+    let mut journal = Journal::new(log, crate::journal::fail_after_from_env());
     let mut files = Vec::new();
     let mut cx = Applying {
         ns: &ns,
@@ -354,7 +389,7 @@ fn restore_with(
     });
     let changes = journal.len();
     if let Err(errors) = applied {
-        let undo_errors = rollback(journal, &mut socks, &ns);
+        let undo_errors = rollback(journal.into_log(), &mut socks, &ns);
         return Err(if undo_errors.is_empty() {
             NetstateError::RolledBack {
                 netns: ns.name().to_string(),
@@ -366,6 +401,9 @@ fn restore_with(
                 errors: errors.into_iter().chain(undo_errors).collect(),
             }
         });
+    }
+    if let Err(e) = journal.into_log().remove() {
+        warnings.push(crate::error::chain(&e));
     }
     for (k, n) in counts {
         stats.count(k, n);
@@ -395,33 +433,60 @@ fn take<T: Clone>(v: &mut Vec<T>, keep: bool) -> Vec<T> {
     }
 }
 
-/// Undoes the journal in reverse; returns every error met.
-pub fn rollback(journal: Journal, socks: &mut Socks, ns: &NetNs) -> Vec<String> {
-    let mut errors = Vec::new();
-    for u in journal.into_entries().into_iter().rev() {
-        match u {
-            Undo::Nothing => {}
-            Undo::Req { sock, req, what } => match socks.get(sock) {
-                Ok(nl) => {
-                    if let Some(e) = undo_req(nl, req, &what) {
-                        errors.push(e);
-                    }
-                }
-                Err(e) => errors.push(format!("{what}: {}", crate::error::chain(&e))),
-            },
-            Undo::Sysctl(s) => match ns.run(|| Ok(s.undo())) {
-                Ok(errs) => errors.extend(
-                    errs.into_iter()
-                        .map(|e| format!("undo sysctl: {}", crate::error::chain(&e))),
-                ),
-                Err(e) => errors.push(format!("undo sysctls: {}", crate::error::chain(&e))),
-            },
-            Undo::Firewall(f) => errors.extend(
-                f.undo(ns)
-                    .into_iter()
-                    .map(|e| format!("undo firewall: {}", crate::error::chain(&e))),
-            ),
-        }
+/// Undoes a failed restore from its journal, newest change first, then removes the journal;
+/// returns every error met.
+pub fn rollback(log: Log, socks: &mut Socks, ns: &NetNs) -> Vec<String> {
+    let mut errors = match log.read_back() {
+        Ok((_, records)) => crate::journal::replay::undo(records, ns, socks),
+        Err(e) => vec![format!(
+            "read back the journal: {}",
+            crate::error::chain(&e)
+        )],
+    };
+    // the rollback did what it could; a journal left behind would only repeat it
+    if let Err(e) = log.remove() {
+        errors.push(crate::error::chain(&e));
     }
     errors
+}
+
+impl crate::journal::replay::Sockets for Socks {
+    fn nl(&mut self, s: crate::journal::Sock) -> Result<&mut Nl> {
+        self.get(s)
+    }
+
+    fn ns(&self, s: crate::journal::Sock) -> Result<&NetNs> {
+        self.ns_of(s)
+    }
+}
+
+/// The directory of restore journals: the caller's, or the default.
+pub(crate) fn journal_dir(opts: &RestoreOptions) -> std::path::PathBuf {
+    opts.journal_dir
+        .clone()
+        .unwrap_or_else(|| crate::journal::log::DEFAULT_DIR.into())
+}
+
+/// Starts the journal of a restore into `ns`: on disk, or in memory (with a warning) where
+/// the journal directory cannot be had.
+fn start_journal(
+    ns: &NetNs,
+    socks: &Socks,
+    opts: &RestoreOptions,
+    warnings: &mut Vec<String>,
+) -> Result<Log> {
+    let peers: Vec<&NetNs> = socks.peers.iter().map(|p| &p.0).collect();
+    let header = crate::journal::log::header(ns, &socks.host_ns, &peers);
+    let dir = journal_dir(opts);
+    match Log::create(&dir, &header) {
+        Ok(l) => Ok(l),
+        Err(e @ NetstateError::Io { .. }) => {
+            warnings.push(format!(
+                "restore journal kept in memory ({}): a restore killed outright cannot be undone later",
+                crate::error::chain(&e)
+            ));
+            Log::memory(&header)
+        }
+        Err(e) => Err(e),
+    }
 }

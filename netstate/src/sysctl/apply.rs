@@ -24,6 +24,8 @@ const ROUNDS: usize = 3;
 pub struct SysctlUndo {
     netns: String,
     entries: Vec<(Vec<String>, String)>,
+    /// the restore journal each previous value is written to before its key is
+    log: Option<crate::journal::Log>,
 }
 
 impl SysctlUndo {
@@ -31,28 +33,19 @@ impl SysctlUndo {
         SysctlUndo {
             netns: netns.to_string(),
             entries: Vec::new(),
+            log: None,
         }
     }
 
     /// Writes every previous value back, newest first, skipping keys that already hold it;
     /// on the namespace thread. Continues past failures and returns them all.
     pub fn undo(self) -> Vec<NetstateError> {
-        let mut errors = Vec::new();
-        for (path, old) in self.entries.into_iter().rev() {
-            let p = proc_path(&path);
-            if matches!(procfs::read(&p), Ok(cur) if same(&cur, &old)) {
-                continue;
-            }
-            if let Err(e) = procfs::write(&p, &old) {
-                errors.push(io_error(
-                    &format!("restore previous value {old:?} of sysctl"),
-                    &path,
-                    &self.netns,
-                    e,
-                ));
-            }
-        }
-        errors
+        let netns = self.netns;
+        self.entries
+            .into_iter()
+            .rev()
+            .filter_map(|(path, old)| write_back(&path, &old, &netns).err())
+            .collect()
     }
 
     pub fn len(&self) -> usize {
@@ -73,9 +66,33 @@ impl SysctlUndo {
         self.entries.append(&mut later.entries);
     }
 
-    fn push(&mut self, path: Vec<String>, old: String) {
+    /// Logs a key's previous value: in the restore journal first, before the key is written.
+    fn push(&mut self, path: Vec<String>, old: String) -> Result<()> {
+        if let Some(log) = &self.log {
+            log.sysctl(crate::journal::Sock::Target, &path, &old)?;
+        }
         self.entries.push((path, old));
+        Ok(())
     }
+}
+
+/// Writes `old` back to sysctl `path` (on the namespace's thread) unless it holds it already
+/// or is gone (its device deleted by an earlier undo).
+pub(crate) fn write_back(path: &[String], old: &str, netns: &str) -> Result<()> {
+    let p = proc_path(path);
+    match procfs::read(&p) {
+        Ok(cur) if same(&cur, old) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        _ => {}
+    }
+    procfs::write(&p, old).map_err(|e| {
+        io_error(
+            &format!("restore previous value {old:?} of sysctl"),
+            path,
+            netns,
+            e,
+        )
+    })
 }
 
 /// Writes the saved keys of `phase` whose live value differs, on the namespace thread.
@@ -110,7 +127,20 @@ pub fn apply_with(
     phase: Phase,
     rename: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SysctlUndo, (NetstateError, SysctlUndo)> {
+    apply_journaled(nl, saved, phase, rename, None)
+}
+
+/// [`apply_with`] writing each previous value to the restore journal `log` before its key.
+#[allow(clippy::result_large_err)]
+pub(crate) fn apply_journaled(
+    nl: &mut Nl,
+    saved: &[pb::Sysctl],
+    phase: Phase,
+    rename: &dyn Fn(&str) -> Option<String>,
+    log: Option<crate::journal::Log>,
+) -> Result<SysctlUndo, (NetstateError, SysctlUndo)> {
     let mut undo = SysctlUndo::new(nl.netns());
+    undo.log = log;
     match run(nl, saved, phase, rename, &mut undo) {
         Ok(()) => Ok(undo),
         Err(e) => Err((e, undo)),
@@ -262,19 +292,19 @@ fn write_logged(
     let mut changed = side_effects(path);
     for p in &changed {
         if let Ok(v) = procfs::read(&proc_path(p)) {
-            undo.push(p.clone(), v);
+            undo.push(p.clone(), v)?;
         }
     }
-    procfs::write(&proc_path(path), value)
-        .map_err(|e| io_error(&format!("write {value:?} to sysctl"), path, netns, e))?;
     match cur {
-        Some(old) => undo.push(path.to_vec(), old),
+        Some(old) => undo.push(path.to_vec(), old)?,
         // an unset stable_secret cannot be unset again: nothing to put back
         None => tracing::debug!(
             "sysctl {} in {netns} was unreadable before write; no undo",
             path.join("/")
         ),
     }
+    procfs::write(&proc_path(path), value)
+        .map_err(|e| io_error(&format!("write {value:?} to sysctl"), path, netns, e))?;
     changed.push(path.to_vec());
     Ok(changed)
 }

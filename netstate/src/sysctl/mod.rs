@@ -44,6 +44,7 @@ mod procfs;
 pub mod tables;
 
 pub use apply::{apply, apply_with, SysctlUndo};
+pub(crate) use apply::{apply_journaled, write_back};
 pub use capture::{capture, capture_proc_walk};
 pub use defaults::kernel_defaults;
 pub use procfs::is_excluded;

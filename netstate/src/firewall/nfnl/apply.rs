@@ -22,7 +22,7 @@ const NLM_F_APPEND: u16 = 0x800;
 const NFTA_SET_ID: u16 = 10;
 
 /// One message of a transaction: type, flags, payload, and what it is for errors.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub(super) struct Msg {
     pub ty: u16,
     pub flags: u16,
@@ -283,9 +283,20 @@ impl NfnlStep {
         transact(ns, &self.msgs, "restore nftables tables")
     }
 
-    /// Puts back what was live before [`NfnlStep::apply`].
-    pub(crate) fn undo(&self, ns: &NetNs) -> Result<()> {
-        transact(ns, &self.undo, "undo nftables restore")
+    /// The transaction that puts back what was live before [`NfnlStep::apply`], as data.
+    pub(crate) fn undo(&self) -> NfnlUndo {
+        NfnlUndo(self.undo.clone())
+    }
+}
+
+/// The transaction that undoes an applied [`NfnlStep`]: data the restore journal keeps on
+/// disk, run by a rollback or by a later recovery alike.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub(crate) struct NfnlUndo(Vec<Msg>);
+
+impl NfnlUndo {
+    pub(crate) fn run(&self, ns: &NetNs) -> Result<()> {
+        transact(ns, &self.0, "undo nftables restore")
     }
 }
 

@@ -26,7 +26,7 @@ mod prune;
 mod remap;
 mod render;
 
-pub(crate) use apply::{load as load_table, plan as plan_tables, NfnlStep};
+pub(crate) use apply::{load as load_table, plan as plan_tables, NfnlStep, NfnlUndo};
 pub(crate) use dump::chain_ids;
 pub(crate) use dump::{capture, table_ids};
 pub(crate) use lock::{lock as lock_table, unlock as unlock_table};

@@ -11,7 +11,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 
 use super::{check, delete_by_name, send, LinkPlan, Socks};
 use crate::ifmap::IfMap;
-use crate::journal::{Journal, Sock, Undo};
+use crate::journal::{Journal, Sock};
 use crate::link::capture::{dump, names as dump_names};
 use crate::link::create::{
     altnames_request, create_request, master_request, restore_settings_request, settings_request,
@@ -41,11 +41,13 @@ pub fn create(
     let netns = ns.name().to_string();
     // lo and other always-present links: remember their settings before touching them
     for (_, live) in &p.configure {
-        journal.push(Undo::Req {
-            sock: Sock::Target,
-            req: restore_settings_request(live),
-            what: format!("restore settings of {}", live.name),
-        });
+        journal
+            .ahead(
+                Sock::Target,
+                &restore_settings_request(live),
+                &format!("restore settings of {}", live.name),
+            )
+            .map_err(|e| vec![e])?;
     }
     // tun/tap: ioctls on a thread inside the namespace
     let tuns: Vec<usize> = p
@@ -64,19 +66,23 @@ pub fn create(
         };
         let pin = p.pinned.contains(&i).then_some(l.ifindex);
         let (name, t) = (l.name.clone(), *t);
-        ns.run(move || crate::link::tun::create(&name, &t, pin).map(drop))
-            .map_err(|e| {
-                vec![format!(
-                    "create tun device {} in {netns}: {}",
-                    l.name,
-                    crate::error::chain(&e)
-                )]
-            })?;
-        journal.push(Undo::Req {
-            sock: Sock::Target,
-            req: delete_by_name(&l.name),
-            what: format!("delete link {}", l.name),
-        });
+        let undo = delete_by_name(&l.name);
+        journal
+            .intend([(
+                Sock::Target,
+                &undo,
+                format!("delete link {}", l.name).as_str(),
+            )])
+            .map_err(|e| vec![e])?;
+        let made = ns.run(move || crate::link::tun::create(&name, &t, pin).map(drop));
+        journal.settle([made.is_ok()]).map_err(|e| vec![e])?;
+        made.map_err(|e| {
+            vec![format!(
+                "create tun device {} in {netns}: {}",
+                l.name,
+                crate::error::chain(&e)
+            )]
+        })?;
         journal.check().map_err(|e| vec![e])?;
     }
     // the rest level by level: a link whose lower device is also being created waits for it
@@ -163,20 +169,23 @@ pub fn create(
                 }
             }
         }
+        let undos: Vec<(Req, String)> = level
+            .iter()
+            .map(|&i| {
+                let name = &saved[i].name;
+                (delete_by_name(name), format!("delete link {name}"))
+            })
+            .collect();
+        journal
+            .intend(undos.iter().map(|(r, w)| (Sock::Target, r, w.as_str())))
+            .map_err(|e| vec![e])?;
         let results = socks
             .target
             .batch(&reqs, NLM_F_CREATE | NLM_F_EXCL, "create links")
             .map_err(|e| vec![crate::error::chain(&e)])?;
-        for (k, r) in results.iter().enumerate() {
-            if r.is_ok() {
-                let name = &saved[level[k]].name;
-                journal.push(Undo::Req {
-                    sock: Sock::Target,
-                    req: delete_by_name(name),
-                    what: format!("delete link {name}"),
-                });
-            }
-        }
+        journal
+            .settle(results.iter().map(Result::is_ok))
+            .map_err(|e| vec![e])?;
         check(results, &what, &netns)?;
         journal.check().map_err(|e| vec![e])?;
         done.extend(level);
@@ -324,7 +333,19 @@ fn create_on_outer_lower(
     }
     let where_ = socks.name_of(sock);
     let nl = socks.get(sock).map_err(|e| vec![crate::error::chain(&e)])?;
-    match nl.request(req, NLM_F_CREATE | NLM_F_EXCL, "create link") {
+    let undo = delete_by_name(&l.name);
+    journal
+        .intend([(
+            Sock::Target,
+            &undo,
+            format!("delete link {}", l.name).as_str(),
+        )])
+        .map_err(|e| vec![e])?;
+    let r = nl.request(req, NLM_F_CREATE | NLM_F_EXCL, "create link");
+    journal
+        .settle([matches!(r, Ok(Ok(())))])
+        .map_err(|e| vec![e])?;
+    match r {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
             return Err(vec![format!(
@@ -334,11 +355,6 @@ fn create_on_outer_lower(
         }
         Err(e) => return Err(vec![crate::error::chain(&e)]),
     }
-    journal.push(Undo::Req {
-        sock: Sock::Target,
-        req: delete_by_name(&l.name),
-        what: format!("delete link {}", l.name),
-    });
     journal.check().map_err(|e| vec![e])
 }
 
