@@ -44,7 +44,7 @@ pub use file::{
 pub use format::{Limits, FORMAT_VERSION};
 pub use magic::{file_magic, magics_json, Kind, KindInfo, CRHOOK_MAGIC, KINDS};
 pub use plugin::{ExtFilePlugin, FileInfo, PluginRegistry};
-pub use seal::{HostKey, KeyId, Trust};
+pub use seal::{seal_status, HostKey, KeyId, Trust};
 pub use show::{show, show_json, show_value, ShowFormat};
 pub use stats::{stats_json, StatsRecorder};
 pub use summary::ShowContext;

@@ -114,6 +114,20 @@ pub fn open_dir_at(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
     fd_result(rc).map(File::from)
 }
 
+/// Opens the parent of directory `dir` (`..` from its descriptor: where it really is, not
+/// where a path says).
+pub(crate) fn open_parent(dir: BorrowedFd<'_>) -> io::Result<File> {
+    // SAFETY: dir is open for the call; the name is a static NUL-terminated string.
+    let rc = unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c"..".as_ptr(),
+            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+        )
+    };
+    fd_result(rc).map(File::from)
+}
+
 /// Opens `name` inside `dir` for reading, refusing symlinks and escapes, without blocking on
 /// a FIFO. The caller must `fstat` the result before reading (see [`regular_len`]).
 pub fn open_beneath(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {

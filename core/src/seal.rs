@@ -29,6 +29,7 @@ use std::path::{Path, PathBuf};
 
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::error::ImageError;
 use crate::safefs;
@@ -114,11 +115,36 @@ impl fmt::Display for Trust {
     }
 }
 
+/// What `show` says of an image directory's seal: judged with this host's key when it can be
+/// read ([`Trust`]'s words), else why it was not checked. Never an error: showing an image
+/// needs no key.
+pub fn seal_status(dir: &Path) -> String {
+    match HostKey::load(&HostKey::configured_path()) {
+        Err(e) => format!("not checked: {e}"),
+        Ok(key) => match crate::ImageDir::open_with(dir, key.as_ref(), &crate::Limits::default()) {
+            Ok(d) => match (d.trust(), &key) {
+                (Trust::ForeignKey { key_id }, None) => {
+                    format!("sealed with key {key_id}; not checked: this host has no key")
+                }
+                (t, _) => t.to_string(),
+            },
+            Err(e) => format!("not checked: {e}"),
+        },
+    }
+}
+
 /// The operator's key that seals images and vouches for them. `Debug` shows only its id.
 #[derive(Clone)]
 pub struct HostKey {
     key: [u8; KEY_LEN],
     id: KeyId,
+}
+
+/// The key's bytes do not outlive it: a core dump or a later reuse of the memory shows none.
+impl Drop for HostKey {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
 }
 
 impl fmt::Debug for HostKey {
@@ -211,10 +237,10 @@ impl HostKey {
                 ),
             ));
         }
-        let mut key = [0u8; KEY_LEN];
-        f.read_exact(&mut key)
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        f.read_exact(&mut key[..])
             .map_err(|e| ImageError::io("read host key", path, e))?;
-        Ok(Some(HostKey::from_bytes(key)))
+        Ok(Some(HostKey::from_bytes(*key)))
     }
 
     /// Loads the key at `path`, creating it (0600, 32 random bytes) when there is none.
@@ -231,8 +257,8 @@ impl HostKey {
                 .map_err(|e| ImageError::io("create directory", &parent, e))?;
         }
         let (dir, name) = key_dir(path)?;
-        let mut key = [0u8; KEY_LEN];
-        safefs::fill_random(&mut key)
+        let mut key = Zeroizing::new([0u8; KEY_LEN]);
+        safefs::fill_random(&mut key[..])
             .map_err(|e| ImageError::io("getrandom for host key", path, e))?;
         let tmp = format!(
             ".{}.tmp-{}",
@@ -242,7 +268,7 @@ impl HostKey {
         let tmp = OsStr::new(&tmp);
         let written = (|| {
             let mut f = safefs::create_excl(dir.as_fd(), tmp, 0o600)?;
-            f.write_all(&key)?;
+            f.write_all(&key[..])?;
             f.sync_all()?;
             safefs::rename_at(dir.as_fd(), tmp, name, libc::RENAME_NOREPLACE)
         })();
@@ -270,11 +296,13 @@ impl HostKey {
     fn mac(&self) -> HmacSha256 {
         // HMAC pads a key shorter than the hash's block with zeros (RFC 2104), so keying with
         // the padded block is the same MAC, through the constructor that cannot fail
-        let mut block = [0u8; 64];
+        let mut block = Zeroizing::new([0u8; 64]);
         if let Some(head) = block.get_mut(..KEY_LEN) {
             head.copy_from_slice(&self.key);
         }
-        let mut m = <HmacSha256 as hmac::digest::KeyInit>::new(&block.into());
+        let mut m = <HmacSha256 as hmac::digest::KeyInit>::new(
+            hmac::digest::generic_array::GenericArray::from_slice(&block[..]),
+        );
         m.update(SEAL_CONTEXT);
         m
     }

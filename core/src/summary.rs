@@ -21,6 +21,8 @@ pub struct ShowContext {
     pub sysctl_defaults: Option<BTreeMap<Vec<String>, String>>,
     /// why something is shown in a rawer form than usual (printed under the summary)
     pub notes: Vec<String>,
+    /// what the seal says, judged with this host's key (see [`crate::seal_status`])
+    pub seal: Option<String>,
 }
 
 /// Longest list the summary prints in full; longer ones end in "... and N more".
@@ -304,6 +306,9 @@ pub fn summary(dir: &Path, files: &[Value], cx: &ShowContext) -> String {
             ),
         );
     }
+    if let Some(seal) = &cx.seal {
+        l.add(0, "seal", seal.clone());
+    }
     let links = entries(files, "links");
     l.add(0, "links", links.len().to_string());
     l.list(
@@ -446,10 +451,15 @@ mod tests {
         let cx = ShowContext {
             sysctl_defaults: Some(defaults),
             notes: Vec::new(),
+            seal: Some("sealed with this host's key 0102030405060708".into()),
         };
         let t = summary(Path::new("/i"), &files, &cx);
         assert!(t.starts_with("crhook image directory /i\n"), "{t}");
         assert!(t.contains("captured    2023-11-14 22:13:20 UTC from /run/netns/web on vm (crhook 0.1.0, image format 1.1)"), "{t}");
+        assert!(
+            t.contains("\n  seal        sealed with this host's key 0102030405060708\n"),
+            "{t}"
+        );
         assert!(
             t.contains("    eth0  veth, up, mtu 1500, 02:00:00:00:00:01, peer veth-web in host\n"),
             "{t}"

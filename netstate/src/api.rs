@@ -92,6 +92,10 @@ pub struct RestoreOptions {
     /// the target (veth peers in the host or another namespace, links on a lower device
     /// there), as a sealed one may
     pub trust_images: bool,
+    /// bridges of the namespace crhook runs in that an image not sealed with this host's key
+    /// may still attach a veth's far end to (config `restore.host_bridges`): the operator
+    /// names the placement, so the image does not choose it
+    pub host_bridges: Vec<String>,
     /// where the restore journal goes (default `/run/crhook/journal`): a restore killed
     /// outright is undone from it by the next restore of the same target or by `recover`
     pub journal_dir: Option<PathBuf>,

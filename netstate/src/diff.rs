@@ -1,8 +1,6 @@
 //! `diff`: the live namespace against the images, with the normalisation restore uses (the
 //! families' `normalize`, links by name through `link::view`). One line per difference.
 
-use crhook_core::ImageDir;
-
 use std::collections::HashSet;
 
 use crate::api::{DiffOptions, Difference, FirewallOptions};
@@ -19,7 +17,7 @@ pub fn run(
     opts: &DiffOptions,
 ) -> Result<Vec<Difference>> {
     crate::progress::step(&format!("read {}", images.display()));
-    let dir = ImageDir::open(images)?;
+    let dir = crate::snapshot::open_unchanged(images, "diff")?;
     let saved = Snapshot::read(&dir)?;
     let ns = NetNs::open(target)?;
     crate::progress::step(&format!("capture {}", ns.name()));

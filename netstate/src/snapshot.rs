@@ -107,3 +107,16 @@ pub fn open_image(path: &Path) -> Result<ImageDir> {
     let key = HostKey::load(&HostKey::configured_path())?;
     Ok(ImageDir::open_with(path, key.as_ref(), &Limits::default())?)
 }
+
+/// [`open_image`] for `op` (restore, diff): an image changed after it was sealed is refused.
+pub fn open_unchanged(path: &Path, op: &str) -> Result<ImageDir> {
+    let dir = open_image(path)?;
+    if let crhook_core::Trust::BadSeal { .. } = dir.trust() {
+        return Err(crate::NetstateError::invalid(format!(
+            "{op} from {}: {}; the image was changed after it was sealed, refused",
+            path.display(),
+            dir.trust()
+        )));
+    }
+    Ok(dir)
+}

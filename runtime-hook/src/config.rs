@@ -19,6 +19,8 @@
 //! adopt = ["net1"]          # more links to keep as they are, every mode
 //! remap = ["10.88.0.0/16=10.89.0.0/16"]
 //! trust_images = false      # let images this host did not seal place things outside
+//! host_bridges = ["cni0"]    # ... but let any image put a veth's far end in this namespace
+//!                            # attached to one of these bridges
 //! ```
 //!
 //! `image_key` reaches the library as `CRHOOK_IMAGE_KEY` (which, when set, wins over the
@@ -83,6 +85,10 @@ pub struct RestoreConfig {
     pub remap: Vec<String>,
     /// let images not sealed with this host's key place things outside the target
     pub trust_images: Option<bool>,
+    /// bridges of the namespace crhook runs in that any image may attach a veth's far end
+    /// to (the one placement outside the target an untrusted image may make)
+    #[serde(default)]
+    pub host_bridges: Vec<String>,
 }
 
 impl Config {

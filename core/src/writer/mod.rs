@@ -410,6 +410,30 @@ mod tests {
     }
 
     #[test]
+    fn an_ancestor_others_can_write_without_the_sticky_bit_is_refused() -> Result<(), ImageError> {
+        use std::os::unix::fs::PermissionsExt;
+        let base = base("ancestor")?;
+        let parent = base.join("a").join("b");
+        fs::create_dir_all(&parent).map_err(|e| ImageError::io("mkdir", &parent, e))?;
+        let set = |mode| fs::set_permissions(&base, fs::Permissions::from_mode(mode));
+        set(0o777).map_err(|e| ImageError::io("chmod", &base, e))?;
+        let open = ImageWriter::create(&parent.join("img"))
+            .err()
+            .map(|e| e.to_string());
+        // sticky, like /tmp: only an entry's owner may move it
+        set(0o1777).map_err(|e| ImageError::io("chmod", &base, e))?;
+        let sticky = ImageWriter::create(&parent.join("img")).map(drop);
+        let _ = set(0o755);
+        let _ = fs::remove_dir_all(&base);
+        let open = open.unwrap_or_default();
+        assert!(
+            open.contains("2 level(s) above it is writable by others without the sticky bit"),
+            "{open}"
+        );
+        sticky
+    }
+
+    #[test]
     fn a_parent_others_can_write_is_refused() -> Result<(), ImageError> {
         use std::os::unix::fs::PermissionsExt;
         let base = base("parent")?;

@@ -65,13 +65,51 @@ pub(super) fn check_parent(parent: &File, path: &Path) -> Result<(), ImageError>
     } else if mode & 0o020 != 0 && m.gid() != 0 {
         format!("is writable by group {} (mode {mode:04o})", m.gid())
     } else {
-        return Ok(());
+        return check_ancestors(parent, path);
     };
     Err(ImageError::Unsafe {
         op: "write image in",
         file: path.to_path_buf(),
         what: format!("{why}; images are written only where no one else can rename or plant files"),
     })
+}
+
+/// Refuses a parent some ancestor of which others may write without the sticky bit: they
+/// could rename the whole subtree away and put their own in its place. A sticky directory
+/// (`/tmp`) lets only an entry's owner rename it, so it is fine. Walked through `..` from the
+/// parent's descriptor, so what is checked is where the image goes.
+fn check_ancestors(parent: &File, path: &Path) -> Result<(), ImageError> {
+    let mut cur = parent
+        .try_clone()
+        .map_err(|e| ImageError::io("open", path, e))?;
+    let mut level = 0;
+    loop {
+        let up = safefs::open_parent(cur.as_fd())
+            .map_err(|e| ImageError::io("open parent of", path, e))?;
+        let (a, b) = (
+            cur.metadata()
+                .map_err(|e| ImageError::io("stat", path, e))?,
+            up.metadata().map_err(|e| ImageError::io("stat", path, e))?,
+        );
+        // the root is its own parent
+        if (a.dev(), a.ino()) == (b.dev(), b.ino()) || level > 64 {
+            return Ok(());
+        }
+        level += 1;
+        let mode = b.mode() & 0o7777;
+        let sticky = mode & 0o1000 != 0;
+        let open = mode & 0o002 != 0 || (mode & 0o020 != 0 && b.gid() != 0);
+        if open && !sticky {
+            return Err(ImageError::Unsafe {
+                op: "write image in",
+                file: path.to_path_buf(),
+                what: format!(
+                    "the directory {level} level(s) above it is writable by others without the sticky bit (mode {mode:04o}); they could move this one away"
+                ),
+            });
+        }
+        cur = up;
+    }
 }
 
 /// Classifies what is at `name` in `parent`; refuses anything crhook must not replace.

@@ -36,14 +36,8 @@ pub fn run(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
     let t = Instant::now();
-    let dir = crate::snapshot::open_image(images)?;
+    let dir = crate::snapshot::open_unchanged(images, "restore")?;
     let trust = dir.trust().clone();
-    if let crhook_core::Trust::BadSeal { .. } = trust {
-        return Err(NetstateError::invalid(format!(
-            "restore from {}: {trust}; the image was changed after it was sealed, refused",
-            images.display()
-        )));
-    }
     let snap = Snapshot::read(&dir)?;
     let bytes = dir.inventory().files.iter().map(|f| f.size).sum();
     // an image this host did not seal places nothing outside the target unless the operator

@@ -23,6 +23,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         adopt: super::adopt(&args.adopt, false),
         remaps: super::remaps(&args.adopt)?,
         trust_images: args.trust_images || config.restore.trust_images.unwrap_or(false),
+        host_bridges: crate::config::get().restore.host_bridges.clone(),
         journal_dir: None,
     };
     if args.dry_run {

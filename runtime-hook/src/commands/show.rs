@@ -47,6 +47,16 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<()> {
             add_rule_syntax(&img, file, &mut cx.notes)?;
         }
     }
+    if dir {
+        // judged with this host's key where it can be read; a file alone has no seal
+        let seal = crhook_core::seal_status(path);
+        if let Value::Array(files) = &mut value {
+            if let Some(f) = files.iter_mut().find(|f| f["magic"] == Kind::Seal.name()) {
+                f["verified"] = Value::String(seal.clone());
+            }
+        }
+        cx.seal = Some(seal);
+    }
     if dir && format == ShowFormat::Text {
         cx.sysctl_defaults = crhook_netstate::sysctl::kernel_defaults().ok().map(|v| {
             v.into_iter()

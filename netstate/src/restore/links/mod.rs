@@ -99,11 +99,15 @@ fn outside_target(l: &pb::Link, opts: &RestoreOptions, why: &str) -> Option<Conf
     };
     if let Some(pb::link::Info::Veth(v)) = &l.info {
         let outside = v.peer_place != pb::PeerPlace::PeerSame as i32;
-        if outside && !opts.externals.iter().any(|e| e.inner == l.name) {
+        // a far end in the host on a bridge the operator listed is a placement they chose
+        let on_listed_bridge = v.peer_place == pb::PeerPlace::PeerHost as i32
+            && !v.peer_master.is_empty()
+            && opts.host_bridges.contains(&v.peer_master);
+        if outside && !on_listed_bridge && !opts.externals.iter().any(|e| e.inner == l.name) {
             return Some(refuse(
                 format!("place the veth peer {} outside the target", v.peer_name),
                 format!(
-                    "restore it with this host's key, pass --trust-images, or name the place with --external veth:{}=NAME[@BRIDGE]",
+                    "restore it with this host's key, pass --trust-images, name the place with --external veth:{}=NAME[@BRIDGE], or list its bridge in the config's host_bridges",
                     l.name
                 ),
             ));
