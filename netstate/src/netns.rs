@@ -269,4 +269,98 @@ impl NetNs {
     }
 }
 
+impl NetNs {
+    /// [`NetNs::command`] for the firewall tools crhook runs itself (`iptables-restore`,
+    /// `nft`, ...): the child also gets a private mount namespace in which every mount is
+    /// read-only except `/run` (the xtables lock lives there), so text a tool is fed cannot
+    /// make it write a file anywhere. Where mount namespaces cannot be had (no
+    /// CAP_SYS_ADMIN, a kernel before 5.12 without `mount_setattr`) the child runs as
+    /// [`NetNs::command`] makes it: the image text is checked before any tool sees it anyway.
+    pub fn confined_command(&self, program: &Path) -> Result<Command> {
+        let mut cmd = self.command(program)?;
+        // SAFETY: the closure makes raw system calls only (unshare, mount, mount_setattr),
+        // which are async-signal-safe, on static strings and a struct on its stack.
+        unsafe {
+            cmd.pre_exec(|| {
+                confine_mounts();
+                Ok(())
+            });
+        }
+        Ok(cmd)
+    }
+}
+
+/// `struct mount_attr` of mount_setattr(2).
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+
+/// In a forked child: a private mount namespace, everything read-only but `/run`. Best
+/// effort by design (see [`NetNs::confined_command`]); a step that fails leaves the child
+/// as confined as the steps before made it, never less than unconfined.
+fn confine_mounts() {
+    let attr = |set: u64, clr: u64| MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: raw system calls on static NUL-terminated strings and a stack struct whose size
+    // is passed with it.
+    unsafe {
+        if libc::unshare(libc::CLONE_NEWNS) != 0 {
+            return;
+        }
+        let none = std::ptr::null::<libc::c_char>();
+        if libc::mount(
+            none,
+            c"/".as_ptr(),
+            none,
+            libc::MS_REC | libc::MS_PRIVATE,
+            std::ptr::null(),
+        ) != 0
+        {
+            return;
+        }
+        // /run as a mount of its own, so it can stay writable below a read-only root
+        if libc::mount(
+            c"/run".as_ptr(),
+            c"/run".as_ptr(),
+            none,
+            libc::MS_BIND | libc::MS_REC,
+            std::ptr::null(),
+        ) != 0
+        {
+            return;
+        }
+        let ro = attr(MOUNT_ATTR_RDONLY, 0);
+        if libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c"/".as_ptr(),
+            libc::AT_RECURSIVE,
+            &ro as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        ) != 0
+        {
+            return;
+        }
+        let rw = attr(0, MOUNT_ATTR_RDONLY);
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c"/run".as_ptr(),
+            libc::AT_RECURSIVE,
+            &rw as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        );
+    }
+}
+
 const NS_GET_NSTYPE: libc::c_ulong = 0xb703;

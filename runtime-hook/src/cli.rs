@@ -282,13 +282,14 @@ pub struct ManArgs {
 }
 
 /// The subcommands' names, for `crhook man SUBCOMMAND` (a test holds it to [`Command`]).
-pub const SUBCOMMANDS: [&str; 9] = [
+pub const SUBCOMMANDS: [&str; 10] = [
     "checkpoint",
     "restore",
     "diff",
     "show",
     "lock",
     "unlock",
+    "recover",
     "hook",
     "completions",
     "man",

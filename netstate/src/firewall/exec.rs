@@ -211,7 +211,13 @@ impl Run<'_> {
         timeout: Duration,
         inherit_env: bool,
     ) -> Result<(ExitStatus, String, String)> {
-        let mut cmd = ns.command(self.program)?;
+        // the user's own command may write where it likes; crhook's tools get a read-only
+        // filesystem but /run
+        let mut cmd = if inherit_env {
+            ns.command(self.program)?
+        } else {
+            ns.confined_command(self.program)?
+        };
         cmd.args(self.args);
         if !inherit_env {
             cmd.env_clear().env("PATH", CHILD_PATH).env("LC_ALL", "C");
@@ -373,6 +379,39 @@ mod tests {
         let uid = unsafe { libc::geteuid() };
         assert_eq!(uid, 0, "entering a namespace needs root");
         NetNs::current().expect("open own namespace")
+    }
+
+    #[test]
+    fn the_tools_crhook_runs_write_nowhere_but_run() {
+        let ns = current();
+        let sh = find("sh").expect("sh");
+        let probe = std::env::temp_dir().join(format!("crhook-confined-{}", std::process::id()));
+        let script = format!(
+            "touch {} && echo wrote; touch /run/.crhook-confined-{} && echo run-ok; rm -f /run/.crhook-confined-{}",
+            probe.display(),
+            std::process::id(),
+            std::process::id()
+        );
+        let run = |user: bool| {
+            let r = Run {
+                program: &sh,
+                args: &["-c", &script],
+                env: &[],
+                stdin: None,
+                purpose: "test",
+            };
+            if user { r.run_user(&ns) } else { r.run(&ns) }
+                .expect("sh runs")
+                .stdout
+        };
+        let tool = run(false);
+        assert!(!probe.exists(), "a tool wrote outside /run");
+        assert_eq!(tool.trim(), "run-ok", "{tool}");
+        // the user's CR_IPTABLES command is theirs: not confined
+        let user = run(true);
+        let wrote = probe.exists();
+        let _ = std::fs::remove_file(&probe);
+        assert!(wrote && user.contains("wrote"), "{user}");
     }
 
     #[test]
