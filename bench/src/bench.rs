@@ -32,6 +32,9 @@ pub struct SizeResult {
     pub diff: OpRuns,
     /// `crhook checkpoint --lock` runs (no baseline)
     pub lock: Vec<Sample>,
+    /// the kernel's floor for the restore (None when it could not be measured; said on
+    /// stderr)
+    pub floor: Option<crate::floor::Floor>,
     /// VmRSS around repeated in-process checkpoints
     pub in_process: InProcess,
     pub image_bytes: u64,
@@ -140,6 +143,13 @@ pub fn bench_size(
     let image_bytes = run::disk_bytes(&cx.images)?;
     let baseline_bytes = run::disk_bytes(&cx.saved)?;
     let restored = restore_runs(&cx)?;
+    let floor = match crate::floor::measure(&cx.images, size.name, runs, &|| cx.quiet()) {
+        Ok(f) => Some(f),
+        Err(e) => {
+            eprintln!("crhook-bench: {} floor not measured: {e:#}", size.name);
+            None
+        }
+    };
     let (diff, diff_codes, differing) = diff_runs(&cx, &src)?;
 
     let mut setns = Vec::new();
@@ -165,6 +175,7 @@ pub fn bench_size(
         restore: restored.runs,
         diff,
         lock,
+        floor,
         in_process,
         image_bytes,
         baseline_bytes,

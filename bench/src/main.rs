@@ -34,6 +34,7 @@
 //! after an error or Ctrl-C.
 
 mod bench;
+mod floor;
 mod memory;
 mod ns;
 mod ops;

@@ -12,14 +12,14 @@ use crate::summary::{
 };
 
 /// A markdown table: the first `left` columns left-aligned, the rest right-aligned.
-struct Table {
+pub(crate) struct Table {
     head: Vec<String>,
     left: usize,
     rows: Vec<Vec<String>>,
 }
 
 impl Table {
-    fn new(head: &[&str], left: usize) -> Table {
+    pub(crate) fn new(head: &[&str], left: usize) -> Table {
         Table {
             head: head.iter().map(|h| (*h).to_owned()).collect(),
             left,
@@ -27,11 +27,11 @@ impl Table {
         }
     }
 
-    fn row(&mut self, cells: Vec<String>) {
+    pub(crate) fn row(&mut self, cells: Vec<String>) {
         self.rows.push(cells);
     }
 
-    fn render(&self, s: &mut String) {
+    pub(crate) fn render(&self, s: &mut String) {
         let line = |s: &mut String, cells: &[String]| {
             s.push('|');
             for c in cells {
@@ -109,6 +109,7 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
     s.push('\n');
     main_table(&mut s, results);
     s.push_str(&crate::targets::render(results));
+    s.push_str(&crate::floor::render(results));
     lock_and_wall(&mut s, results);
     per_object(&mut s, results);
     memory(&mut s, results);

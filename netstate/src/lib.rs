@@ -15,6 +15,8 @@ pub mod error;
 pub mod family;
 pub mod fields;
 pub mod firewall;
+#[doc(hidden)]
+pub mod floor;
 pub mod ifmap;
 pub mod interrupt;
 pub mod journal;

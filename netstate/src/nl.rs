@@ -81,6 +81,8 @@ impl std::fmt::Display for NlError {
 
 pub struct Nl {
     sock: Socket,
+    /// the netlink family (NETLINK_ROUTE, NETLINK_NETFILTER), for the floor's recording
+    protocol: isize,
     seq: u32,
     netns: String,
     rbuf: Vec<u8>,
@@ -128,6 +130,7 @@ impl Nl {
         }
         Ok(Nl {
             sock,
+            protocol,
             seq: 1,
             netns: netns.to_string(),
             rbuf: vec![0; 1 << 20],
@@ -247,6 +250,7 @@ impl Nl {
                 &[],
                 &mut buf,
             );
+            crate::floor::netlink(self.protocol, op, &buf);
             self.send_all(&buf, op)?;
             self.requests += (i - start) as u64;
             results.extend((start..i).map(|_| Ok(())));
@@ -340,6 +344,7 @@ impl Nl {
                 tracing::debug!("raising netlink send buffer: {e}");
             }
         }
+        crate::floor::netlink(self.protocol, op, &buf);
         self.send_all(&buf, op)?;
         drop(buf);
         self.requests += msgs.len() as u64;
@@ -360,6 +365,28 @@ impl Nl {
             Some(e) => Err(e),
             None => Ok(()),
         })
+    }
+
+    /// Sends a recorded buffer of requests as it was sent (see [`crate::floor`]) and waits
+    /// until the kernel has handled all of it; returns the errno of each message that failed.
+    pub fn replay(&mut self, buf: &[u8], op: &str) -> Result<Vec<i32>> {
+        self.send_all(buf, op)?;
+        // a sequence number no recorded message uses (theirs count up from 1)
+        let probe_seq = u32::MAX - 1;
+        let mut probe = Vec::new();
+        encode_raw(
+            NLMSG_NOOP,
+            NLM_F_REQUEST | NLM_F_ACK,
+            probe_seq,
+            &[],
+            &mut probe,
+        );
+        self.send_all(&probe, op)?;
+        let mut failed = Vec::new();
+        self.errors_until(probe_seq, op, |_, r| {
+            failed.extend(r.err().map(|e| e.errno))
+        })?;
+        Ok(failed)
     }
 
     /// Reads answers until the ack of `probe_seq`, handing every other NLMSG_ERROR (its

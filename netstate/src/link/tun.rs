@@ -120,6 +120,7 @@ pub fn set_iff(f: &File, name: &str, flags: u16) -> Result<()> {
 /// Must run on the namespace thread. Returns the still-open file (the caller may keep it as a
 /// queue or drop it).
 pub fn create(name: &str, t: &pb::Tun, ifindex: Option<u32>) -> Result<File> {
+    crate::floor::tun(name, t, ifindex);
     let f = open_tun()?;
     if let Some(i) = ifindex {
         // unlike the others, TUNSETIFINDEX reads its argument through a pointer

@@ -107,6 +107,7 @@ pub fn suspend(ns: &NetNs, devices: &[String], log: &crate::journal::Log) -> Res
             // in the journal first: a restore killed now leaves DAD off otherwise
             let key = ["ipv6", "conf", d.as_str(), "accept_dad"].map(String::from);
             log.sysctl(crate::journal::Sock::Target, &key, &v)?;
+            crate::floor::sysctl(&p, "0");
             std::fs::write(&p, "0").map_err(|source| NetstateError::Io {
                 op: "suspend duplicate address detection: write".into(),
                 path: p.clone(),
@@ -160,6 +161,7 @@ pub fn resume(ns: &NetNs, s: Suspended) -> Vec<String> {
             let p = path(&d);
             // a device deleted meanwhile (rollback) has nothing to write back
             if p.exists() {
+                crate::floor::sysctl(&p, &v);
                 if let Err(e) = std::fs::write(&p, &v) {
                     errors.push(format!("write back {}: {e}", p.display()));
                 }

@@ -161,6 +161,7 @@ impl DirReader {
 /// One `write(2)` of the whole value: a sysctl parses each write on its own, so a value
 /// split over two writes would be two values.
 pub fn write(path: &Path, value: &str) -> io::Result<()> {
+    crate::floor::sysctl(path, value);
     let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
     let n = f.write(value.as_bytes())?;
     if n != value.len() {
