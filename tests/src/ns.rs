@@ -123,6 +123,21 @@ impl TestNs {
 
     /// Runs many `ip` commands (one per line, without the leading `ip`) in one process with
     /// `ip -n NAME -batch -`; panics naming the failing line.
+    /// Adds `n` IPv4 /24 routes (172.16-31.x.0/24) via `gateway`, 4,096 per table from table
+    /// 100: a namespace slow enough to capture and restore that a signal lands mid-way.
+    pub fn add_routes(&self, n: u32, gateway: &str) {
+        let mut batch = String::new();
+        for i in 0..n {
+            batch.push_str(&format!(
+                "route add 172.{}.{}.0/24 via {gateway} table {}\n",
+                16 + (i / 256) % 16,
+                i % 256,
+                100 + i / 4096
+            ));
+        }
+        self.ip_batch(&batch);
+    }
+
     pub fn ip_batch(&self, script: &str) {
         self.ip_batch_with(&[], script);
     }

@@ -17,18 +17,10 @@ const JOURNALS: &str = "/run/crhook/journal";
 /// of change restore journals.
 fn source(tag: &str) -> TestNs {
     let ns = TestNs::new(tag);
-    let mut batch = String::from(
+    ns.ip_batch(
         "link set lo up\nlink add va type veth peer name vb\naddr add 10.61.0.1/16 dev va\nlink set va up\nlink set vb up\nrule add from 10.61.9.0/24 table 200 pref 900\n",
     );
-    for i in 0..30_000u32 {
-        batch.push_str(&format!(
-            "route add 172.{}.{}.0/24 via 10.61.0.2 table {}\n",
-            16 + (i / 256) % 16,
-            i % 256,
-            100 + i / 4096
-        ));
-    }
-    ns.ip_batch(&batch);
+    ns.add_routes(30_000, "10.61.0.2");
     ns.sh("/usr/sbin/iptables -A INPUT -s 10.61.5.0/24 -j DROP && /usr/sbin/iptables -N KEEP && /usr/sbin/iptables -A KEEP -p tcp --dport 8080 -j ACCEPT");
     ns.sh("echo 0 > /proc/sys/net/ipv6/conf/va/accept_ra && echo 33 > /proc/sys/net/ipv4/ip_default_ttl");
     ns

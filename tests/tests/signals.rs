@@ -14,18 +14,10 @@ use crhook_tests::{
 /// land in the middle.
 fn big(tag: &str, routes: u32) -> TestNs {
     let ns = TestNs::new(tag);
-    let mut batch = String::from(
+    ns.ip_batch(
         "link set lo up\nlink add va type veth peer name vb\naddr add 10.60.0.1/16 dev va\nlink set va up\nlink set vb up\n",
     );
-    for i in 0..routes {
-        batch.push_str(&format!(
-            "route add 172.{}.{}.0/24 via 10.60.0.2 table {}\n",
-            16 + (i / 256) % 16,
-            i % 256,
-            100 + i / 4096
-        ));
-    }
-    ns.ip_batch(&batch);
+    ns.add_routes(routes, "10.60.0.2");
     ns
 }
 

@@ -30,6 +30,14 @@ fn live_map(saved: &[pb::Link], nl: &mut Nl) -> std::result::Result<IfMap, Vec<S
     ))
 }
 
+/// Logs the deletion of link `name` of the target before it is made (settled after).
+fn intend_delete(journal: &mut Journal, name: &str) -> std::result::Result<(), Vec<String>> {
+    let undo = delete_by_name(name);
+    journal
+        .intend([(Sock::Target, &undo, format!("delete link {name}").as_str())])
+        .map_err(|e| vec![e])
+}
+
 /// Creates every planned link (down), then masters, settings and port settings.
 pub fn create(
     saved: &[pb::Link],
@@ -66,14 +74,7 @@ pub fn create(
         };
         let pin = p.pinned.contains(&i).then_some(l.ifindex);
         let (name, t) = (l.name.clone(), *t);
-        let undo = delete_by_name(&l.name);
-        journal
-            .intend([(
-                Sock::Target,
-                &undo,
-                format!("delete link {}", l.name).as_str(),
-            )])
-            .map_err(|e| vec![e])?;
+        intend_delete(journal, &l.name)?;
         let made = ns.run(move || crate::link::tun::create(&name, &t, pin).map(drop));
         journal.settle([made.is_ok()]).map_err(|e| vec![e])?;
         made.map_err(|e| {
@@ -333,14 +334,7 @@ fn create_on_outer_lower(
     }
     let where_ = socks.name_of(sock);
     let nl = socks.get(sock).map_err(|e| vec![crate::error::chain(&e)])?;
-    let undo = delete_by_name(&l.name);
-    journal
-        .intend([(
-            Sock::Target,
-            &undo,
-            format!("delete link {}", l.name).as_str(),
-        )])
-        .map_err(|e| vec![e])?;
+    intend_delete(journal, &l.name)?;
     let r = nl.request(req, NLM_F_CREATE | NLM_F_EXCL, "create link");
     journal
         .settle([matches!(r, Ok(Ok(())))])
