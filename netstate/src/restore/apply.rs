@@ -41,6 +41,7 @@ pub(super) fn apply(
     cx: &mut Applying,
     todo: &Snapshot,
     lp: &links::LinkPlan,
+    kernel_ll: &[crhook_proto::Address],
     files: &mut Vec<crate::api::RestoredFile>,
 ) -> std::result::Result<(), Vec<String>> {
     // The firewall goes in before the links exist (iptables-restore of legacy rules resolves
@@ -61,7 +62,7 @@ pub(super) fn apply(
     }
     let (ns, fw_opts) = (cx.ns, &cx.opts.firewall);
     let log = cx.journal.log().clone();
-    let ifs = std::thread::scope(|s| {
+    let (ifs, quiet) = std::thread::scope(|s| {
         let fw = overlap.then(|| {
             let xt = &xt;
             s.spawn(move || {
@@ -69,7 +70,7 @@ pub(super) fn apply(
                 (restore_firewall(ns, xt, fw_opts, &log), t.elapsed())
             })
         });
-        let r = links_and_addresses(cx, todo, lp, &nft);
+        let r = links_and_addresses(cx, todo, lp, kernel_ll, &nft);
         let Some(h) = fw else { return r };
         let mut errors = r.as_ref().err().cloned().unwrap_or_default();
         match h.join() {
@@ -105,6 +106,7 @@ pub(super) fn apply(
         .map(|a| a.ifindex)
         .collect();
     links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
+    links::ll::resume(&quiet, cx.socks, cx.journal)?;
     links::far_end::rebuild(
         &todo.links,
         lp,
@@ -189,8 +191,9 @@ fn links_and_addresses(
     cx: &mut Applying,
     todo: &Snapshot,
     lp: &links::LinkPlan,
+    kernel_ll: &[crhook_proto::Address],
     nft: &[crhook_proto::FirewallRuleset],
-) -> std::result::Result<IfMap, Vec<String>> {
+) -> std::result::Result<(IfMap, links::ll::Quiet), Vec<String>> {
     let t = Instant::now();
     let ifs = links::create(&todo.links, lp, cx.ns, cx.socks, cx.journal)?;
     links::far_end::rebuild(
@@ -216,11 +219,29 @@ fn links_and_addresses(
         dad::suspend(cx.ns, &no_dad, cx.journal.log())
             .map_err(|e| vec![crate::error::chain(&e)])?,
     );
-    let target = &mut cx.socks.target;
+    // the kernel-made link-locals go in with the others, the kernel's own generation off
+    let quiet = links::ll::plan(
+        &todo.links,
+        lp,
+        &ifs,
+        kernel_ll,
+        &cx.dad_keep,
+        &todo.sysctls,
+    );
     let t = Instant::now();
+    links::ll::silence(&quiet, cx.socks, cx.journal)?;
+    let target = &mut cx.socks.target;
     family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
+    family::apply_with::<Addresses>(
+        target,
+        Sock::Target,
+        &quiet.addresses,
+        &ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_REPLACE,
+    )?;
     cx.stats.phase("addresses", t.elapsed());
-    Ok(ifs)
+    Ok((ifs, quiet))
 }
 
 /// Ends with exactly the saved kernel-made link-local addresses on the links restore made

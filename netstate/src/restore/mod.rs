@@ -348,7 +348,7 @@ fn restore_with(
             .map(String::from)
             .collect(),
     };
-    let applied = apply(&mut cx, &todo, &p.links, &mut files)
+    let applied = apply(&mut cx, &todo, &p.links, &p.kernel_ll, &mut files)
         .and_then(|()| link_locals(&mut cx, &todo.links, &p.links, &p.kernel_ll));
     // a failure before the links came up leaves accept_dad suspended: write it back
     let mut applied = applied;

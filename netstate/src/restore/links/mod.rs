@@ -5,6 +5,7 @@
 
 mod create;
 pub mod far_end;
+pub mod ll;
 mod peers;
 mod up;
 

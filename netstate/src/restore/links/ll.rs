@@ -1,0 +1,136 @@
+//! Link-local addresses without the kernel's IPv6 autoconfiguration at link up.
+//!
+//! Bringing a link up makes the kernel generate its link-local address (and start DAD, join
+//! its solicited-node group, walk the IPv6 FIB) under RTNL, one link at a time: 436 ms for
+//! the 1,000 links of the benchmark's L. The image already holds every link-local address the
+//! kernel made (they are tracked, see `addr::kernel_ll`), so restore switches the kernel's
+//! generation off on the links it makes (`addr_gen_mode` none, over netlink, after the early
+//! sysctls), adds the saved link-locals itself with the other addresses while the links are
+//! down (no DAD: restore suspends `accept_dad` on these links, see `dad.rs`; a NODAD flag
+//! would stay on the address, unlike the kernel's own), brings the links up, and puts the saved
+//! `addr_gen_mode` back. The mode set over netlink regenerates nothing (only the sysctl does),
+//! and a link that gets carrier later generates as it would have. Links whose mode the image
+//! or sysctls give as anything but EUI-64 (random and stable privacy come from a secret the
+//! early sysctls write, and writing the mode's sysctl regenerates the address at once), links
+//! with a saved `stable_secret`, links whose image tracks no link-local, and links that keep
+//! DAD (a saved tentative address), are left to the kernel as before. The link-locals are
+//! added with NLM_F_REPLACE: should the kernel have made one all the same (an early sysctl
+//! write of the mode on a namespace whose default differs), it is the same address.
+
+use crhook_proto as pb;
+use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
+use netlink_packet_route::RouteNetlinkMessage;
+
+use super::{send, LinkPlan, Socks};
+use crate::ifmap::IfMap;
+use crate::journal::Journal;
+use crate::nl::Req;
+
+const IN6_ADDR_GEN_MODE_EUI64: u32 = 0;
+const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
+
+/// The links restore makes the link-locals of itself, and those addresses.
+#[derive(Debug, Default)]
+pub struct Quiet {
+    /// (live index, saved mode, name)
+    links: Vec<(u32, u8, String)>,
+    /// the saved kernel-made link-locals of those links
+    pub addresses: Vec<pb::Address>,
+}
+
+impl Quiet {
+    pub fn is_empty(&self) -> bool {
+        self.links.is_empty()
+    }
+}
+
+/// The links of `p` restore makes whose kernel-made link-locals the image tracks and whose
+/// saved mode is EUI-64 (or none recorded), less those that `keep` DAD or whose saved
+/// `sysctls` give another mode or a secret; `kernel_ll` is the image's kernel-made
+/// link-locals.
+pub fn plan(
+    saved: &[pb::Link],
+    p: &LinkPlan,
+    ifs: &IfMap,
+    kernel_ll: &[pb::Address],
+    keep: &[String],
+    sysctls: &[pb::Sysctl],
+) -> Quiet {
+    // devices whose saved sysctls give another mode, or a secret
+    let moded: std::collections::HashSet<&str> = sysctls
+        .iter()
+        .filter_map(|s| match s.path.as_slice() {
+            [fam, conf, dev, key] if fam == "ipv6" && conf == "conf" => {
+                let other =
+                    (key == "addr_gen_mode" && s.value.trim() != "0") || key == "stable_secret";
+                other.then_some(dev.as_str())
+            }
+            _ => None,
+        })
+        .collect();
+    let mut q = Quiet::default();
+    for &i in p.create.iter().chain(p.partner.values()) {
+        let l = &saved[i];
+        let mode = l.addr_gen_mode.unwrap_or(IN6_ADDR_GEN_MODE_EUI64);
+        if !l.ll_tracked
+            || super::is_loopback(l)
+            || keep.contains(&l.name)
+            || moded.contains(l.name.as_str())
+            || mode != IN6_ADDR_GEN_MODE_EUI64
+        {
+            continue;
+        }
+        let Some(live) = ifs.live(l.ifindex) else {
+            continue;
+        };
+        q.links.push((live, mode as u8, l.name.clone()));
+        q.addresses
+            .extend(kernel_ll.iter().filter(|a| a.ifname == l.name).cloned());
+    }
+    q
+}
+
+fn mode_request(live: u32, mode: u8) -> Req {
+    let mut m = netlink_packet_route::link::LinkMessage::default();
+    m.header.index = live;
+    m.attributes
+        .push(LinkAttribute::AfSpecUnspec(vec![AfSpecUnspec::Inet6(
+            vec![AfSpecInet6::AddrGenMode(In6AddrGenMode::from(mode))],
+        )]));
+    Req::Route(RouteNetlinkMessage::SetLink(m))
+}
+
+/// Switches the kernel's link-local generation off on the quiet links (they are down). Their
+/// undo is their deletion.
+pub fn silence(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<(), Vec<String>> {
+    set(q, socks, journal, |_| IN6_ADDR_GEN_MODE_NONE, "off")
+}
+
+/// Puts the saved mode back once the links are up.
+pub fn resume(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<(), Vec<String>> {
+    set(q, socks, journal, |m| m, "back to its saved value")
+}
+
+fn set(
+    q: &Quiet,
+    socks: &mut Socks,
+    journal: &mut Journal,
+    mode: impl Fn(u8) -> u8,
+    how: &str,
+) -> Result<(), Vec<String>> {
+    if q.is_empty() {
+        return Ok(());
+    }
+    let netns = socks.target.netns().to_string();
+    let reqs: Vec<Req> = q
+        .links
+        .iter()
+        .map(|(i, m, _)| mode_request(*i, mode(*m)))
+        .collect();
+    let what: Vec<String> = q
+        .links
+        .iter()
+        .map(|(_, _, n)| format!("set IPv6 address generation of {n} {how}"))
+        .collect();
+    send(&mut socks.target, &reqs, &what, &netns, journal, 0)
+}
