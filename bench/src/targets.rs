@@ -18,7 +18,8 @@ use crate::summary::{
 
 /// Restore phases in which crhook sends netlink write requests.
 const NETLINK_PHASES: [&str; 5] = ["links", "addresses", "up", "routes", "rules_neighbours"];
-const RESTORE_RATIO: f64 = 0.4;
+const RESTORE_RATIO: f64 = 0.5;
+const FLOOR_RATIO: f64 = 1.15;
 const CHECKPOINT_RATIO: f64 = 0.8;
 const SMALL_CHECKPOINT: Duration = Duration::from_millis(15);
 const SMALL_LOCKED: Duration = Duration::from_millis(5);
@@ -175,6 +176,20 @@ fn rows(results: &[SizeResult]) -> Vec<Row> {
             LARGE_SYSCTLS,
             large.and_then(|r| part(&r.capture.crhook, "sysctls")),
         ),
+        Row {
+            what: "restore over the kernel's floor",
+            size: "L",
+            target: format!("<= {FLOOR_RATIO}x"),
+            measured: large.and_then(|r| {
+                let f = r.floor.as_ref()?.total().median;
+                let c = walls(&r.restore.crhook).median;
+                let x = ratio(c, f)?;
+                Some((
+                    format!("{x:.2}x ({} vs {})", fmt_dur(c), fmt_dur(f)),
+                    x <= FLOOR_RATIO,
+                ))
+            }),
+        },
         Row {
             what: "peak RSS (checkpoint, restore)",
             size: "L",
