@@ -44,14 +44,25 @@ impl Req {
     /// The message type and payload (after the netlink header): the form a request takes on
     /// disk (the restore journal) and is sent again as [`Req::Raw`].
     pub fn to_raw(&self) -> (u16, Vec<u8>) {
+        let mut out = Vec::new();
+        let ty = self.payload_into(&mut out);
+        (ty, out)
+    }
+
+    /// Appends the payload (after the netlink header) to `out`, without copying the message;
+    /// returns the message type.
+    pub fn payload_into(&self, out: &mut Vec<u8>) -> u16 {
         match self {
-            Req::Raw { msg_type, payload } => (*msg_type, payload.clone()),
-            Req::Route(_) => {
-                let mut out = Vec::new();
-                Nl::encode(self, 0, 0, &mut out);
-                let (len, ty, _, _) = header(&out);
-                let end = len.clamp(NLMSG_HDRLEN, out.len());
-                (ty, out[NLMSG_HDRLEN..end].to_vec())
+            Req::Raw { msg_type, payload } => {
+                out.extend_from_slice(payload);
+                *msg_type
+            }
+            Req::Route(m) => {
+                use netlink_packet_core::NetlinkSerializable;
+                let start = out.len();
+                out.resize(start + m.buffer_len(), 0);
+                m.serialize(&mut out[start..]);
+                m.message_type()
             }
         }
     }
@@ -600,6 +611,24 @@ fn parse_ack(body: &[u8]) -> Result<(), NlError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_request_on_disk_is_the_message_without_its_header() {
+        let req = crate::link::create::delete_request(7);
+        let mut whole = Vec::new();
+        Nl::encode(&req, 0, 9, &mut whole);
+        let (ty, payload) = req.to_raw();
+        let (len, wty, _, seq) = header(&whole);
+        assert_eq!((ty, seq), (wty, 9));
+        assert_eq!(payload, whole[NLMSG_HDRLEN..len]);
+        let again = Req::Raw {
+            msg_type: ty,
+            payload: payload.clone(),
+        };
+        let mut other = Vec::new();
+        Nl::encode(&again, 0, 9, &mut other);
+        assert_eq!(other, whole);
+    }
 
     #[test]
     fn ack_with_ext_message_is_parsed() {

@@ -316,10 +316,14 @@ impl Log {
         let mut n = 0u32;
         body.extend_from_slice(&[0; 4]);
         for (sock, req, what) in entries {
-            let (ty, payload) = req.to_raw();
             put_sock(&mut body, sock);
-            body.extend_from_slice(&ty.to_le_bytes());
-            put_bytes(&mut body, &payload);
+            // type, then the payload's length once it is written in place
+            let at = body.len();
+            body.extend_from_slice(&[0; 6]);
+            let ty = req.payload_into(&mut body);
+            let len = (body.len() - at - 6) as u32;
+            body[at..at + 2].copy_from_slice(&ty.to_le_bytes());
+            body[at + 2..at + 6].copy_from_slice(&len.to_le_bytes());
             put_bytes(&mut body, what.as_bytes());
             n += 1;
         }
