@@ -4,6 +4,9 @@
 //! inventory last (crhook-core), so a failed checkpoint leaves nothing that reads as complete.
 //! Every failure path removes a lock this call took.
 //!
+//! With a parent (`opts.parent`) the checkpoint is incremental.rs's: a child image, dumped
+//! mostly before the lock.
+//!
 //! Every image is sealed with the host key (`$CRHOOK_IMAGE_KEY`, else /etc/crhook/image.key,
 //! created on first use), so a later restore on this host, or on a node sharing the key, can
 //! tell it from an image that came from anywhere else. The key and the image directory's
@@ -31,6 +34,7 @@ pub fn identity(ns: &NetNs, target: &Target) -> pb::NamespaceIdentity {
             .ok()
             .and_then(|h| h.into_string().ok())
             .unwrap_or_default(),
+        cookie: ns.cookie().unwrap_or(0),
     }
 }
 
@@ -46,6 +50,9 @@ pub fn run_with_key(
     opts: &CheckpointOptions,
     key: HostKey,
 ) -> Result<pb::Stats> {
+    if opts.parent.is_some() {
+        return crate::incremental::run(target, images, opts, key, None);
+    }
     let start = Instant::now();
     let ns = NetNs::open(target)?;
     let mut writer = ImageWriter::create(images)?;

@@ -16,6 +16,7 @@ pub mod family;
 pub mod fields;
 pub mod firewall;
 pub mod ifmap;
+pub mod incremental;
 pub mod interrupt;
 pub mod journal;
 pub mod link;
@@ -30,6 +31,7 @@ pub mod route;
 pub mod rule;
 pub mod snapshot;
 pub mod sysctl;
+pub mod tracker;
 pub mod transform;
 pub mod tunfile;
 
@@ -45,6 +47,7 @@ pub use netlink_packet_route;
 pub use netns::{NetNs, Target};
 pub use restore::plan::{FamilyPlan, Plan};
 pub use snapshot::Snapshot;
+pub use tracker::{Changes, Mark, Tracker};
 
 use std::path::{Path, PathBuf};
 
@@ -85,6 +88,27 @@ pub async fn checkpoint_with_key(
 ) -> Result<crhook_proto::Stats> {
     let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
     blocking(move || checkpoint::run_with_key(&t, &i, &o, key)).await
+}
+
+/// [`checkpoint`] through `tracker`, a subscription to the namespace's notifications that
+/// the caller keeps between checkpoints (see [`Tracker`]): with `opts.parent` an image this
+/// tracker saw written, only the families that changed since are dumped at all, and the
+/// tracker remembers the new image for the next one. Sealed with `key`.
+pub async fn checkpoint_tracked(
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+    key: crhook_core::HostKey,
+    tracker: std::sync::Arc<std::sync::Mutex<Tracker>>,
+) -> Result<crhook_proto::Stats> {
+    let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
+    blocking(move || {
+        let mut tracker = tracker
+            .lock()
+            .map_err(|_| NetstateError::invalid("tracker lock poisoned"))?;
+        incremental::run(&t, &i, &o, key, Some(&mut tracker))
+    })
+    .await
 }
 
 /// Rebuilds the namespace of `target` from `images`, all or nothing.
