@@ -101,6 +101,31 @@ impl Ctx<'_> {
     }
 }
 
+/// Builds the source namespace of `size` (as [`bench_size`] does) and returns it, for the
+/// parent-image benchmark (parent.rs).
+pub fn build_source(tools: &Tools, size: &Size, quiet_limit: Duration, dir: &Path) -> Result<BenchNs> {
+    let cx = Ctx {
+        tools,
+        size,
+        runs: 1,
+        dir,
+        errlog: dir.join("stderr.log"),
+        files: spec::write_spec(size, dir)?,
+        images: dir.join("images"),
+        saved: dir.join("saved"),
+        quiet_limit,
+        quiet_waits: Cell::new(0),
+        quiet_gave_up: Cell::new(0),
+    };
+    let src = BenchNs::new(&format!("{}-src", size.name))?;
+    let started = Instant::now();
+    build(&cx, &src)?;
+    eprintln!("crhook-bench: {} built in {}", src.name(), fmt_dur(started.elapsed()));
+    // IPv6 link-local addresses stay tentative for about a second (DAD).
+    std::thread::sleep(Duration::from_secs(2));
+    Ok(src)
+}
+
 /// Builds the source namespace of `size` and measures everything on it, waiting up to
 /// `quiet_limit` for a quiet machine before each timed run.
 pub fn bench_size(

@@ -434,6 +434,26 @@ pub fn crhook_checkpoint(
     crhook(tools, what, &args, &work.join("stats.json"), errlog, &[0])
 }
 
+/// `crhook checkpoint --print-stats` with `extra` arguments (`--parent DIR`, `--lock`).
+pub fn crhook_checkpoint_with(
+    tools: &Tools,
+    ns: &BenchNs,
+    images: &Path,
+    work: &Path,
+    errlog: &Path,
+    extra: &[&str],
+) -> Result<Sample> {
+    if images.exists() {
+        std::fs::remove_dir_all(images).with_context(|| format!("remove {}", images.display()))?;
+    }
+    let path = ns.path();
+    let dir = images.display().to_string();
+    let mut args = vec!["checkpoint", "--netns", &path, "--images", &dir, "--print-stats"];
+    args.extend_from_slice(extra);
+    let what = format!("crhook checkpoint {}", extra.join(" "));
+    crhook(tools, &what, &args, &work.join("stats.json"), errlog, &[0])
+}
+
 pub fn crhook_restore(
     tools: &Tools,
     ns: &BenchNs,
