@@ -103,7 +103,12 @@ impl Ctx<'_> {
 
 /// Builds the source namespace of `size` (as [`bench_size`] does) and returns it, for the
 /// parent-image benchmark (parent.rs).
-pub fn build_source(tools: &Tools, size: &Size, quiet_limit: Duration, dir: &Path) -> Result<BenchNs> {
+pub fn build_source(
+    tools: &Tools,
+    size: &Size,
+    quiet_limit: Duration,
+    dir: &Path,
+) -> Result<BenchNs> {
     let cx = Ctx {
         tools,
         size,
@@ -120,7 +125,11 @@ pub fn build_source(tools: &Tools, size: &Size, quiet_limit: Duration, dir: &Pat
     let src = BenchNs::new(&format!("{}-src", size.name))?;
     let started = Instant::now();
     build(&cx, &src)?;
-    eprintln!("crhook-bench: {} built in {}", src.name(), fmt_dur(started.elapsed()));
+    eprintln!(
+        "crhook-bench: {} built in {}",
+        src.name(),
+        fmt_dur(started.elapsed())
+    );
     // IPv6 link-local addresses stay tentative for about a second (DAD).
     std::thread::sleep(Duration::from_secs(2));
     Ok(src)

@@ -448,7 +448,14 @@ pub fn crhook_checkpoint_with(
     }
     let path = ns.path();
     let dir = images.display().to_string();
-    let mut args = vec!["checkpoint", "--netns", &path, "--images", &dir, "--print-stats"];
+    let mut args = vec![
+        "checkpoint",
+        "--netns",
+        &path,
+        "--images",
+        &dir,
+        "--print-stats",
+    ];
     args.extend_from_slice(extra);
     let what = format!("crhook checkpoint {}", extra.join(" "));
     crhook(tools, &what, &args, &work.join("stats.json"), errlog, &[0])

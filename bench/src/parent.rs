@@ -49,11 +49,13 @@ pub fn bench_size(
     for i in 0..runs {
         eprintln!("crhook-bench: {} parent run {}/{runs}", size.name, i + 1);
         quiet()?;
-        r.full
-            .push(ops::crhook_checkpoint(tools, &src, &full, dir, &errlog, true)?);
+        r.full.push(ops::crhook_checkpoint(
+            tools, &src, &full, dir, &errlog, true,
+        )?);
         quiet()?;
-        r.predump
-            .push(ops::crhook_checkpoint(tools, &src, &pre, dir, &errlog, false)?);
+        r.predump.push(ops::crhook_checkpoint(
+            tools, &src, &pre, dir, &errlog, false,
+        )?);
         quiet()?;
         let args = ["--parent", pre_s.as_str(), "--lock"];
         r.same.push(ops::crhook_checkpoint_with(
@@ -91,7 +93,10 @@ fn change(tools: &Tools, ns: &BenchNs, dir: &Path, errlog: &Path, i: usize) -> R
     let rule = dir.join("change.rules");
     std::fs::write(
         &rule,
-        format!("*filter\n-A INPUT -s 172.31.{}.0/24 -j ACCEPT\nCOMMIT\n", i % 250),
+        format!(
+            "*filter\n-A INPUT -s 172.31.{}.0/24 -j ACCEPT\nCOMMIT\n",
+            i % 250
+        ),
     )
     .with_context(|| format!("write {}", rule.display()))?;
     let mut fw = ns.command(&tools.iptables_restore)?;
