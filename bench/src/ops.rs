@@ -412,26 +412,8 @@ pub fn crhook_checkpoint(
     errlog: &Path,
     lock: bool,
 ) -> Result<Sample> {
-    if images.exists() {
-        std::fs::remove_dir_all(images).with_context(|| format!("remove {}", images.display()))?;
-    }
-    let path = ns.path();
-    let dir = images.display().to_string();
-    let mut args = vec![
-        "checkpoint",
-        "--netns",
-        &path,
-        "--images",
-        &dir,
-        "--print-stats",
-    ];
-    let what = if lock {
-        args.push("--lock");
-        "crhook checkpoint --lock"
-    } else {
-        "crhook checkpoint"
-    };
-    crhook(tools, what, &args, &work.join("stats.json"), errlog, &[0])
+    let extra: &[&str] = if lock { &["--lock"] } else { &[] };
+    crhook_checkpoint_with(tools, ns, images, work, errlog, extra)
 }
 
 /// `crhook checkpoint --print-stats` with `extra` arguments (`--parent DIR`, `--lock`).
@@ -457,7 +439,9 @@ pub fn crhook_checkpoint_with(
         "--print-stats",
     ];
     args.extend_from_slice(extra);
-    let what = format!("crhook checkpoint {}", extra.join(" "));
+    let what = format!("crhook checkpoint {}", extra.join(" "))
+        .trim_end()
+        .to_string();
     crhook(tools, &what, &args, &work.join("stats.json"), errlog, &[0])
 }
 

@@ -63,22 +63,9 @@ pub fn run_with_key(
 
     crate::progress::step(&format!("capture {}", ns.name()));
     let mut locked_at = None;
-    if crate::firewall::is_locked(&ns)? {
-        warnings.push(format!(
-            "{}: found a network lock left by an earlier crhook run; it is not captured (crhook unlock removes it)",
-            ns.name()
-        ));
-    }
+    warnings.extend(stale_lock(&ns)?);
     if opts.lock {
-        let t = Instant::now();
-        // a lock that ends with this run dies with this process, SIGKILL included
-        if opts.leave_locked {
-            crate::firewall::lock(&ns)?;
-        } else {
-            crate::firewall::lock_owned(&ns)?;
-        }
-        stats.phase("lock", t.elapsed());
-        locked_at = Some(Instant::now());
+        locked_at = Some(take_lock(&ns, opts, &mut stats)?);
     }
     // only what traffic can change is captured under the lock: sysctls, open files and the
     // image writing (fsync) come after the unlock
@@ -99,22 +86,55 @@ pub fn run_with_key(
     let mut c = result?;
     unlock_result?;
     if opts.lock {
-        let t = Instant::now();
-        let name = ns.name().to_string();
-        let (v, n) = ns.run(|| {
-            let mut snl = crate::nl::Nl::new(&name)?;
-            let v = crate::sysctl::capture(&mut snl, None)?;
-            Ok((v, snl.requests))
-        })?;
-        c.snapshot.sysctls = v;
-        stats.add_netlink_requests(n);
-        stats.phase("sysctls", t.elapsed());
+        c.snapshot.sysctls = sysctls_unlocked(&ns, &mut stats)?;
     }
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
     write(&ns, &mut c, target, writer, opts, &mut stats, &mut warnings)?;
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
     Ok(s)
+}
+
+/// The warning for a lock an earlier crhook run left in `ns`, if there is one.
+pub(crate) fn stale_lock(ns: &NetNs) -> Result<Option<String>> {
+    Ok(crate::firewall::is_locked(ns)?.then(|| {
+        format!(
+            "{}: found a network lock left by an earlier crhook run; it is not captured (crhook unlock removes it)",
+            ns.name()
+        )
+    }))
+}
+
+/// Locks `ns` for a checkpoint; returns when the lock holds.
+pub(crate) fn take_lock(
+    ns: &NetNs,
+    opts: &CheckpointOptions,
+    stats: &mut StatsRecorder,
+) -> Result<Instant> {
+    let t = Instant::now();
+    // a lock that ends with this run dies with this process, SIGKILL included
+    if opts.leave_locked {
+        crate::firewall::lock(ns)?;
+    } else {
+        crate::firewall::lock_owned(ns)?;
+    }
+    stats.phase("lock", t.elapsed());
+    Ok(Instant::now())
+}
+
+/// Every sysctl, read after a locked capture has unlocked (they are not what traffic
+/// changes, and reading them is most of a capture's time).
+pub(crate) fn sysctls_unlocked(ns: &NetNs, stats: &mut StatsRecorder) -> Result<Vec<pb::Sysctl>> {
+    let t = Instant::now();
+    let name = ns.name().to_string();
+    let (v, n) = ns.run(|| {
+        let mut snl = crate::nl::Nl::new(&name)?;
+        let v = crate::sysctl::capture(&mut snl, None)?;
+        Ok((v, snl.requests))
+    })?;
+    stats.add_netlink_requests(n);
+    stats.phase("sysctls", t.elapsed());
+    Ok(v)
 }
 
 /// The netlink families and the firewall, and the sysctls unless the namespace is locked.

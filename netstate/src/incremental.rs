@@ -253,12 +253,7 @@ pub fn run(
     let mut stats = StatsRecorder::new();
     let mut warnings = Vec::new();
     crate::progress::step(&format!("capture {} against its parent", ns.name()));
-    if crate::firewall::is_locked(&ns)? {
-        warnings.push(format!(
-            "{}: found a network lock left by an earlier crhook run; it is not captured (crhook unlock removes it)",
-            ns.name()
-        ));
-    }
+    warnings.extend(crate::checkpoint::stale_lock(&ns)?);
     let mut fresh;
     let tracker = match tracker {
         Some(t) => t,
@@ -297,14 +292,7 @@ pub fn run(
 
     let mut image_mark = pre_mark;
     if opts.lock {
-        let t = Instant::now();
-        if opts.leave_locked {
-            crate::firewall::lock(&ns)?;
-        } else {
-            crate::firewall::lock_owned(&ns)?;
-        }
-        stats.phase("lock", t.elapsed());
-        let locked_at = Instant::now();
+        let locked_at = crate::checkpoint::take_lock(&ns, opts, &mut stats)?;
         let result = (|| -> Result<()> {
             let (changes, m) = tracker.changed_since_and_mark(&pre_mark)?;
             image_mark = m;
@@ -348,17 +336,8 @@ pub fn run(
     stats.add_netlink_requests(got.requests);
     warnings.append(&mut got.warnings);
 
-    let t = Instant::now();
-    let name = ns.name().to_string();
-    let (v, n) = ns.run(|| {
-        let mut snl = Nl::new(&name)?;
-        let v = crate::sysctl::capture(&mut snl, None)?;
-        Ok((v, snl.requests))
-    })?;
-    got.snap.sysctls = v;
+    got.snap.sysctls = crate::checkpoint::sysctls_unlocked(&ns, &mut stats)?;
     got.kinds.insert(Kind::Sysctls);
-    stats.add_netlink_requests(n);
-    stats.phase("sysctls", t.elapsed());
     if !got.kinds.contains(&Kind::Links) {
         // open tun files are matched to their links
         got.snap.links = base_links;

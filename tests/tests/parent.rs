@@ -160,12 +160,22 @@ fn nothing_changed_child_takes_everything_from_its_parent() {
     restores_exactly(&host, &b, &want, "unchanged child");
 }
 
-fn lib_opts(parent: Option<&str>, lock: bool) -> CheckpointOptions {
-    CheckpointOptions {
+/// A checkpoint through the library, as a node agent keeping `tracker` makes it.
+fn tracked(
+    target: &Target,
+    images: &str,
+    parent: Option<&str>,
+    lock: bool,
+    tracker: &mut Tracker,
+) -> crhook_netstate::crhook_proto::Stats {
+    let opts = CheckpointOptions {
         lock,
         parent: parent.map(PathBuf::from),
         ..CheckpointOptions::default()
-    }
+    };
+    let key = HostKey::from_bytes([3; 32]);
+    crhook_netstate::incremental::run(target, Path::new(images), &opts, key, Some(tracker))
+        .unwrap_or_else(|e| panic!("checkpoint into {images}: {e}"))
 }
 
 /// A node agent's flow: one tracker across checkpoints. Routes added while the parent is
@@ -189,7 +199,6 @@ fn change_during_the_parent_dump_is_caught() {
     let t = TempDir::new("pdur");
     let (a, b) = (t.join("a"), t.join("b"));
     let target = Target::Netns(ns.path());
-    let key = HostKey::from_bytes([3; 32]);
     let handle = NetNs::open(&target).expect("open ns");
     let mut tracker = Tracker::new(&handle).expect("tracker");
     let stop = AtomicBool::new(false);
@@ -208,27 +217,13 @@ fn change_during_the_parent_dump_is_caught() {
             }
             i
         });
-        crhook_netstate::incremental::run(
-            &target,
-            Path::new(&a),
-            &lib_opts(None, false),
-            key.clone(),
-            Some(&mut tracker),
-        )
-        .expect("parent checkpoint");
+        tracked(&target, &a, None, false, &mut tracker);
         stop.store(true, Ordering::Relaxed);
         let added = adder.join().expect("adder");
         assert!(added > 0, "no route was added during the parent dump");
     });
     let want = NsState::capture(&ns);
-    let stats = crhook_netstate::incremental::run(
-        &target,
-        Path::new(&b),
-        &lib_opts(Some(&a), true),
-        key,
-        Some(&mut tracker),
-    )
-    .expect("child checkpoint");
+    let stats = tracked(&target, &b, Some(&a), true, &mut tracker);
     let d = ImageDir::open(Path::new(&b)).expect("open b");
     assert!(
         !d.from_parent().any(|k| k.to_string() == "routes"),
@@ -252,18 +247,10 @@ fn overrun_is_treated_as_changed() {
     let t = TempDir::new("pover");
     let (a, b) = (t.join("a"), t.join("b"));
     let target = Target::Netns(ns.path());
-    let key = HostKey::from_bytes([4; 32]);
     let handle = NetNs::open(&target).expect("open ns");
     // the smallest buffer the kernel allows holds a few notifications
     let mut tracker = Tracker::with_receive_buffer(&handle, 1).expect("tracker");
-    crhook_netstate::incremental::run(
-        &target,
-        Path::new(&a),
-        &lib_opts(None, true),
-        key.clone(),
-        Some(&mut tracker),
-    )
-    .expect("parent checkpoint");
+    tracked(&target, &a, None, true, &mut tracker);
     let mark = tracker.mark().expect("mark");
     let mut batch = String::new();
     for i in 0..500u32 {
@@ -286,14 +273,7 @@ fn overrun_is_treated_as_changed() {
         );
     }
     let want = NsState::capture(&ns);
-    crhook_netstate::incremental::run(
-        &target,
-        Path::new(&b),
-        &lib_opts(Some(&a), true),
-        key,
-        Some(&mut tracker),
-    )
-    .expect("child checkpoint");
+    tracked(&target, &b, Some(&a), true, &mut tracker);
     restores_exactly(&host, &b, &want, "child after an overrun");
 }
 

@@ -198,19 +198,14 @@ fn network_state_only_runc_run_then_hook_restores_into_a_new_container() {
     reaches_host(&ns_b);
 }
 
-#[test]
-fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
-    require_root();
+/// A bundle in `tmp` whose `org.criu.config` annotation names examples/criu/runc.conf with
+/// the action script pointing at this build.
+fn criu_bundle(tmp: &TempDir) -> std::path::PathBuf {
     find(
         "criu",
         &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
     );
-    let host = TestNs::host();
-    setup_host(&host);
-    let tmp = TempDir::new("e2e-criu");
     let bundle = make_bundle(tmp.path());
-
-    // examples/criu/runc.conf with the action script pointing at this build
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/criu/runc.conf");
     let conf = std::fs::read_to_string(&example).unwrap();
     assert!(
@@ -224,6 +219,16 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
     edit_config(&bundle, |c| {
         c["annotations"] = json!({"org.criu.config": conf_path});
     });
+    bundle
+}
+
+#[test]
+fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
+    require_root();
+    let host = TestNs::host();
+    setup_host(&host);
+    let tmp = TempDir::new("e2e-criu");
+    let bundle = criu_bundle(&tmp);
 
     let mut runc = Runc::new(&host);
     // CRIU passes runc's environment to the action script: send crhook's log to a file
@@ -298,23 +303,10 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
 #[test]
 fn pre_dump_then_parent_path_writes_a_child_image_that_restores() {
     require_root();
-    find(
-        "criu",
-        &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
-    );
     let host = TestNs::host();
     setup_host(&host);
     let tmp = TempDir::new("e2e-pre");
-    let bundle = make_bundle(tmp.path());
-    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/criu/runc.conf");
-    let conf = std::fs::read_to_string(&example)
-        .unwrap()
-        .replace("/usr/local/bin/crhook", &crhook_bin().display().to_string());
-    let conf_path = tmp.path().join("criu-runc.conf");
-    std::fs::write(&conf_path, conf).unwrap();
-    edit_config(&bundle, |c| {
-        c["annotations"] = json!({"org.criu.config": conf_path});
-    });
+    let bundle = criu_bundle(&tmp);
     let mut runc = Runc::new(&host);
     let log = tmp.join("crhook.log");
     runc.env = vec![
