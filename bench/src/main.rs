@@ -175,17 +175,19 @@ fn real_main(args: &Args) -> Result<()> {
     }
 
     if args.parent {
-        let mut results = Vec::new();
+        print!("{}", parent::header(runs));
         for size in &sizes {
             let dir = work.path.join(size.name);
             std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
-            results.push(parent::bench_size(&tools, size, runs, quiet_limit, &dir)?);
+            let r = parent::bench_size(&tools, size, runs, quiet_limit, &dir)?;
+            print!("{}", parent::row(&r));
+            use std::io::Write;
+            std::io::stdout().flush().context("write the table")?;
         }
         let left = ns::leftovers()?;
         if !left.is_empty() {
             bail!("namespaces left behind: {}", left.join(", "));
         }
-        print!("{}", parent::render(&results, runs));
         return Ok(());
     }
     let mut results = Vec::new();

@@ -209,18 +209,20 @@ fn netlink_pass(
     Ok(p)
 }
 
-/// Moves what `later` dumped into `into`, replacing the same kinds.
+/// Moves what `later` dumped into `into`, replacing the same kinds (moved, not copied: this
+/// runs under the lock).
 fn merge(into: &mut Pass, later: Pass) {
-    let s = later.snap;
+    let mut s = later.snap;
     for k in &later.kinds {
+        let (a, b) = (&mut into.snap, &mut s);
         match k {
-            Kind::Links => into.snap.links = s.links.clone(),
-            Kind::Addresses => into.snap.addresses = s.addresses.clone(),
-            Kind::Routes => into.snap.routes = s.routes.clone(),
-            Kind::Nexthops => into.snap.nexthops = s.nexthops.clone(),
-            Kind::Rules => into.snap.rules = s.rules.clone(),
-            Kind::Neighbours => into.snap.neighbours = s.neighbours.clone(),
-            Kind::Firewall => into.snap.firewall = s.firewall.clone(),
+            Kind::Links => a.links = std::mem::take(&mut b.links),
+            Kind::Addresses => a.addresses = std::mem::take(&mut b.addresses),
+            Kind::Routes => a.routes = std::mem::take(&mut b.routes),
+            Kind::Nexthops => a.nexthops = std::mem::take(&mut b.nexthops),
+            Kind::Rules => a.rules = std::mem::take(&mut b.rules),
+            Kind::Neighbours => a.neighbours = std::mem::take(&mut b.neighbours),
+            Kind::Firewall => a.firewall = std::mem::take(&mut b.firewall),
             _ => {}
         }
         into.kinds.insert(*k);
@@ -303,13 +305,13 @@ pub fn run(
                     ns.name()
                 ));
             }
-            let links = if got.kinds.contains(&Kind::Links) {
-                got.snap.links.clone()
+            let links: &[pb::Link] = if got.kinds.contains(&Kind::Links) {
+                &got.snap.links
             } else {
-                base_links.clone()
+                &base_links
             };
             let t = Instant::now();
-            let again = pass(&ns, &host, opts, &widen(changes.kinds), fw_again, &links)?;
+            let again = pass(&ns, &host, opts, &widen(changes.kinds), fw_again, links)?;
             stats.phase("recapture", t.elapsed());
             merge(&mut got, again);
             crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)

@@ -116,6 +116,8 @@ pub struct Tracker {
     /// per kind, the epoch of its last notification
     changed_at: HashMap<Kind, u64>,
     overruns: u64,
+    /// the epoch of the last overrun
+    overrun_at: Option<u64>,
     /// marks of images this tracker saw written, by the SHA-256 of their inventory
     images: HashMap<Vec<u8>, Mark>,
     buf: Vec<u8>,
@@ -165,6 +167,7 @@ impl Tracker {
             epoch: 1,
             changed_at: HashMap::new(),
             overruns: 0,
+            overrun_at: None,
             images: HashMap::new(),
             buf: vec![0; 1 << 16],
         })
@@ -200,6 +203,7 @@ impl Tracker {
                 Err(e) if e.raw_os_error() == Some(libc::ENOBUFS) => {
                     // lost notifications: every family may have changed
                     self.overruns += 1;
+                    self.overrun_at = Some(self.epoch);
                     for k in TRACKED {
                         self.changed_at.insert(k, self.epoch);
                     }
@@ -249,7 +253,7 @@ impl Tracker {
             .map(|(k, _)| *k)
             .collect();
         Changes {
-            overrun: kinds.len() == TRACKED.len() && self.overruns > 0,
+            overrun: self.overrun_at.is_some_and(|at| at >= mark.epoch),
             kinds,
             nft_generation: crate::firewall::generation(&self.ns).ok(),
         }
