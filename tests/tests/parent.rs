@@ -62,7 +62,7 @@ nexthop add id {} via 10.20.0.4 dev pa0
     let _ = ns.try_ip(&["route", "del", "10.21.0.0/16"]);
     ns.set_sysctl(
         &["ipv4", "ip_forward"],
-        if round % 2 == 0 { "1" } else { "0" },
+        if round.is_multiple_of(2) { "1" } else { "0" },
     );
     ns.sh(&format!(
         "set -e
