@@ -267,6 +267,14 @@ impl ImageDir {
         self.from_parent.iter().copied()
     }
 
+    /// The entries of `kind` as the inventory that holds it (this image's or a parent's)
+    /// lists them; `None` when no image of the chain has the kind.
+    pub fn entries(&self, kind: Kind) -> Option<u64> {
+        self.holder(kind)
+            .and_then(|d| d.files.get(&kind))
+            .map(|f| f.entries)
+    }
+
     /// Whether this image's own inventory lists `kind` (not counting parents).
     pub fn lists(&self, kind: Kind) -> bool {
         self.files.contains_key(&kind)

@@ -368,7 +368,12 @@ pub fn run(
         );
     }
     for (k, n) in got.snap.counts() {
-        stats.count(k, n);
+        // a family never dumped is the parent's: count what the parent holds
+        let inherited = Kind::from_name(k)
+            .filter(|kind| !got.kinds.contains(kind))
+            .zip(parent.as_ref())
+            .and_then(|(kind, p)| p.dir.entries(kind));
+        stats.count(k, inherited.unwrap_or(n));
     }
     for w in &warnings {
         stats.warn(w.clone());
@@ -448,4 +453,45 @@ fn write_carried(s: &Snapshot, from_parent: &[Kind], w: &mut ImageWriter) -> Res
     put!(Kind::ExtFiles, ext_files);
     put!(Kind::SkippedFiles, skipped_files);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parent_path_is_relative_to_the_child_directory() -> Result<()> {
+        let base = std::env::temp_dir().join(format!("crhook-rel-{}", std::process::id()));
+        let pre = base.join("pre").join("netstate");
+        std::fs::create_dir_all(&pre).map_err(|e| NetstateError::Io {
+            op: "create".into(),
+            path: pre.clone(),
+            source: e,
+        })?;
+        let final_dir = base.join("final");
+        std::fs::create_dir_all(&final_dir).map_err(|e| NetstateError::Io {
+            op: "create".into(),
+            path: final_dir.clone(),
+            source: e,
+        })?;
+        // CRIU's `parent` link resolves to the directory it names
+        let _ = std::os::unix::fs::symlink("../pre", final_dir.join("parent"));
+        let rel = relative(
+            &final_dir.join("netstate"),
+            &final_dir.join("parent").join("netstate"),
+        );
+        let sibling = relative(&base.join("b"), &base.join("pre"));
+        let _ = std::fs::remove_dir_all(&base);
+        assert_eq!(rel?, PathBuf::from("../../pre/netstate"));
+        assert_eq!(sibling?, PathBuf::from("../pre"));
+        Ok(())
+    }
+
+    #[test]
+    fn links_changing_widens_to_every_family() {
+        let one: BTreeSet<Kind> = [Kind::Routes].into_iter().collect();
+        assert_eq!(widen(one.clone()), one);
+        let links: BTreeSet<Kind> = [Kind::Links].into_iter().collect();
+        assert_eq!(widen(links).len(), TRACKED.len());
+    }
 }
