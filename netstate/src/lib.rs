@@ -1,6 +1,7 @@
 //! crhook-netstate: capture and rebuild of everything inside a network namespace.
 //!
-//! Entry points: [`checkpoint`], [`restore`], [`diff`], [`lock`], [`unlock`]. They are async,
+//! Entry points: [`checkpoint`] (and [`checkpoint_tracked`], which keeps a [`Tracker`] between
+//! checkpoints), [`restore`], [`diff`], [`lock`], [`unlock`]. They are async,
 //! keep no global state and return stats. This crate never builds a runtime or installs a log
 //! subscriber; the binary owns `main`, logging and exit codes. Every namespace-bound action
 //! runs on a fresh OS thread inside the namespace ([`netns::NetNs::run`]); the blocking work of
