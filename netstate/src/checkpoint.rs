@@ -23,20 +23,8 @@ use crate::api::CheckpointOptions;
 use crate::capture_all::{capture, Captured, Parts};
 use crate::error::{NetstateError, Result};
 use crate::netns::{NetNs, Target};
-
-pub fn identity(ns: &NetNs, target: &Target) -> pb::NamespaceIdentity {
-    let (dev, ino) = ns.identity();
-    pb::NamespaceIdentity {
-        dev,
-        ino,
-        target: target.to_string(),
-        hostname: nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default(),
-        cookie: ns.cookie().unwrap_or(0),
-    }
-}
+pub use crate::phases::identity;
+use crate::phases::{stale_lock, sysctls_unlocked, take_lock};
 
 pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<pb::Stats> {
     let key = HostKey::load_or_create(&HostKey::configured_path())?;
@@ -93,48 +81,6 @@ pub fn run_with_key(
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
     Ok(s)
-}
-
-/// The warning for a lock an earlier crhook run left in `ns`, if there is one.
-pub(crate) fn stale_lock(ns: &NetNs) -> Result<Option<String>> {
-    Ok(crate::firewall::is_locked(ns)?.then(|| {
-        format!(
-            "{}: found a network lock left by an earlier crhook run; it is not captured (crhook unlock removes it)",
-            ns.name()
-        )
-    }))
-}
-
-/// Locks `ns` for a checkpoint; returns when the lock holds.
-pub(crate) fn take_lock(
-    ns: &NetNs,
-    opts: &CheckpointOptions,
-    stats: &mut StatsRecorder,
-) -> Result<Instant> {
-    let t = Instant::now();
-    // a lock that ends with this run dies with this process, SIGKILL included
-    if opts.leave_locked {
-        crate::firewall::lock(ns)?;
-    } else {
-        crate::firewall::lock_owned(ns)?;
-    }
-    stats.phase("lock", t.elapsed());
-    Ok(Instant::now())
-}
-
-/// Every sysctl, read after a locked capture has unlocked (they are not what traffic
-/// changes, and reading them is most of a capture's time).
-pub(crate) fn sysctls_unlocked(ns: &NetNs, stats: &mut StatsRecorder) -> Result<Vec<pb::Sysctl>> {
-    let t = Instant::now();
-    let name = ns.name().to_string();
-    let (v, n) = ns.run(|| {
-        let mut snl = crate::nl::Nl::new(&name)?;
-        let v = crate::sysctl::capture(&mut snl, None)?;
-        Ok((v, snl.requests))
-    })?;
-    stats.add_netlink_requests(n);
-    stats.phase("sysctls", t.elapsed());
-    Ok(v)
 }
 
 /// The netlink families and the firewall, and the sysctls unless the namespace is locked.

@@ -33,13 +33,13 @@ use crhook_core::{HostKey, ImageDir, ImageWriter, Kind, StatsRecorder};
 use crhook_proto as pb;
 
 use crate::api::CheckpointOptions;
-use crate::checkpoint::identity;
 use crate::error::{NetstateError, Result};
 use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules};
 use crate::ifmap::IfMap;
 use crate::link::{self, PeerFinder};
 use crate::netns::{NetNs, Target};
 use crate::nl::Nl;
+use crate::phases::{identity, stale_lock, sysctls_unlocked, take_lock};
 use crate::snapshot::Snapshot;
 use crate::tracker::{Changes, Tracker, TRACKED};
 
@@ -255,7 +255,7 @@ pub fn run(
     let mut stats = StatsRecorder::new();
     let mut warnings = Vec::new();
     crate::progress::step(&format!("capture {} against its parent", ns.name()));
-    warnings.extend(crate::checkpoint::stale_lock(&ns)?);
+    warnings.extend(stale_lock(&ns)?);
     let mut fresh;
     let tracker = match tracker {
         Some(t) => t,
@@ -294,7 +294,7 @@ pub fn run(
 
     let mut image_mark = pre_mark;
     if opts.lock {
-        let locked_at = crate::checkpoint::take_lock(&ns, opts, &mut stats)?;
+        let locked_at = take_lock(&ns, opts, &mut stats)?;
         let result = (|| -> Result<()> {
             let (changes, m) = tracker.changed_since_and_mark(&pre_mark)?;
             image_mark = m;
@@ -338,7 +338,7 @@ pub fn run(
     stats.add_netlink_requests(got.requests);
     warnings.append(&mut got.warnings);
 
-    got.snap.sysctls = crate::checkpoint::sysctls_unlocked(&ns, &mut stats)?;
+    got.snap.sysctls = sysctls_unlocked(&ns, &mut stats)?;
     got.kinds.insert(Kind::Sysctls);
     if !got.kinds.contains(&Kind::Links) {
         // open tun files are matched to their links

@@ -26,6 +26,7 @@ pub mod netns;
 pub mod nexthop;
 pub mod nl;
 pub(crate) mod nla;
+pub(crate) mod phases;
 pub(crate) mod progress;
 pub mod restore;
 pub mod route;
