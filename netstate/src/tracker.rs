@@ -187,7 +187,8 @@ impl Tracker {
                 Ok(n) => {
                     let n = n.min(self.buf.len());
                     let mut at = 0usize;
-                    while let Some(h) = self.buf.get(at..at + 16) {
+                    while let Some(h) = self.buf.get(at..(at + 16).min(n)).filter(|h| h.len() == 16)
+                    {
                         let len = u32::from_ne_bytes([h[0], h[1], h[2], h[3]]) as usize;
                         let ty = u16::from_ne_bytes([h[4], h[5]]);
                         if let Some(k) = kind_of(ty) {
