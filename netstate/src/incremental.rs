@@ -11,6 +11,8 @@
 //!    knows what changed since; a fresh one knows nothing, so everything counts as changed.
 //! 3. Pre-pass, unlocked, traffic flowing: dump the families that may differ from the parent,
 //!    and the firewall unless the nf_tables generation says it is the parent's.
+//!    What had notifications during that dump is dumped again, still unlocked (at most
+//!    twice more), so a burst of changes that has ended stays out of the lock window.
 //! 4. Lock. Read the notifications that arrived since the pre-pass began and the nf_tables
 //!    generation: re-dump only the families with notifications (all after an `ENOBUFS`
 //!    overrun), and the firewall only if the generation moved by more than the lock's own
@@ -119,6 +121,9 @@ fn relative(from: &Path, to: &Path) -> Result<PathBuf> {
     }
     Ok(out)
 }
+
+/// Unlocked passes after the first, at most, over what changed during the one before.
+const EXTRA_PASSES: usize = 2;
 
 /// Families name links by name, resolved from the link dump: when links changed (renamed,
 /// added, removed), every family is dumped again with them.
@@ -280,7 +285,8 @@ pub fn run(
         _ => Vec::new(),
     };
 
-    let pre_mark = tracker.mark()?;
+    let mut pre_mark = tracker.mark()?;
+    let mut image_mark = pre_mark;
     let t = Instant::now();
     let mut got = pass(
         &ns,
@@ -292,7 +298,27 @@ pub fn run(
     )?;
     stats.phase("prepass", t.elapsed());
 
-    let mut image_mark = pre_mark;
+    if opts.lock {
+        // what changed during the unlocked dump is dumped again, still unlocked, while changes
+        // keep coming: a burst that has ended by then leaves the lock window flat
+        let t = Instant::now();
+        for _ in 0..EXTRA_PASSES {
+            let (changes, m) = tracker.changed_since_and_mark(&pre_mark)?;
+            let fw = changes.nft_changed(&pre_mark, 0);
+            if changes.kinds.is_empty() && !fw {
+                break;
+            }
+            let links: &[pb::Link] = if got.kinds.contains(&Kind::Links) {
+                &got.snap.links
+            } else {
+                &base_links
+            };
+            let again = pass(&ns, &host, opts, &widen(changes.kinds), fw, links)?;
+            merge(&mut got, again);
+            pre_mark = m;
+        }
+        stats.phase("repass", t.elapsed());
+    }
     if opts.lock {
         let locked_at = take_lock(&ns, opts, &mut stats)?;
         let result = (|| -> Result<()> {
@@ -310,6 +336,14 @@ pub fn run(
             } else {
                 &base_links
             };
+            if fw_again || !changes.kinds.is_empty() {
+                tracing::debug!(
+                    kinds = ?changes.kinds,
+                    firewall = fw_again,
+                    overrun = changes.overrun,
+                    "changed during the unlocked dumps; dumped again under the lock"
+                );
+            }
             let t = Instant::now();
             let again = pass(&ns, &host, opts, &widen(changes.kinds), fw_again, links)?;
             stats.phase("recapture", t.elapsed());
