@@ -4,7 +4,8 @@
 //! Per size and run, on the source namespace of that size: a full `checkpoint --lock` (its
 //! `locked_us`); a plain `checkpoint` as the pre-dump; `checkpoint --parent PRE --lock` with
 //! nothing changed since; then 100 routes and one iptables rule added and `checkpoint
-//! --parent PRE --lock` again; and restore into a fresh namespace from the full image and
+//! --parent PRE --lock` again, and once more with the same change made half-way through its
+//! unlocked dump; and restore into a fresh namespace from the full image and
 //! from the last child. Prints one markdown table of medians (with ranges).
 
 use std::path::Path;
@@ -26,6 +27,7 @@ pub struct ParentResult {
     predump: Vec<Sample>,
     same: Vec<Sample>,
     changed: Vec<Sample>,
+    during: Vec<Sample>,
     restore_full: Vec<Sample>,
     restore_child: Vec<Sample>,
     failed_restores: usize,
@@ -67,6 +69,25 @@ pub fn bench_size(
         r.changed.push(ops::crhook_checkpoint_with(
             tools, &src, &child, dir, &errlog, &args,
         )?);
+        // the same change again, made while the child's unlocked dump runs (half-way
+        // through a pre-dump's time)
+        let halfway = r
+            .predump
+            .last()
+            .map_or(Duration::ZERO, |s| s.total.wall / 2);
+        quiet()?;
+        let during = std::thread::scope(|sc| {
+            let changer = sc.spawn(|| {
+                std::thread::sleep(halfway);
+                change(tools, &src, dir, &errlog, i + 100)
+            });
+            let sample = ops::crhook_checkpoint_with(tools, &src, &child, dir, &errlog, &args);
+            let changed = changer
+                .join()
+                .map_err(|_| anyhow::anyhow!("change thread panicked"))?;
+            changed.and(sample)
+        })?;
+        r.during.push(during);
         for (from, out) in [(&full, &mut r.restore_full), (&child, &mut r.restore_child)] {
             let dst = BenchNs::new(&format!("{}-prest-{i}", size.name))?;
             quiet()?;
@@ -143,8 +164,8 @@ fn total(v: &[Sample]) -> String {
 pub fn header(runs: usize) -> String {
     format!(
         "## Lock window with a parent image ({runs} runs; median (min-max))\n\n\
-         | size | locked, full | locked, parent, nothing changed | locked, parent, 100 routes + 1 rule changed | checkpoint --lock, full | pre-dump (checkpoint) | checkpoint --parent --lock | restore from full | restore from child | failed restores |\n\
-         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+         | size | locked, full | locked, parent, nothing changed | locked, parent, 100 routes + 1 rule changed before | locked, parent, the same changed during its unlocked dump | checkpoint --lock, full | pre-dump (checkpoint) | checkpoint --parent --lock | restore from full | restore from child | failed restores |\n\
+         |---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     )
 }
 
@@ -152,11 +173,12 @@ pub fn header(runs: usize) -> String {
 pub fn row(r: &ParentResult) -> String {
     {
         format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r.name,
             locked(&r.full),
             locked(&r.same),
             locked(&r.changed),
+            locked(&r.during),
             total(&r.full),
             total(&r.predump),
             total(&r.same),
