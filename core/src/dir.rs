@@ -102,14 +102,12 @@ impl ImageDir {
         Self::open_link(dir, key, limits, None)
     }
 
-    /// Opens one link of a chain; `pin` is, for a parent, the SHA-256 of its inventory the
-    /// child records, its depth in the chain, and whether the child is sealed (then the
-    /// parent is as trusted as the child and every one of its files is hashed).
+    /// Opens one link of a chain; `pin` is set for a parent (see [`Pin`]).
     fn open_link(
         dir: &Path,
         key: Option<&HostKey>,
         limits: &Limits,
-        pin: Option<(&[u8], usize, &Trust)>,
+        pin: Option<&Pin<'_>>,
     ) -> Result<ImageDir, ImageError> {
         let symlink = || {
             dir.symlink_metadata()
@@ -160,14 +158,18 @@ impl ImageDir {
             });
         }
         let mut trust = match pin {
-            Some((digest, _, child)) => {
-                if sha256(&bytes).as_slice() != digest {
+            Some(Pin {
+                digest,
+                trust: child,
+                ..
+            }) => {
+                if sha256(&bytes).as_slice() != *digest {
                     return Err(inv_err(
                         inv_path,
                         "sha256 does not match the one its child image records (the parent changed after the child was written)",
                     ));
                 }
-                child.clone()
+                (*child).clone()
             }
             None => match read_seal(&d, dir, limits)? {
                 Ok(seal) => judge(seal.as_ref(), key, &bytes),
@@ -177,6 +179,7 @@ impl ImageDir {
         let mut files = BTreeMap::new();
         let mut unknown = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut listed = BTreeSet::new();
         for f in &inventory.files {
             if !safe_name(&f.name) {
                 return Err(inv_err(
@@ -209,6 +212,18 @@ impl ImageDir {
                 }
                 _ => {}
             }
+            if let Some(k) = kind {
+                listed.insert(k);
+            }
+            // a parent's files its children do not take from it are never read: not checked
+            let needed = match (pin, kind) {
+                (Some(p), Some(k)) => p.needed.contains(&k),
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            if !needed {
+                continue;
+            }
             let digest = verify_listed(&d, dir, f, kind, limits, trust.is_sealed())?;
             if let (Some(found), Trust::Sealed { key_id }) = (digest, &trust) {
                 if f.sha256 != found {
@@ -230,12 +245,25 @@ impl ImageDir {
                 None => unknown.push(f.clone()),
             }
         }
-        let from_parent = from_parent_kinds(&inv_path, &inventory, &files)?;
-        let depth = pin.map_or(0, |(_, depth, _)| depth);
+        let from_parent = from_parent_kinds(&inv_path, &inventory, &listed)?;
         let parent = match &inventory.parent {
-            Some(link) => Some(Box::new(open_parent(
-                dir, &inventory, link, key, limits, depth, &trust,
-            )?)),
+            Some(link) => {
+                // what the chain below needs of this image's parent
+                let needed = from_parent
+                    .iter()
+                    .copied()
+                    .filter(|k| pin.is_none_or(|p| p.needed.contains(k)))
+                    .collect();
+                let next = Pin {
+                    digest: &link.inventory_sha256,
+                    depth: pin.map_or(0, |p| p.depth) + 1,
+                    trust: &trust,
+                    needed,
+                };
+                Some(Box::new(open_parent(
+                    dir, &inventory, link, key, limits, &next,
+                )?))
+            }
             None => None,
         };
         Ok(ImageDir {
@@ -275,7 +303,8 @@ impl ImageDir {
             .map(|f| f.entries)
     }
 
-    /// Whether this image's own inventory lists `kind` (not counting parents).
+    /// Whether this image holds the file of `kind` itself (not through its parent); a parent
+    /// opened for a child holds only the kinds the chain below takes from it.
     pub fn lists(&self, kind: Kind) -> bool {
         self.files.contains_key(&kind)
     }
@@ -396,12 +425,25 @@ impl ImageDir {
     }
 }
 
+/// How a child pins the parent it opens.
+struct Pin<'a> {
+    /// the SHA-256 of the parent's inventory the child records
+    digest: &'a [u8],
+    /// the parent's place in the chain (the first parent is 1)
+    depth: usize,
+    /// the child's verdict: a sealed child makes its pinned parent as trusted, and every
+    /// file read from the parent is hashed
+    trust: &'a Trust,
+    /// the kinds the chain below takes from this parent: only their files are checked
+    needed: BTreeSet<Kind>,
+}
+
 /// The kinds a child takes from its parent: known kinds, none of which it also lists, and
 /// only in an image that names a parent.
 fn from_parent_kinds(
     inv_path: &Path,
     inv: &Inventory,
-    files: &BTreeMap<Kind, InventoryFile>,
+    listed: &BTreeSet<Kind>,
 ) -> Result<BTreeSet<Kind>, ImageError> {
     let mut out = BTreeSet::new();
     if inv.parent.is_none() && !inv.from_parent.is_empty() {
@@ -419,7 +461,7 @@ fn from_parent_kinds(
                     format!("takes {name:?} from its parent, which is not a kind an image holds"),
                 )
             })?;
-        if files.contains_key(&kind) || !out.insert(kind) {
+        if listed.contains(&kind) || !out.insert(kind) {
             return Err(inv_err(
                 inv_path.to_path_buf(),
                 format!("both lists {name} and takes it from its parent"),
@@ -437,8 +479,7 @@ fn open_parent(
     link: &crhook_proto::ParentImage,
     key: Option<&HostKey>,
     limits: &Limits,
-    depth: usize,
-    trust: &Trust,
+    pin: &Pin<'_>,
 ) -> Result<ImageDir, ImageError> {
     let rel = Path::new(&link.path);
     let err = |what: String, source: Option<ImageError>| ImageError::Parent {
@@ -453,7 +494,7 @@ fn open_parent(
             None,
         ));
     }
-    if depth + 1 >= MAX_CHAIN {
+    if pin.depth >= MAX_CHAIN {
         return Err(err(
             format!("the chain is longer than {MAX_CHAIN} images"),
             None,
@@ -468,20 +509,15 @@ fn open_parent(
             None,
         ));
     }
-    let parent = ImageDir::open_link(
-        &dir.join(rel),
-        key,
-        limits,
-        Some((&link.inventory_sha256, depth + 1, trust)),
-    )
-    .map_err(|e| match &e {
-        ImageError::Directory { what, .. } if what.starts_with("no such") => {
-            err("missing (no such directory)".into(), None)
-        }
-        ImageError::Parent { .. } => e,
-        _ => err("damaged or changed".into(), Some(e)),
-    })?;
-    if let (Trust::BadSeal { why, .. }, true) = (&parent.trust, trust.is_sealed()) {
+    let parent =
+        ImageDir::open_link(&dir.join(rel), key, limits, Some(pin)).map_err(|e| match &e {
+            ImageError::Directory { what, .. } if what.starts_with("no such") => {
+                err("missing (no such directory)".into(), None)
+            }
+            ImageError::Parent { .. } => e,
+            _ => err("damaged or changed".into(), Some(e)),
+        })?;
+    if let (Trust::BadSeal { why, .. }, true) = (&parent.trust, pin.trust.is_sealed()) {
         return Err(err(format!("damaged or changed: {why}"), None));
     }
     let (a, b) = (

@@ -272,3 +272,20 @@ fn chain_of_three_reads_through() -> Result<(), Box<dyn std::error::Error>> {
     );
     Ok(())
 }
+
+/// A parent's files that no child takes from it are never read, so they are not checked
+/// either: restoring a child costs what restoring a whole image does.
+#[test]
+fn parent_files_the_child_does_not_take_are_not_read() -> Result<(), Box<dyn std::error::Error>> {
+    bless();
+    let t = TempDir::new("parent-unneeded");
+    let child = copy_chain(&t)?;
+    // the child carries its own routes
+    fs::write(t.join("v1.2").join("routes.img"), b"not an image")?;
+    let d = open(&child)?;
+    assert_eq!(d.read::<Route>(Kind::Routes)?, child_routes());
+    assert_eq!(d.read::<FirewallRuleset>(Kind::Firewall)?, firewall());
+    let parent = d.parent().expect("a parent");
+    assert!(!parent.lists(Kind::Routes) && parent.lists(Kind::Firewall));
+    Ok(())
+}
