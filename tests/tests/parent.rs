@@ -321,9 +321,15 @@ fn missing_changed_or_damaged_parent_is_refused_by_name() {
             "{what}: restore changed the namespace before refusing"
         );
     };
-    // damaged: one byte of a file the child takes from its parent
-    let fw = Path::new(&a).join("firewall.img");
-    let saved = std::fs::read(&fw).expect("read firewall.img");
+    // damaged: one byte of a file the child takes from its parent (files the child carries
+    // itself are never read from the parent)
+    let taken = ImageDir::open(Path::new(&b))
+        .expect("open b")
+        .from_parent()
+        .next()
+        .expect("b takes some kind from its parent");
+    let fw = Path::new(&a).join(taken.file_name());
+    let saved = std::fs::read(&fw).expect("read the parent's file");
     let mut bad = saved.clone();
     let mid = bad.len() / 2;
     bad[mid] ^= 0x55;
