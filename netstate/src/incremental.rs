@@ -82,33 +82,48 @@ impl Parent {
             .read_bytes(Kind::Inventory)?
             .ok_or_else(|| parent_err(path, "has no inventory"))?;
         let digest = crhook_core::seal::sha256(&bytes).to_vec();
+        // writing over an image of the chain would take the child's own parent away
+        let target = absolute(images)?;
+        for link in dir.chain() {
+            if std::fs::canonicalize(link.path()).is_ok_and(|p| p == target) {
+                return Err(parent_err(
+                    path,
+                    format!(
+                        "{} is in its chain; a child must not be written over its own parent",
+                        images.display()
+                    ),
+                ));
+            }
+        }
         let rel = relative(images, path)?;
         Ok(Parent { dir, digest, rel })
     }
 }
 
+/// `p` with its directory resolved (`p` itself need not exist yet).
+fn absolute(p: &Path) -> Result<PathBuf> {
+    let name = p.file_name().map(PathBuf::from).unwrap_or_default();
+    let up = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let up = std::fs::canonicalize(&up).map_err(|source| NetstateError::Io {
+        op: "resolve".into(),
+        path: up.clone(),
+        source,
+    })?;
+    Ok(up.join(name))
+}
+
 /// `to` relative to the directory `from` will be (both made absolute through the existing
 /// part of their paths, so symlinks such as CRIU's `parent` resolve).
 fn relative(from: &Path, to: &Path) -> Result<PathBuf> {
-    let abs = |p: &Path| -> Result<PathBuf> {
-        let name = p.file_name().map(PathBuf::from).unwrap_or_default();
-        let up = match p.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        let up = std::fs::canonicalize(&up).map_err(|source| NetstateError::Io {
-            op: "resolve".into(),
-            path: up.clone(),
-            source,
-        })?;
-        Ok(up.join(name))
-    };
     let to = std::fs::canonicalize(to).map_err(|source| NetstateError::Io {
         op: "resolve parent image".into(),
         path: to.to_path_buf(),
         source,
     })?;
-    let from = abs(from)?;
+    let from = absolute(from)?;
     let (a, b): (Vec<Component>, Vec<Component>) =
         (from.components().collect(), to.components().collect());
     let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();

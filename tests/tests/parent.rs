@@ -306,6 +306,11 @@ fn missing_changed_or_damaged_parent_is_refused_by_name() {
     checkpoint(&host, &ns, &a, &[]).expect_success();
     change_everything(&ns, 1);
     checkpoint(&host, &ns, &b, &["--parent", &a]).expect_success();
+    // a child written over an image of its own chain is refused, the chain left whole
+    let r = checkpoint(&host, &ns, &a, &["--parent", &b]);
+    r.expect_code(1);
+    assert!(r.stderr.contains("in its chain"), "{}", r.stderr);
+    ImageDir::open(Path::new(&b)).expect("b still reads after the refusal");
     let fresh = TestNs::new("pbadr");
     let before = NsState::capture(&fresh);
     let refused = |what: &str, needle: &str| {
