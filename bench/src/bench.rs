@@ -104,6 +104,53 @@ impl Ctx<'_> {
     }
 }
 
+impl<'a> Ctx<'a> {
+    fn new(
+        tools: &'a Tools,
+        size: &'a Size,
+        runs: usize,
+        quiet_limit: Duration,
+        dir: &'a Path,
+    ) -> Result<Ctx<'a>> {
+        Ok(Ctx {
+            tools,
+            size,
+            runs,
+            dir,
+            errlog: dir.join("stderr.log"),
+            files: spec::write_spec(size, dir)?,
+            images: dir.join("images"),
+            saved: dir.join("saved"),
+            quiet_limit,
+            quiet_waits: Cell::new(0),
+            quiet_gave_up: Cell::new(0),
+        })
+    }
+
+    /// The source namespace, built; how long building took.
+    fn source(&self) -> Result<(BenchNs, Duration)> {
+        let src = BenchNs::new(&format!("{}-src", self.size.name))?;
+        let started = Instant::now();
+        build(self, &src)?;
+        let took = started.elapsed();
+        eprintln!("crhook-bench: {} built in {}", src.name(), fmt_dur(took));
+        // IPv6 link-local addresses stay tentative for about a second (DAD).
+        std::thread::sleep(Duration::from_secs(2));
+        Ok((src, took))
+    }
+}
+
+/// Builds the source namespace of `size` (as [`bench_size`] does) and returns it, for the
+/// parent-image benchmark (parent.rs).
+pub fn build_source(
+    tools: &Tools,
+    size: &Size,
+    quiet_limit: Duration,
+    dir: &Path,
+) -> Result<BenchNs> {
+    Ok(Ctx::new(tools, size, 1, quiet_limit, dir)?.source()?.0)
+}
+
 /// Builds the source namespace of `size` and measures everything on it, waiting up to
 /// `quiet_limit` for a quiet machine before each timed run.
 pub fn bench_size(
@@ -114,30 +161,8 @@ pub fn bench_size(
     dir: &Path,
 ) -> Result<SizeResult> {
     eprintln!("crhook-bench: {}", size.describe());
-    let cx = Ctx {
-        tools,
-        size,
-        runs,
-        dir,
-        errlog: dir.join("stderr.log"),
-        files: spec::write_spec(size, dir)?,
-        images: dir.join("images"),
-        saved: dir.join("saved"),
-        quiet_limit,
-        quiet_waits: Cell::new(0),
-        quiet_gave_up: Cell::new(0),
-    };
-    let src = BenchNs::new(&format!("{}-src", size.name))?;
-    let started = Instant::now();
-    build(&cx, &src)?;
-    let build_time = started.elapsed();
-    eprintln!(
-        "crhook-bench: {} built in {}",
-        src.name(),
-        fmt_dur(build_time)
-    );
-    // IPv6 link-local addresses stay tentative for about a second (DAD).
-    std::thread::sleep(Duration::from_secs(2));
+    let cx = Ctx::new(tools, size, runs, quiet_limit, dir)?;
+    let (src, build_time) = cx.source()?;
 
     let (capture, lock) = capture_runs(&cx, &src)?;
     let image_bytes = run::disk_bytes(&cx.images)?;

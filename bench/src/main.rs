@@ -28,6 +28,9 @@
 //! each of several in-process calls of the library's `checkpoint`, so memory kept from one
 //! call to the next shows.
 //!
+//! `--parent` runs the parent-image benchmark instead (parent.rs): the lock window with and
+//! without a parent image, side by side.
+//!
 //! Run as root: `cargo run --release -p crhook-bench -- [--quick]`. The default is 5 runs of
 //! S, M and L; `--quick` is 3 runs of S and M (under a minute on 2 cores), what CI runs.
 //! Every namespace it makes is named `crh-bench-<pid>-...` and deleted on the way out, also
@@ -38,6 +41,7 @@ mod floor;
 mod memory;
 mod ns;
 mod ops;
+mod parent;
 mod report;
 mod run;
 mod soak;
@@ -81,6 +85,11 @@ struct Args {
     /// before and after
     #[arg(long)]
     soak: bool,
+    /// the parent-image benchmark instead: the lock window of `checkpoint --lock` with and
+    /// without `--parent` (nothing changed; 100 routes and a rule changed), pre-dump time,
+    /// restore from a child against from a full image
+    #[arg(long, conflicts_with = "soak")]
+    parent: bool,
     /// with --soak: sequential cycles
     #[arg(long, default_value_t = 1000)]
     cycles: usize,
@@ -166,6 +175,22 @@ fn real_main(args: &Args) -> Result<()> {
         return Ok(());
     }
 
+    if args.parent {
+        print!("{}", parent::header(runs));
+        for size in &sizes {
+            let dir = work.path.join(size.name);
+            std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+            let r = parent::bench_size(&tools, size, runs, quiet_limit, &dir)?;
+            print!("{}", parent::row(&r));
+            use std::io::Write;
+            std::io::stdout().flush().context("write the table")?;
+        }
+        let left = ns::leftovers()?;
+        if !left.is_empty() {
+            bail!("namespaces left behind: {}", left.join(", "));
+        }
+        return Ok(());
+    }
     let mut results = Vec::new();
     for size in sizes {
         let dir = work.path.join(size.name);

@@ -412,6 +412,19 @@ pub fn crhook_checkpoint(
     errlog: &Path,
     lock: bool,
 ) -> Result<Sample> {
+    let extra: &[&str] = if lock { &["--lock"] } else { &[] };
+    crhook_checkpoint_with(tools, ns, images, work, errlog, extra)
+}
+
+/// `crhook checkpoint --print-stats` with `extra` arguments (`--parent DIR`, `--lock`).
+pub fn crhook_checkpoint_with(
+    tools: &Tools,
+    ns: &BenchNs,
+    images: &Path,
+    work: &Path,
+    errlog: &Path,
+    extra: &[&str],
+) -> Result<Sample> {
     if images.exists() {
         std::fs::remove_dir_all(images).with_context(|| format!("remove {}", images.display()))?;
     }
@@ -425,13 +438,11 @@ pub fn crhook_checkpoint(
         &dir,
         "--print-stats",
     ];
-    let what = if lock {
-        args.push("--lock");
-        "crhook checkpoint --lock"
-    } else {
-        "crhook checkpoint"
-    };
-    crhook(tools, what, &args, &work.join("stats.json"), errlog, &[0])
+    args.extend_from_slice(extra);
+    let what = format!("crhook checkpoint {}", extra.join(" "))
+        .trim_end()
+        .to_string();
+    crhook(tools, &what, &args, &work.join("stats.json"), errlog, &[0])
 }
 
 pub fn crhook_restore(

@@ -242,7 +242,8 @@ mod tests {
     #[test]
     fn sizes_not_run_are_named() {
         let text = render(&[]);
-        assert!(text.contains("| restore | M | <= 0.4x baseline | size M not run | - |"));
+        assert!(text.contains("| restore | M | <= 0.5x baseline | size M not run | - |"));
         assert!(text.contains("| lock window (locked_us) | S | <= 5.0 ms | size S not run | - |"));
+        assert!(text.contains("| restore over the kernel's floor | L | <= 1.15x | size L not run | - |"));
     }
 }

@@ -25,12 +25,17 @@ use crhook_proto::{Inventory, InventoryFile, Seal};
 use crate::budget::Budget;
 use crate::error::ImageError;
 use crate::file::{decode_budgeted, decode_file, read_at, verify_framing};
-use crate::format::{Limits, FORMAT_VERSION, HEADER_LEN};
+use crate::format::{Limits, HEADER_LEN, NEWEST_READABLE};
 use crate::magic::Kind;
 use crate::safefs;
 use crate::seal::{judge, sha256, HostKey, Trust};
 
-/// A verified image directory.
+/// Most images in one chain (a child, its parent, ...): far above what iterative checkpoints
+/// make, low enough that a hostile chain cannot keep crhook opening directories.
+pub const MAX_CHAIN: usize = 64;
+
+/// A verified image directory. A child image (format 2.0) opens with its whole parent chain,
+/// and [`ImageDir::read`] of a kind the child takes from its parent reads it there.
 #[derive(Debug)]
 pub struct ImageDir {
     path: PathBuf,
@@ -41,6 +46,9 @@ pub struct ImageDir {
     limits: Limits,
     trust: Trust,
     budget: Budget,
+    /// kinds read from `parent`
+    from_parent: BTreeSet<Kind>,
+    parent: Option<Box<ImageDir>>,
 }
 
 fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
@@ -91,6 +99,16 @@ impl ImageDir {
         key: Option<&HostKey>,
         limits: &Limits,
     ) -> Result<ImageDir, ImageError> {
+        Self::open_link(dir, key, limits, None)
+    }
+
+    /// Opens one link of a chain; `pin` is set for a parent (see [`Pin`]).
+    fn open_link(
+        dir: &Path,
+        key: Option<&HostKey>,
+        limits: &Limits,
+        pin: Option<&Pin<'_>>,
+    ) -> Result<ImageDir, ImageError> {
         let symlink = || {
             dir.symlink_metadata()
                 .is_ok_and(|m| m.file_type().is_symlink())
@@ -131,22 +149,37 @@ impl ImageDir {
                 })
             }
         };
-        if inventory.format_major > u32::from(FORMAT_VERSION.0) {
+        if inventory.format_major > u32::from(NEWEST_READABLE.0) {
             return Err(ImageError::TooNew {
                 file: inv_path,
                 offset: HEADER_LEN as u64,
                 found: (inventory.format_major, inventory.format_minor),
-                supported: FORMAT_VERSION,
+                supported: NEWEST_READABLE,
             });
         }
-        let seal = read_seal(&d, dir, limits)?;
-        let mut trust = match seal {
-            Ok(seal) => judge(seal.as_ref(), key, &bytes),
-            Err(why) => Trust::BadSeal { key_id: None, why },
+        let mut trust = match pin {
+            Some(Pin {
+                digest,
+                trust: child,
+                ..
+            }) => {
+                if sha256(&bytes).as_slice() != *digest {
+                    return Err(inv_err(
+                        inv_path,
+                        "sha256 does not match the one its child image records (the parent changed after the child was written)",
+                    ));
+                }
+                (*child).clone()
+            }
+            None => match read_seal(&d, dir, limits)? {
+                Ok(seal) => judge(seal.as_ref(), key, &bytes),
+                Err(why) => Trust::BadSeal { key_id: None, why },
+            },
         };
         let mut files = BTreeMap::new();
         let mut unknown = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut listed = BTreeSet::new();
         for f in &inventory.files {
             if !safe_name(&f.name) {
                 return Err(inv_err(
@@ -179,6 +212,18 @@ impl ImageDir {
                 }
                 _ => {}
             }
+            if let Some(k) = kind {
+                listed.insert(k);
+            }
+            // a parent's files its children do not take from it are never read: not checked
+            let needed = match (pin, kind) {
+                (Some(p), Some(k)) => p.needed.contains(&k),
+                (Some(_), None) => false,
+                (None, _) => true,
+            };
+            if !needed {
+                continue;
+            }
             let digest = verify_listed(&d, dir, f, kind, limits, trust.is_sealed())?;
             if let (Some(found), Trust::Sealed { key_id }) = (digest, &trust) {
                 if f.sha256 != found {
@@ -200,6 +245,27 @@ impl ImageDir {
                 None => unknown.push(f.clone()),
             }
         }
+        let from_parent = from_parent_kinds(&inv_path, &inventory, &listed)?;
+        let parent = match &inventory.parent {
+            Some(link) => {
+                // what the chain below needs of this image's parent
+                let needed = from_parent
+                    .iter()
+                    .copied()
+                    .filter(|k| pin.is_none_or(|p| p.needed.contains(k)))
+                    .collect();
+                let next = Pin {
+                    digest: &link.inventory_sha256,
+                    depth: pin.map_or(0, |p| p.depth) + 1,
+                    trust: &trust,
+                    needed,
+                };
+                Some(Box::new(open_parent(
+                    dir, &inventory, link, key, limits, &next,
+                )?))
+            }
+            None => None,
+        };
         Ok(ImageDir {
             path: dir.to_path_buf(),
             dir: d,
@@ -209,7 +275,53 @@ impl ImageDir {
             limits: *limits,
             trust,
             budget,
+            from_parent,
+            parent,
         })
+    }
+
+    /// The parent image of a child image.
+    pub fn parent(&self) -> Option<&ImageDir> {
+        self.parent.as_deref()
+    }
+
+    /// This image and every parent up the chain, child first.
+    pub fn chain(&self) -> impl Iterator<Item = &ImageDir> {
+        std::iter::successors(Some(self), |d| d.parent())
+    }
+
+    /// The kinds this image takes from its parent.
+    pub fn from_parent(&self) -> impl Iterator<Item = Kind> + '_ {
+        self.from_parent.iter().copied()
+    }
+
+    /// The entries of `kind` as the inventory that holds it (this image's or a parent's)
+    /// lists them; `None` when no image of the chain has the kind.
+    pub fn entries(&self, kind: Kind) -> Option<u64> {
+        self.holder(kind)
+            .and_then(|d| d.files.get(&kind))
+            .map(|f| f.entries)
+    }
+
+    /// Whether this image holds the file of `kind` itself (not through its parent); a parent
+    /// opened for a child holds only the kinds the chain below takes from it.
+    pub fn lists(&self, kind: Kind) -> bool {
+        self.files.contains_key(&kind)
+    }
+
+    /// The image that holds `kind` for this one: itself, or the first parent up the chain
+    /// that does not take it from its own parent. `None` when no image of the chain lists it.
+    fn holder(&self, kind: Kind) -> Option<&ImageDir> {
+        let mut d = self;
+        loop {
+            if d.files.contains_key(&kind) {
+                return Some(d);
+            }
+            match (&d.parent, d.from_parent.contains(&kind)) {
+                (Some(p), true) => d = p,
+                _ => return None,
+            }
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -243,14 +355,17 @@ impl ImageDir {
         self.budget.used()
     }
 
-    /// Whether the inventory lists `kind`.
+    /// Whether the inventory lists `kind`, or takes it from a parent that has it.
     pub fn has(&self, kind: Kind) -> bool {
-        kind == Kind::Inventory || self.files.contains_key(&kind)
+        kind == Kind::Inventory || self.holder(kind).is_some()
     }
 
-    /// Listed files of kinds this build knows, in kind order.
+    /// Listed files of kinds this build knows, and kinds taken from the parent chain, in
+    /// kind order.
     pub fn kinds(&self) -> impl Iterator<Item = Kind> + '_ {
-        self.files.keys().copied()
+        Kind::ALL.iter().copied().filter(|k| {
+            self.files.contains_key(k) || (self.from_parent.contains(k) && self.has(*k))
+        })
     }
 
     /// Listed files of kinds this build does not know (from a newer minor version).
@@ -268,7 +383,10 @@ impl ImageDir {
             return read_at(self.dir.as_fd(), name, &path, &self.limits, None).map(Some);
         }
         let Some(f) = self.files.get(&kind) else {
-            return Ok(None);
+            return match self.holder(kind) {
+                Some(d) => d.read_bytes(kind),
+                None => Ok(None),
+            };
         };
         let bytes = read_at(self.dir.as_fd(), name, &path, &self.limits, Some(f.size))?;
         check_size_crc(&path, f, &bytes)?;
@@ -284,6 +402,12 @@ impl ImageDir {
     /// Decodes every entry of `kind`; empty when the inventory does not list it. What it
     /// decodes to is charged to this image's memory budget.
     pub fn read<M: prost::Message + Default>(&self, kind: Kind) -> Result<Vec<M>, ImageError> {
+        if !self.files.contains_key(&kind) && kind != Kind::Inventory {
+            return match self.holder(kind) {
+                Some(d) => d.read(kind),
+                None => Ok(Vec::new()),
+            };
+        }
         let Some(bytes) = self.read_bytes(kind)? else {
             return Ok(Vec::new());
         };
@@ -299,6 +423,118 @@ impl ImageDir {
         }
         Ok(out)
     }
+}
+
+/// How a child pins the parent it opens.
+struct Pin<'a> {
+    /// the SHA-256 of the parent's inventory the child records
+    digest: &'a [u8],
+    /// the parent's place in the chain (the first parent is 1)
+    depth: usize,
+    /// the child's verdict: a sealed child makes its pinned parent as trusted, and every
+    /// file read from the parent is hashed
+    trust: &'a Trust,
+    /// the kinds the chain below takes from this parent: only their files are checked
+    needed: BTreeSet<Kind>,
+}
+
+/// The kinds a child takes from its parent: known kinds, none of which it also lists, and
+/// only in an image that names a parent.
+fn from_parent_kinds(
+    inv_path: &Path,
+    inv: &Inventory,
+    listed: &BTreeSet<Kind>,
+) -> Result<BTreeSet<Kind>, ImageError> {
+    let mut out = BTreeSet::new();
+    if inv.parent.is_none() && !inv.from_parent.is_empty() {
+        return Err(inv_err(
+            inv_path.to_path_buf(),
+            "takes kinds from a parent but names none",
+        ));
+    }
+    for name in &inv.from_parent {
+        let kind = Kind::from_name(name)
+            .filter(|k| !matches!(k, Kind::Inventory | Kind::Seal | Kind::StatsRestore))
+            .ok_or_else(|| {
+                inv_err(
+                    inv_path.to_path_buf(),
+                    format!("takes {name:?} from its parent, which is not a kind an image holds"),
+                )
+            })?;
+        if listed.contains(&kind) || !out.insert(kind) {
+            return Err(inv_err(
+                inv_path.to_path_buf(),
+                format!("both lists {name} and takes it from its parent"),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Opens the parent `link` names, relative to the child `dir`, pinned by its digest, and
+/// checks that it comes from the same namespace.
+fn open_parent(
+    dir: &Path,
+    inv: &Inventory,
+    link: &crhook_proto::ParentImage,
+    key: Option<&HostKey>,
+    limits: &Limits,
+    pin: &Pin<'_>,
+) -> Result<ImageDir, ImageError> {
+    let rel = Path::new(&link.path);
+    let err = |what: String, source: Option<ImageError>| ImageError::Parent {
+        child: dir.to_path_buf(),
+        parent: dir.join(rel),
+        what,
+        source: source.map(Box::new),
+    };
+    if link.path.is_empty() || rel.is_absolute() || link.path.contains('\0') {
+        return Err(err(
+            "the path is not relative to the child image".into(),
+            None,
+        ));
+    }
+    if pin.depth >= MAX_CHAIN {
+        return Err(err(
+            format!("the chain is longer than {MAX_CHAIN} images"),
+            None,
+        ));
+    }
+    if link.inventory_sha256.len() != 32 {
+        return Err(err(
+            format!(
+                "the child records a {}-byte inventory digest, not a SHA-256",
+                link.inventory_sha256.len()
+            ),
+            None,
+        ));
+    }
+    let parent =
+        ImageDir::open_link(&dir.join(rel), key, limits, Some(pin)).map_err(|e| match &e {
+            ImageError::Directory { what, .. } if what.starts_with("no such") => {
+                err("missing (no such directory)".into(), None)
+            }
+            ImageError::Parent { .. } => e,
+            _ => err("damaged or changed".into(), Some(e)),
+        })?;
+    if let (Trust::BadSeal { why, .. }, true) = (&parent.trust, pin.trust.is_sealed()) {
+        return Err(err(format!("damaged or changed: {why}"), None));
+    }
+    let (a, b) = (
+        inv.source.clone().unwrap_or_default(),
+        parent.inventory.source.clone().unwrap_or_default(),
+    );
+    let cookies_differ = a.cookie != 0 && b.cookie != 0 && a.cookie != b.cookie;
+    if (a.dev, a.ino) != (b.dev, b.ino) || cookies_differ {
+        return Err(err(
+            format!(
+                "captured from another network namespace ({} inode {}, the child's is {} inode {})",
+                b.target, b.ino, a.target, a.ino
+            ),
+            None,
+        ));
+    }
+    Ok(parent)
 }
 
 /// The decoded seal, `None` without `seal.img`, or why it cannot be decoded. A seal.img that

@@ -154,6 +154,17 @@ pub enum ImageError {
         trust: crate::seal::Trust,
     },
 
+    /// The parent of a child image is missing, changed since the child was written, damaged,
+    /// or of another namespace: the child cannot be read without it.
+    #[error("open image {}: parent image {}: {what}", child.display(), parent.display())]
+    Parent {
+        child: PathBuf,
+        parent: PathBuf,
+        what: String,
+        #[source]
+        source: Option<Box<ImageError>>,
+    },
+
     /// An ext-file plugin failed or is missing.
     #[error("plugin {plugin}: {op}")]
     Plugin {

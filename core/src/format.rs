@@ -21,11 +21,21 @@
 //! adds fields or kinds an older reader may ignore) and every major it ever shipped; it refuses
 //! a newer major, naming both versions.
 
-/// The format this build writes: (major, minor). Independent of the program version.
+/// The format this build writes for a whole image: (major, minor). Independent of the
+/// program version.
 pub const FORMAT_VERSION: (u16, u16) = (1, 2);
 
+/// The format of a child image's `inventory.img` (an image written against a parent, whose
+/// unchanged kinds live in the parent). Its files are framed as in major 1; the major differs
+/// because a reader that knows no parents must refuse a child rather than read it as an
+/// image whose unchanged kinds are empty, and readers refuse only a newer major.
+pub const CHILD_FORMAT_VERSION: (u16, u16) = (2, 0);
+
+/// The newest format this build reads, as errors about newer files name it.
+pub const NEWEST_READABLE: (u16, u16) = CHILD_FORMAT_VERSION;
+
 /// Format majors this build reads; each keeps golden files under core/tests/golden/.
-pub const READABLE_MAJORS: &[u16] = &[1];
+pub const READABLE_MAJORS: &[u16] = &[1, 2];
 
 /// Bytes before the first entry: two magics and the version.
 pub const HEADER_LEN: usize = 12;
@@ -113,6 +123,8 @@ mod tests {
         };
         assert_eq!(all.effective_max_entry(), u32::MAX - 1);
         assert!(READABLE_MAJORS.contains(&FORMAT_VERSION.0));
+        assert!(READABLE_MAJORS.contains(&CHILD_FORMAT_VERSION.0));
+        assert!(NEWEST_READABLE >= FORMAT_VERSION);
         assert_eq!(version_string(FORMAT_VERSION), "1.2");
     }
 }

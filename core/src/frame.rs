@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 
 use crate::error::ImageError;
 use crate::format::{
-    Limits, FORMAT_VERSION, FRAME_PREFIX_LEN, HEADER_LEN, OVERSIZE_ENTRY, READABLE_MAJORS,
-    TRAILER_LEN,
+    Limits, FORMAT_VERSION, FRAME_PREFIX_LEN, HEADER_LEN, NEWEST_READABLE, OVERSIZE_ENTRY,
+    READABLE_MAJORS, TRAILER_LEN,
 };
 use crate::magic::{hex, Kind, CRHOOK_MAGIC, TRAILER_MAGIC};
 
@@ -157,12 +157,12 @@ pub fn parse<'a>(
         major: le_u16(bytes, 8),
         minor: le_u16(bytes, 10),
     };
-    if header.major > FORMAT_VERSION.0 {
+    if header.major > NEWEST_READABLE.0 {
         return Err(ImageError::TooNew {
             file: p(file),
             offset: 8,
             found: (u32::from(header.major), u32::from(header.minor)),
-            supported: FORMAT_VERSION,
+            supported: NEWEST_READABLE,
         });
     }
     if !READABLE_MAJORS.contains(&header.major) {
@@ -175,7 +175,8 @@ pub fn parse<'a>(
             ),
         });
     }
-    // Only major 1 exists; an older major would get its own parse function here.
+    // Majors 1 and 2 frame entries alike (2 marks a child image's inventory); a major with
+    // another layout would get its own parse function here.
     parse_v1(file, bytes, header, limits)
 }
 

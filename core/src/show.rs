@@ -180,16 +180,32 @@ fn show_file(path: &Path) -> Result<Value, ImageError> {
 }
 
 /// The files of an image directory as JSON values, inventory first, then every listed kind,
-/// then `stats-restore.img` when a restore left one, then `seal.img` when the image is sealed
+/// (a child image: each parent's inventory after its own, with its `dir`, and every kind it takes
+/// from its parents read where it is held), then `stats-restore.img` when a restore left one, then `seal.img` when the image is sealed
 /// (shown, not verified: `show` holds no key).
 pub fn show_dir(dir: &Path) -> Result<Vec<Value>, ImageError> {
     let image = ImageDir::open(dir)?;
     let mut out = Vec::new();
-    let mut kinds = vec![Kind::Inventory];
-    kinds.extend(image.kinds());
-    for kind in kinds {
+    if let Some(bytes) = image.read_bytes(Kind::Inventory)? {
+        out.push(show_bytes(&dir.join(Kind::Inventory.file_name()), &bytes)?);
+    }
+    // a child image: the inventory of every parent up the chain, each naming its directory
+    for parent in image.chain().skip(1) {
+        if let Some(bytes) = parent.read_bytes(Kind::Inventory)? {
+            let mut v = show_bytes(&parent.path().join(Kind::Inventory.file_name()), &bytes)?;
+            v["dir"] = json!(parent.path().display().to_string());
+            out.push(v);
+        }
+    }
+    for kind in image.kinds() {
+        // a kind the child takes from its parent chain is shown from the image that holds it
+        let holder = image.chain().find(|d| d.lists(kind)).unwrap_or(&image);
         if let Some(bytes) = image.read_bytes(kind)? {
-            out.push(show_bytes(&dir.join(kind.file_name()), &bytes)?);
+            let mut v = show_bytes(&holder.path().join(kind.file_name()), &bytes)?;
+            if holder.path() != dir {
+                v["dir"] = json!(holder.path().display().to_string());
+            }
+            out.push(v);
         }
     }
     for kind in [Kind::StatsRestore, Kind::Seal] {

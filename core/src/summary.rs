@@ -309,6 +309,30 @@ pub fn summary(dir: &Path, files: &[Value], cx: &ShowContext) -> String {
     if let Some(seal) = &cx.seal {
         l.add(0, "seal", seal.clone());
     }
+    let chain: Vec<&Value> = files.iter().filter(|f| f["magic"] == "inventory").collect();
+    if chain.len() > 1 {
+        l.add(0, "chain", format!("{} images, child first", chain.len()));
+        for (i, f) in chain.iter().enumerate() {
+            let inv = f["entries"].get(0).unwrap_or(&Value::Null);
+            let at = f["dir"]
+                .as_str()
+                .map_or(dir.display().to_string(), str::to_string);
+            let from: Vec<&str> = inv["from_parent"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let line = if from.is_empty() {
+                format!("{at} (format {})", s(f, "version"))
+            } else {
+                format!(
+                    "{at} (format {}; from its parent: {})",
+                    s(f, "version"),
+                    from.join(", ")
+                )
+            };
+            l.add(1, i.to_string(), line);
+        }
+    }
     let links = entries(files, "links");
     l.add(0, "links", links.len().to_string());
     l.list(

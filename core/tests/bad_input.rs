@@ -265,12 +265,12 @@ fn entry_that_is_not_protobuf() {
 
 #[test]
 fn future_major_version_is_refused_naming_both() {
-    let mut e = Encoder::with_version(Kind::Links, (2, 0));
+    let mut e = Encoder::with_version(Kind::Links, (3, 0));
     let _ = e.push_raw(b"");
     let msg = err_of(decode_links(&e.finish()));
     assert_eq!(
         msg,
-        "read links.img: offset 8: format 2.0 is newer than this crhook reads (1.2)"
+        "read links.img: offset 8: format 3.0 is newer than this crhook reads (2.0)"
     );
 }
 
@@ -384,12 +384,12 @@ fn entry_count_mismatch_vs_inventory() {
 fn inventory_of_a_future_major() {
     let t = TempDir::new("invmajor");
     let dir = write_fixture(&t.join("img")).expect("fixture");
-    rewrite_inventory(&dir, |inv| inv.format_major = 2);
+    rewrite_inventory(&dir, |inv| inv.format_major = 3);
     let msg = err_of(ImageDir::open(&dir));
     assert_eq!(
         msg,
         format!(
-            "read {}: offset 12: format 2.2 is newer than this crhook reads (1.2)",
+            "read {}: offset 12: format 3.2 is newer than this crhook reads (2.0)",
             dir.join("inventory.img").display()
         )
     );

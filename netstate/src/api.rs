@@ -73,6 +73,10 @@ pub struct CheckpointOptions {
     pub strict_files: bool,
     /// directory of external ext-file plugins
     pub plugin_dir: Option<PathBuf>,
+    /// write a child image of this image directory (`--parent`): families equal to the
+    /// parent's are read from it, and with `lock` only what changed during the unlocked
+    /// dump is dumped again under the lock
+    pub parent: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -116,8 +116,21 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
         requests += n;
         phases.push(("sysctls", us));
     }
+    let warnings = peer_warnings(&links);
+    snap.links = links;
+    Ok(Captured {
+        snapshot: snap,
+        warnings,
+        netlink_requests: requests,
+        phases,
+    })
+}
+
+/// What a checkpoint warns about captured links: veth peers in a namespace crhook could not
+/// find.
+pub(crate) fn peer_warnings(links: &[pb::Link]) -> Vec<String> {
     let mut warnings = Vec::new();
-    for l in &links {
+    for l in links {
         if let Some(pb::link::Info::Veth(v)) = &l.info {
             if v.peer_place == pb::PeerPlace::PeerUnknown as i32 {
                 warnings.push(format!(
@@ -127,11 +140,5 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
             }
         }
     }
-    snap.links = links;
-    Ok(Captured {
-        snapshot: snap,
-        warnings,
-        netlink_requests: requests,
-        phases,
-    })
+    warnings
 }

@@ -4,6 +4,9 @@
 //! inventory last (crhook-core), so a failed checkpoint leaves nothing that reads as complete.
 //! Every failure path removes a lock this call took.
 //!
+//! With a parent (`opts.parent`) the checkpoint is incremental.rs's: a child image, dumped
+//! mostly before the lock.
+//!
 //! Every image is sealed with the host key (`$CRHOOK_IMAGE_KEY`, else /etc/crhook/image.key,
 //! created on first use), so a later restore on this host, or on a node sharing the key, can
 //! tell it from an image that came from anywhere else. The key and the image directory's
@@ -20,19 +23,8 @@ use crate::api::CheckpointOptions;
 use crate::capture_all::{capture, Captured, Parts};
 use crate::error::{NetstateError, Result};
 use crate::netns::{NetNs, Target};
-
-pub fn identity(ns: &NetNs, target: &Target) -> pb::NamespaceIdentity {
-    let (dev, ino) = ns.identity();
-    pb::NamespaceIdentity {
-        dev,
-        ino,
-        target: target.to_string(),
-        hostname: nix::unistd::gethostname()
-            .ok()
-            .and_then(|h| h.into_string().ok())
-            .unwrap_or_default(),
-    }
-}
+pub use crate::phases::identity;
+use crate::phases::{stale_lock, sysctls_unlocked, take_lock};
 
 pub fn run(target: &Target, images: &Path, opts: &CheckpointOptions) -> Result<pb::Stats> {
     let key = HostKey::load_or_create(&HostKey::configured_path())?;
@@ -46,6 +38,9 @@ pub fn run_with_key(
     opts: &CheckpointOptions,
     key: HostKey,
 ) -> Result<pb::Stats> {
+    if opts.parent.is_some() {
+        return crate::incremental::run(target, images, opts, key, None);
+    }
     let start = Instant::now();
     let ns = NetNs::open(target)?;
     let mut writer = ImageWriter::create(images)?;
@@ -56,22 +51,9 @@ pub fn run_with_key(
 
     crate::progress::step(&format!("capture {}", ns.name()));
     let mut locked_at = None;
-    if crate::firewall::is_locked(&ns)? {
-        warnings.push(format!(
-            "{}: found a network lock left by an earlier crhook run; it is not captured (crhook unlock removes it)",
-            ns.name()
-        ));
-    }
+    warnings.extend(stale_lock(&ns)?);
     if opts.lock {
-        let t = Instant::now();
-        // a lock that ends with this run dies with this process, SIGKILL included
-        if opts.leave_locked {
-            crate::firewall::lock(&ns)?;
-        } else {
-            crate::firewall::lock_owned(&ns)?;
-        }
-        stats.phase("lock", t.elapsed());
-        locked_at = Some(Instant::now());
+        locked_at = Some(take_lock(&ns, opts, &mut stats)?);
     }
     // only what traffic can change is captured under the lock: sysctls, open files and the
     // image writing (fsync) come after the unlock
@@ -92,16 +74,7 @@ pub fn run_with_key(
     let mut c = result?;
     unlock_result?;
     if opts.lock {
-        let t = Instant::now();
-        let name = ns.name().to_string();
-        let (v, n) = ns.run(|| {
-            let mut snl = crate::nl::Nl::new(&name)?;
-            let v = crate::sysctl::capture(&mut snl, None)?;
-            Ok((v, snl.requests))
-        })?;
-        c.snapshot.sysctls = v;
-        stats.add_netlink_requests(n);
-        stats.phase("sysctls", t.elapsed());
+        c.snapshot.sysctls = sysctls_unlocked(&ns, &mut stats)?;
     }
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
     write(&ns, &mut c, target, writer, opts, &mut stats, &mut warnings)?;

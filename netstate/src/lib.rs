@@ -1,6 +1,7 @@
 //! crhook-netstate: capture and rebuild of everything inside a network namespace.
 //!
-//! Entry points: [`checkpoint`], [`restore`], [`diff`], [`lock`], [`unlock`]. They are async,
+//! Entry points: [`checkpoint`] (and [`checkpoint_tracked`], which keeps a [`Tracker`] between
+//! checkpoints), [`restore`], [`diff`], [`lock`], [`unlock`]. They are async,
 //! keep no global state and return stats. This crate never builds a runtime or installs a log
 //! subscriber; the binary owns `main`, logging and exit codes. Every namespace-bound action
 //! runs on a fresh OS thread inside the namespace ([`netns::NetNs::run`]); the blocking work of
@@ -18,6 +19,7 @@ pub mod firewall;
 #[doc(hidden)]
 pub mod floor;
 pub mod ifmap;
+pub mod incremental;
 pub mod interrupt;
 pub mod journal;
 pub mod link;
@@ -26,12 +28,14 @@ pub mod netns;
 pub mod nexthop;
 pub mod nl;
 pub(crate) mod nla;
+pub(crate) mod phases;
 pub(crate) mod progress;
 pub mod restore;
 pub mod route;
 pub mod rule;
 pub mod snapshot;
 pub mod sysctl;
+pub mod tracker;
 pub mod transform;
 pub mod tunfile;
 
@@ -47,6 +51,7 @@ pub use netlink_packet_route;
 pub use netns::{NetNs, Target};
 pub use restore::plan::{FamilyPlan, Plan};
 pub use snapshot::Snapshot;
+pub use tracker::{Changes, Mark, Tracker};
 
 use std::path::{Path, PathBuf};
 
@@ -87,6 +92,27 @@ pub async fn checkpoint_with_key(
 ) -> Result<crhook_proto::Stats> {
     let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
     blocking(move || checkpoint::run_with_key(&t, &i, &o, key)).await
+}
+
+/// [`checkpoint`] through `tracker`, a subscription to the namespace's notifications that
+/// the caller keeps between checkpoints (see [`Tracker`]): with `opts.parent` an image this
+/// tracker saw written, only the families that changed since are dumped at all, and the
+/// tracker remembers the new image for the next one. Sealed with `key`.
+pub async fn checkpoint_tracked(
+    target: &Target,
+    images: &Path,
+    opts: &CheckpointOptions,
+    key: crhook_core::HostKey,
+    tracker: std::sync::Arc<std::sync::Mutex<Tracker>>,
+) -> Result<crhook_proto::Stats> {
+    let (t, i, o) = (target.clone(), images.to_path_buf(), opts.clone());
+    blocking(move || {
+        let mut tracker = tracker
+            .lock()
+            .map_err(|_| NetstateError::invalid("tracker lock poisoned"))?;
+        incremental::run(&t, &i, &o, key, Some(&mut tracker))
+    })
+    .await
 }
 
 /// Rebuilds the namespace of `target` from `images`, all or nothing.

@@ -133,6 +133,41 @@ impl NetNs {
         (self.dev, self.ino)
     }
 
+    /// The namespace's cookie (`SO_NETNS_COOKIE`, Linux 5.14): a number the kernel gives each
+    /// namespace once and never reuses while it runs, unlike the nsfs inode. 0 on kernels
+    /// without it.
+    pub fn cookie(&self) -> Result<u64> {
+        const SO_NETNS_COOKIE: libc::c_int = 71;
+        self.run(|| {
+            use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+            // SAFETY: socket(2) with constant arguments; the result is checked below
+            let fd =
+                unsafe { libc::socket(libc::AF_UNIX, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+            if fd < 0 {
+                return Err(NetstateError::Io {
+                    op: "open a socket to read the namespace cookie".into(),
+                    path: std::path::PathBuf::from(&self.name),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            // SAFETY: fd was just returned by socket(2) and is owned by nothing else
+            let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+            let mut cookie: u64 = 0;
+            let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+            // SAFETY: cookie and len are valid for writes of the sizes passed
+            let r = unsafe {
+                libc::getsockopt(
+                    sock.as_raw_fd(),
+                    libc::SOL_SOCKET,
+                    SO_NETNS_COOKIE,
+                    (&mut cookie as *mut u64).cast(),
+                    &mut len,
+                )
+            };
+            Ok(if r == 0 { cookie } else { 0 })
+        })
+    }
+
     pub fn same_as(&self, other: &NetNs) -> bool {
         self.identity() == other.identity()
     }

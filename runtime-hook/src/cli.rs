@@ -120,6 +120,11 @@ pub struct CheckpointArgs {
     /// keep the lock after the checkpoint (undo with `crhook unlock`)
     #[arg(long, requires = "lock")]
     pub leave_locked: bool,
+    /// write a child image of the image in DIR (an earlier checkpoint of the same
+    /// namespace): families unchanged since are read from it, and with --lock only what
+    /// changes during the unlocked dump is dumped again while locked
+    #[arg(long, value_name = "DIR")]
+    pub parent: Option<PathBuf>,
     /// print the checkpoint's stats as JSON on stdout
     #[arg(long)]
     pub print_stats: bool,

@@ -211,6 +211,7 @@ fn write_image(dir: &Path) {
         ino: 4026532000,
         target: "/run/netns/test".into(),
         hostname: "h".into(),
+        ..Default::default()
     };
     w.finish(source, vec![]).unwrap();
 }

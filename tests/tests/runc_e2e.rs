@@ -198,19 +198,14 @@ fn network_state_only_runc_run_then_hook_restores_into_a_new_container() {
     reaches_host(&ns_b);
 }
 
-#[test]
-fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
-    require_root();
+/// A bundle in `tmp` whose `org.criu.config` annotation names examples/criu/runc.conf with
+/// the action script pointing at this build.
+fn criu_bundle(tmp: &TempDir) -> std::path::PathBuf {
     find(
         "criu",
         &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
     );
-    let host = TestNs::host();
-    setup_host(&host);
-    let tmp = TempDir::new("e2e-criu");
     let bundle = make_bundle(tmp.path());
-
-    // examples/criu/runc.conf with the action script pointing at this build
     let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/criu/runc.conf");
     let conf = std::fs::read_to_string(&example).unwrap();
     assert!(
@@ -224,6 +219,16 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
     edit_config(&bundle, |c| {
         c["annotations"] = json!({"org.criu.config": conf_path});
     });
+    bundle
+}
+
+#[test]
+fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
+    require_root();
+    let host = TestNs::host();
+    setup_host(&host);
+    let tmp = TempDir::new("e2e-criu");
+    let bundle = criu_bundle(&tmp);
 
     let mut runc = Runc::new(&host);
     // CRIU passes runc's environment to the action script: send crhook's log to a file
@@ -285,6 +290,130 @@ fn full_checkpoint_restore_with_crhook_as_criu_action_script() {
     assert!(std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
         .unwrap()
         .starts_with("sleep"));
+}
+
+/// `runc checkpoint --pre-dump`, a change, then `runc checkpoint --parent-path`: crhook's
+/// pre-dump images are the parent of the final dump's, which is a child image holding what
+/// changed; restoring it rebuilds the namespace as it was at the final dump.
+///
+/// runc refuses `--pre-dump`, and CRIU refuses `--parent-path` (it asks for `--track-mem`),
+/// on a kernel without soft-dirty memory tracking, such as this test VM's. There the test
+/// fires CRIU's actions itself, as CRIU fires them (same variables, the `parent` link CRIU
+/// makes in the image directory), and restores the images with `crhook restore`.
+#[test]
+fn pre_dump_then_parent_path_writes_a_child_image_that_restores() {
+    require_root();
+    let host = TestNs::host();
+    setup_host(&host);
+    let tmp = TempDir::new("e2e-pre");
+    let bundle = criu_bundle(&tmp);
+    let mut runc = Runc::new(&host);
+    let log = tmp.join("crhook.log");
+    runc.env = vec![
+        ("CRHOOK_LOG".into(), log.clone()),
+        ("CRHOOK_LOG_LEVEL".into(), "info".into()),
+    ];
+    let id = unique_name("c");
+    let ctr = runc.start(&bundle, &id);
+    let pid = ctr.pid().to_string();
+    let ns_a = attach("e2e-p", ctr.pid());
+    shape(&ns_a, &host, "vh-p");
+    let criu = |dir: &str| Criu {
+        runc: &runc,
+        images: tmp.path().join(dir),
+        work: tmp.path().join(format!("{dir}-work")),
+        crhook_log: log.clone().into(),
+    };
+    let (pre, last) = (criu("pre"), criu("final"));
+    let real = dirty_tracking();
+    let action = |what: &str, dir: &Path| {
+        crhook(
+            Some(&host),
+            &[],
+            &[
+                ("CRTOOLS_SCRIPT_ACTION", what),
+                ("CRTOOLS_IMAGE_DIR", &dir.display().to_string()),
+                ("CRTOOLS_INIT_PID", &pid),
+                ("CRHOOK_LOG", &log),
+                ("CRHOOK_LOG_LEVEL", "info"),
+            ],
+        )
+        .expect_success();
+    };
+    if real {
+        pre.checkpoint_with(&id, &["--pre-dump"]);
+    } else {
+        eprintln!("no soft-dirty tracking: firing CRIU's pre-dump and dump actions as CRIU does");
+        std::fs::create_dir_all(&pre.images).unwrap();
+        action("pre-dump", &pre.images);
+    }
+    // the container runs on after a pre-dump; change what it has
+    ns_a.ip(&[
+        "route",
+        "add",
+        "10.77.0.0/16",
+        "via",
+        "192.0.2.1",
+        "table",
+        "100",
+    ]);
+    ns_a.sh("iptables -A INPUT -s 10.77.0.0/16 -j ACCEPT");
+    let want = NsState::capture(&ns_a);
+    let want_fw = firewall(&ns_a);
+    drop(ns_a);
+    if real {
+        last.checkpoint_with(&id, &["--parent-path", "../pre"]);
+    } else {
+        // a dump fires pre-dump, then network-lock and network-unlock; CRIU links the
+        // parent dump's directory as `parent` before any of them
+        std::fs::create_dir_all(&last.images).unwrap();
+        std::os::unix::fs::symlink("../pre", last.images.join("parent")).unwrap();
+        for what in ["pre-dump", "network-lock", "network-unlock"] {
+            action(what, &last.images);
+        }
+    }
+    let child = crhook_core::ImageDir::open(&last.netstate()).unwrap();
+    assert_eq!(child.inventory().format_major, 2, "not a child image");
+    assert_eq!(child.chain().count(), 2);
+    assert!(
+        child.from_parent().count() > 0,
+        "the child took nothing from the pre-dump's images"
+    );
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("writing a child of the parent dump's images"),
+        "{text}"
+    );
+    if real {
+        wait_link_gone(&host, "vh-p");
+        last.restore(&id, &bundle);
+        assert_same(&want, &want_fw, &attach("e2e-pr", ctr.pid()));
+    } else {
+        drop(ctr);
+        wait_link_gone(&host, "vh-p");
+        let fresh = TestNs::new("e2e-pr");
+        let images = last.netstate().display().to_string();
+        let target = fresh.path_str();
+        crhook(
+            Some(&host),
+            &["restore", "--netns", &target, "--images", &images],
+            &[],
+        )
+        .expect_success();
+        assert_same(&want, &want_fw, &fresh);
+    }
+}
+
+/// Whether CRIU can track dirty memory here, which runc requires for `--pre-dump`.
+fn dirty_tracking() -> bool {
+    let criu = find(
+        "criu",
+        &["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin"],
+    );
+    std::process::Command::new(criu)
+        .args(["check", "--feature", "mem_dirty_track"])
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 /// What CNI does for a pod, the same way every time: `eth0` (fixed index and MAC) to a veth

@@ -23,11 +23,11 @@ use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crhook_proto::{Inventory, InventoryFile, NamespaceIdentity};
+use crhook_proto::{Inventory, InventoryFile, NamespaceIdentity, ParentImage};
 
 use crate::error::ImageError;
 use crate::file::{try_encode_file, write_new_at};
-use crate::format::FORMAT_VERSION;
+use crate::format::{CHILD_FORMAT_VERSION, FORMAT_VERSION};
 use crate::frame::Encoder;
 use crate::magic::Kind;
 use crate::safefs;
@@ -51,6 +51,8 @@ pub struct ImageWriter {
     /// files written and not yet fsynced (`finish` syncs them together)
     unsynced: Vec<(PathBuf, File)>,
     key: Option<HostKey>,
+    /// a child image: its parent and the kinds read from it
+    parent_image: Option<(ParentImage, Vec<Kind>)>,
 }
 
 impl ImageWriter {
@@ -90,12 +92,21 @@ impl ImageWriter {
             finished: false,
             unsynced: Vec::new(),
             key: None,
+            parent_image: None,
         })
     }
 
     /// Seals the image with `key` when it is finished.
     pub fn set_key(&mut self, key: HostKey) {
         self.key = Some(key);
+    }
+
+    /// Makes this a child image of `parent` (its path relative to the new image's directory
+    /// and the SHA-256 of its inventory): `from_parent` are the kinds a reader takes from the
+    /// parent chain instead of from files of this image, which are then not written here.
+    /// The inventory gets [`CHILD_FORMAT_VERSION`], so readers that know no parents refuse it.
+    pub fn set_parent(&mut self, parent: ParentImage, from_parent: Vec<Kind>) {
+        self.parent_image = Some((parent, from_parent));
     }
 
     /// The directory the image will have once finished.
@@ -120,6 +131,17 @@ impl ImageWriter {
                 op: "write",
                 file: path,
                 what: format!("the {kind} is written by finish(), not write()"),
+            });
+        }
+        let inherited = self
+            .parent_image
+            .as_ref()
+            .is_some_and(|(_, kinds)| kinds.contains(&kind));
+        if inherited {
+            return Err(ImageError::Usage {
+                op: "write",
+                file: path,
+                what: format!("{kind} is read from the parent image, not written to the child"),
             });
         }
         if self.files.contains_key(&kind) {
@@ -194,22 +216,50 @@ impl ImageWriter {
             .capture_time
             .duration_since(UNIX_EPOCH)
             .unwrap_or_default();
+        let version = self.version();
+        let (parent, from_parent) = match &self.parent_image {
+            Some((p, kinds)) => (
+                Some(p.clone()),
+                kinds.iter().map(|k| k.name().to_string()).collect(),
+            ),
+            None => (None, Vec::new()),
+        };
         Inventory {
-            format_major: u32::from(FORMAT_VERSION.0),
-            format_minor: u32::from(FORMAT_VERSION.1),
+            format_major: u32::from(version.0),
+            format_minor: u32::from(version.1),
             crhook_version: env!("CARGO_PKG_VERSION").to_string(),
             capture_time_sec: since.as_secs(),
             capture_time_nsec: since.subsec_nanos(),
             source: Some(source),
             files: self.files.values().cloned().collect(),
             warnings,
+            parent,
+            from_parent,
+        }
+    }
+
+    fn version(&self) -> (u16, u16) {
+        if self.parent_image.is_some() {
+            CHILD_FORMAT_VERSION
+        } else {
+            FORMAT_VERSION
         }
     }
 
     /// Writes a file `finish` adds (inventory, seal) and fsyncs it.
     fn write_last<M: prost::Message>(&mut self, kind: Kind, m: &M) -> Result<Vec<u8>, ImageError> {
         let path = self.temp_dir().join(kind.file_name());
-        let bytes = try_encode_file(&path, kind, std::slice::from_ref(m))?;
+        let bytes = if kind == Kind::Inventory {
+            let mut e = Encoder::with_version(kind, self.version());
+            e.push_message(m).map_err(|_| ImageError::Usage {
+                op: "write",
+                file: path.clone(),
+                what: "inventory too large to frame".into(),
+            })?;
+            e.finish()
+        } else {
+            try_encode_file(&path, kind, std::slice::from_ref(m))?
+        };
         write_new_at(
             self.tmp.as_fd(),
             OsStr::new(kind.file_name()),

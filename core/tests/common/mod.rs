@@ -526,6 +526,7 @@ pub fn source() -> NamespaceIdentity {
         ino: 4_026_532_999,
         target: "/proc/42/ns/net".into(),
         hostname: "golden".into(),
+        ..Default::default()
     }
 }
 

@@ -135,6 +135,18 @@ pub(crate) fn xt_save_raw(ns: &NetNs, x: &Xtables) -> Result<String> {
     .stdout)
 }
 
+/// Whether the firewall of `ns` holds state that the nf_tables generation does not cover:
+/// legacy iptables tables, or a `CR_IPTABLES` command whose output only running it tells.
+pub fn outside_nf_tables(ns: &NetNs, opts: &FirewallOptions) -> Result<bool> {
+    if opts.skip {
+        return Ok(false);
+    }
+    if opts.cr_iptables.is_some() || opts.cr_ip6tables.is_some() || opts.nft_text {
+        return Ok(true);
+    }
+    Ok(legacy_present(ns, Family::V4)? || legacy_present(ns, Family::V6)?)
+}
+
 /// Whether the legacy tables of `family` exist in the namespace. The legacy tools would
 /// instantiate a table by looking at it, so the proc file decides whether to run them.
 pub(crate) fn legacy_present(ns: &NetNs, family: Family) -> Result<bool> {

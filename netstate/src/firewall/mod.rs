@@ -42,7 +42,7 @@ mod tidy;
 mod validate;
 mod xt;
 
-pub use capture::capture;
+pub use capture::{capture, outside_nf_tables};
 pub use diff::{diff, diff_with};
 pub use lock::{is_locked, lock, lock_owned, lock_xtables, unlock};
 pub(crate) use nfnl::family_name as family_label;
@@ -53,6 +53,12 @@ pub use tidy::tidy;
 pub use validate::hostile;
 
 use crhook_proto::{FirewallRuleset, FirewallSource};
+
+/// The nf_tables ruleset generation of `ns` (NFT_MSG_GETGEN): one more per committed
+/// transaction, crhook's own lock and unlock included.
+pub fn generation(ns: &crate::netns::NetNs) -> crate::error::Result<u32> {
+    nfnl::generation(ns)
+}
 
 /// Splits saved rulesets into what restore applies before the links exist and what after:
 /// iptables text goes first (iptables-restore resolves every rule through getaddrinfo, which

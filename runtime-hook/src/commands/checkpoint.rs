@@ -1,4 +1,4 @@
-//! `crhook checkpoint TARGET --images DIR`
+//! `crhook checkpoint TARGET --images DIR [--lock] [--parent DIR]`
 
 use anyhow::Context;
 use crhook_netstate::CheckpointOptions;
@@ -16,6 +16,7 @@ pub async fn run(args: &CheckpointArgs) -> anyhow::Result<()> {
         firewall: super::firewall_options(args.firewall_counters),
         strict_files: args.strict_files,
         plugin_dir: args.plugin_dir.clone(),
+        parent: args.parent.clone(),
     };
     let stats = crhook_netstate::checkpoint(&resolved.target, &images, &opts)
         .await

@@ -13,6 +13,10 @@
 //!   CRIU 4.1 fires `pre-dump` at the start of every dump too, before `network-lock`, so
 //!   with runc the capture happens there; both come before CRIU installs its own lock rules,
 //!   which therefore never reach the images.
+//!   When CRIU was given a parent dump (`runc checkpoint --pre-dump` first, then
+//!   `--parent-path`), its image directory links it as `parent`; if a pre-dump left images
+//!   in `parent/netstate/`, this capture writes a child image of them (see
+//!   `crhook_netstate::incremental`), so the chain of pre-dumps becomes a chain of images.
 //! - `setup-namespaces` (restore): restore into the namespace of CRTOOLS_INIT_PID.
 //! - `network-unlock`: remove crhook's lock.
 //! - `pre-resume` (restore): remove what CRIU's own lock left in the restored namespace.
@@ -94,6 +98,14 @@ fn complete(dir: &Path) -> bool {
     dir.join(Kind::Inventory.file_name()).is_file()
 }
 
+/// The images of the parent dump, when CRIU was given one (`--prev-images-dir`, runc's
+/// `--parent-path`): CRIU links it as `parent` in the image directory, and a pre-dump before
+/// wrote its images under `netstate/` there. Only a complete image is a parent.
+fn parent_images(images: &Path) -> Option<PathBuf> {
+    let p = images.parent()?.join("parent").join(SUBDIR);
+    complete(&p).then_some(p)
+}
+
 /// True when `pid` shares crhook's own network namespace: a task without a namespace of its
 /// own has nothing container-specific to carry.
 fn in_own_netns(pid: u32) -> anyhow::Result<bool> {
@@ -118,11 +130,16 @@ async fn capture(action: &str, lock: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     let target = Target::Pid(pid);
+    let parent = parent_images(&images);
+    if let Some(p) = &parent {
+        tracing::info!(action, parent = %p.display(), "writing a child of the parent dump's images");
+    }
     let opts = CheckpointOptions {
         lock,
         leave_locked: lock,
         firewall: super::firewall_options(false),
         plugin_dir: super::plugin_dir_from_env(),
+        parent,
         ..CheckpointOptions::default()
     };
     crhook_netstate::checkpoint(&target, &images, &opts)

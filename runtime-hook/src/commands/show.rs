@@ -7,7 +7,7 @@
 //! directory's text summary, which sysctls differ from the kernel's defaults.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use crhook_core::{Kind, ShowContext, ShowFormat};
@@ -40,7 +40,9 @@ pub fn run(args: &ShowArgs) -> anyhow::Result<()> {
     for file in files {
         if file["magic"] == Kind::Firewall.name() {
             let img = if dir {
-                path.join(Kind::Firewall.file_name())
+                // a child image shows its parent's firewall from the parent's directory
+                let holder = file["dir"].as_str().map_or(path.clone(), PathBuf::from);
+                holder.join(Kind::Firewall.file_name())
             } else {
                 path.clone()
             };

@@ -141,23 +141,29 @@ impl Criu<'_> {
     fn fail(&self, what: &str, criu_log: &str) -> ! {
         let crhook_log = std::fs::read_to_string(&self.crhook_log).unwrap_or_default();
         let criu = std::fs::read_to_string(self.work.join(criu_log)).unwrap_or_default();
+        let errors: Vec<&str> = criu.lines().filter(|l| l.contains("Error")).collect();
         panic!(
-            "{what}\ncrhook log:\n{crhook_log}\n{criu_log} (tail):\n{}",
+            "{what}\ncrhook log:\n{crhook_log}\n{criu_log} errors:\n{}\n{criu_log} (tail):\n{}",
+            errors.join("\n"),
             tail(&criu, 40)
         );
     }
 
     /// Checkpoints `id` (the container stops) and checks that crhook's images are complete.
     pub fn checkpoint(&self, id: &str) {
+        self.checkpoint_with(id, &[]);
+    }
+
+    /// [`Criu::checkpoint`] with more runc arguments (`--pre-dump`, `--parent-path DIR`).
+    pub fn checkpoint_with(&self, id: &str, extra: &[&str]) {
         let (i, w) = (
             self.images.display().to_string(),
             self.work.display().to_string(),
         );
-        let out = self
-            .runc
-            .cmd(&["checkpoint", "--image-path", &i, "--work-path", &w, id])
-            .output()
-            .unwrap();
+        let mut args = vec!["checkpoint", "--image-path", &i, "--work-path", &w];
+        args.extend_from_slice(extra);
+        args.push(id);
+        let out = self.runc.cmd(&args).output().unwrap();
         if !out.status.success() {
             let what = format!(
                 "runc checkpoint {id}: {}\n{}",

@@ -62,6 +62,41 @@ pub(crate) fn table_ids(ns: &NetNs) -> Result<Vec<TableId>> {
     })
 }
 
+/// The ruleset's generation (NFT_MSG_GETGEN's NFTA_GEN_ID): the kernel adds one per
+/// committed transaction in the namespace, so an equal generation means an equal ruleset.
+pub(crate) fn generation(ns: &NetNs) -> Result<u32> {
+    const NFTA_GEN_ID: u16 = 1;
+    let answer = ns.with_netfilter(|nl| {
+        nl.get_raw(
+            &Req::Raw {
+                msg_type: msg_type(super::NFT_MSG_GETGEN),
+                payload: vec![0; NFGEN],
+            },
+            "get nftables generation",
+        )
+    })?;
+    let p = answer.map(|(_, p)| p).unwrap_or_default();
+    let mut at = NFGEN;
+    while let Some(h) = p.get(at..at + 4) {
+        let len = usize::from(u16::from_ne_bytes([h[0], h[1]]));
+        let ty = u16::from_ne_bytes([h[2], h[3]]) & 0x3fff;
+        if ty == NFTA_GEN_ID {
+            if let Some(v) = p.get(at + 4..at + 8) {
+                return Ok(u32::from_be_bytes([v[0], v[1], v[2], v[3]]));
+            }
+        }
+        if len < 4 {
+            break;
+        }
+        at += (len + 3) & !3;
+    }
+    Err(NetstateError::Protocol {
+        op: "get nftables generation".into(),
+        netns: ns.name().to_string(),
+        what: "the answer holds no NFTA_GEN_ID".into(),
+    })
+}
+
 /// The namespace's chains, each with its table (one NFT_MSG_GETCHAIN dump, names only).
 pub(crate) fn chain_ids(ns: &NetNs) -> Result<Vec<(TableId, String)>> {
     ns.with_netfilter(|nl| {

@@ -28,7 +28,7 @@ mod render;
 
 pub(crate) use apply::{load as load_table, plan as plan_tables, NfnlStep, NfnlUndo};
 pub(crate) use dump::chain_ids;
-pub(crate) use dump::{capture, table_ids};
+pub(crate) use dump::{capture, generation, table_ids};
 pub(crate) use lock::{lock as lock_table, unlock as unlock_table};
 pub(crate) use prune::{delete_empty, shape as table_shape, BaseHook, ChainShape, TableShape};
 pub(crate) use remap::remap_table;
