@@ -364,6 +364,16 @@ pub fn summary(dir: &Path, files: &[Value], cx: &ShowContext) -> String {
     ] {
         l.add(0, name, entries(files, magic).len().to_string());
     }
+    let tc = entries(files, "tc");
+    if !tc.is_empty() {
+        l.add(0, "tc objects", tc.len().to_string());
+        l.list(
+            0,
+            tc.iter()
+                .map(|o| (s(o, "ifname").to_string(), s(o, "summary").to_string()))
+                .collect(),
+        );
+    }
     firewall(&mut l, entries(files, "firewall"));
     sysctls(&mut l, entries(files, "sysctls"), cx);
     let tuns = entries(files, "tun-files");

@@ -92,6 +92,10 @@ pub struct RestoreOptions {
     /// the target (veth peers in the host or another namespace, links on a lower device
     /// there), as a sealed one may
     pub trust_images: bool,
+    /// `--allow-lost WHAT`: state the image records but restore cannot carry, whose loss the
+    /// caller accepts (`bpf`: eBPF programs in tc filters and actions, XDP programs); without
+    /// it restore refuses such an image by name
+    pub allow_lost: Vec<String>,
 }
 
 /// What `diff` compares, beside the images: the same adopt and remap restore was given, so a

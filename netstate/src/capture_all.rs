@@ -6,7 +6,7 @@ use crhook_proto as pb;
 
 use crate::api::FirewallOptions;
 use crate::error::Result;
-use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::link::{self, PeerFinder};
 use crate::netns::NetNs;
@@ -96,6 +96,7 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
                 routes: timed(&mut ph, "routes", || Routes::capture(&mut nl, &ifs))?,
                 rules: timed(&mut ph, "rules", || Rules::capture(&mut nl, &ifs))?,
                 neighbours: timed(&mut ph, "neighbours", || Neighbours::capture(&mut nl, &ifs))?,
+                tc: timed(&mut ph, "tc", || Tc::capture(&mut nl, &ifs))?,
                 ..Default::default()
             };
             Ok((snap, ph))
@@ -116,7 +117,11 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
         requests += n;
         phases.push(("sysctls", us));
     }
-    let mut warnings = Vec::new();
+    snap.tc.extend(crate::tc::xdp_programs(&dump));
+    let mut warnings: Vec<String> = crate::tc::lost(&snap.tc)
+        .into_iter()
+        .map(|o| format!("{}: not carried (restore needs --allow-lost bpf)", crate::tc::lost_text(o)))
+        .collect();
     for l in &links {
         if let Some(pb::link::Info::Veth(v)) = &l.info {
             if v.peer_place == pb::PeerPlace::PeerUnknown as i32 {

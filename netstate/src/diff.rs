@@ -136,6 +136,7 @@ pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Ve
     family::diff::<Routes>(&saved.routes, &live.routes, &mut out);
     family::diff::<Rules>(&saved.rules, &live.rules, &mut out);
     family::diff::<Neighbours>(&saved.neighbours, &live.neighbours, &mut out);
+    crate::tc::diff(&saved.tc, &live.tc, &mut out);
     let norm = |v: &[crhook_proto::Sysctl]| -> Vec<(String, crhook_proto::Sysctl)> {
         v.iter()
             .map(|s| {

@@ -30,6 +30,7 @@ pub mod route;
 pub mod rule;
 pub mod snapshot;
 pub mod sysctl;
+pub mod tc;
 pub mod transform;
 pub mod tunfile;
 

@@ -1,5 +1,5 @@
 //! Applying a prepared restore in the order DESIGN.md gives (firewall, links, early sysctls,
-//! addresses, up, nexthops, routes, rules, neighbours, late sysctls, files), every change
+//! traffic control, addresses, up, nexthops, routes, rules, neighbours, late sysctls, files), every change
 //! journaled; and the reconciling of the kernel's own link-locals at the end. The caller
 //! (`restore_with`) owns the journal's fate: rollback or success.
 
@@ -12,7 +12,7 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 use super::{dad, links, Socks};
 use crate::api::RestoreOptions;
 use crate::error::NetstateError;
-use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
 use crate::link::capture::{dump, link_name};
@@ -200,6 +200,16 @@ fn links_and_addresses(
         links::far_end::Phase::Created,
     )?;
     cx.stats.phase("links", t.elapsed());
+    // traffic control while the links are down: no packet leaves unshaped
+    let t = Instant::now();
+    family::apply::<Tc>(
+        &mut cx.socks.target,
+        Sock::Target,
+        &todo.tc,
+        &ifs,
+        cx.journal,
+    )?;
+    cx.stats.phase("tc", t.elapsed());
     firewall(cx, nft, "nftables")?;
     let t = Instant::now();
     sysctls(

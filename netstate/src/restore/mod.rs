@@ -14,7 +14,9 @@ use crhook_core::{Kind, StatsRecorder};
 
 use crate::api::{RestoreOptions, RestoreOutcome};
 use crate::error::{NetstateError, Result};
-use crate::family::{self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{
+    self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules, Tc,
+};
 use crate::ifmap::IfMap;
 use crate::journal::{undo_req, Journal, Undo};
 use crate::link::capture::{dump, link_name};
@@ -103,6 +105,9 @@ pub(crate) struct Prepared {
     pub routes: family::Plan<crhook_proto::Route>,
     pub rules: family::Plan<crhook_proto::Rule>,
     pub neighbours: family::Plan<crhook_proto::Neighbour>,
+    pub tc: family::Plan<crhook_proto::TcObject>,
+    /// what the image records but restore leaves out, as the caller allowed (`allow_lost`)
+    pub lost: Vec<String>,
     pub firewall: Vec<crhook_proto::FirewallRuleset>,
     /// the saved link-local addresses the kernel made (restore leaves them to it)
     pub kernel_ll: Vec<crhook_proto::Address>,
@@ -181,13 +186,16 @@ fn prepare(
         &Neighbours::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
+    let (tc, lost, refused) = plan_tc(&mut snap, socks, &live_ifs, &adopted, opts)?;
     let mut conflicts = link_plan.conflicts.clone();
+    conflicts.extend(refused);
     for c in [
         &addresses.conflicts,
         &nexthops.conflicts,
         &routes.conflicts,
         &rules.conflicts,
         &neighbours.conflicts,
+        &tc.conflicts,
     ] {
         conflicts.extend(c.iter().cloned());
     }
@@ -216,10 +224,61 @@ fn prepare(
         routes,
         rules,
         neighbours,
+        tc,
+        lost,
         firewall: fw,
         kernel_ll,
         conflicts,
     })
+}
+
+/// Traffic control planned against the live target. Objects running an eBPF program are
+/// refused by name unless the caller allows their loss, then left out with a warning.
+fn plan_tc(
+    snap: &mut Snapshot,
+    socks: &mut Socks,
+    live_ifs: &IfMap,
+    adopted: &std::collections::HashSet<String>,
+    opts: &RestoreOptions,
+) -> Result<(
+    family::Plan<crhook_proto::TcObject>,
+    Vec<String>,
+    Vec<Conflict>,
+)> {
+    let allowed = opts.allow_lost.iter().any(|w| w == "bpf");
+    let (lost, carried): (Vec<_>, Vec<_>) = std::mem::take(&mut snap.tc)
+        .into_iter()
+        .partition(|o| o.bpf.is_some());
+    let texts: Vec<String> = lost.iter().map(crate::tc::lost_text).collect();
+    let refused = if allowed {
+        Vec::new()
+    } else {
+        texts
+            .iter()
+            .map(|t| Conflict {
+                kind: "tc".into(),
+                object: String::new(),
+                problem: format!("{t}, which restore cannot carry"),
+                fields: Vec::new(),
+                hint: Some("pass --allow-lost bpf to restore without it".into()),
+            })
+            .collect()
+    };
+    let live = if carried.is_empty() {
+        Vec::new()
+    } else {
+        Tc::capture(&mut socks.target, live_ifs)?
+    };
+    let mut plan = family::plan::<Tc>(&carried, &live, adopted);
+    crate::tc::restore_order(&mut plan.to_add);
+    // verify compares what was carried; the lost objects stay recorded in the image
+    snap.tc = carried;
+    let lost = if allowed {
+        texts.into_iter().map(|t| format!("{t}: not restored (--allow-lost bpf)")).collect()
+    } else {
+        Vec::new()
+    };
+    Ok((plan, lost, refused))
 }
 
 /// What restoring `snap` into `target` would do, changing nothing; `untrusted` as for
@@ -297,6 +356,7 @@ fn restore_with(
         routes: p.routes.to_add,
         rules: p.rules.to_add,
         neighbours: p.neighbours.to_add,
+        tc: p.tc.to_add,
         firewall: p.firewall,
         sysctls: take(&mut snap.sysctls, keep),
         tun_files: snap.tun_files.clone(),
@@ -304,7 +364,7 @@ fn restore_with(
         skipped_files: Vec::new(),
     };
     let mut journal = Journal::new(crate::journal::fail_after_from_env());
-    let mut warnings = Vec::new();
+    let mut warnings = p.lost.clone();
     let mut files = Vec::new();
     let mut cx = Applying {
         ns: &ns,

@@ -23,6 +23,7 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         adopt: super::adopt(&args.adopt, false),
         remaps: super::remaps(&args.adopt)?,
         trust_images: args.trust_images || config.restore.trust_images.unwrap_or(false),
+        allow_lost: args.allow_lost.clone(),
     };
     if args.dry_run {
         let (snap, trust) = crhook_netstate::Snapshot::read_dir_trusted(&images)

@@ -1,0 +1,1 @@
+//! Golden tests of tc decoding and encoding.
