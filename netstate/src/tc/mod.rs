@@ -352,7 +352,7 @@ fn where_str(o: &pb::TcObject) -> String {
 pub fn key(o: &pb::TcObject) -> String {
     match ty(o) {
         pb::TcType::TcQdisc => format!("{} {}", o.ifname, where_str(o)),
-        pb::TcType::TcClass => format!("{} class {}", o.ifname, handle_str(o.handle)),
+        pb::TcType::TcClass => format!("{} {}", o.ifname, handle_str(o.handle)),
         pb::TcType::TcFilter => format!(
             "{} {} chain {} pref {} protocol {} handle {}",
             o.ifname,
