@@ -1,4 +1,4 @@
-//! The byte layout of an image file (format 1.2), its version policy and the hard limits a
+//! The byte layout of an image file (format 1.3), its version policy and the hard limits a
 //! reader enforces before it allocates anything.
 //!
 //! ```text
@@ -22,7 +22,7 @@
 //! a newer major, naming both versions.
 
 /// The format this build writes: (major, minor). Independent of the program version.
-pub const FORMAT_VERSION: (u16, u16) = (1, 2);
+pub const FORMAT_VERSION: (u16, u16) = (1, 3);
 
 /// Format majors this build reads; each keeps golden files under core/tests/golden/.
 pub const READABLE_MAJORS: &[u16] = &[1];
@@ -113,6 +113,6 @@ mod tests {
         };
         assert_eq!(all.effective_max_entry(), u32::MAX - 1);
         assert!(READABLE_MAJORS.contains(&FORMAT_VERSION.0));
-        assert_eq!(version_string(FORMAT_VERSION), "1.2");
+        assert_eq!(version_string(FORMAT_VERSION), "1.3");
     }
 }

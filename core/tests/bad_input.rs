@@ -270,7 +270,7 @@ fn future_major_version_is_refused_naming_both() {
     let msg = err_of(decode_links(&e.finish()));
     assert_eq!(
         msg,
-        "read links.img: offset 8: format 2.0 is newer than this crhook reads (1.2)"
+        "read links.img: offset 8: format 2.0 is newer than this crhook reads (1.3)"
     );
 }
 
@@ -389,7 +389,7 @@ fn inventory_of_a_future_major() {
     assert_eq!(
         msg,
         format!(
-            "read {}: offset 12: format 2.2 is newer than this crhook reads (1.2)",
+            "read {}: offset 12: format 2.3 is newer than this crhook reads (1.3)",
             dir.join("inventory.img").display()
         )
     );

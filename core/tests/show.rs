@@ -25,7 +25,7 @@ fn directory_is_an_array_with_inventory_first() -> Result<(), Box<dyn std::error
     assert_eq!(names[13], "stats-restore.img");
     assert_eq!(names[14], "seal.img");
     assert_eq!(files[0]["magic"], "inventory");
-    assert_eq!(files[0]["version"], "1.2");
+    assert_eq!(files[0]["version"], "1.3");
     assert_eq!(
         files[14]["entries"][0]["key_id"],
         golden_key().id().to_string()
@@ -77,7 +77,7 @@ fn text_lists_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     // a directory opens with its summary, then every file in detail
     assert!(text.starts_with("crhook image directory "), "{text}");
     assert!(text.contains("\n  links       "), "{text}");
-    assert!(text.contains("\ninventory.img: inventory (crhook.Inventory), format 1.2, 1 entry\n"));
+    assert!(text.contains("\ninventory.img: inventory (crhook.Inventory), format 1.3, 1 entry\n"));
     for k in Kind::ALL {
         assert!(
             text.contains(&format!("{}: {} (", k.file_name(), k.name())),
