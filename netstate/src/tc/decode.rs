@@ -184,7 +184,7 @@ fn htb_qdisc(opts: &[u8]) -> Result<Vec<u8>, String> {
 /// Per classifier: the attribute holding its actions, its counters, its flags.
 fn classifier(kind: &str) -> (Option<u16>, &'static [u16], Option<u16>) {
     match kind {
-        "u32" => (Some(7), &[8], Some(11)),
+        "u32" => (Some(7), &[9], Some(11)),
         "matchall" => (Some(2), &[4], Some(3)),
         "flower" => (Some(3), &[], Some(22)),
         "bpf" => (Some(1), &[], Some(9)),
@@ -334,6 +334,11 @@ pub(crate) fn standalone_actions(
                             let p = p?;
                             if p.ty() == parms {
                                 standalone = nla::u32_at(p.value, rc) > nla::u32_at(p.value, bc);
+                                // every kind's parameters open with the index; dumps
+                                // carry no TCA_ACT_INDEX
+                                if index == 0 {
+                                    index = nla::u32_at(p.value, 0);
+                                }
                             }
                         }
                     }

@@ -187,7 +187,7 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
                 }
                 let f = decode::decode(pb::TcType::TcFilter, &p, ifs)
                     .map_err(|w| err(&op, nl, w))?;
-                if f.handle != 0 && !u32_root_table(&f) {
+                if user_filter(&f) {
                     filters.push(f);
                 }
             }
@@ -217,11 +217,15 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
     Ok(out)
 }
 
-/// The hash table the kernel makes with a u32 classifier instance: divisor 1, htid 0x800+.
-fn u32_root_table(f: &pb::TcObject) -> bool {
-    f.kind == "u32" && f.handle & 0xFFFFF == 0 && f.handle >> 20 >= 0x800 && {
-        params::u32_divisor(&f.options) == Some(1)
-    }
+/// Whether a dumped filter entry is one a user made: not a classifier instance's own line
+/// (handle 0), not the hash table the kernel makes with a u32 instance (divisor 1, htid
+/// 0x800 and up).
+pub(crate) fn user_filter(f: &pb::TcObject) -> bool {
+    let u32_root = f.kind == "u32"
+        && f.handle & 0xFFFFF == 0
+        && f.handle >> 20 >= 0x800
+        && params::u32_divisor(&f.options) == Some(1);
+    f.handle != 0 && !u32_root
 }
 
 /// Qdiscs and classes of one device, each after the object its parent names: the class of
@@ -233,6 +237,10 @@ fn parents_first(objs: Vec<pb::TcObject>) -> Vec<pb::TcObject> {
         .map(|o| o.handle)
         .collect();
     let needs = |o: &pb::TcObject| -> Option<(bool, u32)> {
+        // a top class (`tc class add ... parent 1:`) is dumped with parent root
+        if ty(o) == pb::TcType::TcClass && o.parent == TC_H_ROOT {
+            return Some((false, o.handle & 0xFFFF_0000));
+        }
         if o.parent == TC_H_ROOT || o.parent == TC_H_INGRESS {
             return None;
         }

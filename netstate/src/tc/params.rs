@@ -6,8 +6,6 @@
 
 use crhook_proto as pb;
 use netlink_packet_core::{NlasIterator, Parseable};
-#[cfg(test)]
-use netlink_packet_core::NlaBuffer;
 use netlink_packet_route::tc::{
     TcAction, TcActionAttribute, TcActionMirrorOption, TcActionOption, TcFilterMatchAllOption,
     TcFilterU32Option, TcMirrorActionType, TcQdiscFqCodelOption,
@@ -429,10 +427,4 @@ fn action(o: &pb::TcObject, b: &[u8]) -> Vec<Param> {
         },
         _ => vec![p("options", hex(opts))],
     }
-}
-
-/// Parses one nested action with the crate (the options of a u32 or matchall filter).
-#[cfg(test)]
-pub(crate) fn parse_action(b: &[u8]) -> Option<TcAction> {
-    TcAction::parse(&NlaBuffer::new_checked(b).ok()?).ok()
 }
