@@ -73,7 +73,13 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
     let name = ns.name().to_string();
     let mut nl = ns.run(|| Nl::new(&name))?;
     let mut peers = PeerFinder::new(host.try_clone()?, ns);
-    let (links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
+    let (mut links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
+    timed(&mut phases, "features", || {
+        match crate::ethtool::open_in(ns)? {
+            Some(mut e) => e.fill(&mut links),
+            None => Ok(()),
+        }
+    })?;
     let ifs = IfMap::from_names(links.iter().map(|l| (l.ifindex, l.name.clone())));
     // sysctls (mostly /proc reads) go on their own thread, beside the other dumps
     let (families, sysctls) = std::thread::scope(|s| {

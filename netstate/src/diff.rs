@@ -107,6 +107,7 @@ fn differences_adopted(
     for l in &mut live.links {
         if let Some(s) = by_name.get(l.name.as_str()) {
             crate::link::view::forget_unknown_far_end(s, l);
+            crate::ethtool::forget_unrecorded(s, l);
         }
     }
     crate::transform::drop_adopted_links(&mut saved.links, adopted);

@@ -23,6 +23,11 @@ pub enum Undo {
     Nothing,
     Sysctl(crate::sysctl::SysctlUndo),
     Firewall(crate::firewall::FirewallUndo),
+    /// device features of a link restore did not make, as they were
+    Features {
+        link: String,
+        before: crate::ethtool::Features,
+    },
 }
 
 pub struct Journal {

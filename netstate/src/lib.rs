@@ -12,6 +12,7 @@ pub mod capture_all;
 pub mod checkpoint;
 pub mod diff;
 pub mod error;
+pub mod ethtool;
 pub mod family;
 pub mod fields;
 pub mod firewall;

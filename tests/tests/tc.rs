@@ -4,7 +4,8 @@
 //! with ingress and egress filters (one in chain 5); compared as `tc -d qdisc/class/filter
 //! show` prints them per device, counters removed. `diff` names a changed qdisc parameter and
 //! an added filter; a rolled-back restore removes the tc it added; an eBPF filter is refused by
-//! name without `--allow-lost bpf`. Needs root, a built `crhook` and iproute2's `tc`.
+//! name without `--allow-lost bpf`. Device features (`ethtool -K`) come back with the links.
+//! Needs root, a built `crhook`, iproute2's `tc` and `ethtool`.
 //!
 //! This kernel has tbf, htb, pfifo, ingress, clsact, u32, bpf and mirred; the kinds it lacks
 //! are covered by golden netlink-message tests in crhook-netstate (`tc::tests`).
@@ -20,6 +21,21 @@ fn tc_bin() -> PathBuf {
         .map(PathBuf::from)
         .find(|p| p.is_file())
         .unwrap_or_else(|| panic!("tc not found (iproute2, see .ci/install-deps)"))
+}
+
+fn ethtool_bin() -> PathBuf {
+    ["/usr/sbin/ethtool", "/sbin/ethtool", "/usr/bin/ethtool"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| panic!("ethtool not found (see .ci/install-deps)"))
+}
+
+/// `ethtool -k` of every device in `devs`.
+fn features(ns: &TestNs, devs: &[&str]) -> String {
+    devs.iter()
+        .map(|d| ns.sh(&format!("{} -k {d}", ethtool_bin().display())))
+        .collect()
 }
 
 fn tc(ns: &TestNs, script: &str) {
@@ -131,6 +147,11 @@ fn bandwidth_plugin_shape(ns: &TestNs) {
          tc qdisc add dev ifb0 root tbf rate 5mbit burst 8kb latency 100ms\n",
     );
     ns.ip_batch("link set eth0 up\nlink set host0 up\nlink set ifb0 up\n");
+    // offloads off on the veth, as VXLAN setups and some CNI plugins do; GRO lists on
+    ns.sh(&format!(
+        "{e} -K eth0 tx off gso off >/dev/null 2>&1; {e} -K host0 rx-gro-list on",
+        e = ethtool_bin().display()
+    ));
 }
 
 #[test]
@@ -140,7 +161,14 @@ fn bandwidth_plugin_shape_survives_checkpoint_delete_restore() {
     let ns = TestNs::new("tcbw");
     bandwidth_plugin_shape(&ns);
     let devs = ["eth0", "host0", "ifb0"];
+    let features_before = features(&ns, &devs);
+    assert!(
+        features_before.contains("tx-checksum-ip-generic: off")
+            && features_before.contains("rx-gro-list: on"),
+        "{features_before}"
+    );
     let (fresh, before, after) = round_trip(ns, "tcbw2", &devs, &tmp.join("img"));
+    assert_eq!(features_before, features(&fresh, &devs), "ethtool -k differs");
     assert!(before.contains("mirred (Egress Redirect to device ifb0)"), "{before}");
     assert!(before.contains("tbf 8") && before.contains("rate 10Mbit"), "{before}");
     assert_eq!(before, after, "tc state differs after restore");
@@ -234,6 +262,15 @@ fn diff_names_a_changed_qdisc_parameter_and_an_added_filter() {
         "{out}"
     );
     assert!(out.contains("action mirred egress redirect dev ifb0"), "{out}");
+    // a feature turned back on is a change of the link
+    ns.sh(&format!("{} -K eth0 gso on", ethtool_bin().display()));
+    let run = run_crhook(&args);
+    assert!(
+        run.stdout.contains("link eth0: features_")
+            && run.stdout.contains("tx-generic-segmentation"),
+        "{}",
+        run.stdout
+    );
     ns.delete();
 }
 

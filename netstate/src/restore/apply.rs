@@ -210,6 +210,9 @@ fn links_and_addresses(
         cx.journal,
     )?;
     cx.stats.phase("tc", t.elapsed());
+    let t = Instant::now();
+    features(cx, &todo.links, lp)?;
+    cx.stats.phase("features", t.elapsed());
     firewall(cx, nft, "nftables")?;
     let t = Instant::now();
     sysctls(
@@ -308,6 +311,52 @@ pub(super) fn link_locals(
         .cloned()
         .collect();
     family::apply::<Addresses>(target, Sock::Target, &missing, &saved_ifs, cx.journal)
+}
+
+/// Device features of the links restore made (their undo is their deletion) and of those it
+/// configures (`lo`, journaled as they were), where they differ from what the kernel gave
+/// the device.
+fn features(
+    cx: &mut Applying,
+    links: &[crhook_proto::Link],
+    lp: &links::LinkPlan,
+) -> std::result::Result<(), Vec<String>> {
+    let made: Vec<usize> = lp.create.iter().chain(lp.partner.values()).copied().collect();
+    let configured: Vec<usize> = lp.configure.iter().map(|(i, _)| *i).collect();
+    let wanted: Vec<(usize, crate::ethtool::Features)> = made
+        .iter()
+        .chain(&configured)
+        .filter_map(|&i| Some((i, crate::ethtool::saved(links.get(i)?)?)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let err = |e: NetstateError| vec![crate::error::chain(&e)];
+    let Some(mut eth) = crate::ethtool::open_in(cx.ns).map_err(err)? else {
+        return Err(vec![format!(
+            "set device features in {}: the kernel has no ethtool netlink family",
+            cx.ns.name()
+        )]);
+    };
+    let live = eth.dump_by_name().map_err(err)?;
+    let mut errors = Vec::new();
+    for (i, want) in wanted {
+        let name = &links[i].name;
+        let Some(now) = live.get(name) else { continue };
+        match eth.apply(name, &want, now) {
+            Ok(0) => {}
+            Ok(_) if configured.contains(&i) => cx.journal.push(Undo::Features {
+                link: name.clone(),
+                before: now.clone(),
+            }),
+            Ok(_) => cx.journal.push(Undo::Nothing),
+            Err(e) => errors.push(crate::error::chain(&e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    cx.journal.check().map_err(|e| vec![e])
 }
 
 fn firewall(

@@ -124,7 +124,10 @@ fn prepare(
 ) -> Result<Prepared> {
     let socks = &mut o.socks;
     let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &o.ns);
-    let (live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
+    let (mut live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
+    if let Some(mut e) = crate::ethtool::open_in(&o.ns)? {
+        e.fill(&mut live_links)?;
+    }
     let live_ifs = IfMap::from_names(
         socks
             .target_links
@@ -476,6 +479,21 @@ pub fn rollback(journal: Journal, socks: &mut Socks, ns: &NetNs) -> Vec<String> 
                 ),
                 Err(e) => errors.push(format!("undo sysctls: {}", crate::error::chain(&e))),
             },
+            Undo::Features { link, before } => {
+                let r = crate::ethtool::open_in(ns).and_then(|e| match e {
+                    Some(mut e) => {
+                        let now = e.dump_one(&link)?;
+                        e.apply(&link, &before, &now).map(drop)
+                    }
+                    None => Ok(()),
+                });
+                if let Err(e) = r {
+                    errors.push(format!(
+                        "undo features of {link}: {}",
+                        crate::error::chain(&e)
+                    ));
+                }
+            }
             Undo::Firewall(f) => errors.extend(
                 f.undo(ns)
                     .into_iter()
