@@ -373,3 +373,44 @@ pub fn saved(l: &pb::Link) -> Option<Features> {
         off: l.features_off.clone(),
     })
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::nla::unhex;
+
+    /// ETHTOOL_MSG_FEATURES_GET_REPLY for a veth after `ethtool -K v0 tx off gso off`
+    /// (6.18, compact bitsets), genetlink header included.
+    const V0: &str = "0b01000014000180080001000300000007000200763000002400028008000200400000000c000400e949dd4f2e63000a0c000500ffffffffffffffff1c0003800400010008000200400000000c000400e101dd4f0e6100001c0004800400010008000200400000000c000400e101c04f0c6100001c0005800400010008000200400000000c0004000004000000000000";
+
+    fn names() -> Vec<String> {
+        (0..64).map(|i| format!("f{i}")).collect()
+    }
+
+    #[test]
+    fn changeable_features_by_name_from_a_kernel_reply() {
+        let b = unhex(V0);
+        let (ifindex, dev, f) = decode_features(&b[4..], &names()).unwrap();
+        assert_eq!((ifindex, dev.as_str()), (3, "v0"));
+        let n = |v: &[usize]| v.iter().map(|i| format!("f{i}")).collect::<Vec<_>>();
+        assert_eq!(
+            f.on,
+            n(&[0, 5, 6, 7, 8, 16, 18, 19, 20, 22, 23, 24, 25, 26, 27, 30, 33, 34, 35, 40, 45, 46])
+        );
+        // hw bits that are wanted off; bit 10 (nochange) is left out
+        assert_eq!(f.off, n(&[3, 11, 14, 37, 41, 57, 59]));
+    }
+
+    #[test]
+    fn saved_features_of_old_images_are_not_compared() {
+        let old = pb::Link::default();
+        let mut live = pb::Link {
+            features_off: vec!["rx-gro-list".into()],
+            ..Default::default()
+        };
+        assert!(saved(&old).is_none());
+        forget_unrecorded(&old, &mut live);
+        assert!(live.features_off.is_empty());
+    }
+}

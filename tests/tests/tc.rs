@@ -95,6 +95,9 @@ fn tc_state(ns: &TestNs, devs: &[&str]) -> String {
                 parents.push(format!("parent {h}"));
             }
         }
+        if *d == devs[0] {
+            s.push_str(&format!("-- actions\n{}", tc_show(ns, "actions list action mirred")));
+        }
         for p in parents {
             let f = tc_show(ns, &format!("filter show dev {d} {p}"));
             if !f.is_empty() {
@@ -217,12 +220,25 @@ fn clsact_with_ingress_and_egress_filters_survives() {
          tc filter add dev v2 egress protocol all prio 7 u32 match u32 0 0 \
             action mirred ingress redirect dev ifb1\n\
          tc filter add dev v2 egress protocol ip prio 9 chain 5 u32 match ip tos 0x10 0xff \
-            action mirred egress redirect dev ifb1\n",
+            action mirred egress redirect dev ifb1\n\
+         tc actions add action mirred egress redirect dev ifb1 index 50\n\
+         tc actions add action mirred egress mirror dev v3 index 51\n\
+         tc filter add dev v2 ingress protocol ip prio 11 u32 match ip dst 10.1.0.0/16 \
+            action mirred index 50\n",
     );
     ns.ip_batch("link set v2 up\nlink set v3 up\nlink set ifb1 up\n");
     let devs = ["v2", "v3", "ifb1"];
     let (fresh, before, after) = round_trip(ns, "tccls2", &devs, &tmp.join("img"));
-    for want in ["clsact", "pref 3", "pref 7", "chain 5", "Egress Mirror to device v3"] {
+    for want in [
+        "clsact",
+        "pref 3",
+        "pref 7",
+        "pref 11",
+        "chain 5",
+        "Egress Mirror to device v3",
+        "index 50",
+        "index 51",
+    ] {
         assert!(before.contains(want), "{want} missing before:\n{before}");
     }
     assert_eq!(before, after, "tc state differs after restore");

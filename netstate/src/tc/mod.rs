@@ -287,15 +287,35 @@ fn parents_first(objs: Vec<pb::TcObject>) -> Vec<pb::TcObject> {
     out
 }
 
-/// Restore order over devices: every device's qdiscs and classes, then actions, filters.
+/// Restore order over devices: every device's qdiscs and classes (parents first, as
+/// captured), then actions, then filters. u32 keys name the hash table they live in, and the
+/// kernel numbers the root table of each u32 instance (one per block, chain, priority and
+/// protocol) 800:, 801:, ... per qdisc in the order the instances are made: filters go in
+/// grouped by instance, instances in the order of their root tables, so a fresh device gets
+/// the same numbers (a gap left by a deleted instance cannot be made again; such a key is
+/// refused by name: "Specified hash table not found").
 pub fn restore_order(objs: &mut [pb::TcObject]) {
-    let rank = |o: &pb::TcObject| match ty(o) {
-        pb::TcType::TcQdisc | pb::TcType::TcClass => 0,
-        pb::TcType::TcAction => 1,
-        pb::TcType::TcFilter => 2,
-        _ => 3,
-    };
-    objs.sort_by_key(rank);
+    type Instance = (String, u32, u32, u32);
+    let instance = |o: &pb::TcObject| -> Instance { (o.ifname.clone(), o.parent, o.chain, o.info) };
+    let mut roots: HashMap<Instance, u32> = HashMap::new();
+    for o in objs.iter() {
+        let ht = o.handle >> 20;
+        if ty(o) == pb::TcType::TcFilter && o.kind == "u32" && ht >= 0x800 {
+            let r = roots.entry(instance(o)).or_insert(ht);
+            *r = (*r).min(ht);
+        }
+    }
+    objs.sort_by_key(|o| match ty(o) {
+        pb::TcType::TcQdisc | pb::TcType::TcClass => (0, String::new(), 0, 0),
+        pb::TcType::TcAction => (1, String::new(), 0, 0),
+        pb::TcType::TcFilter => (
+            2,
+            o.ifname.clone(),
+            o.parent >> 16,
+            roots.get(&instance(o)).copied().unwrap_or(0),
+        ),
+        _ => (3, String::new(), 0, 0),
+    });
 }
 
 /// The add request of a saved object, devices mapped to live ones.
