@@ -324,14 +324,16 @@ fn a_failed_restore_removes_the_tc_it_added() {
 const BPF_PROG_LOAD: libc::c_long = 5;
 const BPF_OBJ_PIN: libc::c_long = 6;
 const BPF_PROG_TYPE_SCHED_CLS: u32 = 3;
+const BPF_PROG_TYPE_XDP: u32 = 6;
 
-/// Loads `r0 = 0; exit` as a tc classifier program and pins it at `pin` (in a bpffs).
-fn load_pinned_program(pin: &Path) {
-    // two instructions: mov64 r0, 0 (0xb7); exit (0x95)
-    let insns: [u64; 2] = [0xb7, 0x95];
+/// Loads `r0 = 2; exit` (TC_ACT_SHOT for tc, XDP_PASS for XDP) as a program of `prog_type`
+/// and pins it at `pin` (in a bpffs).
+fn load_pinned_program(pin: &Path, prog_type: u32) {
+    // two instructions: mov64 r0, 2 (opcode 0xb7, imm in the upper 32 bits); exit (0x95)
+    let insns: [u64; 2] = [0xb7 | (2 << 32), 0x95];
     let license = b"GPL\0";
     let mut attr = [0u8; 128];
-    attr[0..4].copy_from_slice(&BPF_PROG_TYPE_SCHED_CLS.to_ne_bytes());
+    attr[0..4].copy_from_slice(&prog_type.to_ne_bytes());
     attr[4..8].copy_from_slice(&2u32.to_ne_bytes());
     attr[8..16].copy_from_slice(&(insns.as_ptr() as u64).to_ne_bytes());
     attr[16..24].copy_from_slice(&(license.as_ptr() as u64).to_ne_bytes());
@@ -380,7 +382,9 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
     let tmp = TempDir::new("tcbpf");
     let fs = BpfFs::mount(&tmp.path().join("bpffs"));
     let pin = fs.0.join("pass");
-    load_pinned_program(&pin);
+    load_pinned_program(&pin, BPF_PROG_TYPE_SCHED_CLS);
+    let xdp = fs.0.join("xdp");
+    load_pinned_program(&xdp, BPF_PROG_TYPE_XDP);
     let ns = TestNs::new("tcbpf");
     ns.ip_batch("link add v0 type veth peer name v1\n");
     tc(
@@ -392,11 +396,17 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
             pin.display()
         ),
     );
+    ns.ip(&["link", "set", "dev", "v1", "xdpgeneric", "pinned", &xdp.display().to_string()]);
     let images = tmp.join("img");
     let run = run_crhook(&["checkpoint", "--netns", &ns.path_str(), "--images", &images]);
     run.expect_success();
     assert!(
         run.stderr.contains("runs eBPF prog") && run.stderr.contains("not carried"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        run.stderr.contains("xdp v1 runs eBPF prog") && run.stderr.contains("name crhook_pass"),
         "{}",
         run.stderr
     );
@@ -408,6 +418,7 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
     assert!(
         run.stderr.contains("filter v0 ingress")
             && run.stderr.contains("bpf runs eBPF prog")
+            && run.stderr.contains("xdp v1 runs eBPF prog")
             && run.stderr.contains("--allow-lost bpf"),
         "{}",
         run.stderr
@@ -427,5 +438,6 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
     let state = tc_state(&fresh, &["v0", "v1"]);
     assert!(state.contains("clsact") && state.contains("rate 1Mbit"), "{state}");
     assert!(!state.contains("bpf"), "{state}");
+    assert!(!fresh.ip(&["link", "show", "v1"]).contains("xdp"), "no XDP program restored");
     fresh.delete();
 }

@@ -391,7 +391,7 @@ pub fn key(o: &pb::TcObject) -> String {
             filter_handle(o)
         ),
         pb::TcType::TcAction => format!("{} index {}", o.kind, o.handle),
-        pb::TcType::TcXdp => format!("{} xdp", o.ifname),
+        pb::TcType::TcXdp => o.ifname.clone(),
         pb::TcType::TcUnspec => format!("{} unknown {}", o.ifname, o.handle),
     }
 }
