@@ -87,10 +87,15 @@ fn reads_with_the_current_reader(
     let mut names: Vec<&str> = inv.files.iter().map(|f| f.name.as_str()).collect();
     // tc.img is new in 1.3; older images read as having no traffic control
     if minor < 3 {
-        assert!(dir.read::<crhook_core::proto::TcObject>(Kind::Tc)?.is_empty());
+        assert!(dir
+            .read::<crhook_core::proto::TcObject>(Kind::Tc)?
+            .is_empty());
         names.insert(6, "tc.img");
     } else {
-        assert_eq!(dir.read::<crhook_core::proto::TcObject>(Kind::Tc)?, tc_objects());
+        assert_eq!(
+            dir.read::<crhook_core::proto::TcObject>(Kind::Tc)?,
+            tc_objects()
+        );
     }
     assert_eq!(
         names,

@@ -126,7 +126,12 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
     snap.tc.extend(crate::tc::xdp_programs(&dump));
     let mut warnings: Vec<String> = crate::tc::lost(&snap.tc)
         .into_iter()
-        .map(|o| format!("{}: not carried (restore needs --allow-lost bpf)", crate::tc::lost_text(o)))
+        .map(|o| {
+            format!(
+                "{}: not carried (restore needs --allow-lost bpf)",
+                crate::tc::lost_text(o)
+            )
+        })
         .collect();
     for l in &links {
         if let Some(pb::link::Info::Veth(v)) = &l.info {

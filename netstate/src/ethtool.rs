@@ -92,8 +92,10 @@ impl Ethtool {
     pub fn open(mut nl: Nl) -> Result<Option<Ethtool>> {
         let mut m = MsgBuf::new(&genl(CTRL_CMD_GETFAMILY, 2));
         m.put(CTRL_ATTR_FAMILY_NAME, b"ethtool\0")?;
-        let reply = match nl.get_raw(&m.into_req(GENL_ID_CTRL), "look up genetlink family ethtool")
-        {
+        let reply = match nl.get_raw(
+            &m.into_req(GENL_ID_CTRL),
+            "look up genetlink family ethtool",
+        ) {
             Ok(r) => r,
             Err(NetstateError::Netlink { source, .. })
                 if source.raw_os_error() == Some(libc::ENOENT) =>
@@ -183,8 +185,7 @@ impl Ethtool {
         let msgs = self.nl.dump_raw(&m.into_req(self.family), op)?;
         msgs.iter()
             .map(|(_, p)| {
-                decode_features(p.get(4..).unwrap_or(&[]), &self.names)
-                    .map_err(|w| self.err(op, w))
+                decode_features(p.get(4..).unwrap_or(&[]), &self.names).map_err(|w| self.err(op, w))
             })
             .collect()
     }
@@ -396,7 +397,12 @@ mod tests {
         let n = |v: &[usize]| v.iter().map(|i| format!("f{i}")).collect::<Vec<_>>();
         assert_eq!(
             f.on,
-            n(&[0, 5, 6, 7, 8, 16, 18, 19, 20, 22, 23, 24, 25, 26, 27, 30, 33, 34, 35, 40, 45, 46])
+            n(
+                &[
+                    0, 5, 6, 7, 8, 16, 18, 19, 20, 22, 23, 24, 25, 26, 27, 30, 33, 34, 35, 40, 45,
+                    46
+                ]
+            )
         );
         // hw bits that are wanted off; bit 10 (nochange) is left out
         assert_eq!(f.off, n(&[3, 11, 14, 37, 41, 57, 59]));

@@ -39,12 +39,19 @@ fn features(ns: &TestNs, devs: &[&str]) -> String {
 }
 
 fn tc(ns: &TestNs, script: &str) {
-    ns.sh(&format!("set -e\n{}", script.replace("tc ", &format!("{} ", tc_bin().display()))));
+    ns.sh(&format!(
+        "set -e\n{}",
+        script.replace("tc ", &format!("{} ", tc_bin().display()))
+    ));
 }
 
 /// `tc -d ARGS` in `ns`, empty where tc refuses (no such parent).
 fn tc_show(ns: &TestNs, args: &str) -> String {
-    let out = ns.exec(&["/bin/sh", "-c", &format!("{} -d {args} 2>/dev/null || true", tc_bin().display())]);
+    let out = ns.exec(&[
+        "/bin/sh",
+        "-c",
+        &format!("{} -d {args} 2>/dev/null || true", tc_bin().display()),
+    ]);
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
@@ -96,7 +103,10 @@ fn tc_state(ns: &TestNs, devs: &[&str]) -> String {
             }
         }
         if *d == devs[0] {
-            s.push_str(&format!("-- actions\n{}", tc_show(ns, "actions list action mirred")));
+            s.push_str(&format!(
+                "-- actions\n{}",
+                tc_show(ns, "actions list action mirred")
+            ));
         }
         for p in parents {
             let f = tc_show(ns, &format!("filter show dev {d} {p}"));
@@ -171,9 +181,19 @@ fn bandwidth_plugin_shape_survives_checkpoint_delete_restore() {
         "{features_before}"
     );
     let (fresh, before, after) = round_trip(ns, "tcbw2", &devs, &tmp.join("img"));
-    assert_eq!(features_before, features(&fresh, &devs), "ethtool -k differs");
-    assert!(before.contains("mirred (Egress Redirect to device ifb0)"), "{before}");
-    assert!(before.contains("tbf 8") && before.contains("rate 10Mbit"), "{before}");
+    assert_eq!(
+        features_before,
+        features(&fresh, &devs),
+        "ethtool -k differs"
+    );
+    assert!(
+        before.contains("mirred (Egress Redirect to device ifb0)"),
+        "{before}"
+    );
+    assert!(
+        before.contains("tbf 8") && before.contains("rate 10Mbit"),
+        "{before}"
+    );
     assert_eq!(before, after, "tc state differs after restore");
     // the redirect points at the ifb of the new namespace, by name
     assert!(after.contains("to device ifb0"), "{after}");
@@ -199,7 +219,13 @@ fn htb_tree_with_classes_filter_and_leaf_qdisc_survives() {
     );
     ns.ip_batch("link set v0 up\nlink set v1 up\n");
     let (fresh, before, after) = round_trip(ns, "tchtb2", &["v0", "v1"], &tmp.join("img"));
-    for want in ["class htb 1:10", "leaf 10:", "flowid 1:10", "pfifo 10:", "bfifo 20:"] {
+    for want in [
+        "class htb 1:10",
+        "leaf 10:",
+        "flowid 1:10",
+        "pfifo 10:",
+        "bfifo 20:",
+    ] {
         assert!(before.contains(want), "{want} missing before:\n{before}");
     }
     assert_eq!(before, after, "tc state differs after restore");
@@ -254,7 +280,13 @@ fn diff_names_a_changed_qdisc_parameter_and_an_added_filter() {
     bandwidth_plugin_shape(&ns);
     checkpoint(&ns, &images);
     let target = ns.path_str();
-    let args = ["diff", "--netns", target.as_str(), "--images", images.as_str()];
+    let args = [
+        "diff",
+        "--netns",
+        target.as_str(),
+        "--images",
+        images.as_str(),
+    ];
     run_crhook(&args).expect_success();
     tc(
         &ns,
@@ -277,7 +309,10 @@ fn diff_names_a_changed_qdisc_parameter_and_an_added_filter() {
         out.contains("only live") && out.contains("match 0a090000/ffff0000 at 12"),
         "{out}"
     );
-    assert!(out.contains("action mirred egress redirect dev ifb0"), "{out}");
+    assert!(
+        out.contains("action mirred egress redirect dev ifb0"),
+        "{out}"
+    );
     // a feature turned back on is a change of the link
     ns.sh(&format!("{} -K eth0 gso on", ethtool_bin().display()));
     let run = run_crhook(&args);
@@ -315,8 +350,10 @@ fn a_failed_restore_removes_the_tc_it_added() {
     assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
     assert_eq!(tc_state(&ns, &devs), bare, "rollback left tc behind");
     // and without the failure it all comes back
-    run_crhook(&["restore", "--netns", &target, "--images", &images, "--verify"])
-        .expect_success();
+    run_crhook(&[
+        "restore", "--netns", &target, "--images", &images, "--verify",
+    ])
+    .expect_success();
     assert!(tc_state(&ns, &devs).contains("to device ifb0"));
     ns.delete();
 }
@@ -342,14 +379,24 @@ fn load_pinned_program(pin: &Path, prog_type: u32) {
     // SAFETY: bpf(2) reads 128 bytes of `attr` and, through its pointers, `insns` and
     // `license`, all alive for the call.
     let fd = unsafe { libc::syscall(libc::SYS_bpf, BPF_PROG_LOAD, attr.as_mut_ptr(), 128u32) };
-    assert!(fd >= 0, "load a bpf program: {}", std::io::Error::last_os_error());
+    assert!(
+        fd >= 0,
+        "load a bpf program: {}",
+        std::io::Error::last_os_error()
+    );
     let path = std::ffi::CString::new(pin.as_os_str().as_encoded_bytes()).expect("pin path");
     let mut attr = [0u8; 128];
     attr[0..8].copy_from_slice(&(path.as_ptr() as u64).to_ne_bytes());
     attr[8..12].copy_from_slice(&(fd as u32).to_ne_bytes());
     // SAFETY: as above; `path` is a NUL-terminated string alive for the call.
     let r = unsafe { libc::syscall(libc::SYS_bpf, BPF_OBJ_PIN, attr.as_mut_ptr(), 128u32) };
-    assert_eq!(r, 0, "pin at {}: {}", pin.display(), std::io::Error::last_os_error());
+    assert_eq!(
+        r,
+        0,
+        "pin at {}: {}",
+        pin.display(),
+        std::io::Error::last_os_error()
+    );
     // SAFETY: `fd` is the descriptor bpf(2) returned above, owned by nobody else.
     unsafe { libc::close(fd as i32) };
 }
@@ -396,7 +443,15 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
             pin.display()
         ),
     );
-    ns.ip(&["link", "set", "dev", "v1", "xdpgeneric", "pinned", &xdp.display().to_string()]);
+    ns.ip(&[
+        "link",
+        "set",
+        "dev",
+        "v1",
+        "xdpgeneric",
+        "pinned",
+        &xdp.display().to_string(),
+    ]);
     let images = tmp.join("img");
     let run = run_crhook(&["checkpoint", "--netns", &ns.path_str(), "--images", &images]);
     run.expect_success();
@@ -423,7 +478,10 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
         "{}",
         run.stderr
     );
-    assert!(!fresh.link_exists("v0"), "a refused restore changed the target");
+    assert!(
+        !fresh.link_exists("v0"),
+        "a refused restore changed the target"
+    );
     run_crhook(&[
         "restore",
         "--netns",
@@ -436,8 +494,14 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
     ])
     .expect_success();
     let state = tc_state(&fresh, &["v0", "v1"]);
-    assert!(state.contains("clsact") && state.contains("rate 1Mbit"), "{state}");
+    assert!(
+        state.contains("clsact") && state.contains("rate 1Mbit"),
+        "{state}"
+    );
     assert!(!state.contains("bpf"), "{state}");
-    assert!(!fresh.ip(&["link", "show", "v1"]).contains("xdp"), "no XDP program restored");
+    assert!(
+        !fresh.ip(&["link", "show", "v1"]).contains("xdp"),
+        "no XDP program restored"
+    );
     fresh.delete();
 }

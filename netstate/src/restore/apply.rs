@@ -321,7 +321,12 @@ fn features(
     links: &[crhook_proto::Link],
     lp: &links::LinkPlan,
 ) -> std::result::Result<(), Vec<String>> {
-    let made: Vec<usize> = lp.create.iter().chain(lp.partner.values()).copied().collect();
+    let made: Vec<usize> = lp
+        .create
+        .iter()
+        .chain(lp.partner.values())
+        .copied()
+        .collect();
     let configured: Vec<usize> = lp.configure.iter().map(|(i, _)| *i).collect();
     let wanted: Vec<(usize, crate::ethtool::Features)> = made
         .iter()

@@ -14,9 +14,7 @@ use crhook_core::{Kind, StatsRecorder};
 
 use crate::api::{RestoreOptions, RestoreOutcome};
 use crate::error::{NetstateError, Result};
-use crate::family::{
-    self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules, Tc,
-};
+use crate::family::{self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::journal::{undo_req, Journal, Undo};
 use crate::link::capture::{dump, link_name};
@@ -277,7 +275,10 @@ fn plan_tc(
     // verify compares what was carried; the lost objects stay recorded in the image
     snap.tc = carried;
     let lost = if allowed {
-        texts.into_iter().map(|t| format!("{t}: not restored (--allow-lost bpf)")).collect()
+        texts
+            .into_iter()
+            .map(|t| format!("{t}: not restored (--allow-lost bpf)"))
+            .collect()
     } else {
         Vec::new()
     };

@@ -106,11 +106,7 @@ pub(crate) fn header(h: &[u8]) -> TcHeader {
 }
 
 /// A dumped qdisc, class or filter.
-pub(crate) fn decode(
-    ty: pb::TcType,
-    payload: &[u8],
-    ifs: &IfMap,
-) -> Result<pb::TcObject, String> {
+pub(crate) fn decode(ty: pb::TcType, payload: &[u8], ifs: &IfMap) -> Result<pb::TcObject, String> {
     let (h, list) = nla::split(payload, TCMSG_LEN, "tc")?;
     let h = header(h);
     let mut o = pb::TcObject {
@@ -119,7 +115,11 @@ pub(crate) fn decode(
         ifname: ifs.name(h.ifindex),
         handle: h.handle,
         parent: h.parent,
-        info: if ty == pb::TcType::TcFilter { h.info } else { 0 },
+        info: if ty == pb::TcType::TcFilter {
+            h.info
+        } else {
+            0
+        },
         ..Default::default()
     };
     let mut options: Option<&[u8]> = None;
@@ -308,10 +308,7 @@ fn action_options(kind: &str, opts: &[u8], bpf: &mut BpfSeen) -> Result<Out, Str
 /// Standalone actions of one RTM_GETACTION dump answer: (kind, index, attributes) of each
 /// action made on its own (`tc actions add`), not of those a filter made and owns (their
 /// reference count equals their bind count: they die with the filter).
-pub(crate) fn standalone_actions(
-    payload: &[u8],
-    ifs: &IfMap,
-) -> Result<Vec<pb::TcObject>, String> {
+pub(crate) fn standalone_actions(payload: &[u8], ifs: &IfMap) -> Result<Vec<pb::TcObject>, String> {
     let (_, list) = nla::split(payload, TCAMSG_LEN, "tc action")?;
     let mut found = Vec::new();
     for at in list {

@@ -4,8 +4,8 @@ use crhook_proto as pb;
 
 use super::decode::{TCAMSG_LEN, TCA_ACT_INDEX, TCA_ACT_KIND, TCA_CHAIN, TCA_KIND, TCA_OPTIONS};
 use super::{
-    describe, tcmsg, ty, RTM_DELACTION, RTM_DELQDISC, RTM_DELTCLASS, RTM_DELTFILTER,
-    RTM_NEWACTION, RTM_NEWQDISC, RTM_NEWTCLASS, RTM_NEWTFILTER, TCA_ACT_TAB,
+    describe, tcmsg, ty, RTM_DELACTION, RTM_DELQDISC, RTM_DELTCLASS, RTM_DELTFILTER, RTM_NEWACTION,
+    RTM_NEWQDISC, RTM_NEWTCLASS, RTM_NEWTFILTER, TCA_ACT_TAB,
 };
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;

@@ -153,8 +153,8 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
                 if t != RTM_NEWTCLASS {
                     continue;
                 }
-                let c = decode::decode(pb::TcType::TcClass, &p, ifs)
-                    .map_err(|w| err(&op, nl, w))?;
+                let c =
+                    decode::decode(pb::TcType::TcClass, &p, ifs).map_err(|w| err(&op, nl, w))?;
                 let owner = mine.iter().find(|q| q.handle >> 16 == c.handle >> 16);
                 if owner.is_some_and(|q| USER_CLASSES.contains(&q.kind.as_str())) {
                     classes.push(c);
@@ -172,11 +172,7 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
         }
         blocks.extend(classes.iter().map(|c| c.handle));
         for parent in blocks {
-            let op = format!(
-                "dump filters of {} {}",
-                ifs.name(dev),
-                handle_str(parent)
-            );
+            let op = format!("dump filters of {} {}", ifs.name(dev), handle_str(parent));
             let req = Req::Raw {
                 msg_type: RTM_GETTFILTER,
                 payload: tcmsg(dev, 0, parent, 0),
@@ -185,8 +181,8 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
                 if t != RTM_NEWTFILTER {
                     continue;
                 }
-                let f = decode::decode(pb::TcType::TcFilter, &p, ifs)
-                    .map_err(|w| err(&op, nl, w))?;
+                let f =
+                    decode::decode(pb::TcType::TcFilter, &p, ifs).map_err(|w| err(&op, nl, w))?;
                 if user_filter(&f) {
                     filters.push(f);
                 }

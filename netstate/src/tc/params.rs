@@ -74,9 +74,9 @@ pub fn rate_str(bytes_per_sec: u64) -> String {
 
 /// `4Kb`, `1600b`, `2Mb` as tc prints sizes.
 pub fn size_str(b: u64) -> String {
-    if b >= 1 << 20 && b % (1 << 20) == 0 {
+    if b >= 1 << 20 && b.is_multiple_of(1 << 20) {
         format!("{}Mb", b >> 20)
-    } else if b >= 1 << 10 && b % (1 << 10) == 0 {
+    } else if b >= 1 << 10 && b.is_multiple_of(1 << 10) {
         format!("{}Kb", b >> 10)
     } else {
         format!("{b}b")
@@ -247,7 +247,12 @@ fn sfq(b: &[u8]) -> Option<Vec<Param>> {
 
 fn fq(b: &[u8]) -> Option<Vec<Param>> {
     let mut v = Vec::new();
-    for (name, t) in [("limit", 1u16), ("flow_limit", 2), ("quantum", 3), ("buckets", 8)] {
+    for (name, t) in [
+        ("limit", 1u16),
+        ("flow_limit", 2),
+        ("quantum", 3),
+        ("buckets", 8),
+    ] {
         if let Some(x) = attr_u32(b, t) {
             v.push(match name {
                 "limit" | "flow_limit" => p(name, format!("{x}p")),
@@ -293,17 +298,15 @@ fn u32_filter(o: &pb::TcObject) -> Option<Vec<Param>> {
         match TcFilterU32Option::parse(&nla.ok()?).ok()? {
             TcFilterU32Option::Divisor(d) => v.push(p("divisor", d.to_string())),
             TcFilterU32Option::Link(l) => v.push(p("link", handle_str(l))),
-            TcFilterU32Option::ClassId(c) => {
-                v.push(p("flowid", handle_str(u32::from(c.major) << 16 | u32::from(c.minor))))
-            }
+            TcFilterU32Option::ClassId(c) => v.push(p(
+                "flowid",
+                handle_str(u32::from(c.major) << 16 | u32::from(c.minor)),
+            )),
             TcFilterU32Option::Selector(s) => {
                 for k in &s.keys {
                     v.push(p(
                         "match",
-                        format!(
-                            "{:08x}/{:08x} at {}",
-                            k.val, k.mask, k.off
-                        ),
+                        format!("{:08x}/{:08x} at {}", k.val, k.mask, k.off),
                     ));
                 }
                 if s.keys.is_empty() {
@@ -321,9 +324,10 @@ fn matchall(o: &pb::TcObject) -> Option<Vec<Param>> {
     let mut v = Vec::new();
     for nla in NlasIterator::new(o.options.as_slice()) {
         match TcFilterMatchAllOption::parse(&nla.ok()?).ok()? {
-            TcFilterMatchAllOption::ClassId(c) => {
-                v.push(p("flowid", handle_str(u32::from(c.major) << 16 | u32::from(c.minor))))
-            }
+            TcFilterMatchAllOption::ClassId(c) => v.push(p(
+                "flowid",
+                handle_str(u32::from(c.major) << 16 | u32::from(c.minor)),
+            )),
             TcFilterMatchAllOption::Action(acts) => v.extend(actions(o, &acts)),
             _ => {}
         }

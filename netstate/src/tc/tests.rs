@@ -79,11 +79,7 @@ fn dumped(ifindex: u32, handle: u32, parent: u32, info: u32, attrs: &[Vec<u8>]) 
 
 /// What a dump adds that is not state: statistics (TCA_STATS2, TCA_STATS), hardware state.
 fn dump_noise() -> Vec<Vec<u8>> {
-    vec![
-        nla(12, &[0]),
-        nla(7, &nla(1, &[0; 16])),
-        nla(3, &[0; 36]),
-    ]
+    vec![nla(12, &[0]), nla(7, &nla(1, &[0; 16])), nla(3, &[0; 36])]
 }
 
 fn dec(ty: pb::TcType, hexed: &str) -> pb::TcObject {
@@ -186,10 +182,7 @@ fn u32_with_mirred_from_a_kernel_dump() {
     // the action without statistics, hw count and timestamps, its counts zeroed
     let sel = unhex("0100010000000000000000000000000000000000000000000000000000000000");
     let parms = unhex("0100000000000000040000000000000000000000010000000400000000000000");
-    let mirred = cat(&[
-        nla(1, &z("mirred")),
-        nla(2, &nla(2, &parms[..28])),
-    ]);
+    let mirred = cat(&[nla(1, &z("mirred")), nla(2, &nla(2, &parms[..28]))]);
     let want = cat(&[
         nla(5, &sel),
         nla(2, &u32b(0x8000_0000)),
@@ -320,7 +313,10 @@ fn gact_dumped(verdict: u32, refcnt: u32, bindcnt: u32) -> Vec<u8> {
             2,
             &cat(&[
                 nla(1, &[7; 32]),
-                nla(2, &cat(&[u32b(5), u32b(0), u32b(verdict), u32b(refcnt), u32b(bindcnt)])),
+                nla(
+                    2,
+                    &cat(&[u32b(5), u32b(0), u32b(verdict), u32b(refcnt), u32b(bindcnt)]),
+                ),
             ]),
         ),
         nla(4, &nla(1, &[9; 16])),
@@ -331,7 +327,13 @@ fn gact_dumped(verdict: u32, refcnt: u32, bindcnt: u32) -> Vec<u8> {
 fn gact_saved(verdict: u32) -> Vec<u8> {
     cat(&[
         nla(1, &z("gact")),
-        nla(2, &nla(2, &cat(&[u32b(5), u32b(0), u32b(verdict), u32b(0), u32b(0)]))),
+        nla(
+            2,
+            &nla(
+                2,
+                &cat(&[u32b(5), u32b(0), u32b(verdict), u32b(0), u32b(0)]),
+            ),
+        ),
     ])
 }
 
@@ -365,10 +367,7 @@ fn flower_and_matchall_filters_with_gact() {
         nla(3, &u32b(8)),
         nla(4, &[0; 16]),
     ]);
-    let want = cat(&[
-        nla(1, &u32b(0x0001_0001)),
-        nla(2, &nla(1, &gact_saved(0))),
-    ]);
+    let want = cat(&[nla(1, &u32b(0x0001_0001)), nla(2, &nla(1, &gact_saved(0)))]);
     golden(
         pb::TcType::TcFilter,
         "matchall",
@@ -405,7 +404,10 @@ fn standalone_gact_and_police_actions() {
     let acts = standalone_actions(&payload, &saved()).unwrap();
     assert_eq!(acts.len(), 2, "{acts:?}");
     assert_eq!(acts[0].options, gact_saved(2));
-    assert_eq!((acts[0].handle, key(&acts[0]).as_str()), (5, "gact index 5"));
+    assert_eq!(
+        (acts[0].handle, key(&acts[0]).as_str()),
+        (5, "gact index 5")
+    );
     assert_eq!(params::summary(&acts[0]), "action drop");
     let p = &acts[1];
     assert_eq!((p.kind.as_str(), p.handle), ("police", 9));
@@ -423,14 +425,20 @@ fn standalone_gact_and_police_actions() {
         nla(3, &u32b(9)),
     ]);
     let mut want = vec![0u8; 4];
-    want.extend(nla(TCA_ACT_TAB | NLA_F_NESTED, &nla(1 | NLA_F_NESTED, &one)));
+    want.extend(nla(
+        TCA_ACT_TAB | NLA_F_NESTED,
+        &nla(1 | NLA_F_NESTED, &one),
+    ));
     assert_eq!(req, want);
     let del = del_request(p, &moved()).unwrap();
     let (t, req) = req_bytes(&del);
     assert_eq!(t, RTM_DELACTION);
     let one = cat(&[nla(1, &z("police")), nla(3, &u32b(9))]);
     let mut want = vec![0u8; 4];
-    want.extend(nla(TCA_ACT_TAB | NLA_F_NESTED, &nla(1 | NLA_F_NESTED, &one)));
+    want.extend(nla(
+        TCA_ACT_TAB | NLA_F_NESTED,
+        &nla(1 | NLA_F_NESTED, &one),
+    ));
     assert_eq!(req, want);
 }
 
@@ -464,7 +472,10 @@ fn an_ebpf_classifier_is_recorded_and_not_carried() {
          tag 59f4a931744dcdc6 name prog.o:[classifier]"
     );
     let e = add_request(&f, &moved()).err().unwrap().to_string();
-    assert!(e.contains("eBPF program 97") && e.contains("cannot be carried"), "{e}");
+    assert!(
+        e.contains("eBPF program 97") && e.contains("cannot be carried"),
+        "{e}"
+    );
     // classic BPF is dumped with its instructions and carried
     let classic = cat(&[
         nla(4, &1u16.to_ne_bytes()),
@@ -487,12 +498,21 @@ fn an_ebpf_classifier_is_recorded_and_not_carried() {
 fn a_bpf_action_inside_a_u32_filter_marks_the_filter() {
     let act = cat(&[
         nla(1, &z("bpf")),
-        nla(2, &cat(&[nla(2, &[0; 20]), nla(6, &z("act")), nla(9, &u32b(31))])),
+        nla(
+            2,
+            &cat(&[nla(2, &[0; 20]), nla(6, &z("act")), nla(9, &u32b(31))]),
+        ),
     ]);
     let opts = cat(&[nla(5, &[0; 16]), nla(7, &nla(1, &act))]);
     let f = decode(
         pb::TcType::TcFilter,
-        &dumped(3, 0x8000_0800, 0xFFFF_0000, 0x0001_0300, &[nla(1, &z("u32")), nla(2, &opts)]),
+        &dumped(
+            3,
+            0x8000_0800,
+            0xFFFF_0000,
+            0x0001_0300,
+            &[nla(1, &z("u32")), nla(2, &opts)],
+        ),
         &saved(),
     )
     .unwrap();
