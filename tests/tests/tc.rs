@@ -126,10 +126,20 @@ fn checkpoint(ns: &TestNs, images: &str) {
     run_crhook(&["checkpoint", "--netns", &ns.path_str(), "--images", images]).expect_success();
 }
 
-/// Checkpoints `ns`, deletes it, restores into a fresh namespace (verified) and returns it
-/// with the state before and after.
-fn round_trip(ns: TestNs, tag: &str, devs: &[&str], images: &str) -> (TestNs, String, String) {
+/// Checkpoints `ns`, deletes it, restores into a fresh namespace (verified) and checks that
+/// the tc state before held every one of `wants` and is what the fresh namespace holds;
+/// returns the fresh namespace and its state.
+fn round_trip(
+    ns: TestNs,
+    tag: &str,
+    devs: &[&str],
+    images: &str,
+    wants: &[&str],
+) -> (TestNs, String) {
     let before = tc_state(&ns, devs);
+    for want in wants {
+        assert!(before.contains(want), "{want} missing before:\n{before}");
+    }
     checkpoint(&ns, images);
     ns.delete();
     let fresh = TestNs::new(tag);
@@ -143,7 +153,8 @@ fn round_trip(ns: TestNs, tag: &str, devs: &[&str], images: &str) -> (TestNs, St
     ])
     .expect_success();
     let after = tc_state(&fresh, devs);
-    (fresh, before, after)
+    assert_eq!(before, after, "tc state differs after restore");
+    (fresh, after)
 }
 
 fn bandwidth_plugin_shape(ns: &TestNs) {
@@ -180,21 +191,17 @@ fn bandwidth_plugin_shape_survives_checkpoint_delete_restore() {
             && features_before.contains("rx-gro-list: on"),
         "{features_before}"
     );
-    let (fresh, before, after) = round_trip(ns, "tcbw2", &devs, &tmp.join("img"));
+    let wants = [
+        "mirred (Egress Redirect to device ifb0)",
+        "tbf 8",
+        "rate 10Mbit",
+    ];
+    let (fresh, after) = round_trip(ns, "tcbw2", &devs, &tmp.join("img"), &wants);
     assert_eq!(
         features_before,
         features(&fresh, &devs),
         "ethtool -k differs"
     );
-    assert!(
-        before.contains("mirred (Egress Redirect to device ifb0)"),
-        "{before}"
-    );
-    assert!(
-        before.contains("tbf 8") && before.contains("rate 10Mbit"),
-        "{before}"
-    );
-    assert_eq!(before, after, "tc state differs after restore");
     // the redirect points at the ifb of the new namespace, by name
     assert!(after.contains("to device ifb0"), "{after}");
     fresh.delete();
@@ -218,17 +225,14 @@ fn htb_tree_with_classes_filter_and_leaf_qdisc_survives() {
          tc qdisc add dev v0 parent 1:20 handle 20: bfifo limit 30000\n",
     );
     ns.ip_batch("link set v0 up\nlink set v1 up\n");
-    let (fresh, before, after) = round_trip(ns, "tchtb2", &["v0", "v1"], &tmp.join("img"));
-    for want in [
+    let wants = [
         "class htb 1:10",
         "leaf 10:",
         "flowid 1:10",
         "pfifo 10:",
         "bfifo 20:",
-    ] {
-        assert!(before.contains(want), "{want} missing before:\n{before}");
-    }
-    assert_eq!(before, after, "tc state differs after restore");
+    ];
+    let (fresh, _) = round_trip(ns, "tchtb2", &["v0", "v1"], &tmp.join("img"), &wants);
     fresh.delete();
 }
 
@@ -254,8 +258,7 @@ fn clsact_with_ingress_and_egress_filters_survives() {
     );
     ns.ip_batch("link set v2 up\nlink set v3 up\nlink set ifb1 up\n");
     let devs = ["v2", "v3", "ifb1"];
-    let (fresh, before, after) = round_trip(ns, "tccls2", &devs, &tmp.join("img"));
-    for want in [
+    let wants = [
         "clsact",
         "pref 3",
         "pref 7",
@@ -264,10 +267,8 @@ fn clsact_with_ingress_and_egress_filters_survives() {
         "Egress Mirror to device v3",
         "index 50",
         "index 51",
-    ] {
-        assert!(before.contains(want), "{want} missing before:\n{before}");
-    }
-    assert_eq!(before, after, "tc state differs after restore");
+    ];
+    let (fresh, _) = round_trip(ns, "tccls2", &devs, &tmp.join("img"), &wants);
     fresh.delete();
 }
 

@@ -24,9 +24,9 @@ pub(crate) const TCA_CHAIN: u16 = 11;
 const TCA_INGRESS_BLOCK: u16 = 13;
 const TCA_EGRESS_BLOCK: u16 = 14;
 
-pub(crate) const TCA_ACT_KIND: u16 = 1;
+const TCA_ACT_KIND: u16 = 1;
 const TCA_ACT_OPTIONS: u16 = 2;
-pub(crate) const TCA_ACT_INDEX: u16 = 3;
+const TCA_ACT_INDEX: u16 = 3;
 const TCA_ACT_STATS: u16 = 4;
 const TCA_ACT_PAD: u16 = 5;
 const TCA_ACT_USED_HW_STATS: u16 = 9;

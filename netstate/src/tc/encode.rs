@@ -2,7 +2,7 @@
 
 use crhook_proto as pb;
 
-use super::decode::{TCAMSG_LEN, TCA_ACT_INDEX, TCA_ACT_KIND, TCA_CHAIN, TCA_KIND, TCA_OPTIONS};
+use super::decode::{act_tab, TCAMSG_LEN, TCA_CHAIN, TCA_KIND, TCA_OPTIONS};
 use super::{
     describe, tcmsg, ty, RTM_DELACTION, RTM_DELQDISC, RTM_DELTCLASS, RTM_DELTFILTER, RTM_NEWACTION,
     RTM_NEWQDISC, RTM_NEWTCLASS, RTM_NEWTFILTER, TCA_ACT_TAB,
@@ -60,11 +60,7 @@ pub(crate) fn add(o: &pb::TcObject, ifs: &IfMap) -> Result<Req> {
             )))
         }
     };
-    let mut m = MsgBuf::new(&tcmsg(live_dev(o, ifs)?, o.handle, o.parent, o.info));
-    m.put(TCA_KIND, &kind_z(&o.kind))?;
-    if ty(o) == pb::TcType::TcFilter {
-        m.put_u32(TCA_CHAIN, o.chain)?;
-    }
+    let mut m = head(o, ifs)?;
     m.put(TCA_OPTIONS, &patched_options(o, ifs)?)?;
     m.put_raw(&o.raw)?;
     Ok(m.into_req(msg_type))
@@ -83,26 +79,31 @@ pub(crate) fn del(o: &pb::TcObject, ifs: &IfMap) -> Result<Req> {
             )))
         }
     };
+    Ok(head(o, ifs)?.into_req(msg_type))
+}
+
+/// The identity every request about `o` carries: tcmsg on the live device, kind, chain.
+fn head(o: &pb::TcObject, ifs: &IfMap) -> Result<MsgBuf> {
     let mut m = MsgBuf::new(&tcmsg(live_dev(o, ifs)?, o.handle, o.parent, o.info));
     m.put(TCA_KIND, &kind_z(&o.kind))?;
     if ty(o) == pb::TcType::TcFilter {
         m.put_u32(TCA_CHAIN, o.chain)?;
     }
-    Ok(m.into_req(msg_type))
+    Ok(m)
 }
 
 /// RTM_NEWACTION with the saved attributes, or RTM_DELACTION by kind and index.
 fn action(o: &pb::TcObject, ifs: &IfMap, msg_type: u16, full: bool) -> Result<Req> {
-    let one = if full {
-        patched_options(o, ifs)?
-    } else {
-        nla::nested(|n| {
-            n.put(TCA_ACT_KIND, &kind_z(&o.kind))?;
-            n.put_u32(TCA_ACT_INDEX, o.handle)
-        })?
-    };
-    let tab = nla::nested(|n| n.put(1 | NLA_F_NESTED, &one))?;
-    let mut m = MsgBuf::new(&[0u8; TCAMSG_LEN]);
-    m.put(TCA_ACT_TAB | NLA_F_NESTED, &tab)?;
-    Ok(m.into_req(msg_type))
+    let mut payload = vec![0u8; TCAMSG_LEN];
+    if full {
+        let tab = nla::nested(|n| n.put(1 | NLA_F_NESTED, &patched_options(o, ifs)?))?;
+        let mut m = MsgBuf::new(&payload);
+        m.put(TCA_ACT_TAB | NLA_F_NESTED, &tab)?;
+        return Ok(m.into_req(msg_type));
+    }
+    payload.extend(
+        act_tab(&o.kind, Some(o.handle))
+            .map_err(|w| NetstateError::invalid(format!("{}: {w}", describe(o))))?,
+    );
+    Ok(Req::Raw { msg_type, payload })
 }

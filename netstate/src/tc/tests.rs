@@ -444,6 +444,14 @@ fn standalone_gact_and_police_actions() {
 
 use crate::nla::NLA_F_NESTED;
 
+/// A `bpf` classifier on va's clsact ingress with `opts`, as dumped.
+fn bpf_filter(opts: &[u8]) -> pb::TcObject {
+    let mut attrs = vec![nla(1, &z("bpf")), nla(2, opts)];
+    attrs.extend(dump_noise());
+    let msg = dumped(3, 1, 0xFFFF_FFF2, 0xC000_0300, &attrs);
+    decode(pb::TcType::TcFilter, &msg, &saved()).unwrap()
+}
+
 #[test]
 fn an_ebpf_classifier_is_recorded_and_not_carried() {
     let opts = cat(&[
@@ -452,14 +460,7 @@ fn an_ebpf_classifier_is_recorded_and_not_carried() {
         nla(10, &unhex("59f4a931744dcdc6")),
         nla(11, &u32b(97)),
     ]);
-    let mut attrs = vec![nla(1, &z("bpf")), nla(2, &opts)];
-    attrs.extend(dump_noise());
-    let f = decode(
-        pb::TcType::TcFilter,
-        &dumped(3, 1, 0xFFFF_FFF2, 0xC000_0300, &attrs),
-        &saved(),
-    )
-    .unwrap();
+    let f = bpf_filter(&opts);
     let p = f.bpf.as_ref().unwrap();
     assert_eq!(
         (p.id, p.name.as_str(), crate::nla::hex(&p.tag).as_str()),
@@ -482,14 +483,7 @@ fn an_ebpf_classifier_is_recorded_and_not_carried() {
         nla(5, &unhex("0600000000000000")),
         nla(9, &u32b(1)),
     ]);
-    let mut attrs = vec![nla(1, &z("bpf")), nla(2, &classic)];
-    attrs.extend(dump_noise());
-    let f = decode(
-        pb::TcType::TcFilter,
-        &dumped(3, 1, 0xFFFF_FFF2, 0xC000_0300, &attrs),
-        &saved(),
-    )
-    .unwrap();
+    let f = bpf_filter(&classic);
     assert!(f.bpf.is_none());
     assert!(add_request(&f, &moved()).is_ok());
 }
