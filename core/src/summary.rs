@@ -370,7 +370,14 @@ pub fn summary(dir: &Path, files: &[Value], cx: &ShowContext) -> String {
         l.list(
             0,
             tc.iter()
-                .map(|o| (s(o, "ifname").to_string(), s(o, "summary").to_string()))
+                .map(|o| {
+                    let what = s(o, "type").trim_start_matches("TC_").to_lowercase();
+                    let dev = match s(o, "ifname") {
+                        "" => "-".to_string(),
+                        d => d.to_string(),
+                    };
+                    (dev, format!("{what} {} {}", s(o, "kind"), s(o, "summary")))
+                })
                 .collect(),
         );
     }

@@ -132,6 +132,7 @@ pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Ve
             .collect(),
         &mut out,
     );
+    crate::ethtool::diff(&saved.links, &live.links, &mut out);
     family::diff::<Addresses>(&saved.addresses, &live.addresses, &mut out);
     family::diff::<Nexthops>(&saved.nexthops, &live.nexthops, &mut out);
     family::diff::<Routes>(&saved.routes, &live.routes, &mut out);

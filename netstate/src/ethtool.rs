@@ -366,6 +366,55 @@ pub fn forget_unrecorded(saved_link: &pb::Link, live: &mut pb::Link) {
     }
 }
 
+/// Feature changes of links both sides hold, one line per feature as `ethtool -k` names it
+/// (`link eth0: feature tx-generic-segmentation off -> on`), replacing the positional lines
+/// the link comparison makes of the two lists.
+pub fn diff(saved_links: &[pb::Link], live: &[pb::Link], out: &mut Vec<crate::api::Difference>) {
+    out.retain(|d| {
+        !(d.kind == "link"
+            && (d.field.starts_with("features_on") || d.field.starts_with("features_off")))
+    });
+    let live: HashMap<&str, &pb::Link> = live.iter().map(|l| (l.name.as_str(), l)).collect();
+    for s in saved_links {
+        let (Some(want), Some(l)) = (saved(s), live.get(s.name.as_str())) else {
+            continue;
+        };
+        let state = |f: &Features, name: &str| {
+            if f.on.iter().any(|x| x == name) {
+                "on"
+            } else if f.off.iter().any(|x| x == name) {
+                "off"
+            } else {
+                "absent"
+            }
+        };
+        let now = Features {
+            on: l.features_on.clone(),
+            off: l.features_off.clone(),
+        };
+        let mut names: Vec<&String> = want.on.iter().chain(&want.off).collect();
+        let extra: Vec<&String> = now
+            .on
+            .iter()
+            .chain(&now.off)
+            .filter(|n| !names.contains(n))
+            .collect();
+        names.extend(extra);
+        for n in names {
+            let (a, b) = (state(&want, n), state(&now, n));
+            if a != b {
+                out.push(crate::api::Difference {
+                    kind: "link".into(),
+                    object: s.name.clone(),
+                    field: format!("feature {n}"),
+                    saved: a.into(),
+                    live: b.into(),
+                });
+            }
+        }
+    }
+}
+
 /// The features a saved link records; `None` for links saved without them (older images, or a
 /// device whose features cannot change).
 pub fn saved(l: &pb::Link) -> Option<Features> {

@@ -318,8 +318,8 @@ fn diff_names_a_changed_qdisc_parameter_and_an_added_filter() {
     ns.sh(&format!("{} -K eth0 gso on", ethtool_bin().display()));
     let run = run_crhook(&args);
     assert!(
-        run.stdout.contains("link eth0: features_")
-            && run.stdout.contains("tx-generic-segmentation"),
+        run.stdout
+            .contains("link eth0: feature tx-generic-segmentation off -> on"),
         "{}",
         run.stdout
     );

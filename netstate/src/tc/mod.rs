@@ -200,7 +200,20 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
             msg_type: RTM_GETACTION,
             payload,
         };
-        for (t, p) in nl.dump_raw(&req, &op)? {
+        let msgs = match nl.dump_raw(&req, &op) {
+            Ok(m) => m,
+            // a kernel without tc actions (CONFIG_NET_CLS_ACT off) has no table to dump
+            Err(crate::error::NetstateError::Netlink { source, .. })
+                if matches!(
+                    source.raw_os_error(),
+                    Some(libc::EOPNOTSUPP | libc::ENOENT | libc::EINVAL)
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        };
+        for (t, p) in msgs {
             if t == RTM_GETACTION || t == RTM_NEWACTION {
                 out.extend(decode::standalone_actions(&p, ifs).map_err(|w| err(&op, nl, w))?);
             }
