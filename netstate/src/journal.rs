@@ -99,6 +99,26 @@ pub fn already_gone(errno: i32) -> bool {
 
 /// Sends one undo request; None when it worked or the object was already gone.
 pub fn undo_req(nl: &mut Nl, req: Req, what: &str) -> Option<String> {
+    // A tc action a filter bound is released after an RCU grace period once the filter is
+    // deleted: until then deleting it says EPERM ("bound"). Ask again for up to a second.
+    if let Req::Raw {
+        msg_type: crate::tc::RTM_DELACTION,
+        payload,
+    } = &req
+    {
+        for _ in 0..100 {
+            let again = Req::Raw {
+                msg_type: crate::tc::RTM_DELACTION,
+                payload: payload.clone(),
+            };
+            match nl.request(again, 0, what) {
+                Ok(Err(e)) if e.errno == libc::EPERM => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                _ => break,
+            }
+        }
+    }
     match nl.request(req, 0, what) {
         Ok(Ok(())) => None,
         Ok(Err(e)) if already_gone(e.errno) => None,

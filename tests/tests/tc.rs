@@ -1,7 +1,7 @@
 //! Traffic control through checkpoint → delete → restore: the Kubernetes bandwidth plugin's
 //! shape (tbf on a veth, an ingress qdisc whose u32 filter redirects to an ifb with mirred, tbf
 //! on the ifb), an htb tree with classes, a u32 filter into a class and a leaf qdisc, clsact
-//! with ingress and egress filters (one in chain 5); compared as `tc -d qdisc/class/filter
+//! with ingress and egress filters (one in chain 5) and an empty chain 7; compared as `tc -d qdisc/class/filter
 //! show` prints them per device, counters removed. `diff` names a changed qdisc parameter and
 //! an added filter; a rolled-back restore removes the tc it added; an eBPF filter is refused by
 //! name without `--allow-lost bpf`. Device features (`ethtool -K`) come back with the links.
@@ -112,6 +112,16 @@ fn tc_state(ns: &TestNs, devs: &[&str]) -> String {
             let f = tc_show(ns, &format!("filter show dev {d} {p}"));
             if !f.is_empty() {
                 s.push_str(&format!("-- filters {p}\n{f}"));
+            }
+            // listed in the order they came to be, which a filter's first use decides; the
+            // set is the state
+            let mut c: Vec<String> = tc_show(ns, &format!("chain show dev {d} {p}"))
+                .lines()
+                .map(String::from)
+                .collect();
+            c.sort();
+            if !c.is_empty() {
+                s.push_str(&format!("-- chains {p}\n{}\n", c.join("\n")));
             }
         }
     }
@@ -251,6 +261,7 @@ fn clsact_with_ingress_and_egress_filters_survives() {
             action mirred ingress redirect dev ifb1\n\
          tc filter add dev v2 egress protocol ip prio 9 chain 5 u32 match ip tos 0x10 0xff \
             action mirred egress redirect dev ifb1\n\
+         tc chain add dev v2 egress chain 7\n\
          tc actions add action mirred egress redirect dev ifb1 index 50\n\
          tc actions add action mirred egress mirror dev v3 index 51\n\
          tc filter add dev v2 ingress protocol ip prio 11 u32 match ip dst 10.1.0.0/16 \
@@ -264,6 +275,7 @@ fn clsact_with_ingress_and_egress_filters_survives() {
         "pref 7",
         "pref 11",
         "chain 5",
+        "chain parent ffff: chain 7",
         "Egress Mirror to device v3",
         "index 50",
         "index 51",

@@ -4,8 +4,8 @@ use crhook_proto as pb;
 
 use super::decode::{act_tab, TCAMSG_LEN, TCA_CHAIN, TCA_KIND, TCA_OPTIONS};
 use super::{
-    describe, tcmsg, ty, RTM_DELACTION, RTM_DELQDISC, RTM_DELTCLASS, RTM_DELTFILTER, RTM_NEWACTION,
-    RTM_NEWQDISC, RTM_NEWTCLASS, RTM_NEWTFILTER, TCA_ACT_TAB,
+    describe, tcmsg, ty, RTM_DELACTION, RTM_DELCHAIN, RTM_DELQDISC, RTM_DELTCLASS, RTM_DELTFILTER,
+    RTM_NEWACTION, RTM_NEWCHAIN, RTM_NEWQDISC, RTM_NEWTCLASS, RTM_NEWTFILTER, TCA_ACT_TAB,
 };
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
@@ -53,6 +53,7 @@ pub(crate) fn add(o: &pb::TcObject, ifs: &IfMap) -> Result<Req> {
         pb::TcType::TcClass => RTM_NEWTCLASS,
         pb::TcType::TcFilter => RTM_NEWTFILTER,
         pb::TcType::TcAction => return action(o, ifs, RTM_NEWACTION, true),
+        pb::TcType::TcChain => return chain(o, ifs, RTM_NEWCHAIN),
         pb::TcType::TcXdp | pb::TcType::TcUnspec => {
             return Err(NetstateError::invalid(format!(
                 "{}: not a tc object restore can add",
@@ -72,6 +73,7 @@ pub(crate) fn del(o: &pb::TcObject, ifs: &IfMap) -> Result<Req> {
         pb::TcType::TcClass => RTM_DELTCLASS,
         pb::TcType::TcFilter => RTM_DELTFILTER,
         pb::TcType::TcAction => return action(o, ifs, RTM_DELACTION, false),
+        pb::TcType::TcChain => return chain(o, ifs, RTM_DELCHAIN),
         pb::TcType::TcXdp | pb::TcType::TcUnspec => {
             return Err(NetstateError::invalid(format!(
                 "{}: not a tc object restore can delete",
@@ -90,6 +92,17 @@ fn head(o: &pb::TcObject, ifs: &IfMap) -> Result<MsgBuf> {
         m.put_u32(TCA_CHAIN, o.chain)?;
     }
     Ok(m)
+}
+
+/// RTM_NEWCHAIN (with the template, if any) or RTM_DELCHAIN.
+fn chain(o: &pb::TcObject, ifs: &IfMap, msg_type: u16) -> Result<Req> {
+    let mut m = MsgBuf::new(&tcmsg(live_dev(o, ifs)?, 0, o.parent, 0));
+    m.put_u32(TCA_CHAIN, o.chain)?;
+    if msg_type == RTM_NEWCHAIN && !o.kind.is_empty() {
+        m.put(TCA_KIND, &kind_z(&o.kind))?;
+        m.put(TCA_OPTIONS, &o.options)?;
+    }
+    Ok(m.into_req(msg_type))
 }
 
 /// RTM_NEWACTION with the saved attributes, or RTM_DELACTION by kind and index.

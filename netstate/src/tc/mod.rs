@@ -24,6 +24,9 @@
 //!   fresh device adds them in the dumped order, so the kernel makes the same root tables.
 //! - `mirred` stores its target as an ifindex of the same namespace: saved with the device
 //!   name, patched with the live index of that name at restore.
+//! - A chain exists while filters use it, or on its own once `tc chain add` made it (then
+//!   it may hold a template, flower only): chains are dumped per block like filters, and
+//!   saved when they hold a template or no saved filter uses them.
 //! - Actions a filter made die with it (reference count equals bind count); actions made with
 //!   `tc actions add` live on their own and are dumped per kind (RTM_GETACTION): saved and
 //!   restored before the filters that bind them by index.
@@ -63,6 +66,9 @@ pub(crate) const RTM_GETTFILTER: u16 = 46;
 pub(crate) const RTM_NEWACTION: u16 = 48;
 pub(crate) const RTM_DELACTION: u16 = 49;
 pub(crate) const RTM_GETACTION: u16 = 50;
+pub(crate) const RTM_NEWCHAIN: u16 = 100;
+pub(crate) const RTM_DELCHAIN: u16 = 101;
+pub(crate) const RTM_GETCHAIN: u16 = 102;
 pub(crate) const TCA_ACT_TAB: u16 = 1;
 
 pub const TC_H_ROOT: u32 = 0xFFFF_FFFF;
@@ -136,6 +142,7 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
     devs.dedup();
     let mut out = Vec::new();
     let mut filters = Vec::new();
+    let mut chains = Vec::new();
     for dev in devs {
         let mine: Vec<pb::TcObject> = qdiscs
             .iter()
@@ -177,14 +184,34 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
                 msg_type: RTM_GETTFILTER,
                 payload: tcmsg(dev, 0, parent, 0),
             };
+            let mut used = HashSet::new();
             for (t, p) in nl.dump_raw(&req, &op)? {
                 if t != RTM_NEWTFILTER {
                     continue;
                 }
                 let f =
                     decode::decode(pb::TcType::TcFilter, &p, ifs).map_err(|w| err(&op, nl, w))?;
+                used.insert(f.chain);
                 if user_filter(&f) {
                     filters.push(f);
+                }
+            }
+            let op = format!("dump chains of {} {}", ifs.name(dev), handle_str(parent));
+            let req = Req::Raw {
+                msg_type: RTM_GETCHAIN,
+                payload: tcmsg(dev, 0, parent, 0),
+            };
+            for (t, p) in nl.dump_raw(&req, &op)? {
+                if t != RTM_NEWCHAIN {
+                    continue;
+                }
+                let mut c =
+                    decode::decode(pb::TcType::TcChain, &p, ifs).map_err(|w| err(&op, nl, w))?;
+                // dumped with the qdisc's handle alone (ffff:), which does not say which
+                // clsact block: the block asked for does
+                c.parent = parent;
+                if !c.kind.is_empty() || !used.contains(&c.chain) {
+                    chains.push(c);
                 }
             }
         }
@@ -219,6 +246,7 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
             }
         }
     }
+    out.extend(chains);
     out.extend(filters);
     for o in &mut out {
         o.summary = params::summary(o);
@@ -317,13 +345,14 @@ pub fn restore_order(objs: &mut [pb::TcObject]) {
     objs.sort_by_key(|o| match ty(o) {
         pb::TcType::TcQdisc | pb::TcType::TcClass => (0, String::new(), 0, 0),
         pb::TcType::TcAction => (1, String::new(), 0, 0),
+        pb::TcType::TcChain => (2, String::new(), 0, 0),
         pb::TcType::TcFilter => (
-            2,
+            3,
             o.ifname.clone(),
             o.parent >> 16,
             roots.get(&instance(o)).copied().unwrap_or(0),
         ),
-        _ => (3, String::new(), 0, 0),
+        _ => (4, String::new(), 0, 0),
     });
 }
 
@@ -400,6 +429,7 @@ pub fn key(o: &pb::TcObject) -> String {
             filter_handle(o)
         ),
         pb::TcType::TcAction => format!("{} index {}", o.kind, o.handle),
+        pb::TcType::TcChain => format!("{} {} chain {}", o.ifname, where_str(o), o.chain),
         pb::TcType::TcXdp => o.ifname.clone(),
         pb::TcType::TcUnspec => format!("{} unknown {}", o.ifname, o.handle),
     }
@@ -413,6 +443,7 @@ pub fn type_word(o: &pb::TcObject) -> &'static str {
         pb::TcType::TcFilter => "filter",
         pb::TcType::TcAction => "action",
         pb::TcType::TcXdp => "xdp",
+        pb::TcType::TcChain => "chain",
         pb::TcType::TcUnspec => "tc object",
     }
 }
@@ -420,7 +451,7 @@ pub fn type_word(o: &pb::TcObject) -> &'static str {
 /// The object as diff names it: `eth0 root tbf`, `eth0 ingress chain 0 pref 1 ... u32`.
 pub fn object(o: &pb::TcObject) -> String {
     match ty(o) {
-        pb::TcType::TcAction | pb::TcType::TcXdp => key(o),
+        pb::TcType::TcAction | pb::TcType::TcXdp | pb::TcType::TcChain => key(o),
         _ => format!("{} {}", key(o), o.kind),
     }
 }

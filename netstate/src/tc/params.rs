@@ -51,6 +51,8 @@ pub fn params(o: &pb::TcObject) -> Vec<Param> {
         (pb::TcType::TcFilter, "u32") => u32_filter(o),
         (pb::TcType::TcFilter, "matchall") => matchall(o),
         (pb::TcType::TcAction, _) => Some(action(o, b)),
+        (pb::TcType::TcChain, "") => Some(Vec::new()),
+        (pb::TcType::TcChain, k) => Some(vec![p("template", k), p("options", hex(b))]),
         _ => None,
     };
     let mut v = r.unwrap_or_else(|| vec![p("options", hex(b))]);

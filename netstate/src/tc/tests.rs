@@ -581,3 +581,42 @@ fn readable_units() {
     assert_eq!(handle_str(0xFFFF_FFF3), "egress");
     assert_eq!(protocol_str(0x0000_0008), "ip");
 }
+
+#[test]
+fn a_chain_with_a_flower_template() {
+    // `tc chain add dev va ingress chain 9 flower dst_mac 00:00:00:00:00:00/ff:...`: flower
+    // keeps the template's keys as options
+    let tmpl = cat(&[nla(4, &[0; 6]), nla(5, &[0xff; 6])]);
+    let mut attrs = vec![nla(11, &u32b(9)), nla(1, &z("flower")), nla(2, &tmpl)];
+    attrs.extend(dump_noise());
+    let c = decode(
+        pb::TcType::TcChain,
+        &dumped(3, 0, 0xFFFF_FFF2, 0, &attrs),
+        &saved(),
+    )
+    .unwrap();
+    assert_eq!((c.chain, c.kind.as_str()), (9, "flower"));
+    assert_eq!(key(&c), "va ingress chain 9");
+    assert_eq!(
+        describe(&c),
+        format!(
+            "chain va ingress chain 9 template flower options {}",
+            crate::nla::hex(&tmpl)
+        )
+    );
+    let (t, p) = add(&c);
+    assert_eq!(t, RTM_NEWCHAIN);
+    let mut want = tcmsg(13, 0, 0xFFFF_FFF2, 0);
+    want.extend(cat(&[
+        nla(11, &u32b(9)),
+        nla(1, &z("flower")),
+        nla(2, &tmpl),
+    ]));
+    assert_eq!(p, want);
+    let del = del_request(&c, &moved()).unwrap();
+    let (t, p) = req_bytes(&del);
+    assert_eq!(t, RTM_DELCHAIN);
+    let mut want = tcmsg(13, 0, 0xFFFF_FFF2, 0);
+    want.extend(nla(11, &u32b(9)));
+    assert_eq!(p, want);
+}
