@@ -19,6 +19,7 @@
 //! adopt = ["net1"]          # more links to keep as they are, every mode
 //! remap = ["10.88.0.0/16=10.89.0.0/16"]
 //! trust_images = false      # let images this host did not seal place things outside
+//! allow_lost = ["bpf"]      # restore without eBPF programs (tc bpf, XDP) instead of refusing
 //! ```
 //!
 //! `image_key` reaches the library as `CRHOOK_IMAGE_KEY` (which, when set, wins over the
@@ -83,6 +84,9 @@ pub struct RestoreConfig {
     pub remap: Vec<String>,
     /// let images not sealed with this host's key place things outside the target
     pub trust_images: Option<bool>,
+    /// state restore may leave behind instead of refusing the image (`bpf`)
+    #[serde(default)]
+    pub allow_lost: Vec<String>,
 }
 
 impl Config {

@@ -13,7 +13,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crhook_tests::{crhook, require_root, TempDir, TestNs};
+use std::time::Duration;
+
+use crhook_tests::{crhook, require_root, wait_until, TempDir, TestNs};
 
 fn tc_bin() -> PathBuf {
     ["/usr/sbin/tc", "/sbin/tc", "/usr/bin/tc", "/bin/tc"]
@@ -352,6 +354,12 @@ fn a_failed_restore_removes_the_tc_it_added() {
         "tc qdisc del dev eth0 root\ntc qdisc del dev eth0 ingress\ntc qdisc del dev ifb0 root\n",
     );
     let devs = ["eth0", "host0", "ifb0"];
+    // the filter's action goes after an RCU grace period
+    wait_until(
+        "the deleted filter's action to go",
+        Duration::from_secs(5),
+        || !tc_show(&ns, "actions list action mirred").contains("index"),
+    );
     let bare = tc_state(&ns, &devs);
     let target = ns.path_str();
     let run = crhook(
@@ -517,4 +525,43 @@ fn an_ebpf_filter_is_refused_by_name_without_allow_lost() {
         "no XDP program restored"
     );
     fresh.delete();
+}
+
+#[test]
+fn an_unknown_allow_lost_value_is_refused_by_name() {
+    require_root();
+    let tmp = TempDir::new("tclost");
+    let ns = TestNs::new("tclost");
+    let images = tmp.join("img");
+    checkpoint(&ns, &images);
+    let target = ns.path_str();
+    let args = [
+        "restore",
+        "--netns",
+        target.as_str(),
+        "--images",
+        images.as_str(),
+    ];
+    let mut flag = args.to_vec();
+    flag.extend(["--allow-lost", "xdp"]);
+    let run = run_crhook(&flag);
+    run.expect_code(2);
+    assert!(
+        run.stderr
+            .contains("invalid value 'xdp' for '--allow-lost <WHAT>'"),
+        "{}",
+        run.stderr
+    );
+    let cfg = tmp.path().join("crhook.toml");
+    std::fs::write(&cfg, "[restore]\nallow_lost = [\"xdp\"]\n").expect("write config");
+    let cfg = cfg.display().to_string();
+    let run = crhook(None, &args, &[("CRHOOK_CONFIG", cfg.as_str())]);
+    run.expect_code(1);
+    assert!(
+        run.stderr
+            .contains("unknown allow-lost value \"xdp\" (known: bpf)"),
+        "{}",
+        run.stderr
+    );
+    ns.delete();
 }

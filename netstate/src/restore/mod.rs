@@ -246,6 +246,11 @@ fn plan_tc(
     Vec<String>,
     Vec<Conflict>,
 )> {
+    if let Some(w) = opts.allow_lost.iter().find(|w| *w != "bpf") {
+        return Err(NetstateError::invalid(format!(
+            "unknown allow-lost value {w:?} (known: bpf)"
+        )));
+    }
     let allowed = opts.allow_lost.iter().any(|w| w == "bpf");
     let (lost, carried): (Vec<_>, Vec<_>) = std::mem::take(&mut snap.tc)
         .into_iter()

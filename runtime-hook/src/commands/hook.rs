@@ -246,6 +246,7 @@ pub async fn run(args: &HookArgs) -> anyhow::Result<()> {
         adopt: super::adopt(&none, true),
         remaps: super::remaps(&none)?,
         trust_images: crate::config::get().restore.trust_images.unwrap_or(false),
+        allow_lost: crate::config::get().restore.allow_lost.clone(),
         ..RestoreOptions::default()
     };
     let outcome = crhook_netstate::restore(&target, &images, &opts)

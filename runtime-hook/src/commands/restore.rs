@@ -23,7 +23,12 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         adopt: super::adopt(&args.adopt, false),
         remaps: super::remaps(&args.adopt)?,
         trust_images: args.trust_images || config.restore.trust_images.unwrap_or(false),
-        allow_lost: args.allow_lost.clone(),
+        allow_lost: args
+            .allow_lost
+            .iter()
+            .chain(&config.restore.allow_lost)
+            .cloned()
+            .collect(),
     };
     if args.dry_run {
         let (snap, trust) = crhook_netstate::Snapshot::read_dir_trusted(&images)
