@@ -15,7 +15,8 @@
 //! defaults are whatever a fresh device of its kind starts with; restore reads them from the
 //! link it just made and sends only the difference, so a link nobody touched costs no request.
 //! Fixed features (`[fixed]` in `ethtool -k`) and the active set follow from these and the
-//! driver; they are not saved.
+//! driver; they are not saved. Channels (`ethtool -l`: queues in use, a veth's for one) are
+//! saved as the counts of a device that reports them and set the same way after creation.
 //!
 //! Kernel behaviour this relies on:
 //! - The dump answers one message per device, bitsets compact (u32 words, host order) when
@@ -39,6 +40,8 @@ const CTRL_ATTR_FAMILY_NAME: u16 = 2;
 const ETHTOOL_MSG_STRSET_GET: u8 = 1;
 const ETHTOOL_MSG_FEATURES_GET: u8 = 11;
 const ETHTOOL_MSG_FEATURES_SET: u8 = 12;
+const ETHTOOL_MSG_CHANNELS_GET: u8 = 17;
+const ETHTOOL_MSG_CHANNELS_SET: u8 = 18;
 const ETHTOOL_GENL_VERSION: u8 = 1;
 
 const ETHTOOL_A_HEADER_DEV_INDEX: u16 = 1;
@@ -60,6 +63,10 @@ const ETHTOOL_A_FEATURES_HEADER: u16 = 1;
 const ETHTOOL_A_FEATURES_HW: u16 = 2;
 const ETHTOOL_A_FEATURES_WANTED: u16 = 3;
 const ETHTOOL_A_FEATURES_NOCHANGE: u16 = 5;
+
+const ETHTOOL_A_CHANNELS_HEADER: u16 = 1;
+/// ETHTOOL_A_CHANNELS_{RX,TX,OTHER,COMBINED}_COUNT
+const ETHTOOL_A_CHANNELS_COUNTS: [u16; 4] = [6, 7, 8, 9];
 
 const ETHTOOL_A_BITSET_BITS: u16 = 3;
 const ETHTOOL_A_BITSET_VALUE: u16 = 4;
@@ -200,17 +207,76 @@ impl Ethtool {
         Ok(self.dump_by_name()?.remove(name).unwrap_or_default())
     }
 
-    /// Fills `features_on`/`features_off` of every link from one dump.
+    /// Fills `features_on`/`features_off` and `channels` of every link from two dumps.
     pub fn fill(&mut self, links: &mut [pb::Link]) -> Result<()> {
         let mut all: HashMap<u32, Features> =
             self.dump()?.into_iter().map(|(i, _, f)| (i, f)).collect();
+        let mut channels: HashMap<u32, pb::Channels> = self
+            .dump_channels()?
+            .into_iter()
+            .map(|(i, _, c)| (i, c))
+            .collect();
         for l in links {
             if let Some(f) = all.remove(&l.ifindex) {
                 l.features_on = f.on;
                 l.features_off = f.off;
             }
+            l.channels = channels.remove(&l.ifindex);
         }
         Ok(())
+    }
+
+    /// The channels of every device that reports them: (ifindex, name, counts in use). A
+    /// dump leaves out devices without channels.
+    pub fn dump_channels(&mut self) -> Result<Vec<(u32, String, pb::Channels)>> {
+        let op = "dump device channels";
+        let mut m = MsgBuf::new(&genl(ETHTOOL_MSG_CHANNELS_GET, ETHTOOL_GENL_VERSION));
+        m.put(ETHTOOL_A_CHANNELS_HEADER | NLA_F_NESTED, &[])?;
+        let msgs = self.nl.dump_raw(&m.into_req(self.family), op)?;
+        msgs.iter()
+            .map(|(_, p)| decode_channels(p.get(4..).unwrap_or(&[])).map_err(|w| self.err(op, w)))
+            .collect()
+    }
+
+    /// Sets the channel counts of `want` that differ from `live` on the link `name`; whether
+    /// it sent anything.
+    pub fn apply_channels(
+        &mut self,
+        name: &str,
+        want: &pb::Channels,
+        live: &pb::Channels,
+    ) -> Result<bool> {
+        let pairs = [
+            (want.rx, live.rx),
+            (want.tx, live.tx),
+            (want.other, live.other),
+            (want.combined, live.combined),
+        ];
+        if pairs.iter().all(|(w, l)| w == l) {
+            return Ok(false);
+        }
+        let mut m = MsgBuf::new(&genl(ETHTOOL_MSG_CHANNELS_SET, ETHTOOL_GENL_VERSION));
+        let hdr =
+            nla::nested(|h| h.put(ETHTOOL_A_HEADER_DEV_NAME, &[name.as_bytes(), &[0]].concat()))?;
+        m.put(ETHTOOL_A_CHANNELS_HEADER | NLA_F_NESTED, &hdr)?;
+        for (attr, (w, l)) in ETHTOOL_A_CHANNELS_COUNTS.iter().zip(pairs) {
+            if w != l {
+                m.put_u32(*attr, w)?;
+            }
+        }
+        let op = format!(
+            "set channels of {name} (rx {} tx {} other {} combined {})",
+            want.rx, want.tx, want.other, want.combined
+        );
+        match self.nl.request(m.into_req(self.family), 0, &op)? {
+            Ok(()) => Ok(true),
+            Err(e) => Err(NetstateError::Netlink {
+                op,
+                object: String::new(),
+                netns: self.nl.netns().to_string(),
+                source: e.io(),
+            }),
+        }
     }
 
     /// Sets the saved wanted state of `want` on the live link `name`, sending only the
@@ -278,6 +344,40 @@ fn walk(b: &[u8], want: u16) -> std::result::Result<Vec<&[u8]>, String> {
         }
     }
     Ok(v)
+}
+
+/// One CHANNELS_GET answer (after the genetlink header): the device and its counts in use.
+pub(crate) fn decode_channels(
+    body: &[u8],
+) -> std::result::Result<(u32, String, pb::Channels), String> {
+    let (mut ifindex, mut dev) = (0, String::new());
+    let mut counts = [0u32; 4];
+    for a in attrs(body) {
+        let a = a?;
+        if a.ty() == ETHTOOL_A_CHANNELS_HEADER {
+            for h in attrs(a.value) {
+                let h = h?;
+                match h.ty() {
+                    ETHTOOL_A_HEADER_DEV_INDEX => ifindex = h.u32()?,
+                    ETHTOOL_A_HEADER_DEV_NAME => dev = h.string(),
+                    _ => {}
+                }
+            }
+        } else if let Some(i) = ETHTOOL_A_CHANNELS_COUNTS.iter().position(|t| *t == a.ty()) {
+            counts[i] = a.u32()?;
+        }
+    }
+    let [rx, tx, other, combined] = counts;
+    Ok((
+        ifindex,
+        dev,
+        pb::Channels {
+            rx,
+            tx,
+            other,
+            combined,
+        },
+    ))
 }
 
 /// A compact bitset's words (ETHTOOL_A_BITSET_VALUE), as bit numbers set.
@@ -363,6 +463,9 @@ pub fn forget_unrecorded(saved_link: &pb::Link, live: &mut pb::Link) {
     if saved(saved_link).is_none() {
         live.features_on.clear();
         live.features_off.clear();
+    }
+    if saved_link.channels.is_none() {
+        live.channels = None;
     }
 }
 
@@ -457,6 +560,24 @@ mod tests {
         assert_eq!(f.off, n(&[3, 11, 14, 37, 41, 57, 59]));
     }
 
+    /// ETHTOOL_MSG_CHANNELS_GET_REPLY for a veth after `ethtool -L v0 rx 1 tx 1`
+    const CHANNELS: &str = "1201000014000180080001000300000007000200763000000800020002000000080006000100000008000300020000000800070001000000";
+
+    #[test]
+    fn channels_from_a_kernel_reply() {
+        let b = unhex(CHANNELS);
+        let (ifindex, dev, c) = decode_channels(&b[4..]).unwrap();
+        assert_eq!((ifindex, dev.as_str()), (3, "v0"));
+        assert_eq!(
+            c,
+            pb::Channels {
+                rx: 1,
+                tx: 1,
+                ..Default::default()
+            }
+        );
+    }
+
     #[test]
     fn saved_features_of_old_images_are_not_compared() {
         let old = pb::Link::default();
@@ -465,7 +586,8 @@ mod tests {
             ..Default::default()
         };
         assert!(saved(&old).is_none());
+        live.channels = Some(pb::Channels::default());
         forget_unrecorded(&old, &mut live);
-        assert!(live.features_off.is_empty());
+        assert!(live.features_off.is_empty() && live.channels.is_none());
     }
 }

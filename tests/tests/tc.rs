@@ -4,7 +4,8 @@
 //! with ingress and egress filters (one in chain 5) and an empty chain 7; compared as `tc -d qdisc/class/filter
 //! show` prints them per device, counters removed. `diff` names a changed qdisc parameter and
 //! an added filter; a rolled-back restore removes the tc it added; an eBPF filter is refused by
-//! name without `--allow-lost bpf`. Device features (`ethtool -K`) come back with the links.
+//! name without `--allow-lost bpf`. Device features (`ethtool -K`) and channels (`ethtool -L`)
+//! come back with the links.
 //! Needs root, a built `crhook`, iproute2's `tc` and `ethtool`.
 //!
 //! This kernel has tbf, htb, pfifo, ingress, clsact, u32, bpf and mirred; the kinds it lacks
@@ -33,10 +34,22 @@ fn ethtool_bin() -> PathBuf {
         .unwrap_or_else(|| panic!("ethtool not found (see .ci/install-deps)"))
 }
 
-/// `ethtool -k` of every device in `devs`.
+/// `ethtool -k` of every device in `devs`, and `ethtool -l` of those with channels.
 fn features(ns: &TestNs, devs: &[&str]) -> String {
+    let e = ethtool_bin();
     devs.iter()
-        .map(|d| ns.sh(&format!("{} -k {d}", ethtool_bin().display())))
+        .map(|d| {
+            let l = ns.exec(&[
+                "/bin/sh",
+                "-c",
+                &format!("{} -l {d} 2>/dev/null", e.display()),
+            ]);
+            format!(
+                "{}{}",
+                ns.sh(&format!("{} -k {d}", e.display())),
+                String::from_utf8_lossy(&l.stdout)
+            )
+        })
         .collect()
 }
 
@@ -185,7 +198,8 @@ fn bandwidth_plugin_shape(ns: &TestNs) {
     ns.ip_batch("link set eth0 up\nlink set host0 up\nlink set ifb0 up\n");
     // offloads off on the veth, as VXLAN setups and some CNI plugins do; GRO lists on
     ns.sh(&format!(
-        "{e} -K eth0 tx off gso off >/dev/null 2>&1; {e} -K host0 rx-gro-list on",
+        "{e} -K eth0 tx off gso off >/dev/null 2>&1; {e} -K host0 rx-gro-list on; \
+         {e} -L eth0 rx 1 tx 1",
         e = ethtool_bin().display()
     ));
 }
@@ -200,7 +214,8 @@ fn bandwidth_plugin_shape_survives_checkpoint_delete_restore() {
     let features_before = features(&ns, &devs);
     assert!(
         features_before.contains("tx-checksum-ip-generic: off")
-            && features_before.contains("rx-gro-list: on"),
+            && features_before.contains("rx-gro-list: on")
+            && features_before.contains("Current hardware settings:\nRX:\t\t1"),
         "{features_before}"
     );
     let wants = [

@@ -313,9 +313,9 @@ pub(super) fn link_locals(
     family::apply::<Addresses>(target, Sock::Target, &missing, &saved_ifs, cx.journal)
 }
 
-/// Device features of the links restore made (their undo is their deletion) and of those it
-/// configures (`lo`, journaled as they were), where they differ from what the kernel gave
-/// the device.
+/// Device features and channels of the links restore made (their undo is their deletion),
+/// and features of those it configures (`lo`, journaled as they were), where they differ
+/// from what the kernel gave the device.
 fn features(
     cx: &mut Applying,
     links: &[crhook_proto::Link],
@@ -327,6 +327,7 @@ fn features(
         .chain(lp.partner.values())
         .copied()
         .collect();
+    channels(cx, links, &made)?;
     let configured: Vec<usize> = lp.configure.iter().map(|(i, _)| *i).collect();
     let wanted: Vec<(usize, crate::ethtool::Features)> = made
         .iter()
@@ -355,6 +356,48 @@ fn features(
                 before: now.clone(),
             }),
             Ok(_) => cx.journal.push(Undo::Nothing),
+            Err(e) => errors.push(crate::error::chain(&e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    cx.journal.check().map_err(|e| vec![e])
+}
+
+/// Channels (queues in use) of the links restore made, where they differ from what the new
+/// device has; undone with the link.
+fn channels(
+    cx: &mut Applying,
+    links: &[crhook_proto::Link],
+    made: &[usize],
+) -> std::result::Result<(), Vec<String>> {
+    let wanted: Vec<&crhook_proto::Link> = made
+        .iter()
+        .filter_map(|&i| links.get(i))
+        .filter(|l| l.channels.is_some())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let err = |e: NetstateError| vec![crate::error::chain(&e)];
+    let Some(mut eth) = crate::ethtool::open_in(cx.ns).map_err(err)? else {
+        return Ok(());
+    };
+    let live: std::collections::HashMap<String, crhook_proto::Channels> = eth
+        .dump_channels()
+        .map_err(err)?
+        .into_iter()
+        .map(|(_, n, c)| (n, c))
+        .collect();
+    let mut errors = Vec::new();
+    for l in wanted {
+        let (Some(want), Some(now)) = (&l.channels, live.get(&l.name)) else {
+            continue;
+        };
+        match eth.apply_channels(&l.name, want, now) {
+            Ok(true) => cx.journal.push(Undo::Nothing),
+            Ok(false) => {}
             Err(e) => errors.push(crate::error::chain(&e)),
         }
     }
