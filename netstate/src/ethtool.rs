@@ -268,8 +268,14 @@ impl Ethtool {
             "set channels of {name} (rx {} tx {} other {} combined {})",
             want.rx, want.tx, want.other, want.combined
         );
+        self.send(m, op)?;
+        Ok(true)
+    }
+
+    /// Sends one set request; its error names `op`.
+    fn send(&mut self, m: MsgBuf, op: String) -> Result<()> {
         match self.nl.request(m.into_req(self.family), 0, &op)? {
-            Ok(()) => Ok(true),
+            Ok(()) => Ok(()),
             Err(e) => Err(NetstateError::Netlink {
                 op,
                 object: String::new(),
@@ -322,15 +328,8 @@ impl Ethtool {
             .map(|(f, on)| format!("{f} {}", if *on { "on" } else { "off" }))
             .collect();
         let op = format!("set features of {name} ({})", what.join(", "));
-        match self.nl.request(m.into_req(self.family), 0, &op)? {
-            Ok(()) => Ok(changes.len()),
-            Err(e) => Err(NetstateError::Netlink {
-                op,
-                object: String::new(),
-                netns: self.nl.netns().to_string(),
-                source: e.io(),
-            }),
-        }
+        self.send(m, op)?;
+        Ok(changes.len())
     }
 }
 
@@ -346,6 +345,20 @@ fn walk(b: &[u8], want: u16) -> std::result::Result<Vec<&[u8]>, String> {
     Ok(v)
 }
 
+/// The device (index, name) a reply's header names.
+fn reply_header(b: &[u8]) -> std::result::Result<(u32, String), String> {
+    let (mut ifindex, mut dev) = (0, String::new());
+    for h in attrs(b) {
+        let h = h?;
+        match h.ty() {
+            ETHTOOL_A_HEADER_DEV_INDEX => ifindex = h.u32()?,
+            ETHTOOL_A_HEADER_DEV_NAME => dev = h.string(),
+            _ => {}
+        }
+    }
+    Ok((ifindex, dev))
+}
+
 /// One CHANNELS_GET answer (after the genetlink header): the device and its counts in use.
 pub(crate) fn decode_channels(
     body: &[u8],
@@ -355,14 +368,7 @@ pub(crate) fn decode_channels(
     for a in attrs(body) {
         let a = a?;
         if a.ty() == ETHTOOL_A_CHANNELS_HEADER {
-            for h in attrs(a.value) {
-                let h = h?;
-                match h.ty() {
-                    ETHTOOL_A_HEADER_DEV_INDEX => ifindex = h.u32()?,
-                    ETHTOOL_A_HEADER_DEV_NAME => dev = h.string(),
-                    _ => {}
-                }
-            }
+            (ifindex, dev) = reply_header(a.value)?;
         } else if let Some(i) = ETHTOOL_A_CHANNELS_COUNTS.iter().position(|t| *t == a.ty()) {
             counts[i] = a.u32()?;
         }
@@ -411,16 +417,7 @@ pub(crate) fn decode_features(
     for a in attrs(body) {
         let a = a?;
         match a.ty() {
-            ETHTOOL_A_FEATURES_HEADER => {
-                for h in attrs(a.value) {
-                    let h = h?;
-                    match h.ty() {
-                        ETHTOOL_A_HEADER_DEV_INDEX => ifindex = h.u32()?,
-                        ETHTOOL_A_HEADER_DEV_NAME => dev = h.string(),
-                        _ => {}
-                    }
-                }
-            }
+            ETHTOOL_A_FEATURES_HEADER => (ifindex, dev) = reply_header(a.value)?,
             ETHTOOL_A_FEATURES_HW => hw = bits(a.value)?,
             ETHTOOL_A_FEATURES_WANTED => wanted = bits(a.value)?,
             ETHTOOL_A_FEATURES_NOCHANGE => nochange = bits(a.value)?,
