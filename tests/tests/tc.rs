@@ -369,12 +369,15 @@ fn a_failed_restore_removes_the_tc_it_added() {
         "tc qdisc del dev eth0 root\ntc qdisc del dev eth0 ingress\ntc qdisc del dev ifb0 root\n",
     );
     let devs = ["eth0", "host0", "ifb0"];
-    // the filter's action goes after an RCU grace period
-    wait_until(
-        "the deleted filter's action to go",
-        Duration::from_secs(5),
-        || !tc_show(&ns, "actions list action mirred").contains("index"),
-    );
+    // a deleted filter's action goes after an RCU grace period
+    let actions_gone = || {
+        wait_until(
+            "the deleted filter's action to go",
+            Duration::from_secs(5),
+            || !tc_show(&ns, "actions list action mirred").contains("index"),
+        )
+    };
+    actions_gone();
     let bare = tc_state(&ns, &devs);
     let target = ns.path_str();
     let run = crhook(
@@ -384,6 +387,7 @@ fn a_failed_restore_removes_the_tc_it_added() {
     );
     run.expect_code(1);
     assert!(run.stderr.contains("rolled back"), "{}", run.stderr);
+    actions_gone();
     assert_eq!(tc_state(&ns, &devs), bare, "rollback left tc behind");
     // and without the failure it all comes back
     run_crhook(&[
