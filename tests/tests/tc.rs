@@ -1,7 +1,8 @@
 //! Traffic control through checkpoint → delete → restore: the Kubernetes bandwidth plugin's
 //! shape (tbf on a veth, an ingress qdisc whose u32 filter redirects to an ifb with mirred, tbf
 //! on the ifb), an htb tree with classes, a u32 filter into a class and a leaf qdisc, clsact
-//! with ingress and egress filters (one in chain 5) and an empty chain 7; compared as `tc -d qdisc/class/filter
+//! with ingress and egress filters (one in chain 5) and an empty chain 7, filters of shared
+//! blocks; compared as `tc -d qdisc/class/filter
 //! show` prints them per device, counters removed. `diff` names a changed qdisc parameter and
 //! an added filter; a rolled-back restore removes the tc it added; an eBPF filter is refused by
 //! name without `--allow-lost bpf`. Device features (`ethtool -K`) and channels (`ethtool -L`)
@@ -583,4 +584,24 @@ fn an_unknown_allow_lost_value_is_refused_by_name() {
         run.stderr
     );
     ns.delete();
+}
+
+#[test]
+fn filters_of_a_shared_block_survive_once() {
+    require_root();
+    let tmp = TempDir::new("tcblk");
+    let ns = TestNs::new("tcblk");
+    ns.ip_batch("link add s0 type veth peer name s1\n");
+    tc(
+        &ns,
+        "tc qdisc add dev s0 ingress_block 22 egress_block 23 clsact\n\
+         tc qdisc add dev s1 ingress_block 22 clsact\n\
+         tc filter add block 22 protocol ip prio 1 u32 match ip dst 10.0.0.0/8 \
+            action mirred egress redirect dev s0\n\
+         tc filter add block 23 protocol all prio 2 u32 match u32 0 0 \
+            action mirred egress mirror dev s1\n",
+    );
+    let wants = ["ingress_block 22", "filter block 22", "filter block 23"];
+    let (fresh, _) = round_trip(ns, "tcblk2", &["s0", "s1"], &tmp.join("img"), &wants);
+    fresh.delete();
 }

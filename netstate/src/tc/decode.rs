@@ -112,7 +112,11 @@ pub(crate) fn decode(ty: pb::TcType, payload: &[u8], ifs: &IfMap) -> Result<pb::
     let mut o = pb::TcObject {
         r#type: ty as i32,
         ifindex: h.ifindex,
-        ifname: ifs.name(h.ifindex),
+        ifname: if h.ifindex == super::TCM_IFINDEX_MAGIC_BLOCK {
+            String::new()
+        } else {
+            ifs.name(h.ifindex)
+        },
         handle: h.handle,
         parent: h.parent,
         info: if ty == pb::TcType::TcFilter {

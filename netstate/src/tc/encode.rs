@@ -6,6 +6,7 @@ use super::decode::{act_tab, TCAMSG_LEN, TCA_CHAIN, TCA_KIND, TCA_OPTIONS};
 use super::{
     describe, tcmsg, ty, RTM_DELACTION, RTM_DELCHAIN, RTM_DELQDISC, RTM_DELTCLASS, RTM_DELTFILTER,
     RTM_NEWACTION, RTM_NEWCHAIN, RTM_NEWQDISC, RTM_NEWTCLASS, RTM_NEWTFILTER, TCA_ACT_TAB,
+    TCM_IFINDEX_MAGIC_BLOCK,
 };
 use crate::error::{NetstateError, Result};
 use crate::ifmap::IfMap;
@@ -13,6 +14,9 @@ use crate::nl::Req;
 use crate::nla::{self, MsgBuf, NLA_F_NESTED};
 
 fn live_dev(o: &pb::TcObject, ifs: &IfMap) -> Result<u32> {
+    if o.ifindex == TCM_IFINDEX_MAGIC_BLOCK {
+        return Ok(o.ifindex);
+    }
     nla::live_ifindex(ifs, o.ifindex, &o.ifname, &describe(o))
 }
 

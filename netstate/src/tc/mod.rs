@@ -27,6 +27,9 @@
 //! - A chain exists while filters use it, or on its own once `tc chain add` made it (then
 //!   it may hold a template, flower only): chains are dumped per block like filters, and
 //!   saved when they hold a template or no saved filter uses them.
+//! - Filters and chains of a shared block (`ingress_block 22`) are dumped with tcm_ifindex
+//!   TCM_IFINDEX_MAGIC_BLOCK and the block's index as parent, once per device on it: saved
+//!   once, added to the block after the qdiscs that make it.
 //! - Actions a filter made die with it (reference count equals bind count); actions made with
 //!   `tc actions add` live on their own and are dumped per kind (RTM_GETACTION): saved and
 //!   restored before the filters that bind them by index.
@@ -75,6 +78,9 @@ pub const TC_H_ROOT: u32 = 0xFFFF_FFFF;
 pub const TC_H_INGRESS: u32 = 0xFFFF_FFF1;
 pub const TC_H_MIN_INGRESS: u32 = 0xFFF2;
 pub const TC_H_MIN_EGRESS: u32 = 0xFFF3;
+/// tcm_ifindex of filters and chains on a shared block (`tc qdisc add ... ingress_block 22`),
+/// whose tcm_parent is then the block's index
+pub const TCM_IFINDEX_MAGIC_BLOCK: u32 = 0xFFFF_FFFF;
 
 /// Classful qdiscs whose classes users add (and so are saved).
 const USER_CLASSES: &[&str] = &["htb", "hfsc", "drr", "qfq", "cbq"];
@@ -246,8 +252,14 @@ pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::TcObject>> {
             }
         }
     }
-    out.extend(chains);
-    out.extend(filters);
+    // a shared block's filters and chains come in the dump of every device on it: once
+    let mut seen = HashSet::new();
+    let once: Vec<pb::TcObject> = chains
+        .into_iter()
+        .chain(filters)
+        .filter(|o| o.ifindex != TCM_IFINDEX_MAGIC_BLOCK || seen.insert(key(o)))
+        .collect();
+    out.extend(once);
     for o in &mut out {
         o.summary = params::summary(o);
     }
@@ -400,8 +412,12 @@ fn filter_handle(o: &pb::TcObject) -> String {
     }
 }
 
+/// Where an object sits: `eth0 root`, `eth0 parent 1:10`, `eth0 ingress`, `block 22`.
 fn where_str(o: &pb::TcObject) -> String {
-    match o.parent {
+    if o.ifindex == TCM_IFINDEX_MAGIC_BLOCK {
+        return format!("block {}", o.parent);
+    }
+    let at = match o.parent {
         TC_H_ROOT => "root".into(),
         p => {
             let s = handle_str(p);
@@ -411,17 +427,17 @@ fn where_str(o: &pb::TcObject) -> String {
                 format!("parent {s}")
             }
         }
-    }
+    };
+    format!("{} {at}", o.ifname)
 }
 
 /// Identity within a namespace.
 pub fn key(o: &pb::TcObject) -> String {
     match ty(o) {
-        pb::TcType::TcQdisc => format!("{} {}", o.ifname, where_str(o)),
+        pb::TcType::TcQdisc => where_str(o),
         pb::TcType::TcClass => format!("{} {}", o.ifname, handle_str(o.handle)),
         pb::TcType::TcFilter => format!(
-            "{} {} chain {} pref {} protocol {} handle {}",
-            o.ifname,
+            "{} chain {} pref {} protocol {} handle {}",
             where_str(o),
             o.chain,
             o.info >> 16,
@@ -429,7 +445,7 @@ pub fn key(o: &pb::TcObject) -> String {
             filter_handle(o)
         ),
         pb::TcType::TcAction => format!("{} index {}", o.kind, o.handle),
-        pb::TcType::TcChain => format!("{} {} chain {}", o.ifname, where_str(o), o.chain),
+        pb::TcType::TcChain => format!("{} chain {}", where_str(o), o.chain),
         pb::TcType::TcXdp => o.ifname.clone(),
         pb::TcType::TcUnspec => format!("{} unknown {}", o.ifname, o.handle),
     }
