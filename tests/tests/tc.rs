@@ -2,8 +2,8 @@
 //! shape (tbf on a veth, an ingress qdisc whose u32 filter redirects to an ifb with mirred, tbf
 //! on the ifb), an htb tree with classes, a u32 filter into a class and a leaf qdisc, clsact
 //! with ingress and egress filters (one in chain 5) and an empty chain 7, filters of shared
-//! blocks; compared as `tc -d qdisc/class/filter
-//! show` prints them per device, counters removed. `diff` names a changed qdisc parameter and
+//! blocks; compared as `tc -d qdisc/class/filter show` prints them per device, counters
+//! removed. `diff` names a changed qdisc parameter and
 //! an added filter; a rolled-back restore removes the tc it added; an eBPF filter is refused by
 //! name without `--allow-lost bpf`. Device features (`ethtool -K`) and channels (`ethtool -L`)
 //! come back with the links.
