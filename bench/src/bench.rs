@@ -286,6 +286,7 @@ fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
                 cx.tools,
                 &dst,
                 &cx.files.links,
+                &cx.files.tc,
                 &cx.saved,
                 &cx.errlog,
             )?);
@@ -376,7 +377,7 @@ fn diff_runs(cx: &Ctx<'_>, src: &BenchNs) -> Result<(OpRuns, Vec<i32>, Vec<Strin
 }
 
 /// Fills the source namespace: the firewall first (see [`ops::baseline_restore`] for why),
-/// then links, addresses, routes and rules.
+/// then links, traffic control, addresses, routes and rules.
 fn build(cx: &Ctx<'_>, ns: &BenchNs) -> Result<()> {
     let tools = cx.tools;
     let files = &cx.files;
@@ -397,6 +398,14 @@ fn build(cx: &Ctx<'_>, ns: &BenchNs) -> Result<()> {
     let mut links = ns.command(&tools.ip)?;
     links.arg("-batch").arg(&files.links);
     run::measure("build links (ip -batch)", &mut links, &cx.io(None), &[0])?;
+    let mut tc = ns.command(&tools.tc)?;
+    tc.arg("-batch").arg(&files.tc);
+    run::measure(
+        "build traffic control (tc -batch)",
+        &mut tc,
+        &cx.io(None),
+        &[0],
+    )?;
     let mut state = ns.command(&tools.ip)?;
     state.arg("-batch").arg(&files.state);
     run::measure(

@@ -17,6 +17,7 @@ use crate::run::{measure, measure_own_peak, Io, Measured};
 pub struct Tools {
     pub crhook: PathBuf,
     pub ip: PathBuf,
+    pub tc: PathBuf,
     pub iptables_save: PathBuf,
     pub ip6tables_save: PathBuf,
     pub iptables_restore: PathBuf,
@@ -31,6 +32,7 @@ impl Tools {
         Ok(Tools {
             crhook,
             ip: program("ip")?,
+            tc: program("tc")?,
             iptables_save: program("iptables-save")?,
             ip6tables_save: program("ip6tables-save")?,
             iptables_restore: program("iptables-restore")?,
@@ -155,6 +157,7 @@ pub fn baseline_restore(
     tools: &Tools,
     ns: &BenchNs,
     links_batch: &Path,
+    tc_batch: &Path,
     saved: &Path,
     errlog: &Path,
 ) -> Result<Sample> {
@@ -168,6 +171,7 @@ pub fn baseline_restore(
         allowed: &[0],
     };
     let links = links_batch.display().to_string();
+    let tc = tc_batch.display().to_string();
     let steps = [
         step(
             "iptables-restore",
@@ -185,6 +189,15 @@ pub fn baseline_restore(
             name: "ip -batch (links)",
             prog: ip,
             args: strings(&["-batch", &links]),
+            stdin: None,
+            stdout: None,
+            allowed: &[0],
+        },
+        // tc has no save format: the baseline replays the script that built it
+        Step {
+            name: "tc -batch",
+            prog: &tools.tc,
+            args: strings(&["-batch", &tc]),
             stdin: None,
             stdout: None,
             allowed: &[0],

@@ -46,6 +46,9 @@ pub struct Size {
     pub fw_rules: usize,
     /// policy rules (`ip rule`), one in four IPv6
     pub policy_rules: usize,
+    /// veth ends `a<i>` given traffic control (see [`tc_batch`]), and as many ifb devices
+    /// given a tbf
+    pub tc_links: usize,
 }
 
 /// A typical pod: one veth pair and one tun device.
@@ -62,6 +65,7 @@ pub const SMALL: Size = Size {
     routes: 10,
     fw_rules: 50,
     policy_rules: 4,
+    tc_links: 0,
 };
 
 /// 100 links: 30 veth pairs, 5 tun, 5 tap, 5 bridges (2 ports each), 25 ifb.
@@ -78,6 +82,7 @@ pub const MEDIUM: Size = Size {
     routes: 10_000,
     fw_rules: 5_000,
     policy_rules: 20,
+    tc_links: 20,
 };
 
 /// 1,000 links: 300 veth pairs, 50 tun, 50 tap, 50 bridges (2 ports each), 250 ifb.
@@ -94,6 +99,7 @@ pub const LARGE: Size = Size {
     routes: 100_000,
     fw_rules: 50_000,
     policy_rules: 40,
+    tc_links: 200,
 };
 
 /// Twice the large size, to show whether the cost per object stays flat; opt-in only.
@@ -110,6 +116,7 @@ pub const XL: Size = Size {
     routes: 200_000,
     fw_rules: 100_000,
     policy_rules: 80,
+    tc_links: 400,
 };
 
 /// Every size, smallest first.
@@ -140,10 +147,17 @@ impl Size {
         self.fw_rules / 10
     }
 
+    /// tc objects: per tc link an htb qdisc, three classes, a u32 filter, a leaf pfifo, an
+    /// ingress qdisc and its mirred filter; a tbf on as many ifb devices.
+    pub fn tc_objects(&self) -> usize {
+        self.tc_links * TC_PER_LINK + self.tc_links.min(self.ifbs)
+    }
+
     /// Everything the namespace holds that capture and restore handle one by one: links,
-    /// addresses, routes, policy rules and firewall rules of both families.
+    /// addresses, routes, policy rules, firewall rules of both families and tc objects.
     pub fn objects(&self) -> usize {
         self.links()
+            + self.tc_objects()
             + self.addrs
             + self.routes
             + self.policy_rules
@@ -173,9 +187,18 @@ impl Size {
         .into_iter()
         .flatten()
         .collect();
+        let tc = if self.tc_links > 0 {
+            format!(
+                ", {} tc objects on {} links (htb tree, ingress mirred to an ifb, tbf)",
+                n(self.tc_objects()),
+                n(self.tc_links + self.tc_links.min(self.ifbs))
+            )
+        } else {
+            String::new()
+        };
         format!(
             "{} ({}): {} links ({}), {} addresses, {} routes in 4 tables, {} iptables + {} \
-             ip6tables rules, {} policy rules: {} objects",
+             ip6tables rules, {} policy rules{tc}: {} objects",
             self.short,
             self.name,
             n(self.links()),
@@ -276,6 +299,51 @@ pub fn links_batch(size: &Size, up: bool) -> String {
         for l in &links {
             let _ = writeln!(s, "link set {} up", l.name);
         }
+    }
+    s
+}
+
+/// tc objects per link of [`tc_batch`] (the tbf on an ifb aside).
+const TC_PER_LINK: usize = 8;
+
+/// `tc -batch` script: on each of the first `tc_links` veth ends `a<i>` the shapes the tc
+/// tests use (an htb root with three classes, a u32 filter into one, a pfifo leaf; an ingress
+/// qdisc whose u32 filter redirects to an ifb with mirred), and a tbf on as many ifb devices.
+pub fn tc_batch(size: &Size) -> String {
+    let mut s = String::new();
+    let ifbs = size.ifbs.max(1);
+    for i in 0..size.tc_links.min(size.pairs) {
+        let d = format!("a{i}");
+        let _ = writeln!(s, "qdisc add dev {d} root handle 1: htb default 20");
+        let _ = writeln!(
+            s,
+            "class add dev {d} parent 1: classid 1:1 htb rate 100mbit"
+        );
+        let _ = writeln!(
+            s,
+            "class add dev {d} parent 1:1 classid 1:10 htb rate 30mbit ceil 100mbit"
+        );
+        let _ = writeln!(
+            s,
+            "class add dev {d} parent 1:1 classid 1:20 htb rate 10mbit"
+        );
+        let _ = writeln!(
+            s,
+            "filter add dev {d} parent 1: protocol ip prio 1 u32 match ip dst 10.0.0.0/8 flowid 1:10"
+        );
+        let _ = writeln!(s, "qdisc add dev {d} parent 1:10 handle 10: pfifo limit 50");
+        let _ = writeln!(s, "qdisc add dev {d} handle ffff: ingress");
+        let _ = writeln!(
+            s,
+            "filter add dev {d} parent ffff: protocol all u32 match u32 0 0 action mirred egress redirect dev f{}",
+            i % ifbs
+        );
+    }
+    for i in 0..size.tc_links.min(size.ifbs) {
+        let _ = writeln!(
+            s,
+            "qdisc add dev f{i} root tbf rate 10mbit burst 4kb latency 400ms"
+        );
     }
     s
 }
@@ -404,6 +472,8 @@ pub struct SpecFiles {
     pub rules6: PathBuf,
     pub fw4: PathBuf,
     pub fw6: PathBuf,
+    /// `tc -batch` input (empty for sizes without traffic control)
+    pub tc: PathBuf,
 }
 
 /// Writes the builder files into `dir`; returns their paths.
@@ -415,6 +485,7 @@ pub fn write_spec(size: &Size, dir: &Path) -> Result<SpecFiles> {
         rules6: dir.join("rules6.batch"),
         fw4: dir.join("fw4.rules"),
         fw6: dir.join("fw6.rules"),
+        tc: dir.join("tc.batch"),
     };
     for (path, text) in [
         (&files.links, links_batch(size, true)),
@@ -423,6 +494,7 @@ pub fn write_spec(size: &Size, dir: &Path) -> Result<SpecFiles> {
         (&files.rules6, rules6_batch(size)),
         (&files.fw4, firewall(size, false)),
         (&files.fw6, firewall(size, true)),
+        (&files.tc, tc_batch(size)),
     ] {
         std::fs::write(path, text).with_context(|| format!("write {}", path.display()))?;
     }
@@ -462,6 +534,14 @@ mod tests {
             assert_eq!(count(&links, |l| l.contains(" master ")), s.ports());
             // every addressed link gets host 1, the IPv4 subnet its gateway routes use
             assert!(s.addrs >= addressed(&s).len(), "{}", s.name);
+            let tc = tc_batch(&s);
+            assert_eq!(
+                count(&tc, |l| l.contains(" add ")),
+                s.tc_objects(),
+                "{}",
+                s.name
+            );
+            assert!(s.tc_links <= s.pairs, "{}", s.name);
         }
     }
 

@@ -244,6 +244,7 @@ mod tests {
         let text = render(&[]);
         assert!(text.contains("| restore | M | <= 0.5x baseline | size M not run | - |"));
         assert!(text.contains("| lock window (locked_us) | S | <= 5.0 ms | size S not run | - |"));
-        assert!(text.contains("| restore over the kernel's floor | L | <= 1.15x | size L not run | - |"));
+        assert!(text
+            .contains("| restore over the kernel's floor | L | <= 1.15x | size L not run | - |"));
     }
 }

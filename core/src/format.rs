@@ -1,4 +1,4 @@
-//! The byte layout of an image file (format 1.2), its version policy and the hard limits a
+//! The byte layout of an image file (format 1.3), its version policy and the hard limits a
 //! reader enforces before it allocates anything.
 //!
 //! ```text
@@ -23,7 +23,7 @@
 
 /// The format this build writes for a whole image: (major, minor). Independent of the
 /// program version.
-pub const FORMAT_VERSION: (u16, u16) = (1, 2);
+pub const FORMAT_VERSION: (u16, u16) = (1, 3);
 
 /// The format of a child image's `inventory.img` (an image written against a parent, whose
 /// unchanged kinds live in the parent). Its files are framed as in major 1; the major differs
@@ -125,6 +125,6 @@ mod tests {
         assert!(READABLE_MAJORS.contains(&FORMAT_VERSION.0));
         assert!(READABLE_MAJORS.contains(&CHILD_FORMAT_VERSION.0));
         assert!(NEWEST_READABLE >= FORMAT_VERSION);
-        assert_eq!(version_string(FORMAT_VERSION), "1.2");
+        assert_eq!(version_string(FORMAT_VERSION), "1.3");
     }
 }

@@ -434,7 +434,7 @@ mod tests {
         assert_eq!(b.len(), HEADER_LEN + TRAILER_LEN);
         assert_eq!(&b[..4], b"\x89CRH");
         assert_eq!(&b[4..8], b"LINK");
-        assert_eq!(&b[8..12], &[1, 0, 2, 0]);
+        assert_eq!(&b[8..12], &[1, 0, 3, 0]);
         assert_eq!(&b[12..16], b"\x89END");
         assert_eq!(&b[16..24], &[0; 8]);
         assert_eq!(walk(&b).map(|v| v.len()).ok(), Some(0));

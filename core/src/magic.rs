@@ -29,6 +29,8 @@ pub enum Kind {
     Nexthops,
     Rules,
     Neighbours,
+    /// `tc.img`: qdiscs, classes, filters and actions (format 1.3).
+    Tc,
     Sysctls,
     Firewall,
     TunFiles,
@@ -102,6 +104,7 @@ const KIND_TABLE: [KindInfo; Kind::ALL.len()] = [
         b"NEIG",
         "crhook.Neighbour",
     ),
+    row(Kind::Tc, "tc", "tc.img", b"TCTL", "crhook.TcObject"),
     row(
         Kind::Sysctls,
         "sysctls",
@@ -166,6 +169,7 @@ const fn is_last_variant(kind: Kind) -> bool {
         | Kind::Nexthops
         | Kind::Rules
         | Kind::Neighbours
+        | Kind::Tc
         | Kind::Sysctls
         | Kind::Firewall
         | Kind::TunFiles
@@ -207,7 +211,7 @@ const fn row(
 
 impl Kind {
     /// Every kind, in table order.
-    pub const ALL: [Kind; 15] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Inventory,
         Kind::Links,
         Kind::Addresses,
@@ -215,6 +219,7 @@ impl Kind {
         Kind::Nexthops,
         Kind::Rules,
         Kind::Neighbours,
+        Kind::Tc,
         Kind::Sysctls,
         Kind::Firewall,
         Kind::TunFiles,

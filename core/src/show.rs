@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crhook_proto::{
     Address, ExtFile, FirewallRuleset, Inventory, Link, Neighbour, NexthopObject, Route, Rule,
-    Seal, SkippedFile, Stats, Sysctl, TunFile,
+    Seal, SkippedFile, Stats, Sysctl, TcObject, TunFile,
 };
 use serde_json::{json, Map, Value};
 
@@ -81,6 +81,10 @@ pub static SHOW_ROWS: &[ShowRow] = &[
     ShowRow {
         kind: Kind::Neighbours,
         decode: |p, b| to_json::<Neighbour>(p, Kind::Neighbours, b),
+    },
+    ShowRow {
+        kind: Kind::Tc,
+        decode: |p, b| to_json::<TcObject>(p, Kind::Tc, b),
     },
     ShowRow {
         kind: Kind::Sysctls,
@@ -271,7 +275,9 @@ const IP_KEYS: &[&str] = &[
 /// Fields whose bytes are hardware addresses.
 const MAC_KEYS: &[&str] = &["mac", "lladdr", "peer_mac"];
 /// Other byte fields, shown as hex.
-const HEX_KEYS: &[&str] = &["value", "payload", "table", "sha256", "key_id", "mac"];
+const HEX_KEYS: &[&str] = &[
+    "value", "payload", "table", "sha256", "key_id", "mac", "options", "tag",
+];
 /// Lists of byte strings (nf_tables message payloads), each shown as hex.
 const HEX_LIST_KEYS: &[&str] = &[
     "chains",
@@ -328,6 +334,10 @@ fn enum_name(key: &str, n: i64) -> Option<&'static str> {
             .ok()
             .map(|e| e.as_str_name()),
         "source" => crhook_proto::FirewallSource::try_from(n)
+            .ok()
+            .map(|e| e.as_str_name()),
+        // only tc objects have a field of this name
+        "type" => crhook_proto::TcType::try_from(n)
             .ok()
             .map(|e| e.as_str_name()),
         _ => None,

@@ -393,6 +393,23 @@ pub fn summary(dir: &Path, files: &[Value], cx: &ShowContext) -> String {
     ] {
         l.add(0, name, entries(files, magic).len().to_string());
     }
+    let tc = entries(files, "tc");
+    if !tc.is_empty() {
+        l.add(0, "tc objects", tc.len().to_string());
+        l.list(
+            0,
+            tc.iter()
+                .map(|o| {
+                    let what = s(o, "type").trim_start_matches("TC_").to_lowercase();
+                    let dev = match s(o, "ifname") {
+                        "" => "-".to_string(),
+                        d => d.to_string(),
+                    };
+                    (dev, format!("{what} {} {}", s(o, "kind"), s(o, "summary")))
+                })
+                .collect(),
+        );
+    }
     firewall(&mut l, entries(files, "firewall"));
     sysctls(&mut l, entries(files, "sysctls"), cx);
     let tuns = entries(files, "tun-files");

@@ -1,6 +1,6 @@
 //! Golden files of every released format (core/tests/golden/vMAJOR.MINOR/): every later
 //! crhook must read them, and today's encoder must reproduce those of the format it writes
-//! (1.2) byte for byte. 1.0 differs from 1.1 only in the header's minor version and in its
+//! (1.3) byte for byte. 1.0 differs from 1.1 only in the header's minor version and in its
 //! firewall rulesets (text only; 1.1 adds the nfnetlink source and its tables). 1.2 adds a
 //! SHA-256 of every file to the inventory and `seal.img` (sealed with `golden_key()`); its
 //! other files differ from 1.1 only in the header's minor version. Regenerate the current
@@ -28,11 +28,16 @@ fn golden_v1_1_reads_with_the_current_reader() -> Result<(), Box<dyn std::error:
 
 #[test]
 fn golden_v1_2_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
-    reads_with_the_current_reader(&golden_dir(), 2, firewall())
+    reads_with_the_current_reader(&golden_dir_v1_2(), 2, firewall())
 }
 
-/// Older images have no seal: they read as unsealed with any key; 1.2's is sealed with the
-/// golden key, foreign to any other (or to none).
+#[test]
+fn golden_v1_3_reads_with_the_current_reader() -> Result<(), Box<dyn std::error::Error>> {
+    reads_with_the_current_reader(&golden_dir(), 3, firewall())
+}
+
+/// Older images have no seal: they read as unsealed with any key; 1.2's and 1.3's are sealed
+/// with the golden key, foreign to any other (or to none).
 #[test]
 fn golden_trust_verdicts() -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
@@ -53,6 +58,8 @@ fn golden_trust_verdicts() -> Result<(), Box<dyn std::error::Error>> {
         Trust::ForeignKey { key_id: key.id() }
     );
     assert_eq!(sealed(None)?, Trust::ForeignKey { key_id: key.id() });
+    let v12 = ImageDir::open_with(&golden_dir_v1_2(), Some(&key), &Limits::default())?;
+    assert_eq!(v12.trust(), &Trust::Sealed { key_id: key.id() });
     let inv = ImageDir::open(&golden_dir())?;
     for f in &inv.inventory().files {
         let bytes = fs::read(golden_dir().join(&f.name))?;
@@ -77,7 +84,19 @@ fn reads_with_the_current_reader(
     );
     assert_eq!(inv.source.as_ref(), Some(&source()));
     assert_eq!(inv.warnings, warnings());
-    let names: Vec<&str> = inv.files.iter().map(|f| f.name.as_str()).collect();
+    let mut names: Vec<&str> = inv.files.iter().map(|f| f.name.as_str()).collect();
+    // tc.img is new in 1.3; older images read as having no traffic control
+    if minor < 3 {
+        assert!(dir
+            .read::<crhook_core::proto::TcObject>(Kind::Tc)?
+            .is_empty());
+        names.insert(6, "tc.img");
+    } else {
+        assert_eq!(
+            dir.read::<crhook_core::proto::TcObject>(Kind::Tc)?,
+            tc_objects()
+        );
+    }
     assert_eq!(
         names,
         [
@@ -87,6 +106,7 @@ fn reads_with_the_current_reader(
             "nexthops.img",
             "rules.img",
             "neighbours.img",
+            "tc.img",
             "sysctls.img",
             "firewall.img",
             "tun-files.img",
@@ -157,7 +177,7 @@ fn reads_with_the_current_reader(
 }
 
 #[test]
-fn golden_v1_2_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
+fn golden_v1_3_encode_is_byte_identical() -> Result<(), Box<dyn std::error::Error>> {
     bless_if_asked();
     for kind in Kind::ALL {
         let path = golden_dir().join(kind.file_name());
@@ -193,10 +213,13 @@ fn golden_header_bytes() -> Result<(), Box<dyn std::error::Error>> {
     let v11 = fs::read(golden_dir_v1_1().join("links.img"))?;
     assert_eq!(&v11[..12], b"\x89CRHLINK\x01\x00\x01\x00");
     let b = fs::read(golden_dir().join("links.img"))?;
-    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x02\x00");
-    // the three differ in the version only
+    let v12 = fs::read(golden_dir_v1_2().join("links.img"))?;
+    assert_eq!(&v12[..12], b"\x89CRHLINK\x01\x00\x02\x00");
+    assert_eq!(&b[..12], b"\x89CRHLINK\x01\x00\x03\x00");
+    // the four differ in the version only
     assert_eq!(&old[12..old.len() - 4], &b[12..b.len() - 4]);
     assert_eq!(&v11[12..v11.len() - 4], &b[12..b.len() - 4]);
+    assert_eq!(&v12[12..v12.len() - 4], &b[12..b.len() - 4]);
     let t = b.len() - 16;
     assert_eq!(&b[t..t + 4], b"\x89END");
     assert_eq!(u64::from_le_bytes(b[t + 4..t + 12].try_into()?), 5);

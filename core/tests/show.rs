@@ -19,18 +19,25 @@ fn directory_is_an_array_with_inventory_first() -> Result<(), Box<dyn std::error
     let v = json(&dir)?;
     let files = v.as_array().ok_or("not an array")?;
     let names: Vec<&str> = files.iter().filter_map(|f| f["file"].as_str()).collect();
-    assert_eq!(names.len(), 15, "{names:?}");
+    assert_eq!(names.len(), 16, "{names:?}");
     assert_eq!(names[0], "inventory.img");
     assert_eq!(names[1], "links.img");
-    assert_eq!(names[13], "stats-restore.img");
-    assert_eq!(names[14], "seal.img");
+    assert_eq!(names[7], "tc.img");
+    assert_eq!(names[14], "stats-restore.img");
+    assert_eq!(names[15], "seal.img");
     assert_eq!(files[0]["magic"], "inventory");
-    assert_eq!(files[0]["version"], "1.2");
+    assert_eq!(files[0]["version"], "1.3");
     assert_eq!(
-        files[14]["entries"][0]["key_id"],
+        files[15]["entries"][0]["key_id"],
         golden_key().id().to_string()
     );
     assert_eq!(files[0]["entries"][0]["files"][0]["name"], "links.img");
+    // tc objects: their type by name, their options in hex
+    let tc = &files[7]["entries"];
+    assert_eq!(tc[0]["type"], "TC_QDISC");
+    assert_eq!(tc[0]["options"], "0800010000000000");
+    assert_eq!(tc[1]["type"], "TC_FILTER");
+    assert_eq!(tc[1]["devrefs"][0]["ifname"], "ifb0");
 
     let links = &files[1];
     assert_eq!(links["magic"], "links");
@@ -77,7 +84,7 @@ fn text_lists_every_kind() -> Result<(), Box<dyn std::error::Error>> {
     // a directory opens with its summary, then every file in detail
     assert!(text.starts_with("crhook image directory "), "{text}");
     assert!(text.contains("\n  links       "), "{text}");
-    assert!(text.contains("\ninventory.img: inventory (crhook.Inventory), format 1.2, 1 entry\n"));
+    assert!(text.contains("\ninventory.img: inventory (crhook.Inventory), format 1.3, 1 entry\n"));
     for k in Kind::ALL {
         assert!(
             text.contains(&format!("{}: {} (", k.file_name(), k.name())),

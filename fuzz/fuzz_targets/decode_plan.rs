@@ -4,13 +4,14 @@
 //! hostile-content checks (raw link attributes, firewall text), the transforms (adopt, with
 //! the first links and addresses standing for the live ones, and remaps in every family,
 //! iptables text and nf_tables payloads), the plan of every netlink family against a live set
-//! derived from the input, and the encoding of every request restore would send. Any panic is
+//! derived from the input (traffic control's readable parameters and diff included), and the
+//! encoding of every request restore would send. Any panic is
 //! a bug; errors are expected.
 
 #![no_main]
 
 use crhook_netstate::crhook_proto as pb;
-use crhook_netstate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crhook_netstate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crhook_netstate::ifmap::IfMap;
 use crhook_netstate::transform::{self, Adopt, Remap};
 use crhook_netstate::Snapshot;
@@ -25,7 +26,7 @@ fn records(data: &[u8]) -> Snapshot {
         let len = usize::from(u16::from_le_bytes([rest[1], rest[2]])).min(rest.len() - 3);
         let body = &rest[3..3 + len];
         rest = &rest[3 + len..];
-        match kind % 8 {
+        match kind % 9 {
             0 => s.links.extend(pb::Link::decode(body).ok()),
             1 => s.addresses.extend(pb::Address::decode(body).ok()),
             2 => s.routes.extend(pb::Route::decode(body).ok()),
@@ -33,6 +34,7 @@ fn records(data: &[u8]) -> Snapshot {
             4 => s.neighbours.extend(pb::Neighbour::decode(body).ok()),
             5 => s.nexthops.extend(pb::NexthopObject::decode(body).ok()),
             6 => s.firewall.extend(pb::FirewallRuleset::decode(body).ok()),
+            7 => s.tc.extend(pb::TcObject::decode(body).ok()),
             _ => s.sysctls.extend(pb::Sysctl::decode(body).ok()),
         }
     }
@@ -79,6 +81,11 @@ fuzz_target!(|data: &[u8]| {
     let _ = family::plan::<Rules>(&snap.rules, &[], &adopted);
     let _ = family::plan::<Neighbours>(&snap.neighbours, &[], &adopted);
     let _ = family::plan::<Nexthops>(&snap.nexthops, &[], &adopted);
+    let live_tc = snap.tc[..half(snap.tc.len())].to_vec();
+    let _ = family::plan::<Tc>(&snap.tc, &live_tc, &adopted);
+    let mut diffs = Vec::new();
+    crhook_netstate::tc::diff(&snap.tc, &live_tc, &mut diffs);
+    crhook_netstate::tc::restore_order(&mut snap.tc);
     let ifs = IfMap::by_name(
         snap.links.iter().map(|l| (l.ifindex, l.name.clone())),
         live_links.iter().map(|l| (l.ifindex, l.name.clone())),
@@ -88,6 +95,7 @@ fuzz_target!(|data: &[u8]| {
     requests::<Rules>(&snap.rules, &ifs);
     requests::<Neighbours>(&snap.neighbours, &ifs);
     requests::<Nexthops>(&snap.nexthops, &ifs);
+    requests::<Tc>(&snap.tc, &ifs);
     for l in &snap.links {
         let _ = crhook_netstate::link::view::view(l, &crhook_netstate::link::view::names(&snap.links));
         let _ = crhook_netstate::link::create::create_request(l, true, &|x| Some(x), None);

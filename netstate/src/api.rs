@@ -103,6 +103,10 @@ pub struct RestoreOptions {
     /// where the restore journal goes (default `/run/crhook/journal`): a restore killed
     /// outright is undone from it by the next restore of the same target or by `recover`
     pub journal_dir: Option<PathBuf>,
+    /// `--allow-lost WHAT`: state the image records but restore cannot carry, whose loss the
+    /// caller accepts (`bpf`: eBPF programs in tc filters and actions, XDP programs); without
+    /// it restore refuses such an image by name
+    pub allow_lost: Vec<String>,
 }
 
 /// What `diff` compares, beside the images: the same adopt and remap restore was given, so a

@@ -6,7 +6,7 @@ use crhook_proto as pb;
 
 use crate::api::FirewallOptions;
 use crate::error::Result;
-use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::link::{self, PeerFinder};
 use crate::netns::NetNs;
@@ -73,7 +73,13 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
     let name = ns.name().to_string();
     let mut nl = ns.run(|| Nl::new(&name))?;
     let mut peers = PeerFinder::new(host.try_clone()?, ns);
-    let (links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
+    let (mut links, dump) = timed(&mut phases, "links", || link::capture(&mut nl, &mut peers))?;
+    timed(&mut phases, "features", || {
+        match crate::ethtool::open_in(ns)? {
+            Some(mut e) => e.fill(&mut links),
+            None => Ok(()),
+        }
+    })?;
     let ifs = IfMap::from_names(links.iter().map(|l| (l.ifindex, l.name.clone())));
     // sysctls (mostly /proc reads) go on their own thread, beside the other dumps
     let (families, sysctls) = std::thread::scope(|s| {
@@ -96,6 +102,7 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
                 routes: timed(&mut ph, "routes", || Routes::capture(&mut nl, &ifs))?,
                 rules: timed(&mut ph, "rules", || Rules::capture(&mut nl, &ifs))?,
                 neighbours: timed(&mut ph, "neighbours", || Neighbours::capture(&mut nl, &ifs))?,
+                tc: timed(&mut ph, "tc", || Tc::capture(&mut nl, &ifs))?,
                 ..Default::default()
             };
             Ok((snap, ph))
@@ -116,7 +123,9 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
         requests += n;
         phases.push(("sysctls", us));
     }
-    let warnings = peer_warnings(&links);
+    snap.tc.extend(crate::tc::xdp_programs(&dump));
+    let mut warnings = crate::tc::lost_warnings(&snap.tc);
+    warnings.extend(peer_warnings(&links));
     snap.links = links;
     Ok(Captured {
         snapshot: snap,

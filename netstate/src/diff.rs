@@ -105,6 +105,7 @@ fn differences_adopted(
     for l in &mut live.links {
         if let Some(s) = by_name.get(l.name.as_str()) {
             crate::link::view::forget_unknown_far_end(s, l);
+            crate::ethtool::forget_unrecorded(s, l);
         }
     }
     crate::transform::drop_adopted_links(&mut saved.links, adopted);
@@ -129,11 +130,13 @@ pub fn differences(saved: &Snapshot, live: &Snapshot, with_firewall: bool) -> Ve
             .collect(),
         &mut out,
     );
+    crate::ethtool::diff(&saved.links, &live.links, &mut out);
     family::diff::<Addresses>(&saved.addresses, &live.addresses, &mut out);
     family::diff::<Nexthops>(&saved.nexthops, &live.nexthops, &mut out);
     family::diff::<Routes>(&saved.routes, &live.routes, &mut out);
     family::diff::<Rules>(&saved.rules, &live.rules, &mut out);
     family::diff::<Neighbours>(&saved.neighbours, &live.neighbours, &mut out);
+    crate::tc::diff(&saved.tc, &live.tc, &mut out);
     let norm = |v: &[crhook_proto::Sysctl]| -> Vec<(String, crhook_proto::Sysctl)> {
         v.iter()
             .map(|s| {

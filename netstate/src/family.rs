@@ -1,5 +1,5 @@
 //! One shape for the object families that live in netlink tables (addresses, routes, rules,
-//! neighbours, nexthops), so that restore's conflict check, its batched apply with undo, and
+//! neighbours, nexthops, traffic control), so that restore's conflict check, its batched apply with undo, and
 //! `diff` are written once.
 
 use std::collections::{HashMap, HashSet};
@@ -117,6 +117,7 @@ family!(Rules, rule, pb::Rule, "rule");
 family!(Neighbours, neigh, pb::Neighbour, "neighbour", |o| &o.ifname);
 family!(Nexthops, nexthop, pb::NexthopObject, "nexthop", |o| &o
     .oif_name);
+family!(Tc, tc, pb::TcObject, "tc object", |o| &o.ifname);
 
 pub struct Routes;
 impl Family for Routes {

@@ -36,7 +36,7 @@ use crhook_proto as pb;
 
 use crate::api::CheckpointOptions;
 use crate::error::{NetstateError, Result};
-use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::link::{self, PeerFinder};
 use crate::netns::{NetNs, Target};
@@ -141,9 +141,10 @@ fn relative(from: &Path, to: &Path) -> Result<PathBuf> {
 const EXTRA_PASSES: usize = 2;
 
 /// Families name links by name, resolved from the link dump: when links changed (renamed,
-/// added, removed), every family is dumped again with them.
+/// added, removed), every family is dumped again with them. Traffic control takes the XDP
+/// programs from the link dump, so it brings the links (and so everything) along.
 fn widen(kinds: BTreeSet<Kind>) -> BTreeSet<Kind> {
-    if kinds.contains(&Kind::Links) {
+    if kinds.contains(&Kind::Links) || kinds.contains(&Kind::Tc) {
         TRACKED.iter().copied().collect()
     } else {
         kinds
@@ -201,13 +202,18 @@ fn netlink_pass(
     }
     let name = ns.name().to_string();
     let mut nl = ns.run(|| Nl::new(&name))?;
+    let mut dump = None;
     let ifs = if want(Kind::Links) {
         let mut peers = PeerFinder::new(host.try_clone()?, ns);
-        let (l, _) = link::capture(&mut nl, &mut peers)?;
+        let (mut l, d) = link::capture(&mut nl, &mut peers)?;
+        if let Some(mut e) = crate::ethtool::open_in(ns)? {
+            e.fill(&mut l)?;
+        }
         p.warnings = crate::capture_all::peer_warnings(&l);
         let ifs = IfMap::from_names(l.iter().map(|x| (x.ifindex, x.name.clone())));
         p.snap.links = l;
         p.kinds.insert(Kind::Links);
+        dump = Some(d);
         ifs
     } else {
         IfMap::from_names(links.iter().map(|x| (x.ifindex, x.name.clone())))
@@ -225,6 +231,15 @@ fn netlink_pass(
     fam!(Kind::Routes, routes, Routes);
     fam!(Kind::Rules, rules, Rules);
     fam!(Kind::Neighbours, neighbours, Neighbours);
+    if want(Kind::Tc) {
+        p.snap.tc = Tc::capture(&mut nl, &ifs)?;
+        // widened with the links, so their dump is here
+        if let Some(d) = &dump {
+            p.snap.tc.extend(crate::tc::xdp_programs(d));
+        }
+        p.warnings.extend(crate::tc::lost_warnings(&p.snap.tc));
+        p.kinds.insert(Kind::Tc);
+    }
     p.requests = nl.requests;
     Ok(p)
 }
@@ -242,6 +257,7 @@ fn merge(into: &mut Pass, later: Pass) {
             Kind::Nexthops => a.nexthops = std::mem::take(&mut b.nexthops),
             Kind::Rules => a.rules = std::mem::take(&mut b.rules),
             Kind::Neighbours => a.neighbours = std::mem::take(&mut b.neighbours),
+            Kind::Tc => a.tc = std::mem::take(&mut b.tc),
             Kind::Firewall => a.firewall = std::mem::take(&mut b.firewall),
             _ => {}
         }
@@ -464,6 +480,7 @@ fn unchanged(parent: &ImageDir, got: &Pass) -> Result<Vec<Kind>> {
     same!(Kind::Nexthops, nexthops);
     same!(Kind::Rules, rules);
     same!(Kind::Neighbours, neighbours);
+    same!(Kind::Tc, tc);
     same!(Kind::Sysctls, sysctls);
     same!(Kind::Firewall, firewall);
     same!(Kind::TunFiles, tun_files);

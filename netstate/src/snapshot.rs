@@ -17,6 +17,7 @@ pub struct Snapshot {
     pub nexthops: Vec<pb::NexthopObject>,
     pub rules: Vec<pb::Rule>,
     pub neighbours: Vec<pb::Neighbour>,
+    pub tc: Vec<pb::TcObject>,
     pub sysctls: Vec<pb::Sysctl>,
     pub firewall: Vec<pb::FirewallRuleset>,
     pub tun_files: Vec<pb::TunFile>,
@@ -32,6 +33,7 @@ impl Snapshot {
         w.write(Kind::Nexthops, &self.nexthops)?;
         w.write(Kind::Rules, &self.rules)?;
         w.write(Kind::Neighbours, &self.neighbours)?;
+        w.write(Kind::Tc, &self.tc)?;
         w.write(Kind::Sysctls, &self.sysctls)?;
         w.write(Kind::Firewall, &self.firewall)?;
         w.write(Kind::TunFiles, &self.tun_files)?;
@@ -67,6 +69,7 @@ impl Snapshot {
                     nexthops: dir.read(Kind::Nexthops)?,
                     rules: dir.read(Kind::Rules)?,
                     neighbours: dir.read(Kind::Neighbours)?,
+                    tc: dir.read(Kind::Tc)?,
                     tun_files: dir.read(Kind::TunFiles)?,
                     ext_files: dir.read(Kind::ExtFiles)?,
                     skipped_files: dir.read(Kind::SkippedFiles)?,
@@ -91,6 +94,7 @@ impl Snapshot {
             ("nexthops", self.nexthops.len() as u64),
             ("rules", self.rules.len() as u64),
             ("neighbours", self.neighbours.len() as u64),
+            ("tc", self.tc.len() as u64),
             ("sysctls", self.sysctls.len() as u64),
             ("firewall", self.firewall.len() as u64),
             ("tun_files", self.tun_files.len() as u64),

@@ -33,6 +33,7 @@ use crate::netns::NetNs;
 const GROUPS: &[(u32, Kind)] = &[
     (1, Kind::Links),      // RTNLGRP_LINK
     (3, Kind::Neighbours), // RTNLGRP_NEIGH
+    (4, Kind::Tc),         // RTNLGRP_TC
     (5, Kind::Addresses),  // RTNLGRP_IPV4_IFADDR
     (7, Kind::Routes),     // RTNLGRP_IPV4_ROUTE
     (8, Kind::Rules),      // RTNLGRP_IPV4_RULE
@@ -45,13 +46,14 @@ const GROUPS: &[(u32, Kind)] = &[
 ];
 
 /// The kinds a tracker follows over rtnetlink.
-pub const TRACKED: [Kind; 7] = [
+pub const TRACKED: [Kind; 8] = [
     Kind::Links,
     Kind::Addresses,
     Kind::Routes,
     Kind::Nexthops,
     Kind::Rules,
     Kind::Neighbours,
+    Kind::Tc,
     Kind::Sysctls,
 ];
 
@@ -63,6 +65,8 @@ fn kind_of(ty: u16) -> Option<Kind> {
         24..=27 => Kind::Routes,     // RTM_NEWROUTE ..
         28..=31 => Kind::Neighbours, // RTM_NEWNEIGH ..
         32..=35 => Kind::Rules,      // RTM_NEWRULE ..
+        36..=51 => Kind::Tc,         // RTM_NEWQDISC .. RTM_GETACTION
+        100..=103 => Kind::Tc,       // RTM_NEWCHAIN ..
         80..=83 => Kind::Sysctls,    // RTM_NEWNETCONF ..
         104..=107 => Kind::Nexthops, // RTM_NEWNEXTHOP ..
         _ => return None,

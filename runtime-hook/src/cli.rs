@@ -173,6 +173,10 @@ pub struct RestoreArgs {
     /// target (in the host or another namespace), as a sealed image may
     #[arg(long)]
     pub trust_images: bool,
+    /// restore without state the image records but cannot carry, instead of refusing it;
+    /// WHAT is `bpf` (eBPF programs in tc filters and actions, XDP programs) (repeatable)
+    #[arg(long, value_name = "WHAT", value_parser = ["bpf"])]
+    pub allow_lost: Vec<String>,
     /// print what restore would do (adopted links, remaps, per family keep/add/replace and
     /// every conflict) and change nothing; exit 1 when it would refuse
     #[arg(long, conflicts_with_all = ["verify", "fd_socket", "print_stats"])]

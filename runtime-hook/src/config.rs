@@ -21,6 +21,7 @@
 //! trust_images = false      # let images this host did not seal place things outside
 //! host_bridges = ["cni0"]    # ... but let any image put a veth's far end in this namespace
 //!                            # attached to one of these bridges
+//! allow_lost = ["bpf"]      # restore without eBPF programs (tc bpf, XDP) instead of refusing
 //! ```
 //!
 //! `image_key` reaches the library as `CRHOOK_IMAGE_KEY` (which, when set, wins over the
@@ -89,6 +90,9 @@ pub struct RestoreConfig {
     /// to (the one placement outside the target an untrusted image may make)
     #[serde(default)]
     pub host_bridges: Vec<String>,
+    /// state restore may leave behind instead of refusing the image (`bpf`)
+    #[serde(default)]
+    pub allow_lost: Vec<String>,
 }
 
 impl Config {

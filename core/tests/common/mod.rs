@@ -55,8 +55,13 @@ pub fn list(dir: &Path) -> Vec<String> {
     v
 }
 
-/// The golden files of the format this build writes (1.2).
+/// The golden files of the format this build writes (1.3).
 pub fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.3")
+}
+
+/// The golden files of format 1.2, read but no longer written (sealed with [`golden_key`]).
+pub fn golden_dir_v1_2() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.2")
 }
 
@@ -65,7 +70,7 @@ pub fn golden_dir_v1_1() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/v1.1")
 }
 
-/// The key the golden image of format 1.2 is sealed with: bytes 0..32.
+/// The key the golden images of formats 1.2 and 1.3 are sealed with: bytes 0..32.
 pub fn golden_key() -> HostKey {
     let mut k = [0u8; 32];
     for (i, b) in k.iter_mut().enumerate() {
@@ -530,6 +535,40 @@ pub fn source() -> NamespaceIdentity {
     }
 }
 
+/// tc.img (format 1.3): a tbf root qdisc and a u32 filter redirecting to another device.
+pub fn tc_objects() -> Vec<TcObject> {
+    vec![
+        TcObject {
+            r#type: TcType::TcQdisc as i32,
+            ifname: "eth0".into(),
+            ifindex: 2,
+            handle: 0x8001_0000,
+            parent: 0xFFFF_FFFF,
+            kind: "tbf".into(),
+            options: vec![8, 0, 1, 0, 0, 0, 0, 0],
+            summary: "handle 8001: rate 10Mbit burst 4Kb lat 400ms".into(),
+            ..Default::default()
+        },
+        TcObject {
+            r#type: TcType::TcFilter as i32,
+            ifname: "eth0".into(),
+            ifindex: 2,
+            handle: 0x8000_0800,
+            parent: 0xFFFF_0000,
+            info: 0xC000_0300,
+            kind: "u32".into(),
+            options: vec![8, 0, 7, 0, 3, 0, 0, 0],
+            devrefs: vec![TcDevRef {
+                offset: 4,
+                ifindex: 3,
+                ifname: "ifb0".into(),
+            }],
+            summary: "action mirred egress redirect dev ifb0".into(),
+            ..Default::default()
+        },
+    ]
+}
+
 pub fn warnings() -> Vec<String> {
     vec!["socket:[12345] held by pid 42 fd 11: no plugin claims sockets".into()]
 }
@@ -553,6 +592,7 @@ pub fn write_fixture_with(dir: &Path, key: Option<HostKey>) -> Result<PathBuf, I
     w.write(Kind::Nexthops, &nexthops())?;
     w.write(Kind::Rules, &rules())?;
     w.write(Kind::Neighbours, &neighbours())?;
+    w.write(Kind::Tc, &tc_objects())?;
     w.write(Kind::Sysctls, &sysctls())?;
     w.write(Kind::Firewall, &firewall())?;
     w.write(Kind::TunFiles, &tun_files())?;
@@ -579,6 +619,7 @@ pub fn fixture_bytes(kind: Kind) -> Option<Vec<u8>> {
         Kind::Nexthops => encode_file(kind, &nexthops()),
         Kind::Rules => encode_file(kind, &rules()),
         Kind::Neighbours => encode_file(kind, &neighbours()),
+        Kind::Tc => encode_file(kind, &tc_objects()),
         Kind::Sysctls => encode_file(kind, &sysctls()),
         Kind::Firewall => encode_file(kind, &firewall()),
         Kind::TunFiles => encode_file(kind, &tun_files()),
@@ -594,7 +635,7 @@ pub fn bless_if_asked() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
         if std::env::var("CRHOOK_BLESS").as_deref() == Ok("1") {
-            write_fixture(&golden_dir()).expect("bless golden v1.2");
+            write_fixture(&golden_dir()).expect("bless golden v1.3");
             eprintln!("blessed {}", golden_dir().display());
         }
     });

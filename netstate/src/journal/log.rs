@@ -48,6 +48,7 @@ const INTENT: u8 = 2;
 const SETTLE: u8 = 3;
 const SYSCTL: u8 = 4;
 const FIREWALL: u8 = 5;
+const FEATURES: u8 = 6;
 
 /// Who wrote the journal and the namespaces its entries go to.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
@@ -82,6 +83,17 @@ pub(crate) enum Record {
         old: String,
     },
     Firewall(u32, StepUndo),
+    /// a link's device features before restore changed them
+    Features {
+        link: String,
+        before: crate::ethtool::Features,
+    },
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct FeaturesBody {
+    link: String,
+    before: crate::ethtool::Features,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -364,6 +376,16 @@ impl Log {
         Ok(seq)
     }
 
+    /// Announces a change of link `link`'s device features: `before` is what it had.
+    pub fn features(&self, link: &str, before: &crate::ethtool::Features) -> Result<()> {
+        let body = serde_json::to_vec(&FeaturesBody {
+            link: link.to_string(),
+            before: before.clone(),
+        })
+        .map_err(|e| NetstateError::invalid(e.to_string()))?;
+        self.append(FEATURES, &body)
+    }
+
     /// Everything written so far, read back from the open file.
     pub(crate) fn read_back(&self) -> Result<(Header, Vec<Record>)> {
         let name = Path::new(self.name.as_str());
@@ -506,6 +528,14 @@ pub(crate) fn read(r: &mut dyn Read, path: &Path) -> Result<(Header, Vec<Record>
                     u32::from_le_bytes(*seq),
                     serde_json::from_slice(json).map_err(|e| bad(&e.to_string()))?,
                 ))
+            }
+            FEATURES => {
+                let f: FeaturesBody =
+                    serde_json::from_slice(body).map_err(|e| bad(&e.to_string()))?;
+                records.push(Record::Features {
+                    link: f.link,
+                    before: f.before,
+                })
             }
             t => return Err(bad(&format!("unknown record type {t}"))),
         }

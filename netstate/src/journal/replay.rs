@@ -28,6 +28,10 @@ enum Entry {
         old: String,
     },
     Firewall(StepUndo),
+    Features {
+        link: String,
+        before: crate::ethtool::Features,
+    },
 }
 
 /// The entries to undo, in the order they were made: settles take out what was not applied.
@@ -56,6 +60,7 @@ fn entries(records: Vec<Record>) -> Vec<Entry> {
                 }
             }
             Record::Sysctl { sock, path, old } => out.push(Some(Entry::Sysctl { sock, path, old })),
+            Record::Features { link, before } => out.push(Some(Entry::Features { link, before })),
         }
     }
     out.into_iter().flatten().collect()
@@ -71,6 +76,7 @@ pub(crate) fn undo(records: Vec<Record>, ns: &NetNs, socks: &mut dyn Sockets) ->
                 tracing::debug!(sock = ?sock, "undo: sysctl {} back to {old:?}", path.join("/"))
             }
             Entry::Firewall(_) => tracing::debug!("undo: firewall step"),
+            Entry::Features { link, .. } => tracing::debug!("undo: features of {link}"),
         }
         match e {
             Entry::Nl(n) => match socks.nl(n.sock) {
@@ -102,6 +108,21 @@ pub(crate) fn undo(records: Vec<Record>, ns: &NetNs, socks: &mut dyn Sockets) ->
             Entry::Firewall(u) => {
                 if let Err(e) = u.run(ns) {
                     errors.push(format!("undo firewall: {}", crate::error::chain(&e)));
+                }
+            }
+            Entry::Features { link, before } => {
+                let r = crate::ethtool::open_in(ns).and_then(|e| match e {
+                    Some(mut e) => {
+                        let now = e.dump_one(&link)?;
+                        e.apply(&link, &before, &now).map(drop)
+                    }
+                    None => Ok(()),
+                });
+                if let Err(e) = r {
+                    errors.push(format!(
+                        "undo features of {link}: {}",
+                        crate::error::chain(&e)
+                    ));
                 }
             }
         }
@@ -288,6 +309,7 @@ mod tests {
                 Entry::Nl(n) => format!("{:?} {} {:?}", n.sock, n.what, n.payload),
                 Entry::Sysctl { path, old, .. } => format!("sysctl {} {old}", path.join("/")),
                 Entry::Firewall(_) => "firewall".into(),
+                Entry::Features { link, .. } => format!("features {link}"),
             })
             .collect()
     }

@@ -1,5 +1,5 @@
 //! Applying a prepared restore in the order DESIGN.md gives (firewall, links, early sysctls,
-//! addresses, up, nexthops, routes, rules, neighbours, late sysctls, files), every change
+//! traffic control, addresses, up, nexthops, routes, rules, neighbours, late sysctls, files), every change
 //! journaled; and the reconciling of the kernel's own link-locals at the end. The caller
 //! (`restore_with`) owns the journal's fate: rollback or success.
 
@@ -12,7 +12,7 @@ use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
 use super::{dad, links, Socks};
 use crate::api::RestoreOptions;
 use crate::error::NetstateError;
-use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock, Undo};
 use crate::link::capture::{dump, link_name};
@@ -204,6 +204,19 @@ fn links_and_addresses(
         links::far_end::Phase::Created,
     )?;
     cx.stats.phase("links", t.elapsed());
+    // traffic control while the links are down: no packet leaves unshaped
+    let t = Instant::now();
+    family::apply::<Tc>(
+        &mut cx.socks.target,
+        Sock::Target,
+        &todo.tc,
+        &ifs,
+        cx.journal,
+    )?;
+    cx.stats.phase("tc", t.elapsed());
+    let t = Instant::now();
+    features(cx, &todo.links, lp)?;
+    cx.stats.phase("features", t.elapsed());
     firewall(cx, nft, "nftables")?;
     let t = Instant::now();
     sysctls(
@@ -323,6 +336,100 @@ pub(super) fn link_locals(
         .cloned()
         .collect();
     family::apply::<Addresses>(target, Sock::Target, &missing, &saved_ifs, cx.journal)
+}
+
+/// Device features and channels of the links restore made (their undo is their deletion),
+/// and features of those it configures (`lo`, journaled as they were), where they differ
+/// from what the kernel gave the device.
+fn features(
+    cx: &mut Applying,
+    links: &[crhook_proto::Link],
+    lp: &links::LinkPlan,
+) -> std::result::Result<(), Vec<String>> {
+    let made: Vec<usize> = lp
+        .create
+        .iter()
+        .chain(lp.partner.values())
+        .copied()
+        .collect();
+    channels(cx, links, &made)?;
+    let configured: Vec<usize> = lp.configure.iter().map(|(i, _)| *i).collect();
+    let wanted: Vec<(usize, crate::ethtool::Features)> = made
+        .iter()
+        .chain(&configured)
+        .filter_map(|&i| Some((i, crate::ethtool::saved(links.get(i)?)?)))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let err = |e: NetstateError| vec![crate::error::chain(&e)];
+    let Some(mut eth) = crate::ethtool::open_in(cx.ns).map_err(err)? else {
+        return Err(vec![format!(
+            "set device features in {}: the kernel has no ethtool netlink family",
+            cx.ns.name()
+        )]);
+    };
+    let live = eth.dump_by_name().map_err(err)?;
+    let mut errors = Vec::new();
+    for (i, want) in wanted {
+        let name = &links[i].name;
+        let Some(now) = live.get(name) else { continue };
+        // a link restore did not make gets its features back as they were: logged first
+        if configured.contains(&i) {
+            cx.journal.log().features(name, now).map_err(err)?;
+        }
+        match eth.apply(name, &want, now) {
+            Ok(0) => {}
+            Ok(_) => cx.journal.push(Undo::Nothing),
+            Err(e) => errors.push(crate::error::chain(&e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    cx.journal.check().map_err(|e| vec![e])
+}
+
+/// Channels (queues in use) of the links restore made, where they differ from what the new
+/// device has; undone with the link.
+fn channels(
+    cx: &mut Applying,
+    links: &[crhook_proto::Link],
+    made: &[usize],
+) -> std::result::Result<(), Vec<String>> {
+    let wanted: Vec<&crhook_proto::Link> = made
+        .iter()
+        .filter_map(|&i| links.get(i))
+        .filter(|l| l.channels.is_some())
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let err = |e: NetstateError| vec![crate::error::chain(&e)];
+    let Some(mut eth) = crate::ethtool::open_in(cx.ns).map_err(err)? else {
+        return Ok(());
+    };
+    let live: std::collections::HashMap<String, crhook_proto::Channels> = eth
+        .dump_channels()
+        .map_err(err)?
+        .into_iter()
+        .map(|(_, n, c)| (n, c))
+        .collect();
+    let mut errors = Vec::new();
+    for l in wanted {
+        let (Some(want), Some(now)) = (&l.channels, live.get(&l.name)) else {
+            continue;
+        };
+        match eth.apply_channels(&l.name, want, now) {
+            Ok(true) => cx.journal.push(Undo::Nothing),
+            Ok(false) => {}
+            Err(e) => errors.push(crate::error::chain(&e)),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    cx.journal.check().map_err(|e| vec![e])
 }
 
 fn firewall(

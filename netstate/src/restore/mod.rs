@@ -14,7 +14,7 @@ use crhook_core::{Kind, StatsRecorder};
 
 use crate::api::{RestoreOptions, RestoreOutcome};
 use crate::error::{NetstateError, Result};
-use crate::family::{self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{self, Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Log};
 use crate::link::capture::{dump, link_name};
@@ -124,6 +124,9 @@ pub(crate) struct Prepared {
     pub routes: family::Plan<crhook_proto::Route>,
     pub rules: family::Plan<crhook_proto::Rule>,
     pub neighbours: family::Plan<crhook_proto::Neighbour>,
+    pub tc: family::Plan<crhook_proto::TcObject>,
+    /// what the image records but restore leaves out, as the caller allowed (`allow_lost`)
+    pub lost: Vec<String>,
     pub firewall: Vec<crhook_proto::FirewallRuleset>,
     /// the saved link-local addresses the kernel made (restore leaves them to it)
     pub kernel_ll: Vec<crhook_proto::Address>,
@@ -140,7 +143,10 @@ fn prepare(
 ) -> Result<Prepared> {
     let socks = &mut o.socks;
     let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &o.ns);
-    let (live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
+    let (mut live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
+    if let Some(mut e) = crate::ethtool::open_in(&o.ns)? {
+        e.fill(&mut live_links)?;
+    }
     let live_ifs = IfMap::from_names(
         socks
             .target_links
@@ -202,13 +208,16 @@ fn prepare(
         &Neighbours::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
+    let (tc, lost, refused) = plan_tc(&mut snap, socks, &live_ifs, &adopted, opts)?;
     let mut conflicts = link_plan.conflicts.clone();
+    conflicts.extend(refused);
     for c in [
         &addresses.conflicts,
         &nexthops.conflicts,
         &routes.conflicts,
         &rules.conflicts,
         &neighbours.conflicts,
+        &tc.conflicts,
     ] {
         conflicts.extend(c.iter().cloned());
     }
@@ -237,10 +246,69 @@ fn prepare(
         routes,
         rules,
         neighbours,
+        tc,
+        lost,
         firewall: fw,
         kernel_ll,
         conflicts,
     })
+}
+
+/// Traffic control planned against the live target. Objects running an eBPF program are
+/// refused by name unless the caller allows their loss, then left out with a warning.
+fn plan_tc(
+    snap: &mut Snapshot,
+    socks: &mut Socks,
+    live_ifs: &IfMap,
+    adopted: &std::collections::HashSet<String>,
+    opts: &RestoreOptions,
+) -> Result<(
+    family::Plan<crhook_proto::TcObject>,
+    Vec<String>,
+    Vec<Conflict>,
+)> {
+    if let Some(w) = opts.allow_lost.iter().find(|w| *w != "bpf") {
+        return Err(NetstateError::invalid(format!(
+            "unknown allow-lost value {w:?} (known: bpf)"
+        )));
+    }
+    let allowed = opts.allow_lost.iter().any(|w| w == "bpf");
+    let (lost, carried): (Vec<_>, Vec<_>) = std::mem::take(&mut snap.tc)
+        .into_iter()
+        .partition(|o| o.bpf.is_some());
+    let texts: Vec<String> = lost.iter().map(crate::tc::lost_text).collect();
+    let refused = if allowed {
+        Vec::new()
+    } else {
+        texts
+            .iter()
+            .map(|t| Conflict {
+                kind: "tc".into(),
+                object: String::new(),
+                problem: format!("{t}, which restore cannot carry"),
+                fields: Vec::new(),
+                hint: Some("pass --allow-lost bpf to restore without it".into()),
+            })
+            .collect()
+    };
+    let live = if carried.is_empty() {
+        Vec::new()
+    } else {
+        Tc::capture(&mut socks.target, live_ifs)?
+    };
+    let mut plan = family::plan::<Tc>(&carried, &live, adopted);
+    crate::tc::restore_order(&mut plan.to_add);
+    // verify compares what was carried; the lost objects stay recorded in the image
+    snap.tc = carried;
+    let lost = if allowed {
+        texts
+            .into_iter()
+            .map(|t| format!("{t}: not restored (--allow-lost bpf)"))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok((plan, lost, refused))
 }
 
 /// What restoring `snap` into `target` would do, changing nothing; `untrusted` as for
@@ -325,6 +393,7 @@ fn restore_with(
         routes: p.routes.to_add,
         rules: p.rules.to_add,
         neighbours: p.neighbours.to_add,
+        tc: p.tc.to_add,
         firewall: p.firewall,
         sysctls: take(&mut snap.sysctls, keep),
         tun_files: snap.tun_files.clone(),
@@ -332,6 +401,7 @@ fn restore_with(
         skipped_files: Vec::new(),
     };
     let mut warnings = std::mem::take(&mut o_warnings);
+    warnings.extend(p.lost.iter().cloned());
     let log = start_journal(&ns, &socks, opts, &mut warnings)?;
     let mut journal = Journal::new(log, crate::journal::fail_after_from_env());
     let mut files = Vec::new();

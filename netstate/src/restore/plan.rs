@@ -6,7 +6,7 @@
 use serde::Serialize;
 
 use super::Prepared;
-use crate::family::{Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules};
+use crate::family::{Addresses, Conflict, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 
 /// One family's part of the plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -146,6 +146,7 @@ impl Plan {
                 family::<Routes>(&p.routes),
                 family::<Rules>(&p.rules),
                 family::<Neighbours>(&p.neighbours),
+                family::<Tc>(&p.tc),
                 sysctls,
             ],
             conflicts: p.conflicts.clone(),

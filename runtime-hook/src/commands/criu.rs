@@ -171,6 +171,7 @@ async fn restore() -> anyhow::Result<()> {
         remaps: super::remaps(&none)?,
         trust_images: crate::config::get().restore.trust_images.unwrap_or(false),
         host_bridges: crate::config::get().restore.host_bridges.clone(),
+        allow_lost: crate::config::get().restore.allow_lost.clone(),
         ..RestoreOptions::default()
     };
     let outcome = crhook_netstate::restore(&target, &images, &opts)

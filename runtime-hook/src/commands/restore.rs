@@ -25,6 +25,12 @@ pub async fn run(args: &RestoreArgs) -> anyhow::Result<()> {
         trust_images: args.trust_images || config.restore.trust_images.unwrap_or(false),
         host_bridges: crate::config::get().restore.host_bridges.clone(),
         journal_dir: None,
+        allow_lost: args
+            .allow_lost
+            .iter()
+            .chain(&config.restore.allow_lost)
+            .cloned()
+            .collect(),
     };
     if args.dry_run {
         let (snap, trust) = crhook_netstate::Snapshot::read_dir_trusted(&images)

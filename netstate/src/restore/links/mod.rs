@@ -181,6 +181,7 @@ pub fn plan(
             }
             let mut existing_view = (*existing).clone();
             crate::link::view::forget_unknown_far_end(l, &mut existing_view);
+            crate::ethtool::forget_unrecorded(l, &mut existing_view);
             let (sv, lv) = (view(l, &saved_names), view(&existing_view, &lname));
             if is_loopback(l) && is_loopback(existing) {
                 if sv == lv {
