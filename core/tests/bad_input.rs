@@ -389,7 +389,7 @@ fn inventory_of_a_future_major() {
     assert_eq!(
         msg,
         format!(
-            "read {}: offset 12: format 3.2 is newer than this crhook reads (2.0)",
+            "read {}: offset 12: format 3.3 is newer than this crhook reads (2.0)",
             dir.join("inventory.img").display()
         )
     );

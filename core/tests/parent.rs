@@ -83,7 +83,7 @@ fn bless() {
         if std::env::var("CRHOOK_BLESS").as_deref() == Ok("1") {
             write_child(
                 &golden_child(),
-                &golden_dir(),
+                &golden_dir_v1_2(),
                 "../v1.2",
                 Some(golden_key()),
                 source(),
@@ -95,7 +95,7 @@ fn bless() {
 
 /// The golden child and its parent copied into a temporary directory, to be damaged.
 fn copy_chain(t: &TempDir) -> Result<PathBuf, Box<dyn std::error::Error>> {
-    for (from, to) in [(golden_dir(), "v1.2"), (golden_child(), "child")] {
+    for (from, to) in [(golden_dir_v1_2(), "v1.2"), (golden_child(), "child")] {
         fs::create_dir_all(t.join(to))?;
         for e in fs::read_dir(&from)? {
             let e = e?;

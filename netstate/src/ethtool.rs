@@ -221,7 +221,10 @@ impl Ethtool {
                 l.features_on = f.on;
                 l.features_off = f.off;
             }
-            l.channels = channels.remove(&l.ifindex);
+            // a tun/tap device's channels are the queues processes attached (it has no
+            // set-channels operation): the tun files restore hands back bring them
+            let c = channels.remove(&l.ifindex);
+            l.channels = if l.kind == "tun" { None } else { c };
         }
         Ok(())
     }

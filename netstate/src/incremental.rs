@@ -499,26 +499,7 @@ fn same_as<M: crhook_core::prost::Message + Default + PartialEq>(
 
 /// Writes every kind the child carries itself.
 fn write_carried(s: &Snapshot, from_parent: &[Kind], w: &mut ImageWriter) -> Result<()> {
-    let carried = |k: Kind| !from_parent.contains(&k);
-    macro_rules! put {
-        ($kind:expr, $field:ident) => {
-            if carried($kind) {
-                w.write($kind, &s.$field)?;
-            }
-        };
-    }
-    put!(Kind::Links, links);
-    put!(Kind::Addresses, addresses);
-    put!(Kind::Routes, routes);
-    put!(Kind::Nexthops, nexthops);
-    put!(Kind::Rules, rules);
-    put!(Kind::Neighbours, neighbours);
-    put!(Kind::Sysctls, sysctls);
-    put!(Kind::Firewall, firewall);
-    put!(Kind::TunFiles, tun_files);
-    put!(Kind::ExtFiles, ext_files);
-    put!(Kind::SkippedFiles, skipped_files);
-    Ok(())
+    s.write_kinds(w, |k| !from_parent.contains(&k))
 }
 
 #[cfg(test)]

@@ -27,18 +27,33 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn write(&self, w: &mut ImageWriter) -> Result<()> {
-        w.write(Kind::Links, &self.links)?;
-        w.write(Kind::Addresses, &self.addresses)?;
-        w.write(Kind::Routes, &self.routes)?;
-        w.write(Kind::Nexthops, &self.nexthops)?;
-        w.write(Kind::Rules, &self.rules)?;
-        w.write(Kind::Neighbours, &self.neighbours)?;
-        w.write(Kind::Tc, &self.tc)?;
-        w.write(Kind::Sysctls, &self.sysctls)?;
-        w.write(Kind::Firewall, &self.firewall)?;
-        w.write(Kind::TunFiles, &self.tun_files)?;
-        w.write(Kind::ExtFiles, &self.ext_files)?;
-        w.write(Kind::SkippedFiles, &self.skipped_files)?;
+        self.write_kinds(w, |_| true)
+    }
+
+    /// Writes the file of every kind `carried` says (a child image leaves out what it takes
+    /// from its parent). The one list of the kinds a snapshot holds.
+    pub fn write_kinds(&self, w: &mut ImageWriter, carried: impl Fn(Kind) -> bool) -> Result<()> {
+        macro_rules! put {
+            ($($kind:expr => $field:ident),* $(,)?) => {
+                $(if carried($kind) {
+                    w.write($kind, &self.$field)?;
+                })*
+            };
+        }
+        put!(
+            Kind::Links => links,
+            Kind::Addresses => addresses,
+            Kind::Routes => routes,
+            Kind::Nexthops => nexthops,
+            Kind::Rules => rules,
+            Kind::Neighbours => neighbours,
+            Kind::Tc => tc,
+            Kind::Sysctls => sysctls,
+            Kind::Firewall => firewall,
+            Kind::TunFiles => tun_files,
+            Kind::ExtFiles => ext_files,
+            Kind::SkippedFiles => skipped_files,
+        );
         Ok(())
     }
 

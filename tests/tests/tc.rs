@@ -605,3 +605,76 @@ fn filters_of_a_shared_block_survive_once() {
     let (fresh, _) = round_trip(ns, "tcblk2", &["s0", "s1"], &tmp.join("img"), &wants);
     fresh.delete();
 }
+
+#[test]
+fn child_images_carry_traffic_control_changed_since_their_parent() {
+    require_root();
+    let tmp = TempDir::new("tcchild");
+    let ns = TestNs::new("tcchild");
+    bandwidth_plugin_shape(&ns);
+    let devs = ["eth0", "host0", "ifb0"];
+    let (a, b, c) = (tmp.join("a"), tmp.join("b"), tmp.join("c"));
+    checkpoint(&ns, &a);
+    // a changed rate and a new filter since the parent
+    tc(
+        &ns,
+        "tc qdisc change dev eth0 root tbf rate 20mbit burst 4kb latency 400ms\n\
+         tc filter add dev eth0 parent ffff: protocol ip pref 7 u32 match ip dst 10.9.0.0/16 \
+            action mirred egress redirect dev ifb0\n",
+    );
+    let changed = tc_state(&ns, &devs);
+    assert!(changed.contains("rate 20Mbit"), "{changed}");
+    let target = ns.path_str();
+    let child = |images: &str, parent: &str| {
+        run_crhook(&[
+            "checkpoint",
+            "--netns",
+            &target,
+            "--images",
+            images,
+            "--parent",
+            parent,
+            "--lock",
+        ])
+        .expect_success();
+    };
+    child(&b, &a);
+    // nothing changed since b: c takes traffic control from its parent
+    child(&c, &b);
+    let shown = run_crhook(&["show", "--format", "json", &c]);
+    shown.expect_success();
+    let v: serde_json::Value = serde_json::from_str(&shown.stdout).expect("show json");
+    let from_parent: Vec<String> = v
+        .as_array()
+        .and_then(|files| files.iter().find(|f| f["magic"] == "inventory"))
+        .and_then(|inv| inv["entries"][0]["from_parent"].as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|x| x.as_str().map(String::from))
+                .collect()
+        })
+        .unwrap_or_default();
+    assert!(
+        from_parent.iter().any(|k| k == "tc"),
+        "c should take tc from b: {from_parent:?}"
+    );
+    ns.delete();
+    for images in [&b, &c] {
+        let fresh = TestNs::new("tcchild2");
+        run_crhook(&[
+            "restore",
+            "--netns",
+            &fresh.path_str(),
+            "--images",
+            images,
+            "--verify",
+        ])
+        .expect_success();
+        assert_eq!(
+            changed,
+            tc_state(&fresh, &devs),
+            "{images}: tc state differs"
+        );
+        fresh.delete();
+    }
+}
