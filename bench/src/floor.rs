@@ -5,7 +5,6 @@
 //! reading and checking the images, planning against the live namespace, the dumps it makes
 //! while restoring, the journal, the DAD settle.
 
-use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
@@ -13,10 +12,8 @@ use anyhow::{bail, Context, Result};
 use crhook_netstate::floor::{self, Replayed};
 use crhook_netstate::{NetNs, RestoreOptions, Target};
 
-use crate::bench::SizeResult;
 use crate::ns::BenchNs;
-use crate::report::Table;
-use crate::summary::{fmt_dur, median, part, ratio, Spread};
+use crate::summary::{median, Spread};
 
 /// The floor's runs at one size.
 #[derive(Debug, Default)]
@@ -32,7 +29,7 @@ impl Floor {
     }
 
     /// The median of one phase over the runs (zero where a run lacks it).
-    fn phase(&self, op: &str) -> Duration {
+    pub fn phase(&self, op: &str) -> Duration {
         median(
             self.runs
                 .iter()
@@ -47,7 +44,7 @@ impl Floor {
         )
     }
 
-    fn ops(&self) -> Vec<String> {
+    pub fn ops(&self) -> Vec<String> {
         let mut v: Vec<String> = Vec::new();
         for r in &self.runs {
             for (p, _) in &r.phases {
@@ -120,106 +117,4 @@ pub fn measure(
         out.runs.push(r);
     }
     Ok(out)
-}
-
-/// Restore phases of crhook and the floor's operations that do their kernel work.
-const PHASE_OPS: &[(&str, &[&str])] = &[
-    (
-        "links",
-        &[
-            "create links",
-            "configure links",
-            "create tun devices",
-            "create link",
-        ],
-    ),
-    ("addresses", &["add addresss"]),
-    ("up", &["bring links up"]),
-    ("routes", &["add routes", "add nexthops"]),
-    ("rules_neighbours", &["add rules", "add neighbours"]),
-    ("firewall", &["restore nftables tables"]),
-    ("sysctls", &["write sysctls"]),
-];
-
-/// The floor's table: per size its total against crhook's restore, then per phase.
-pub fn render(results: &[SizeResult]) -> String {
-    let mut s = String::new();
-    let with: Vec<&SizeResult> = results.iter().filter(|r| r.floor.is_some()).collect();
-    if with.is_empty() {
-        return s;
-    }
-    let _ = writeln!(
-        s,
-        "### Restore against the kernel's floor\n\n\
-         The floor: what one restore sent the kernel (every netlink buffer, tun ioctl and \
-         sysctl write, recorded as sent), replayed into a fresh namespace with nothing else. \
-         crhook's restore wall time over it is crhook's own work: reading the images, the plan, \
-         its dumps, the journal, the DAD settle, process start.\n"
-    );
-    let mut t = Table::new(
-        &[
-            "size",
-            "floor",
-            "floor range",
-            "crhook restore",
-            "crhook/floor",
-            "sent",
-        ],
-        1,
-    );
-    for r in &with {
-        let Some(f) = &r.floor else { continue };
-        let total = f.total();
-        let c = crate::summary::walls(&r.restore.crhook).median;
-        t.row(vec![
-            r.size.short.to_string(),
-            fmt_dur(total.median),
-            total.range(),
-            fmt_dur(c),
-            ratio(c, total.median).map_or("-".into(), |x| format!("{x:.2}x")),
-            f.sent.to_string(),
-        ]);
-    }
-    t.render(&mut s);
-    let _ = writeln!(
-        s,
-        "Per phase (median): the floor's operations, and crhook's phase that does that work.\n"
-    );
-    let mut head = vec!["floor operation"];
-    head.extend(with.iter().map(|r| r.size.short));
-    let mut t = Table::new(&head, 1);
-    let mut ops: Vec<String> = Vec::new();
-    for r in &with {
-        for o in r.floor.as_ref().map(Floor::ops).unwrap_or_default() {
-            if !ops.contains(&o) {
-                ops.push(o);
-            }
-        }
-    }
-    for o in &ops {
-        let mut row = vec![o.clone()];
-        for r in &with {
-            row.push(r.floor.as_ref().map_or("-".into(), |f| fmt_dur(f.phase(o))));
-        }
-        t.row(row);
-    }
-    t.render(&mut s);
-    let mut head = vec!["crhook phase: crhook / floor"];
-    head.extend(with.iter().map(|r| r.size.short));
-    let mut t = Table::new(&head, 1);
-    for (phase, fops) in PHASE_OPS {
-        let mut row = vec![phase.to_string()];
-        for r in &with {
-            let Some(f) = &r.floor else { continue };
-            let fl: Duration = fops.iter().map(|o| f.phase(o)).sum();
-            let c = part(&r.restore.crhook, phase).map(|p| p.median);
-            row.push(match c {
-                Some(c) => format!("{} / {}", fmt_dur(c), fmt_dur(fl)),
-                None => format!("- / {}", fmt_dur(fl)),
-            });
-        }
-        t.row(row);
-    }
-    t.render(&mut s);
-    s
 }

@@ -109,7 +109,7 @@ pub fn render(results: &[SizeResult], runs: usize, crhook: &str) -> String {
     s.push('\n');
     main_table(&mut s, results);
     s.push_str(&crate::targets::render(results));
-    s.push_str(&crate::floor::render(results));
+    s.push_str(&floor(results));
     lock_and_wall(&mut s, results);
     per_object(&mut s, results);
     memory(&mut s, results);
@@ -479,6 +479,113 @@ fn notes(s: &mut String, results: &[SizeResult]) {
             fmt_dur(r.spawn_ip_netns_exec)
         );
     }
+}
+
+/// Restore phases of crhook and the floor's operations that do their kernel work.
+const PHASE_OPS: &[(&str, &[&str])] = &[
+    (
+        "links",
+        &[
+            "create links",
+            "configure links",
+            "create tun devices",
+            "create link",
+        ],
+    ),
+    ("addresses", &["add addresss"]),
+    ("up", &["bring links up"]),
+    ("routes", &["add routes", "add nexthops"]),
+    ("rules_neighbours", &["add rules", "add neighbours"]),
+    ("firewall", &["restore nftables tables"]),
+    ("sysctls", &["write sysctls"]),
+];
+
+/// The floor's table: per size its total against crhook's restore, then per phase.
+fn floor(results: &[SizeResult]) -> String {
+    let mut s = String::new();
+    let with: Vec<&SizeResult> = results.iter().filter(|r| r.floor.is_some()).collect();
+    if with.is_empty() {
+        return s;
+    }
+    let _ = writeln!(
+        s,
+        "### Restore against the kernel's floor\n\n\
+         The floor: what one restore sent the kernel (every netlink buffer, tun ioctl and \
+         sysctl write, recorded as sent), replayed into a fresh namespace with nothing else. \
+         crhook's restore wall time over it is crhook's own work: reading the images, the plan, \
+         its dumps, the journal, the DAD settle, process start.\n"
+    );
+    let mut t = Table::new(
+        &[
+            "size",
+            "floor",
+            "floor range",
+            "crhook restore",
+            "crhook/floor",
+            "sent",
+        ],
+        1,
+    );
+    for r in &with {
+        let Some(f) = &r.floor else { continue };
+        let total = f.total();
+        let c = walls(&r.restore.crhook).median;
+        t.row(vec![
+            r.size.short.to_string(),
+            fmt_dur(total.median),
+            total.range(),
+            fmt_dur(c),
+            ratio(c, total.median).map_or("-".into(), |x| format!("{x:.2}x")),
+            f.sent.to_string(),
+        ]);
+    }
+    t.render(&mut s);
+    let _ = writeln!(
+        s,
+        "Per phase (median): the floor's operations, and crhook's phase that does that work.\n"
+    );
+    let mut head = vec!["floor operation"];
+    head.extend(with.iter().map(|r| r.size.short));
+    let mut t = Table::new(&head, 1);
+    let mut ops: Vec<String> = Vec::new();
+    for r in &with {
+        for o in r
+            .floor
+            .as_ref()
+            .map(crate::floor::Floor::ops)
+            .unwrap_or_default()
+        {
+            if !ops.contains(&o) {
+                ops.push(o);
+            }
+        }
+    }
+    for o in &ops {
+        let mut row = vec![o.clone()];
+        for r in &with {
+            row.push(r.floor.as_ref().map_or("-".into(), |f| fmt_dur(f.phase(o))));
+        }
+        t.row(row);
+    }
+    t.render(&mut s);
+    let mut head = vec!["crhook phase: crhook / floor"];
+    head.extend(with.iter().map(|r| r.size.short));
+    let mut t = Table::new(&head, 1);
+    for (phase, fops) in PHASE_OPS {
+        let mut row = vec![phase.to_string()];
+        for r in &with {
+            let Some(f) = &r.floor else { continue };
+            let fl: Duration = fops.iter().map(|o| f.phase(o)).sum();
+            let c = part(&r.restore.crhook, phase).map(|p| p.median);
+            row.push(match c {
+                Some(c) => format!("{} / {}", fmt_dur(c), fmt_dur(fl)),
+                None => format!("- / {}", fmt_dur(fl)),
+            });
+        }
+        t.row(row);
+    }
+    t.render(&mut s);
+    s
 }
 
 #[cfg(test)]
