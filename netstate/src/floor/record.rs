@@ -35,7 +35,8 @@ impl Sent {
     /// The phase it belongs to, as the floor's table names it.
     pub fn op(&self) -> String {
         match self {
-            Sent::Netlink { op, .. } => op.clone(),
+            // per-object operations ("set channels of eth0 ...") count as one phase
+            Sent::Netlink { op, .. } => op.split(" of ").next().unwrap_or(op).to_string(),
             Sent::Tun { .. } => "create tun devices".into(),
             Sent::Sysctl { .. } => "write sysctls".into(),
         }

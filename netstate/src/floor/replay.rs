@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use super::record::Sent;
-use crate::error::{NetstateError, Result};
+use crate::error::Result;
 use crate::netns::NetNs;
 use crate::nl::Nl;
 
@@ -24,8 +24,8 @@ pub struct Replayed {
 pub fn replay(ns: &NetNs, sent: Vec<Sent>) -> Result<Replayed> {
     let name = ns.name().to_string();
     ns.run(move || {
-        let mut route = Nl::new(&name)?;
-        let mut filter: Option<Nl> = None;
+        // one socket per netlink family the restore used (rtnetlink, nfnetlink, genetlink)
+        let mut socks: std::collections::HashMap<isize, Nl> = std::collections::HashMap::new();
         let mut out = Replayed::default();
         let mut tuns = Vec::new();
         for s in sent {
@@ -33,15 +33,11 @@ pub fn replay(ns: &NetNs, sent: Vec<Sent>) -> Result<Replayed> {
             let t = Instant::now();
             match s {
                 Sent::Netlink { protocol, op, buf } => {
-                    let nl = if protocol == netlink_sys::protocols::NETLINK_ROUTE {
-                        &mut route
-                    } else {
-                        if filter.is_none() {
-                            filter = Some(Nl::with_protocol(&name, protocol, "netlink")?);
+                    let nl = match socks.entry(protocol) {
+                        std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+                        std::collections::hash_map::Entry::Vacant(v) => {
+                            v.insert(Nl::with_protocol(&name, protocol, "netlink")?)
                         }
-                        filter
-                            .as_mut()
-                            .ok_or_else(|| NetstateError::invalid("no socket"))?
                     };
                     // what the kernel made by itself meanwhile (a multicast route of a link
                     // that came up) exists: the same object, not a failure
