@@ -215,3 +215,37 @@ fn recover_refuses_while_a_restore_runs_and_a_failed_restore_leaves_no_journal()
     assert!(seen, "recover never met the running restore's journal");
     assert!(journal_of(&b).is_none());
 }
+
+#[test]
+fn a_journal_of_a_namespace_that_is_gone_is_not_replayed_into_one_with_its_inode() {
+    require_root();
+    use crhook_netstate::journal::{log, Log, Sock};
+    use crhook_netstate::NetNs;
+    let host = TestNs::host();
+    let b = target("rcib");
+    let before = NsState::capture(&b);
+    let ns = NetNs::open_path(std::path::Path::new(&b.path_str())).expect("open target");
+    // a journal with this namespace's inode but another namespace's cookie, as a restore
+    // into a namespace deleted since would have left it once the inode number came round
+    let mut header = log::header(&ns, &NetNs::current().expect("own"), &[]);
+    header.target_cookie = ns.cookie().expect("cookie").wrapping_add(1);
+    let log = Log::create(std::path::Path::new(JOURNALS), &header).expect("journal");
+    let undo = crhook_netstate::link::create::delete_request(
+        b.ip(&["-o", "link", "show", "keep0"])
+            .split(':')
+            .next()
+            .and_then(|i| i.trim().parse().ok())
+            .expect("ifindex of keep0"),
+    );
+    log.intent([(Sock::Target, &undo, "delete link keep0")])
+        .expect("intent");
+    // the writer dies: its lock goes with it
+    drop(log);
+    let path = journal_of(&b).expect("the journal is in place");
+    let r = crhook(Some(&host), &["recover", "--netns", &b.path_str()], &[]);
+    r.expect_success();
+    assert!(r.stdout.contains("no half restore"), "{}", r.stdout);
+    assert!(!path.exists(), "the dead namespace's journal is removed");
+    let diffs = compare_states(&before, &NsState::capture(&b));
+    assert!(diffs.is_empty(), "nothing was undone: {}", diffs.join("; "));
+}

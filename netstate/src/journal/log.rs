@@ -55,6 +55,11 @@ const FEATURES: u8 = 6;
 pub struct Header {
     pub target: String,
     pub target_id: (u64, u64),
+    /// the target's namespace cookie (never reused while the machine runs, unlike an inode
+    /// number): a journal whose namespace is gone must not be replayed into a new namespace
+    /// that happens to get the same inode; 0 where the kernel has no cookies
+    #[serde(default)]
+    pub target_cookie: u64,
     /// the namespace crhook ran in (where `Sock::Host` entries go)
     pub host_id: (u64, u64),
     /// `Sock::Peer(i)` entries go to `peers[i]`: its path and identity
@@ -549,6 +554,7 @@ pub fn header(ns: &NetNs, host: &NetNs, peers: &[&NetNs]) -> Header {
     Header {
         target: ns.name().to_string(),
         target_id: ns.identity(),
+        target_cookie: ns.cookie().unwrap_or(0),
         host_id: host.identity(),
         peers: peers
             .iter()

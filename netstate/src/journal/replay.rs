@@ -250,6 +250,17 @@ pub fn recover(ns: &NetNs, dir: &Path) -> Result<Recovered> {
                     path.display()
                 )));
             }
+            // the inode number of a namespace that is gone, given to a new one: the journal's
+            // restore died with its namespace, there is nothing here to undo
+            let cookie = ns.cookie().unwrap_or(0);
+            if h.target_cookie != 0 && cookie != 0 && h.target_cookie != cookie {
+                log::remove_stale(&d, &name, &path)?;
+                tracing::warn!(
+                    journal = %path.display(),
+                    "removed the journal of a namespace that no longer exists (its inode number was reused)"
+                );
+                return Ok(Recovered::default());
+            }
             let mut socks = reopen(ns, &h)?;
             let n = entries_len(&records);
             let errors = undo(records, ns, &mut socks);
@@ -290,6 +301,7 @@ mod tests {
         Header {
             target: "t".into(),
             target_id: (1, 2),
+            target_cookie: 0,
             host_id: (1, 3),
             peers: vec![("/run/netns/p".into(), (1, 4))],
             pid: 7,
