@@ -20,16 +20,6 @@ pub enum Sock {
     Peer(usize),
 }
 
-/// A change whose undo the log already holds, counted.
-pub enum Undo {
-    /// a change whose undo an earlier entry covers (settings of a link the journal deletes)
-    Nothing,
-    /// sysctl writes, each logged before it was made
-    Sysctl(crate::sysctl::SysctlUndo),
-    /// firewall steps, each logged before it ran
-    Firewall(crate::firewall::FirewallUndo),
-}
-
 /// The journal of one restore: the log, the changes made so far, and the test hook.
 pub struct Journal {
     log: Log,
@@ -64,13 +54,10 @@ impl Journal {
         &self.log
     }
 
-    /// Records a change whose undo is logged already (or covered by another's).
-    pub fn push(&mut self, u: Undo) {
-        self.changes += match &u {
-            Undo::Nothing => 1,
-            Undo::Sysctl(s) => s.len().max(1),
-            Undo::Firewall(_) => 1,
-        };
+    /// Counts `n` changes whose undo is logged already (or covered by another's: settings of
+    /// a link the journal deletes).
+    pub fn made(&mut self, n: usize) {
+        self.changes += n;
     }
 
     /// Logs the undo of one change before it is made, a change whose undo is harmless even

@@ -14,7 +14,7 @@ use crate::api::RestoreOptions;
 use crate::error::NetstateError;
 use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
 use crate::ifmap::IfMap;
-use crate::journal::{Journal, Sock, Undo};
+use crate::journal::{Journal, Sock};
 use crate::link::capture::{dump, link_name};
 use crate::netns::NetNs;
 use crate::nl::Nl;
@@ -81,18 +81,8 @@ pub(super) fn apply(
         match h.join() {
             Ok((res, took)) => {
                 cx.stats.phase("firewall", took);
-                match res {
-                    Ok(u) => {
-                        cx.warnings.extend(u.warnings.iter().cloned());
-                        cx.journal.push(Undo::Firewall(u));
-                        if let Err(e) = cx.journal.check() {
-                            errors.push(e);
-                        }
-                    }
-                    Err((e, u)) => {
-                        cx.journal.push(Undo::Firewall(u));
-                        errors.push(crate::error::chain(&e));
-                    }
+                if let Err(e) = firewall_done(cx, res) {
+                    errors.push(e);
                 }
             }
             Err(_) => errors.push("firewall restore thread panicked".to_string()),
@@ -342,7 +332,7 @@ pub(super) fn link_locals(
         if !failed.is_empty() {
             return Err(failed);
         }
-        cx.journal.push(Undo::Nothing);
+        cx.journal.made(1);
         cx.journal.check().map_err(|e| vec![e])?;
     }
     let missing: Vec<_> = saved
@@ -395,7 +385,7 @@ fn features(
         }
         match eth.apply(name, &want, now) {
             Ok(0) => {}
-            Ok(_) => cx.journal.push(Undo::Nothing),
+            Ok(_) => cx.journal.made(1),
             Err(e) => errors.push(crate::error::chain(&e)),
         }
     }
@@ -436,7 +426,7 @@ fn channels(
             continue;
         };
         match eth.apply_channels(&l.name, want, now) {
-            Ok(true) => cx.journal.push(Undo::Nothing),
+            Ok(true) => cx.journal.made(1),
             Ok(false) => {}
             Err(e) => errors.push(crate::error::chain(&e)),
         }
@@ -456,19 +446,26 @@ fn firewall(
         return Ok(());
     }
     let t = Instant::now();
-    match restore_firewall(cx.ns, rulesets, &cx.opts.firewall, cx.journal.log()) {
-        Ok(u) => {
-            cx.warnings.extend(u.warnings.iter().cloned());
-            cx.journal.push(Undo::Firewall(u));
-            cx.journal.check().map_err(|e| vec![e])?;
-        }
-        Err((e, u)) => {
-            cx.journal.push(Undo::Firewall(u));
-            return Err(vec![crate::error::chain(&e)]);
-        }
-    }
+    let res = restore_firewall(cx.ns, rulesets, &cx.opts.firewall, cx.journal.log());
+    firewall_done(cx, res).map_err(|e| vec![e])?;
     cx.stats.phase(phase, t.elapsed());
     Ok(())
+}
+
+/// Counts a firewall restore that went in (its steps' undo is in the journal already) and
+/// keeps its warnings; a failed one is the restore's error.
+#[allow(clippy::result_large_err)]
+fn firewall_done(
+    cx: &mut Applying,
+    res: std::result::Result<
+        crate::firewall::FirewallUndo,
+        (crate::NetstateError, crate::firewall::FirewallUndo),
+    >,
+) -> std::result::Result<(), String> {
+    let u = res.map_err(|(e, _)| crate::error::chain(&e))?;
+    cx.warnings.extend(u.warnings);
+    cx.journal.made(1);
+    cx.journal.check()
 }
 
 /// The firewall restore, each step's undo written to the journal's log before the step runs.
@@ -524,18 +521,8 @@ fn sysctls(
             ))
         })
         .map_err(|e| vec![crate::error::chain(&e)])?;
-    match r {
-        Ok(u) => {
-            if !u.is_empty() {
-                journal.push(Undo::Sysctl(u));
-            }
-            journal.check().map_err(|e| vec![e])
-        }
-        Err((e, u)) => {
-            if !u.is_empty() {
-                journal.push(Undo::Sysctl(u));
-            }
-            Err(vec![crate::error::chain(&e)])
-        }
-    }
+    // each key's old value is in the journal already
+    let u = r.map_err(|(e, _)| vec![crate::error::chain(&e)])?;
+    journal.made(u.len());
+    journal.check().map_err(|e| vec![e])
 }

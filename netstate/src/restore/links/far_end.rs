@@ -9,7 +9,7 @@ use crhook_proto as pb;
 use super::{LinkPlan, Socks};
 use crate::family::{self, Addresses, Neighbours, Routes};
 use crate::ifmap::IfMap;
-use crate::journal::{Journal, Undo};
+use crate::journal::Journal;
 use crate::link::capture::link_name;
 
 /// The far end saved with link `l`, renamed to `name`.
@@ -82,7 +82,7 @@ pub fn rebuild(
                     let sysctls = f.sysctls.clone();
                     let (n, errors) = ns.run(move || Ok(write_sysctls(&sysctls))).map_err(err)?;
                     for _ in 0..n {
-                        journal.push(Undo::Nothing);
+                        journal.made(1);
                     }
                     if !errors.is_empty() {
                         return Err(errors);

@@ -22,7 +22,7 @@ use super::Socks;
 use crate::api::RestoreOptions;
 use crate::error::Result;
 use crate::family::Conflict;
-use crate::journal::{Journal, Sock, Undo};
+use crate::journal::{Journal, Sock};
 use crate::link::create::delete_request;
 use crate::link::view::{names, view};
 use crate::nl::{Nl, Req};
@@ -332,7 +332,7 @@ pub(crate) fn send(
     let n_ok = results.iter().filter(|r| r.is_ok()).count();
     check(results, what, netns)?;
     for _ in 0..n_ok {
-        journal.push(Undo::Nothing);
+        journal.made(1);
     }
     journal.check().map_err(|e| vec![e])?;
     Ok(())

@@ -7,7 +7,7 @@ use crhook_proto as pb;
 
 use super::{is_loopback, send, LinkPlan, Socks};
 use crate::ifmap::IfMap;
-use crate::journal::{Journal, Undo};
+use crate::journal::Journal;
 use crate::link::create::{ipv6_token_request, up_request, IFF_UP};
 use crate::nl::{Nl, Req};
 
@@ -111,7 +111,7 @@ fn send_up(
         let mut failed = Vec::new();
         for ((r, w), res) in reqs.into_iter().zip(what).zip(results) {
             match res {
-                Ok(()) => journal.push(Undo::Nothing),
+                Ok(()) => journal.made(1),
                 Err(e) if e.errno == libc::EADDRINUSE && std::time::Instant::now() < deadline => {
                     again.0.push(r);
                     again.1.push(w);
