@@ -15,6 +15,18 @@ use crhook_proto::{Phase, Stats};
 /// spinner); logs leave them out. Emitted at TRACE, so nobody pays for them unasked.
 pub const PROGRESS_TARGET: &str = "crhook::progress";
 
+/// A `/proc/self/status` line's value in KiB (`VmRSS:`, `VmHWM:`), for the debug log.
+fn memory(key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = text.lines().find(|l| l.starts_with(key))?;
+    line[key.len()..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()
+}
+
 fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
@@ -44,6 +56,9 @@ impl StatsRecorder {
     pub fn phase(&mut self, name: impl Into<String>, d: Duration) {
         let name = name.into();
         tracing::trace!(target: PROGRESS_TARGET, phase = %name);
+        if tracing::enabled!(tracing::Level::DEBUG) {
+            tracing::debug!(phase = %name, rss_kib = ?memory("VmRSS:"), hwm_kib = ?memory("VmHWM:"), "memory after phase");
+        }
         let us = micros(d);
         match self.stats.phases.iter_mut().find(|p| p.name == name) {
             Some(p) => p.duration_us = p.duration_us.saturating_add(us),

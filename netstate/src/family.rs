@@ -191,14 +191,14 @@ pub struct Plan<O> {
 /// settings → conflict (or, on a link the runtime owns, the live one kept), absent → to add.
 /// Live objects the images do not mention are left alone.
 pub fn plan<F: Family>(
-    saved: &[F::Obj],
+    saved: Vec<F::Obj>,
     live: &[F::Obj],
     adopted: &HashSet<String>,
 ) -> Plan<F::Obj> {
     if live.is_empty() {
         // a fresh namespace: nothing to compare (and no key to build per object)
         return Plan {
-            to_add: saved.to_vec(),
+            to_add: saved,
             present: 0,
             runtime_kept: 0,
             conflicts: Vec::new(),
@@ -222,30 +222,31 @@ pub fn plan<F: Family>(
         let d = F::dev(o);
         !d.is_empty() && adopted.contains(d)
     };
-    for (o, key) in saved.iter().zip(keys::<F>(saved)) {
+    let saved_keys = keys::<F>(&saved);
+    for (o, key) in saved.into_iter().zip(saved_keys) {
         match live.get(&key) {
-            Some(l) if *l == normalized::<F>(o) => p.present += 1,
-            Some(_) if runtime_owns(o) => p.runtime_kept += 1,
+            Some(l) if *l == normalized::<F>(&o) => p.present += 1,
+            Some(_) if runtime_owns(&o) => p.runtime_kept += 1,
             Some(l) => {
-                let fields = field_diffs(&normalized::<F>(o), l);
+                let fields = field_diffs(&normalized::<F>(&o), l);
                 p.conflicts.push(Conflict {
                     kind: F::KIND.into(),
-                    object: F::describe(o),
+                    object: F::describe(&o),
                     problem: "exists with".into(),
                     fields,
-                    hint: adopt_hint(F::dev(o)),
+                    hint: adopt_hint(F::dev(&o)),
                 });
             }
-            None => match F::clash_key(o).and_then(|k| clashes.get(&k)) {
-                Some(_) if runtime_owns(o) => p.runtime_kept += 1,
+            None => match F::clash_key(&o).and_then(|k| clashes.get(&k)) {
+                Some(_) if runtime_owns(&o) => p.runtime_kept += 1,
                 Some(other) => p.conflicts.push(Conflict {
                     kind: F::KIND.into(),
-                    object: F::describe(o),
+                    object: F::describe(&o),
                     problem: format!("the namespace holds {}", F::describe(other)),
                     fields: Vec::new(),
-                    hint: adopt_hint(F::dev(o)),
+                    hint: adopt_hint(F::dev(&o)),
                 }),
-                None => p.to_add.push(o.clone()),
+                None => p.to_add.push(o),
             },
         }
     }
@@ -278,61 +279,53 @@ pub fn apply_with<F: Family>(
     journal: &mut Journal,
     flags: u16,
 ) -> std::result::Result<(), Vec<String>> {
-    let mut pending: Vec<&F::Obj> = objs.iter().collect();
+    apply_each::<F>(nl, sock, objs.iter(), objs.len(), ifs, journal, flags)
+}
+
+/// Objects whose requests are built, journaled and sent at a time: what is held at once is
+/// bounded by this, not by the family's size (100,000 route requests with their undos would
+/// take ~100 MiB), and each chunk still fills several 1 MiB netlink sends.
+const APPLY_CHUNK: usize = 4096;
+
+/// [`apply_with`] over any objects (`len` of them): each pass builds, journals and sends a
+/// chunk at a time; the failures to retry are gathered over the whole pass.
+pub fn apply_each<'a, F: Family>(
+    nl: &mut Nl,
+    sock: Sock,
+    objs: impl Iterator<Item = &'a F::Obj>,
+    len: usize,
+    ifs: &IfMap,
+    journal: &mut Journal,
+    flags: u16,
+) -> std::result::Result<(), Vec<String>>
+where
+    F::Obj: 'a,
+{
+    let op = format!("add {}s", F::KIND);
+    let mut objs = objs.peekable();
+    let mut pending: Vec<&F::Obj> = Vec::new();
+    let mut first = true;
     loop {
-        let mut reqs = Vec::with_capacity(pending.len());
-        let mut errors = Vec::new();
-        let mut ok_objs = Vec::with_capacity(pending.len());
-        for o in &pending {
-            match F::add(o, ifs) {
-                Ok(r) => {
-                    reqs.push(r);
-                    ok_objs.push(*o);
-                }
-                Err(e) => errors.push(format!(
-                    "add {}: {}",
-                    F::describe(o),
-                    crate::error::chain(&e)
-                )),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(errors);
-        }
-        // the undo of every addition, in the journal before the batch goes out
-        let undos = ok_objs
-            .iter()
-            .map(|o| Ok((F::del(o, ifs)?, format!("delete {}", F::describe(o)))))
-            .collect::<Result<Vec<_>>>()
-            .map_err(|e| vec![crate::error::chain(&e)])?;
-        journal
-            .intend(undos.iter().map(|(r, w)| (sock, r, w.as_str())))
-            .map_err(|e| vec![e])?;
-        let results = nl
-            .batch(&reqs, flags, &format!("add {}s", F::KIND))
-            .map_err(|e| vec![crate::error::chain(&e)])?;
-        journal
-            .settle(results.iter().map(Result::is_ok))
-            .map_err(|e| vec![e])?;
+        let total = if first { len } else { pending.len() };
         let mut retry = Vec::new();
-        let mut failed = Vec::new();
-        let mut added = 0u64;
-        for (o, r) in ok_objs.iter().zip(results) {
-            match r {
-                Ok(()) => added += 1,
-                Err(e) if F::retry(e.errno) => retry.push((*o, e)),
-                Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
+        let mut next = pending.drain(..);
+        let mut chunk: Vec<&F::Obj> = Vec::with_capacity(APPLY_CHUNK.min(total));
+        loop {
+            chunk.clear();
+            let source: &mut dyn Iterator<Item = &'a F::Obj> =
+                if first { &mut objs } else { &mut next };
+            chunk.extend(source.take(APPLY_CHUNK));
+            if chunk.is_empty() {
+                break;
             }
+            apply_chunk::<F>(nl, sock, &chunk, ifs, journal, flags, &op, &mut retry)?;
         }
-        crate::progress::count(&crate::progress::plural(F::KIND), added);
-        if !failed.is_empty() {
-            return Err(failed);
-        }
-        journal.check().map_err(|e| vec![e])?;
+        drop(next);
+        first = false;
         if retry.is_empty() {
             return Ok(());
         }
-        if retry.len() == pending.len() {
+        if retry.len() == total {
             return Err(retry
                 .iter()
                 .map(|(o, e)| format!("add {} in {}: {e}", F::describe(o), nl.netns()))
@@ -340,6 +333,70 @@ pub fn apply_with<F: Family>(
         }
         pending = retry.into_iter().map(|(o, _)| o).collect();
     }
+}
+
+/// Builds, journals and sends the requests of `chunk`; what failed in a way the family says
+/// may resolve once others are in goes to `retry`.
+#[allow(clippy::too_many_arguments)]
+fn apply_chunk<'a, F: Family>(
+    nl: &mut Nl,
+    sock: Sock,
+    chunk: &[&'a F::Obj],
+    ifs: &IfMap,
+    journal: &mut Journal,
+    flags: u16,
+    op: &str,
+    retry: &mut Vec<(&'a F::Obj, crate::nl::NlError)>,
+) -> std::result::Result<(), Vec<String>> {
+    let mut reqs = Vec::with_capacity(chunk.len());
+    let mut errors = Vec::new();
+    let mut ok_objs = Vec::with_capacity(chunk.len());
+    for o in chunk {
+        match F::add(o, ifs) {
+            Ok(r) => {
+                reqs.push(r);
+                ok_objs.push(*o);
+            }
+            Err(e) => errors.push(format!(
+                "add {}: {}",
+                F::describe(o),
+                crate::error::chain(&e)
+            )),
+        }
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
+    // the undo of every addition, in the journal before the batch goes out
+    let undos = ok_objs
+        .iter()
+        .map(|o| Ok((F::del(o, ifs)?, format!("delete {}", F::describe(o)))))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| vec![crate::error::chain(&e)])?;
+    journal
+        .intend(undos.iter().map(|(r, w)| (sock, r, w.as_str())))
+        .map_err(|e| vec![e])?;
+    drop(undos);
+    let results = nl
+        .batch(&reqs, flags, op)
+        .map_err(|e| vec![crate::error::chain(&e)])?;
+    journal
+        .settle(results.iter().map(Result::is_ok))
+        .map_err(|e| vec![e])?;
+    let mut failed = Vec::new();
+    let mut added = 0u64;
+    for (o, r) in ok_objs.iter().zip(results) {
+        match r {
+            Ok(()) => added += 1,
+            Err(e) if F::retry(e.errno) => retry.push((*o, e)),
+            Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
+        }
+    }
+    crate::progress::count(&crate::progress::plural(F::KIND), added);
+    if !failed.is_empty() {
+        return Err(failed);
+    }
+    journal.check().map_err(|e| vec![e])
 }
 
 /// Diff lines for one family.
@@ -445,7 +502,7 @@ mod tests {
             addr("net1", 4, 16),
         ];
         let adopted: HashSet<String> = ["eth0".to_string()].into();
-        let p = plan::<Addresses>(&saved, &live, &adopted);
+        let p = plan::<Addresses>(saved.clone(), &live, &adopted);
         assert_eq!(p.present, 1);
         assert_eq!(p.to_add, vec![addr("eth0", 2, 24)]);
         assert_eq!(p.runtime_kept, 1);
@@ -463,10 +520,10 @@ mod tests {
             "{c:?}"
         );
         // nothing adopted: the eth0 clash is a conflict too
-        let p = plan::<Addresses>(&saved, &live, &HashSet::new());
+        let p = plan::<Addresses>(saved.clone(), &live, &HashSet::new());
         assert_eq!((p.runtime_kept, p.conflicts.len()), (0, 2));
         // a fresh namespace: everything is added
-        let p = plan::<Addresses>(&saved, &[], &adopted);
+        let p = plan::<Addresses>(saved.clone(), &[], &adopted);
         assert_eq!(p.to_add.len(), 4);
     }
 
@@ -474,7 +531,7 @@ mod tests {
     fn a_differing_route_is_a_conflict_naming_the_field() {
         let mut live = route(2, "va");
         live.gateway = vec![10, 61, 0, 9];
-        let p = plan::<Routes>(&[route(2, "va")], &[live], &HashSet::new());
+        let p = plan::<Routes>(vec![route(2, "va")], &[live], &HashSet::new());
         assert_eq!(p.conflicts.len(), 1);
         let c = &p.conflicts[0];
         assert!(

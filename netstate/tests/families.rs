@@ -391,7 +391,11 @@ fn restore(b: &TestNs, saved: &Captured, ifs: &IfMap) {
     assert_added("nexthops", add!(b, &saved.nexthops, ifs, nexthop));
     let mut routes = saved.routes.clone();
     route::restore_order(&mut routes);
-    let appended = route::take_appended(&mut routes);
+    let (excl, appended) = route::split_appended(&routes);
+    let (routes, appended): (Vec<pb::Route>, Vec<pb::Route>) = (
+        excl.into_iter().cloned().collect(),
+        appended.into_iter().cloned().collect(),
+    );
     assert_eq!(
         appended.len(),
         1,

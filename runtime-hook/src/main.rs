@@ -26,6 +26,7 @@ const EXIT_FAILURE: u8 = 1;
 const EXIT_USAGE: u8 = 2;
 
 fn main() -> ExitCode {
+    fixed_mmap_threshold();
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => return usage_error(&e),
@@ -85,6 +86,18 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(dispatch(cli.command, log_to_file, cli.quiet))
+}
+
+/// Buffers of 1 MiB and more get their own mapping, returned to the system when freed. glibc
+/// otherwise raises its threshold to the largest buffer freed so far (up to 32 MiB), and the
+/// image files and netlink batches of a large restore then come from heaps that keep their
+/// pages: measured at 1,000 links and 100,000 routes, peak RSS 186 MiB -> 170 MiB. Set before
+/// any thread exists (a process-wide setting; an embedder of the library chooses its own).
+fn fixed_mmap_threshold() {
+    // SAFETY: mallopt only changes allocator parameters; no other thread is running yet
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }
 
 async fn dispatch(command: Option<Command>, log_to_file: bool, quiet: bool) -> ExitCode {

@@ -64,26 +64,27 @@ pub fn generation(ns: &crate::netns::NetNs) -> crate::error::Result<u32> {
 /// iptables text goes first (iptables-restore resolves every rule through getaddrinfo, which
 /// walks every device), nft text after (it may name devices), and of the nf_tables tables
 /// those whose chains hook devices or that hold flowtables after, the rest first.
-pub fn split_for_links(saved: &[FirewallRuleset]) -> (Vec<FirewallRuleset>, Vec<FirewallRuleset>) {
+pub fn split_for_links(
+    saved: Vec<FirewallRuleset>,
+) -> (Vec<FirewallRuleset>, Vec<FirewallRuleset>) {
     let (mut before, mut after) = (Vec::new(), Vec::new());
-    for r in saved {
+    for mut r in saved {
         if r.source == FirewallSource::Nftables as i32 {
-            let (late, early): (Vec<_>, Vec<_>) =
-                r.tables.iter().cloned().partition(nfnl::needs_devices);
-            before.push(FirewallRuleset {
-                tables: early,
-                ..r.clone()
-            });
+            // moved, not copied: the rules are most of a large image
+            let (late, early): (Vec<_>, Vec<_>) = std::mem::take(&mut r.tables)
+                .into_iter()
+                .partition(nfnl::needs_devices);
             if !late.is_empty() {
                 after.push(FirewallRuleset {
                     tables: late,
                     ..r.clone()
                 });
             }
+            before.push(FirewallRuleset { tables: early, ..r });
         } else if r.source == FirewallSource::Nft as i32 {
-            after.push(r.clone());
+            after.push(r);
         } else {
-            before.push(r.clone());
+            before.push(r);
         }
     }
     (before, after)

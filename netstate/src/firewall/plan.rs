@@ -27,7 +27,7 @@ pub(crate) enum Mode {
 }
 
 #[derive(Debug)]
-pub(crate) enum Step {
+pub(crate) enum Step<'a> {
     /// iptables-restore of `text` with one backend
     Xt {
         x: Xtables,
@@ -53,7 +53,7 @@ pub(crate) enum Step {
         undo: String,
     },
     /// one nf_tables transaction replaying saved tables (see nfnl)
-    Nfnl(super::nfnl::NfnlStep),
+    Nfnl(super::nfnl::NfnlStep<'a>),
     /// the user's `CR_IPTABLES` command
     Cr {
         cmd: String,
@@ -66,8 +66,8 @@ pub(crate) enum Step {
 }
 
 #[derive(Debug, Default)]
-pub(crate) struct Plan {
-    pub steps: Vec<Step>,
+pub(crate) struct Plan<'a> {
+    pub steps: Vec<Step<'a>>,
     pub conflicts: Vec<String>,
     pub warnings: Vec<String>,
     /// nf_tables state is restored over nfnetlink: iptables-nft only serves legacy rules
@@ -81,13 +81,13 @@ fn source_of(r: &FirewallRuleset) -> FirewallSource {
     FirewallSource::try_from(r.source).unwrap_or(FirewallSource::Unspecified)
 }
 
-pub(crate) fn build(
+pub(crate) fn build<'a>(
     ns: &NetNs,
-    saved: &[FirewallRuleset],
+    saved: &'a [FirewallRuleset],
     opts: &FirewallOptions,
     mode: Mode,
     tools: &Tools,
-) -> Result<Plan> {
+) -> Result<Plan<'a>> {
     let mut plan = Plan::default();
     if opts.skip {
         return Ok(plan);
@@ -143,8 +143,8 @@ fn xt_family(
     mode: Mode,
     tools: &Tools,
     family: Family,
-    plan: &mut Plan,
-    later: &mut Vec<Step>,
+    plan: &mut Plan<'_>,
+    later: &mut Vec<Step<'_>>,
 ) -> Result<()> {
     let find = |s: FirewallSource| saved.iter().find(|r| source_of(r) == s);
     let nft_saved = find(xt_source(Backend::Nft, family));
@@ -365,7 +365,7 @@ fn nft_native(
     saved: &[FirewallRuleset],
     tools: &Tools,
     tables: Option<&[TableId]>,
-    plan: &mut Plan,
+    plan: &mut Plan<'_>,
 ) -> Result<()> {
     let saved_text: String = saved
         .iter()

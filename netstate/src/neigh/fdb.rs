@@ -136,15 +136,12 @@ pub fn vlan(n: &pb::Neighbour) -> Option<u16> {
         .map(|b| u16::from_ne_bytes([b[0], b[1]]))
 }
 
-/// Removes from `v` and returns the FDB entries with a remote (a vxlan's): several remotes of
-/// one address are added with NLM_F_APPEND (`bridge fdb append`), which the caller sends
-/// after the others.
-pub fn take_appended(v: &mut Vec<pb::Neighbour>) -> Vec<pb::Neighbour> {
-    let (appended, rest): (Vec<_>, Vec<_>) = std::mem::take(v)
-        .into_iter()
-        .partition(|n| n.family == u32::from(AF_BRIDGE) && !n.dst.is_empty());
-    *v = rest;
-    appended
+/// Splits `v` (keeping the order) into the entries added with NLM_F_EXCL and the FDB entries
+/// with a remote (a vxlan's): several remotes of one address are added with NLM_F_APPEND
+/// (`bridge fdb append`), which the caller sends after the others.
+pub fn split_appended(v: &[pb::Neighbour]) -> (Vec<&pb::Neighbour>, Vec<&pb::Neighbour>) {
+    v.iter()
+        .partition(|n| !(n.family == u32::from(AF_BRIDGE) && !n.dst.is_empty()))
 }
 
 #[cfg(test)]

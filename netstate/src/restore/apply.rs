@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use crhook_core::StatsRecorder;
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
 use super::{dad, links, Socks};
 use crate::api::RestoreOptions;
@@ -39,7 +39,7 @@ pub(super) struct Applying<'a> {
 /// the order DESIGN.md gives, journaling each change.
 pub(super) fn apply(
     cx: &mut Applying,
-    todo: &Snapshot,
+    todo: &mut Snapshot,
     lp: &links::LinkPlan,
     kernel_ll: &[crhook_proto::Address],
     files: &mut Vec<crate::api::RestoredFile>,
@@ -49,7 +49,8 @@ pub(super) fn apply(
     // 0.9 s into an empty namespace, 3.5 s once 2,000 links exist), except what hooks devices
     // (netdev chains, flowtables, nft text), which follows them; see split_for_links. Links
     // are down until much later, so no traffic passes before either.
-    let (xt, nft) = crate::firewall::split_for_links(&todo.firewall);
+    let (xt, nft) = crate::firewall::split_for_links(std::mem::take(&mut todo.firewall));
+    let todo = &*todo;
     // nf_tables state replayed over nfnetlink takes no RTNL and resolves nothing: its
     // transaction runs on its own thread while the addresses and the rest of what precedes
     // link up go in, and is joined before any link comes up. It starts once the links exist:
@@ -142,26 +143,29 @@ pub(super) fn apply(
     let t = Instant::now();
     family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, &ifs, cx.journal)?;
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
-    let mut routes = todo.routes.clone();
-    let appended = crate::route::take_appended(&mut routes);
-    family::apply::<Routes>(target, Sock::Target, &routes, &ifs, cx.journal)?;
-    family::apply_with::<Routes>(
+    let (routes, appended) = crate::route::split_appended(&todo.routes);
+    add_each::<Routes>(target, &routes, &ifs, cx.journal, NLM_F_CREATE | NLM_F_EXCL)?;
+    add_each::<Routes>(
         target,
-        Sock::Target,
         &appended,
         &ifs,
         cx.journal,
         NLM_F_CREATE | NLM_F_APPEND,
     )?;
+    drop((routes, appended));
     cx.stats.phase("routes", t.elapsed());
     let t = Instant::now();
     family::apply::<Rules>(target, Sock::Target, &todo.rules, &ifs, cx.journal)?;
-    let mut neighbours = todo.neighbours.clone();
-    let remotes = crate::neigh::fdb::take_appended(&mut neighbours);
-    family::apply::<Neighbours>(target, Sock::Target, &neighbours, &ifs, cx.journal)?;
-    family::apply_with::<Neighbours>(
+    let (neighbours, remotes) = crate::neigh::fdb::split_appended(&todo.neighbours);
+    add_each::<Neighbours>(
         target,
-        Sock::Target,
+        &neighbours,
+        &ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_EXCL,
+    )?;
+    add_each::<Neighbours>(
+        target,
         &remotes,
         &ifs,
         cx.journal,
@@ -178,6 +182,25 @@ pub(super) fn apply(
         cx.stats.phase("files", t.elapsed());
     }
     Ok(())
+}
+
+/// Adds `objs` of family `F` in the target, as [`family::apply_with`] does a slice.
+fn add_each<F: Family>(
+    target: &mut Nl,
+    objs: &[&F::Obj],
+    ifs: &IfMap,
+    journal: &mut Journal,
+    flags: u16,
+) -> std::result::Result<(), Vec<String>> {
+    family::apply_each::<F>(
+        target,
+        Sock::Target,
+        objs.iter().copied(),
+        objs.len(),
+        ifs,
+        journal,
+        flags,
+    )
 }
 
 /// The links (down), with their far ends' own state; the interfaces made.

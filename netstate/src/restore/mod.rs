@@ -178,6 +178,8 @@ fn prepare(
         &opts.remaps,
     )?;
     let adopted = transformed.adopted_set();
+    // the saved objects move into the plans; verify compares them once restored
+    let keep = opts.verify;
     let link_plan = links::plan(
         &snap.links,
         &live_links,
@@ -187,24 +189,25 @@ fn prepare(
         &hints,
         untrusted,
     )?;
-    let addresses = family::plan::<Addresses>(&snap.addresses, &live_addrs, &adopted);
+    let addresses =
+        family::plan::<Addresses>(take(&mut snap.addresses, keep), &live_addrs, &adopted);
     let nexthops = family::plan::<Nexthops>(
-        &snap.nexthops,
+        take(&mut snap.nexthops, keep),
         &Nexthops::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
     let routes = family::plan::<Routes>(
-        &snap.routes,
+        take(&mut snap.routes, keep),
         &Routes::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
     let rules = family::plan::<Rules>(
-        &snap.rules,
+        take(&mut snap.rules, keep),
         &Rules::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
     let neighbours = family::plan::<Neighbours>(
-        &snap.neighbours,
+        take(&mut snap.neighbours, keep),
         &Neighbours::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
@@ -296,7 +299,7 @@ fn plan_tc(
     } else {
         Tc::capture(&mut socks.target, live_ifs)?
     };
-    let mut plan = family::plan::<Tc>(&carried, &live, adopted);
+    let mut plan = family::plan::<Tc>(carried.clone(), &live, adopted);
     crate::tc::restore_order(&mut plan.to_add);
     // verify compares what was carried; the lost objects stay recorded in the image
     snap.tc = carried;
@@ -386,7 +389,7 @@ fn restore_with(
     // the saved snapshot is needed again only to verify; otherwise its big parts move
     let keep = opts.verify;
     let mut snap = p.snap;
-    let todo = Snapshot {
+    let mut todo = Snapshot {
         links: take(&mut snap.links, keep),
         addresses: p.addresses.to_add,
         nexthops: p.nexthops.to_add,
@@ -418,7 +421,7 @@ fn restore_with(
             .map(String::from)
             .collect(),
     };
-    let applied = apply(&mut cx, &todo, &p.links, &p.kernel_ll, &mut files)
+    let applied = apply(&mut cx, &mut todo, &p.links, &p.kernel_ll, &mut files)
         .and_then(|()| link_locals(&mut cx, &todo.links, &p.links, &p.kernel_ll));
     // a failure before the links came up leaves accept_dad suspended: write it back
     let mut applied = applied;

@@ -21,7 +21,7 @@
 //!   IPv6 keeps routes of one prefix and metric on different devices apart, so its identity
 //!   adds the source prefix and the device. Such IPv6 routes are still refused with
 //!   NLM_F_EXCL (EEXIST) once one of them exists: the second comes only from an add with
-//!   NLM_F_APPEND, which [`take_appended`] sets apart for the caller.
+//!   NLM_F_APPEND, which [`split_appended`] sets apart for the caller.
 
 mod decode;
 mod encode;
@@ -195,33 +195,25 @@ pub fn normalize(r: &mut pb::Route) {
     }
 }
 
-/// Removes from `routes` (keeping their order) and returns the routes the kernel refuses with
-/// NLM_F_EXCL although they coexist with another: same family, table, prefix, source, tos and
-/// metric as an earlier route, on another device or gateway (made with `ip route append`;
-/// IPv6 keeps such routes of different devices apart and so does `key`). Add them after the
-/// others with NLM_F_CREATE|NLM_F_APPEND.
-pub fn take_appended(routes: &mut Vec<pb::Route>) -> Vec<pb::Route> {
-    let mut seen = std::collections::HashSet::new();
-    let mut appended = Vec::new();
-    routes.retain(|r| {
-        let id = (
+/// Splits `routes` (keeping their order) into the routes added with NLM_F_EXCL and those the
+/// kernel refuses with it although they coexist with another: same family, table, prefix,
+/// source, tos and metric as an earlier route, on another device or gateway (made with `ip
+/// route append`; IPv6 keeps such routes of different devices apart and so does `key`). Add
+/// the second after the others with NLM_F_CREATE|NLM_F_APPEND.
+pub fn split_appended(routes: &[pb::Route]) -> (Vec<&pb::Route>, Vec<&pb::Route>) {
+    let mut seen = std::collections::HashSet::with_capacity(routes.len());
+    routes.iter().partition(|r| {
+        seen.insert((
             r.family,
             r.table,
-            r.dst.clone(),
+            r.dst.as_slice(),
             r.dst_len,
-            r.src.clone(),
+            r.src.as_slice(),
             r.src_len,
             r.tos,
             r.priority,
-        );
-        if seen.insert(id) {
-            true
-        } else {
-            appended.push(r.clone());
-            false
-        }
-    });
-    appended
+        ))
+    })
 }
 
 fn has_gateway(r: &pb::Route) -> bool {

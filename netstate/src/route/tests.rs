@@ -350,10 +350,10 @@ fn routes_sharing_a_slot_are_set_apart_for_append() {
     second.gateway.clear();
     let mut other = first.clone();
     other.priority = Some(11);
-    let mut rs = vec![first.clone(), second.clone(), other.clone()];
-    let appended = take_appended(&mut rs);
-    assert_eq!(rs, vec![first.clone(), other]);
-    assert_eq!(appended, vec![second.clone()]);
+    let rs = vec![first.clone(), second.clone(), other.clone()];
+    let (excl, appended) = split_appended(&rs);
+    assert_eq!(excl, vec![&first, &other]);
+    assert_eq!(appended, vec![&second]);
     // IPv6 keys keep them apart
     assert_ne!(key(&first), key(&second));
 }
