@@ -24,7 +24,7 @@ use crhook_proto::{Inventory, InventoryFile, Seal};
 
 use crate::budget::Budget;
 use crate::error::ImageError;
-use crate::file::{decode_budgeted, decode_file, read_at, verify_framing};
+use crate::file::{decode_budgeted, decode_file, read_at, verify_framing, Encoded};
 use crate::format::{Limits, HEADER_LEN, NEWEST_READABLE};
 use crate::magic::Kind;
 use crate::safefs;
@@ -397,6 +397,31 @@ impl ImageDir {
             ));
         }
         Ok(Some(bytes))
+    }
+
+    /// The entries of `kind` checked but not decoded (see [`Encoded`]); none when the
+    /// inventory does not list it.
+    pub fn read_encoded(&self, kind: Kind) -> Result<Encoded, ImageError> {
+        if !self.files.contains_key(&kind) && kind != Kind::Inventory {
+            if let Some(d) = self.holder(kind) {
+                return d.read_encoded(kind);
+            }
+        }
+        let path = self.path.join(kind.file_name());
+        let bytes = match self.read_bytes(kind)? {
+            Some(b) => b,
+            None => crate::file::encode_raw_file(kind, &[]),
+        };
+        let out = Encoded::check(&path, kind, bytes, &self.limits, &self.budget)?;
+        if let Some(f) = self.files.get(&kind) {
+            if out.len() as u64 != f.entries {
+                return Err(inv_err(
+                    path,
+                    format!("holds {} entries, inventory says {}", out.len(), f.entries),
+                ));
+            }
+        }
+        Ok(out)
     }
 
     /// Decodes every entry of `kind`; empty when the inventory does not list it. What it

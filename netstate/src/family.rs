@@ -204,53 +204,102 @@ pub fn plan<F: Family>(
             conflicts: Vec::new(),
         };
     }
-    let clashes: HashMap<String, &F::Obj> = live
-        .iter()
-        .filter_map(|o| F::clash_key(o).map(|k| (k, o)))
-        .collect();
-    let live: HashMap<String, F::Obj> = keys::<F>(live)
-        .into_iter()
-        .zip(live.iter().map(normalized::<F>))
-        .collect();
-    let mut p = Plan {
-        to_add: Vec::new(),
-        present: 0,
-        runtime_kept: 0,
-        conflicts: Vec::new(),
-    };
-    let runtime_owns = |o: &F::Obj| {
-        let d = F::dev(o);
-        !d.is_empty() && adopted.contains(d)
-    };
-    let saved_keys = keys::<F>(&saved);
-    for (o, key) in saved.into_iter().zip(saved_keys) {
-        match live.get(&key) {
-            Some(l) if *l == normalized::<F>(&o) => p.present += 1,
-            Some(_) if runtime_owns(&o) => p.runtime_kept += 1,
-            Some(l) => {
-                let fields = field_diffs(&normalized::<F>(&o), l);
-                p.conflicts.push(Conflict {
-                    kind: F::KIND.into(),
-                    object: F::describe(&o),
-                    problem: "exists with".into(),
-                    fields,
-                    hint: adopt_hint(F::dev(&o)),
-                });
-            }
-            None => match F::clash_key(&o).and_then(|k| clashes.get(&k)) {
-                Some(_) if runtime_owns(&o) => p.runtime_kept += 1,
-                Some(other) => p.conflicts.push(Conflict {
-                    kind: F::KIND.into(),
-                    object: F::describe(&o),
-                    problem: format!("the namespace holds {}", F::describe(other)),
-                    fields: Vec::new(),
-                    hint: adopt_hint(F::dev(&o)),
-                }),
-                None => p.to_add.push(o),
+    let mut planner = Planner::<F>::new(live, adopted);
+    let mut to_add = Vec::new();
+    for o in saved {
+        if planner.offer(&o) {
+            to_add.push(o);
+        }
+    }
+    let mut p = planner.finish();
+    p.to_add = to_add;
+    p
+}
+
+/// [`plan`] one saved object at a time, in their saved order (a reader that decodes them a
+/// chunk at a time holds only the chunk): [`Planner::offer`] says whether an object is to be
+/// added; the counts and conflicts gather in the plan [`Planner::finish`] returns, whose
+/// `to_add` is left to the caller.
+pub struct Planner<'l, F: Family> {
+    /// live objects by unique key, normalized; and by clash key
+    live: HashMap<String, F::Obj>,
+    clashes: HashMap<String, &'l F::Obj>,
+    /// how often each saved key came so far (see [`keys`])
+    seen: HashMap<String, usize>,
+    adopted: &'l HashSet<String>,
+    plan: Plan<F::Obj>,
+}
+
+impl<'l, F: Family> Planner<'l, F> {
+    pub fn new(live: &'l [F::Obj], adopted: &'l HashSet<String>) -> Self {
+        Planner {
+            clashes: live
+                .iter()
+                .filter_map(|o| F::clash_key(o).map(|k| (k, o)))
+                .collect(),
+            live: keys::<F>(live)
+                .into_iter()
+                .zip(live.iter().map(normalized::<F>))
+                .collect(),
+            seen: HashMap::new(),
+            adopted,
+            plan: Plan {
+                to_add: Vec::new(),
+                present: 0,
+                runtime_kept: 0,
+                conflicts: Vec::new(),
             },
         }
     }
-    p
+
+    fn runtime_owns(&self, o: &F::Obj) -> bool {
+        let d = F::dev(o);
+        !d.is_empty() && self.adopted.contains(d)
+    }
+
+    /// Whether `o`, the next saved object, is to be added; counts it or records its
+    /// conflict otherwise.
+    pub fn offer(&mut self, o: &F::Obj) -> bool {
+        if self.live.is_empty() {
+            return true;
+        }
+        let k = F::key(o);
+        let n = self.seen.entry(k.clone()).or_insert(0);
+        *n += 1;
+        let key = if *n == 1 { k } else { format!("{k} #{n}") };
+        let owned = self.runtime_owns(o);
+        let p = &mut self.plan;
+        match self.live.get(&key) {
+            Some(l) if *l == normalized::<F>(o) => p.present += 1,
+            Some(_) if owned => p.runtime_kept += 1,
+            Some(l) => {
+                let fields = field_diffs(&normalized::<F>(o), l);
+                p.conflicts.push(Conflict {
+                    kind: F::KIND.into(),
+                    object: F::describe(o),
+                    problem: "exists with".into(),
+                    fields,
+                    hint: adopt_hint(F::dev(o)),
+                });
+            }
+            None => match F::clash_key(o).and_then(|k| self.clashes.get(&k)) {
+                Some(_) if owned => p.runtime_kept += 1,
+                Some(other) => p.conflicts.push(Conflict {
+                    kind: F::KIND.into(),
+                    object: F::describe(o),
+                    problem: format!("the namespace holds {}", F::describe(other)),
+                    fields: Vec::new(),
+                    hint: adopt_hint(F::dev(o)),
+                }),
+                None => return true,
+            },
+        }
+        false
+    }
+
+    pub fn finish(self) -> Plan<F::Obj> {
+        self.plan
+    }
 }
 
 fn adopt_hint(dev: &str) -> Option<String> {
@@ -318,7 +367,9 @@ where
             if chunk.is_empty() {
                 break;
             }
-            apply_chunk::<F>(nl, sock, &chunk, ifs, journal, flags, &op, &mut retry)?;
+            apply_chunk::<F>(nl, sock, &chunk, ifs, journal, flags, &op, &mut |o, e| {
+                retry.push((o, e))
+            })?;
         }
         drop(next);
         first = false;
@@ -338,7 +389,7 @@ where
 /// Builds, journals and sends the requests of `chunk`; what failed in a way the family says
 /// may resolve once others are in goes to `retry`.
 #[allow(clippy::too_many_arguments)]
-fn apply_chunk<'a, F: Family>(
+pub(crate) fn apply_chunk<'a, F: Family>(
     nl: &mut Nl,
     sock: Sock,
     chunk: &[&'a F::Obj],
@@ -346,7 +397,7 @@ fn apply_chunk<'a, F: Family>(
     journal: &mut Journal,
     flags: u16,
     op: &str,
-    retry: &mut Vec<(&'a F::Obj, crate::nl::NlError)>,
+    retry: &mut dyn FnMut(&'a F::Obj, crate::nl::NlError),
 ) -> std::result::Result<(), Vec<String>> {
     let mut reqs = Vec::with_capacity(chunk.len());
     let mut errors = Vec::new();
@@ -388,7 +439,7 @@ fn apply_chunk<'a, F: Family>(
     for (o, r) in ok_objs.iter().zip(results) {
         match r {
             Ok(()) => added += 1,
-            Err(e) if F::retry(e.errno) => retry.push((*o, e)),
+            Err(e) if F::retry(e.errno) => retry(o, e),
             Err(e) => failed.push(format!("add {} in {}: {e}", F::describe(o), nl.netns())),
         }
     }

@@ -332,28 +332,29 @@ impl Nl {
     pub fn transaction(
         &mut self,
         begin: &Req,
-        msgs: &[TxMsg],
+        msgs: TxWalk,
         end: &Req,
         probe: &Req,
         op: &str,
     ) -> Result<Result<(), (usize, NlError)>> {
         // sized once: at 55,000 rules the batch is ~22 MiB, and growing it by doubling held
         // up to half as much again
-        let body: usize = msgs
-            .iter()
-            .map(|m| NLMSG_HDRLEN + align4(m.2.len() + m.3.len()))
-            .sum();
+        let (mut count, mut body) = (0usize, 0usize);
+        msgs(&mut |_, _, a, b| {
+            count += 1;
+            body += NLMSG_HDRLEN + align4(a.len() + b.len());
+        });
         let mut buf = Vec::with_capacity(body + 256);
         // sequence numbers must not wrap inside the batch
-        if u64::from(self.seq) + msgs.len() as u64 + 4 > u64::from(u32::MAX) {
+        if u64::from(self.seq) + count as u64 + 4 > u64::from(u32::MAX) {
             self.seq = 0;
         }
         Self::encode(begin, NLM_F_REQUEST, self.next_seq(), &mut buf);
         let first_seq = self.seq.wrapping_add(1);
-        for (ty, flags, payload, extra) in msgs {
+        msgs(&mut |ty, flags, payload, extra| {
             let seq = self.next_seq();
-            encode_parts(*ty, NLM_F_REQUEST | flags, seq, payload, extra, &mut buf);
-        }
+            encode_parts(ty, NLM_F_REQUEST | flags, seq, payload, extra, &mut buf);
+        });
         Self::encode(end, NLM_F_REQUEST, self.next_seq(), &mut buf);
         if buf.len() + 4096 > BUF_BYTES {
             let want = buf.len() + (1 << 20);
@@ -364,7 +365,7 @@ impl Nl {
         crate::floor::netlink(self.protocol, op, &buf);
         self.send_all(&buf, op)?;
         drop(buf);
-        self.requests += msgs.len() as u64;
+        self.requests += count as u64;
         let probe_seq = self.next_seq();
         let mut pbuf = Vec::new();
         Self::encode(probe, NLM_F_REQUEST | NLM_F_ACK, probe_seq, &mut pbuf);
@@ -372,7 +373,7 @@ impl Nl {
         let mut first_err: Option<(usize, NlError)> = None;
         self.errors_until(probe_seq, op, |seq, res| {
             if let Err(e) = res {
-                let idx = (seq.wrapping_sub(first_seq) as usize).min(msgs.len());
+                let idx = (seq.wrapping_sub(first_seq) as usize).min(count);
                 if first_err.as_ref().is_none_or(|(i, _)| idx < *i) {
                     first_err = Some((idx, e));
                 }
@@ -565,9 +566,14 @@ fn header(h: &[u8]) -> (usize, u16, u16, u32) {
     )
 }
 
-/// One message of a transaction: type, flags, and its payload in two parts (a saved
-/// payload borrowed as it is, and what is appended to it).
-pub type TxMsg<'a> = (u16, u16, &'a [u8], &'a [u8]);
+/// The messages of a transaction, walked by the caller's function: it calls its argument
+/// with each message's type, flags, and payload in two parts (a saved payload borrowed as it
+/// is, and what is appended to it). Walked twice, to size the batch and to fill it, so the
+/// caller holds no list of them.
+pub type TxWalk<'w> = &'w dyn Fn(&mut Emit);
+
+/// Takes one message of a transaction (see [`TxWalk`]).
+pub type Emit<'e> = dyn FnMut(u16, u16, &[u8], &[u8]) + 'e;
 
 /// Appends one netlink message (header, payload) to `out`.
 fn encode_raw(msg_type: u16, flags: u16, seq: u32, payload: &[u8], out: &mut Vec<u8>) {

@@ -72,15 +72,29 @@ impl Snapshot {
     /// Reads every file; the two largest (sysctls, firewall) are checked and decoded on a
     /// second thread meanwhile.
     pub fn read(dir: &ImageDir) -> Result<Snapshot> {
+        Ok(Snapshot::read_with(dir, false)?.0)
+    }
+
+    /// [`Snapshot::read`], with `routes_encoded` the routes checked but left encoded (their
+    /// entries are returned beside a snapshot without routes; see `restore/streamed.rs`).
+    pub(crate) fn read_with(
+        dir: &ImageDir,
+        routes_encoded: bool,
+    ) -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
         std::thread::scope(|s| {
             let big = s.spawn(|| -> Result<_> {
                 Ok((dir.read(Kind::Sysctls)?, dir.read(Kind::Firewall)?))
             });
-            let rest = (|| -> Result<Snapshot> {
-                Ok(Snapshot {
+            let rest = (|| -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
+                let (routes, encoded) = if routes_encoded {
+                    (Vec::new(), Some(dir.read_encoded(Kind::Routes)?))
+                } else {
+                    (dir.read(Kind::Routes)?, None)
+                };
+                let snap = Snapshot {
                     links: dir.read(Kind::Links)?,
                     addresses: dir.read(Kind::Addresses)?,
-                    routes: dir.read(Kind::Routes)?,
+                    routes,
                     nexthops: dir.read(Kind::Nexthops)?,
                     rules: dir.read(Kind::Rules)?,
                     neighbours: dir.read(Kind::Neighbours)?,
@@ -89,14 +103,15 @@ impl Snapshot {
                     ext_files: dir.read(Kind::ExtFiles)?,
                     skipped_files: dir.read(Kind::SkippedFiles)?,
                     ..Default::default()
-                })
+                };
+                Ok((snap, encoded))
             })();
             let big = big.join().map_err(|_| {
                 crate::error::NetstateError::invalid("image reading thread panicked")
             })?;
-            let mut snap = rest?;
+            let (mut snap, encoded) = rest?;
             (snap.sysctls, snap.firewall) = big?;
-            Ok(snap)
+            Ok((snap, encoded))
         })
     }
 

@@ -30,6 +30,49 @@ pub fn dump(nl: &mut Nl) -> Result<Vec<LinkMessage>> {
         .collect())
 }
 
+/// An `RTM_GETLINK` dump request for an empty `ifinfomsg` that asks the kernel to leave out
+/// the statistics (`RTEXT_FILTER_SKIP_STATS` in `IFLA_EXT_MASK`): a quarter of each message
+/// (the link's and IPv6's counters), which readers of a few attributes do not need.
+pub(crate) fn link_request() -> Vec<u8> {
+    const IFLA_EXT_MASK: u16 = 29;
+    const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
+    let mut b = vec![0; 16];
+    b.extend_from_slice(&8u16.to_ne_bytes());
+    b.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
+    b.extend_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
+    b
+}
+
+/// (ifindex, name) of every link, from a dump read raw: what a caller that needs only names
+/// asks, without decoding each link whole (1,000 links decoded take ~5 MiB).
+pub fn index_names(nl: &mut Nl) -> Result<Vec<(u32, String)>> {
+    const IFLA_IFNAME: u16 = 3;
+    let req = crate::nl::Req::Raw {
+        msg_type: libc::RTM_GETLINK,
+        payload: link_request(),
+    };
+    let mut out = Vec::new();
+    for (ty, msg) in nl.dump_raw(&req, "dump link names")? {
+        let (Some(index), Some(attrs)) = (msg.get(4..8), msg.get(16..)) else {
+            continue;
+        };
+        if ty != libc::RTM_NEWLINK {
+            continue;
+        }
+        let name = crate::nla::attrs(attrs)
+            .map_while(|a| a.ok())
+            .find(|a| a.ty() == IFLA_IFNAME)
+            .map(|a| a.string());
+        if let Some(name) = name {
+            out.push((
+                u32::from_ne_bytes([index[0], index[1], index[2], index[3]]),
+                name,
+            ));
+        }
+    }
+    Ok(out)
+}
+
 pub fn names(dump: &[LinkMessage]) -> HashMap<u32, String> {
     dump.iter()
         .map(|m| (m.header.index, link_name(m)))

@@ -141,7 +141,7 @@ pub fn vlan(n: &pb::Neighbour) -> Option<u16> {
 /// (`bridge fdb append`), which the caller sends after the others.
 pub fn split_appended(v: &[pb::Neighbour]) -> (Vec<&pb::Neighbour>, Vec<&pb::Neighbour>) {
     v.iter()
-        .partition(|n| !(n.family == u32::from(AF_BRIDGE) && !n.dst.is_empty()))
+        .partition(|n| n.family != u32::from(AF_BRIDGE) || n.dst.is_empty())
 }
 
 #[cfg(test)]

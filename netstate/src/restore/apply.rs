@@ -28,6 +28,8 @@ pub(super) struct Applying<'a> {
     pub(super) stats: &'a mut StatsRecorder,
     pub(super) warnings: &'a mut Vec<String>,
     pub(super) opts: &'a RestoreOptions,
+    /// the routes to add when they are still encoded (see streamed.rs)
+    pub(super) routes: Option<&'a super::streamed::Streamed>,
     /// accept_dad suspended while addresses go in and links come up
     pub(super) dad: Option<dad::Suspended>,
     /// devices that keep DAD: an address of theirs (the kernel's link-local included) was
@@ -142,6 +144,9 @@ pub(super) fn apply(
     cx.stats.phase("up", t.elapsed());
     let t = Instant::now();
     family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, &ifs, cx.journal)?;
+    if let Some(s) = cx.routes {
+        super::streamed::apply(s, target, &ifs, cx.journal)?;
+    }
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
     let (routes, appended) = crate::route::split_appended(&todo.routes);
     add_each::<Routes>(target, &routes, &ifs, cx.journal, NLM_F_CREATE | NLM_F_EXCL)?;

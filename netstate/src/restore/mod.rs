@@ -7,6 +7,7 @@ mod dad;
 pub mod links;
 pub mod plan;
 mod socks;
+mod streamed;
 
 use std::time::Instant;
 
@@ -38,12 +39,15 @@ pub fn run(
     let t = Instant::now();
     let dir = crate::snapshot::open_unchanged(images, "restore")?;
     let trust = dir.trust().clone();
-    let snap = Snapshot::read(&dir)?;
+    // the routes stay encoded until they are planned and added (see streamed.rs), unless
+    // verify compares them all afterwards
+    let (snap, routes) = Snapshot::read_with(&dir, !opts.verify)?;
     let bytes = dir.inventory().files.iter().map(|f| f.size).sum();
     // an image this host did not seal places nothing outside the target unless the operator
     // says so (the seal, --trust-images, or --external for one veth)
     let untrusted = (!trust.is_sealed() && !opts.trust_images).then(|| trust.to_string());
-    let out = restore_with(target, snap, opts, Some((t.elapsed(), bytes)), untrusted)?;
+    let saved = Saved { snap, routes };
+    let out = restore_with(target, saved, opts, Some((t.elapsed(), bytes)), untrusted)?;
     // best effort: the image directory may be read-only (a mounted checkpoint archive)
     let _ = crhook_core::write_file(
         &images.join(Kind::StatsRestore.file_name()),
@@ -51,6 +55,12 @@ pub fn run(
         std::slice::from_ref(&out.stats),
     );
     Ok(out)
+}
+
+/// What restore restores: a snapshot, and its routes when they are still encoded.
+struct Saved {
+    snap: Snapshot,
+    routes: Option<crhook_core::Encoded>,
 }
 
 /// The target and the sockets restore works through.
@@ -122,6 +132,8 @@ pub(crate) struct Prepared {
     pub addresses: family::Plan<crhook_proto::Address>,
     pub nexthops: family::Plan<crhook_proto::NexthopObject>,
     pub routes: family::Plan<crhook_proto::Route>,
+    /// the routes to add when they were planned encoded (then `routes.to_add` is empty)
+    pub streamed: Option<streamed::Streamed>,
     pub rules: family::Plan<crhook_proto::Rule>,
     pub neighbours: family::Plan<crhook_proto::Neighbour>,
     pub tc: family::Plan<crhook_proto::TcObject>,
@@ -137,10 +149,14 @@ pub(crate) struct Prepared {
 /// family against it.
 fn prepare(
     o: &mut Opened,
-    mut snap: Snapshot,
+    saved: Saved,
     opts: &RestoreOptions,
     untrusted: Option<&str>,
 ) -> Result<Prepared> {
+    let Saved {
+        mut snap,
+        routes: encoded,
+    } = saved;
     let socks = &mut o.socks;
     let mut finder = crate::link::PeerFinder::new(socks.host_ns.try_clone()?, &o.ns);
     let (mut live_links, _) = crate::link::capture(&mut socks.target, &mut finder)?;
@@ -170,7 +186,7 @@ fn prepare(
             .map(|l| l.name.clone())
             .collect::<Vec<_>>(),
     );
-    let transformed = transform::apply(
+    let mut transformed = transform::apply(
         &mut snap,
         &live_links,
         &live_addrs,
@@ -196,11 +212,19 @@ fn prepare(
         &Nexthops::capture(&mut socks.target, &live_ifs)?,
         &adopted,
     );
-    let routes = family::plan::<Routes>(
-        take(&mut snap.routes, keep),
-        &Routes::capture(&mut socks.target, &live_ifs)?,
-        &adopted,
-    );
+    let live_routes = Routes::capture(&mut socks.target, &live_ifs)?;
+    let (routes, streamed) = match encoded {
+        None => (
+            family::plan::<Routes>(take(&mut snap.routes, keep), &live_routes, &adopted),
+            None,
+        ),
+        Some(e) => {
+            let (plan, s, n) = streamed::plan(e, &live_routes, &adopted, &transformed.remaps)?;
+            transformed.remapped.routes += n;
+            (plan, Some(s))
+        }
+    };
+    drop(live_routes);
     let rules = family::plan::<Rules>(
         take(&mut snap.rules, keep),
         &Rules::capture(&mut socks.target, &live_ifs)?,
@@ -247,6 +271,7 @@ fn prepare(
         addresses,
         nexthops,
         routes,
+        streamed,
         rules,
         neighbours,
         tc,
@@ -326,7 +351,7 @@ pub fn plan_snapshot(
     for w in &o.warnings {
         tracing::warn!("{w}");
     }
-    let p = prepare(&mut o, snap, opts, untrusted)?;
+    let p = prepare(&mut o, Saved { snap, routes: None }, opts, untrusted)?;
     Ok(plan::Plan::of(&p, o.ns.name()))
 }
 
@@ -338,14 +363,14 @@ pub fn restore_snapshot(
     opts: &RestoreOptions,
     read: Option<(std::time::Duration, u64)>,
 ) -> Result<RestoreOutcome> {
-    restore_with(target, snap, opts, read, None)
+    restore_with(target, Saved { snap, routes: None }, opts, read, None)
 }
 
 /// [`restore_snapshot`]; `untrusted` says why the image may place nothing outside the target
 /// (None: it may).
 fn restore_with(
     target: &Target,
-    snap: Snapshot,
+    saved: Saved,
     opts: &RestoreOptions,
     read: Option<(std::time::Duration, u64)>,
     untrusted: Option<String>,
@@ -356,10 +381,14 @@ fn restore_with(
         stats.add_bytes_read(bytes);
         stats.phase("read", took);
     }
-    let counts = snap.counts();
+    let mut counts = saved.snap.counts();
+    if let Some(e) = &saved.routes {
+        counts.retain(|(k, _)| *k != "routes");
+        counts.push(("routes", e.len() as u64));
+    }
     let mut o = open(target, opts, true)?;
     let t = Instant::now();
-    let mut p = prepare(&mut o, snap, opts, untrusted.as_deref())?;
+    let mut p = prepare(&mut o, saved, opts, untrusted.as_deref())?;
     let Opened {
         ns,
         mut socks,
@@ -415,6 +444,7 @@ fn restore_with(
         stats: &mut stats,
         warnings: &mut warnings,
         opts,
+        routes: p.streamed.as_ref(),
         dad: None,
         dad_keep: dad::keeps(todo.addresses.iter().chain(&p.kernel_ll))
             .into_iter()

@@ -202,18 +202,21 @@ pub fn normalize(r: &mut pb::Route) {
 /// the second after the others with NLM_F_CREATE|NLM_F_APPEND.
 pub fn split_appended(routes: &[pb::Route]) -> (Vec<&pb::Route>, Vec<&pb::Route>) {
     let mut seen = std::collections::HashSet::with_capacity(routes.len());
-    routes.iter().partition(|r| {
-        seen.insert((
-            r.family,
-            r.table,
-            r.dst.as_slice(),
-            r.dst_len,
-            r.src.as_slice(),
-            r.src_len,
-            r.tos,
-            r.priority,
-        ))
-    })
+    routes.iter().partition(|r| seen.insert(slot(r)))
+}
+
+/// What routes the kernel keeps in one slot share (see [`split_appended`]).
+pub fn slot(r: &pb::Route) -> impl std::hash::Hash + Eq + '_ {
+    (
+        r.family,
+        r.table,
+        r.dst.as_slice(),
+        r.dst_len,
+        r.src.as_slice(),
+        r.src_len,
+        r.tos,
+        r.priority,
+    )
 }
 
 fn has_gateway(r: &pb::Route) -> bool {
@@ -229,13 +232,17 @@ fn has_gateway(r: &pb::Route) -> bool {
 /// caller retries ENETUNREACH failures in a further pass (a gateway reachable only through
 /// another gateway route).
 pub fn restore_order(routes: &mut [pb::Route]) {
-    routes.sort_by_key(|r| {
-        if r.nh_id != 0 {
-            2
-        } else if has_gateway(r) {
-            1
-        } else {
-            0
-        }
-    });
+    routes.sort_by_key(order_rank);
+}
+
+/// A route's place in [`restore_order`]: direct routes, then routes through a gateway, then
+/// routes through a nexthop object.
+pub fn order_rank(r: &pb::Route) -> u8 {
+    if r.nh_id != 0 {
+        2
+    } else if has_gateway(r) {
+        1
+    } else {
+        0
+    }
 }

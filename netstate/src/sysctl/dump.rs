@@ -24,8 +24,6 @@ const IFINFOMSG_LEN: usize = 16;
 const NDTMSG_LEN: usize = 4;
 const IFLA_IFNAME: u16 = 3;
 const IFLA_AF_SPEC: u16 = 26;
-const IFLA_EXT_MASK: u16 = 29;
-const RTEXT_FILTER_SKIP_STATS: u32 = 1 << 3;
 const IFLA_INET_CONF: u16 = 1;
 const IFLA_INET6_CONF: u16 = 2;
 const NDTA_PARMS: u16 = 6;
@@ -101,7 +99,7 @@ pub(super) fn links(
         None => {
             let req = Req::Raw {
                 msg_type: libc::RTM_GETLINK,
-                payload: link_request(),
+                payload: crate::link::capture::link_request(),
             };
             for (ty, msg) in nl.dump_raw(&req, "dump links for sysctls")? {
                 if ty != libc::RTM_NEWLINK {
@@ -115,17 +113,6 @@ pub(super) fn links(
         }
     }
     Ok((devs, by_index))
-}
-
-/// An `RTM_GETLINK` dump request for an empty `ifinfomsg` that asks the kernel to leave out
-/// the statistics (`RTEXT_FILTER_SKIP_STATS` in `IFLA_EXT_MASK`): a quarter of each message
-/// (the link's and IPv6's counters), which sysctls do not need.
-fn link_request() -> Vec<u8> {
-    let mut b = vec![0; IFINFOMSG_LEN];
-    b.extend_from_slice(&8u16.to_ne_bytes());
-    b.extend_from_slice(&IFLA_EXT_MASK.to_ne_bytes());
-    b.extend_from_slice(&RTEXT_FILTER_SKIP_STATS.to_ne_bytes());
-    b
 }
 
 /// The attributes in `b`: (type without flags, value), through the crate's attribute walker.
@@ -377,7 +364,7 @@ mod tests {
 
     #[test]
     fn link_request_asks_for_no_statistics() {
-        let b = link_request();
+        let b = crate::link::capture::link_request();
         assert_eq!(b.len(), IFINFOMSG_LEN + 8);
         assert!(b[..IFINFOMSG_LEN].iter().all(|x| *x == 0));
         let got: Vec<_> = attrs(&b[IFINFOMSG_LEN..]).collect();

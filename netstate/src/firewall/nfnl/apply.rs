@@ -31,20 +31,21 @@ pub(super) struct Msg {
 }
 
 /// One message of a transaction that replays saved tables: the saved payload borrowed, what
-/// is appended to it, and what it is for errors, told only when the kernel refuses it (a
-/// copy and a text per rule took ~36 MiB at 55,000 rules).
+/// is appended to it, and what it is for errors, told only when the kernel refuses it. None
+/// is kept: the transaction walks the saved tables twice (to size the batch and to fill it),
+/// and a copy and a text per rule took ~36 MiB at 55,000 rules, a list of them ~9 MiB.
 #[derive(Debug)]
 pub(super) struct Out<'a> {
     ty: u16,
     flags: u16,
-    payload: std::borrow::Cow<'a, [u8]>,
+    payload: &'a [u8],
     extra: Vec<u8>,
     what: What<'a>,
 }
 
 #[derive(Debug)]
 enum What<'a> {
-    Text(std::borrow::Cow<'a, str>),
+    Text(&'a str),
     /// the `i`th object of its kind in `table`
     Saved {
         obj: Obj,
@@ -68,7 +69,7 @@ impl Out<'_> {
         Msg {
             ty: self.ty,
             flags: self.flags,
-            payload: [&self.payload[..], &self.extra].concat(),
+            payload: [self.payload, &self.extra].concat(),
             what: self.what(),
         }
     }
@@ -79,9 +80,27 @@ impl Msg {
         Out {
             ty: self.ty,
             flags: self.flags,
-            payload: std::borrow::Cow::Borrowed(&self.payload),
+            payload: &self.payload,
             extra: Vec::new(),
-            what: What::Text(std::borrow::Cow::Borrowed(&self.what)),
+            what: What::Text(&self.what),
+        }
+    }
+}
+
+/// What a step's transaction sends, in order: a message, or every message that rebuilds a
+/// saved table.
+#[derive(Debug)]
+enum Piece<'a> {
+    Msg(Msg),
+    Table(&'a NftTable),
+}
+
+/// Calls `f` with each message of `pieces`, in order.
+fn walk<'a>(pieces: &'a [Piece<'a>], f: &mut dyn FnMut(Out<'a>)) {
+    for p in pieces {
+        match p {
+            Piece::Msg(m) => f(m.out()),
+            Piece::Table(t) => replay(t, f),
         }
     }
 }
@@ -89,7 +108,7 @@ impl Msg {
 /// A transaction that replays saved tables, with the one that undoes it.
 #[derive(Debug)]
 pub(crate) struct NfnlStep<'a> {
-    msgs: Vec<Out<'a>>,
+    pieces: Vec<Piece<'a>>,
     undo: Vec<Msg>,
 }
 
@@ -112,7 +131,7 @@ pub(crate) fn plan<'a>(
 ) -> Result<NfnlPlan<'a>> {
     let live = dump::capture(ns, true, keep)?;
     let mut out = NfnlPlan::default();
-    let mut msgs = Vec::new();
+    let mut pieces = Vec::new();
     let mut undo = Vec::new();
     for &s in saved {
         let label = table_label(s);
@@ -127,13 +146,13 @@ pub(crate) fn plan<'a>(
                         "nftables: live table {label} differs from the saved one"
                     ));
                 }
-                msgs.push(delete(l).out_owned());
+                pieces.push(Piece::Msg(delete(l)));
                 undo.extend(declare_delete(l));
-                undo.extend(replay(l).iter().map(Out::to_msg));
+                replay(l, &mut |o| undo.push(o.to_msg()));
             }
             None => undo.extend(declare_delete(s)),
         }
-        msgs.extend(replay(s));
+        pieces.push(Piece::Table(s));
         out.touched
             .push((super::family_name(s.family), s.name.clone()));
     }
@@ -148,8 +167,8 @@ pub(crate) fn plan<'a>(
             ));
         }
     }
-    if !msgs.is_empty() {
-        out.step = Some(NfnlStep { msgs, undo });
+    if !pieces.is_empty() {
+        out.step = Some(NfnlStep { pieces, undo });
     }
     Ok(out)
 }
@@ -191,18 +210,6 @@ fn is_empty(t: &NftTable) -> bool {
         && t.chains.iter().all(|c| norm::chain_is_empty_base(c))
 }
 
-impl Msg {
-    fn out_owned(self) -> Out<'static> {
-        Out {
-            ty: self.ty,
-            flags: self.flags,
-            payload: std::borrow::Cow::Owned(self.payload),
-            extra: Vec::new(),
-            what: What::Text(std::borrow::Cow::Owned(self.what)),
-        }
-    }
-}
-
 fn delete(t: &NftTable) -> Msg {
     let mut payload = vec![u8::try_from(t.family).unwrap_or(0), 0, 0, 0];
     payload.extend(norm::string_attr(1, &t.name));
@@ -230,17 +237,14 @@ fn declare_delete(t: &NftTable) -> [Msg; 2] {
 
 /// The messages that rebuild `t`, in dependency order: the rules of chains bound to a rule
 /// (`jump { ... }`) go before the rules that bind them, since a bound chain takes no rules.
-fn replay(t: &NftTable) -> Vec<Out<'_>> {
-    let mut out = Vec::new();
+fn replay<'a>(t: &'a NftTable, f: &mut dyn FnMut(Out<'a>)) {
     let mut binding = Vec::new();
     for obj in Obj::ALL {
         let flags = match obj {
             Obj::Rule => NLM_F_CREATE | NLM_F_APPEND,
             _ => NLM_F_CREATE,
         };
-        let mut rules_first = Vec::new();
-        let mut rules_rest = Vec::new();
-        for (i, p) in obj.of(t).iter().enumerate() {
+        let out = |i: usize, p: &'a Vec<u8>| {
             let mut extra = Vec::new();
             if obj == Obj::Rule {
                 if let Some(c) = norm::rule_compat(p) {
@@ -252,34 +256,36 @@ fn replay(t: &NftTable) -> Vec<Out<'_>> {
                 let id = u32::try_from(i + 1).unwrap_or(u32::MAX);
                 extra.extend(norm::be32_attr(NFTA_SET_ID, id));
             }
-            let m = Out {
+            Out {
                 ty: msg_type(obj.new_msg()),
                 flags,
-                payload: std::borrow::Cow::Borrowed(p),
+                payload: p,
                 extra,
                 what: What::Saved { obj, i, table: t },
-            };
-            match obj {
-                Obj::Chain if norm::chain_flags(p) & norm::CHAIN_BINDING != 0 => {
+            }
+        };
+        let list = obj.of(t);
+        if obj != Obj::Rule {
+            for (i, p) in list.iter().enumerate() {
+                if obj == Obj::Chain && norm::chain_flags(p) & norm::CHAIN_BINDING != 0 {
                     if let Some(c) = norm::chain_name(p) {
                         binding.push(c);
                     }
-                    out.push(m);
                 }
-                Obj::Rule
-                    if !binding.is_empty()
-                        && norm::rule_chain(p).is_some_and(|c| binding.contains(&c)) =>
-                {
-                    rules_first.push(m)
-                }
-                Obj::Rule => rules_rest.push(m),
-                _ => out.push(m),
+                f(out(i, p));
             }
+            continue;
         }
-        out.extend(rules_first);
-        out.extend(rules_rest);
+        let bound = |p: &[u8]| {
+            !binding.is_empty() && norm::rule_chain(p).is_some_and(|c| binding.contains(&c))
+        };
+        for (i, p) in list.iter().enumerate().filter(|(_, p)| bound(p)) {
+            f(out(i, p));
+        }
+        for (i, p) in list.iter().enumerate().filter(|(_, p)| !bound(p)) {
+            f(out(i, p));
+        }
     }
-    out
 }
 
 /// "rule 3 of chain ip filter INPUT", "set ip filter s", ...
@@ -310,12 +316,14 @@ fn describe(obj: Obj, p: &[u8], i: usize, table: &str) -> String {
 
 /// Runs one transaction in `ns`; the error names the first message the kernel refused.
 pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
-    let msgs: Vec<Out> = msgs.iter().map(Msg::out).collect();
-    transact_out(ns, &msgs, op)
+    transact_walk(ns, &|f| msgs.iter().for_each(|m| f(m.out())), op)
 }
 
-/// [`transact`] of messages that borrow their payloads.
-fn transact_out(ns: &NetNs, msgs: &[Out], op: &str) -> Result<()> {
+/// [`transact`] of the messages `msgs` walks (see [`crate::nl::TxWalk`]).
+/// Calls its argument with each message of a transaction, in order.
+type Walk<'w> = &'w dyn Fn(&mut dyn FnMut(Out<'_>));
+
+fn transact_walk(ns: &NetNs, msgs: Walk, op: &str) -> Result<()> {
     let hdr = |ty: u16| Req::Raw {
         msg_type: ty,
         payload: [[0u8, 0], SUBSYS.to_be_bytes()].concat(),
@@ -324,20 +332,24 @@ fn transact_out(ns: &NetNs, msgs: &[Out], op: &str) -> Result<()> {
         msg_type: msg_type(NFT_MSG_GETGEN),
         payload: vec![0; 4],
     };
-    let batch: Vec<crate::nl::TxMsg> = msgs
-        .iter()
-        .map(|m| (m.ty, m.flags, &m.payload[..], m.extra.as_slice()))
-        .collect();
+    let each = |emit: &mut crate::nl::Emit| msgs(&mut |o| emit(o.ty, o.flags, o.payload, &o.extra));
     let answer = ns.with_netfilter(|nl| {
-        nl.transaction(&hdr(BATCH_BEGIN), &batch, &hdr(BATCH_END), &probe, op)
+        nl.transaction(&hdr(BATCH_BEGIN), &each, &hdr(BATCH_END), &probe, op)
     })?;
     match answer {
         Ok(()) => Ok(()),
         Err((i, e)) => {
-            let what = msgs.get(i).map_or("the transaction".to_string(), Out::what);
+            let mut what = None;
+            let mut n = 0;
+            msgs(&mut |o| {
+                if n == i {
+                    what = Some(o.what());
+                }
+                n += 1;
+            });
             Err(NetstateError::Netlink {
                 op: format!("{op}:"),
-                object: what,
+                object: what.unwrap_or_else(|| "the transaction".to_string()),
                 netns: ns.name().to_string(),
                 source: match &e.ext {
                     Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),
@@ -351,7 +363,7 @@ fn transact_out(ns: &NetNs, msgs: &[Out], op: &str) -> Result<()> {
 impl NfnlStep<'_> {
     /// Applies the step: every table or none.
     pub(crate) fn apply(&self, ns: &NetNs) -> Result<()> {
-        transact_out(ns, &self.msgs, "restore nftables tables")
+        transact_walk(ns, &|f| walk(&self.pieces, f), "restore nftables tables")
     }
 
     /// The transaction that puts back what was live before [`NfnlStep::apply`], as data.
@@ -374,5 +386,5 @@ impl NfnlUndo {
 /// Replays one saved table into `ns` in its own transaction (a private namespace that shows
 /// it in rule syntax): nothing to compare with and nothing to undo there.
 pub(crate) fn load(ns: &NetNs, t: &NftTable) -> Result<()> {
-    transact_out(ns, &replay(t), "load nftables table")
+    transact_walk(ns, &|f| replay(t, f), "load nftables table")
 }

@@ -12,7 +12,7 @@ use netlink_packet_route::RouteNetlinkMessage;
 use super::{check, delete_by_name, send, LinkPlan, Socks};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock};
-use crate::link::capture::{dump, names as dump_names};
+use crate::link::capture::names as dump_names;
 use crate::link::create::{
     altnames_request, create_request, master_request, restore_settings_request, settings_request,
     slave_request, PeerSpec,
@@ -22,11 +22,10 @@ use crate::netns::NetNs;
 use crate::nl::{Nl, Req};
 
 fn live_map(saved: &[pb::Link], nl: &mut Nl) -> std::result::Result<IfMap, Vec<String>> {
-    let live = dump(nl).map_err(|e| vec![crate::error::chain(&e)])?;
+    let live = crate::link::capture::index_names(nl).map_err(|e| vec![crate::error::chain(&e)])?;
     Ok(IfMap::by_name(
         saved.iter().map(|l| (l.ifindex, l.name.clone())),
-        live.iter()
-            .map(|m| (m.header.index, crate::link::capture::link_name(m))),
+        live,
     ))
 }
 

@@ -1,0 +1,136 @@
+//! Routes restored from their image file a chunk at a time. A namespace's largest family is
+//! its routes (100,000 at L: 3.8 MiB in the image, ~44 MiB decoded, more again as requests
+//! with their undos), and restore needs each route twice: once to plan it against the target
+//! (conflicts are refused before anything changes), once to add it. So the file stays
+//! encoded ([`crhook_core::Encoded`]): the plan decodes it in order and keeps only the
+//! indexes to add, in restore order; apply decodes those again, [`CHUNK`] at a time, and
+//! sends each chunk as it is decoded. Decoding twice costs ~30 ms at L; holding the routes
+//! cost ~45 MiB of peak RSS.
+//!
+//! Used by `restore` from an image directory; a snapshot built in memory (the library's
+//! `restore_snapshot`), and `--verify` (which compares every saved route afterwards), keep
+//! the routes decoded.
+
+use std::collections::HashSet;
+use std::hash::{Hash, Hasher};
+
+use crhook_core::Encoded;
+use crhook_proto::Route;
+use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL};
+
+use crate::error::Result;
+use crate::family::{self, Planner, Routes};
+use crate::ifmap::IfMap;
+use crate::journal::{Journal, Sock};
+use crate::nl::Nl;
+use crate::transform::remap::Remaps;
+
+/// Routes decoded, sent and dropped at a time: each chunk fills several 1 MiB netlink sends.
+const CHUNK: usize = 4096;
+
+/// The saved routes to add, still encoded.
+#[derive(Debug)]
+pub(crate) struct Streamed {
+    entries: Encoded,
+    /// the indexes of the routes to add, in restore order
+    order: Vec<u32>,
+    remaps: Remaps,
+}
+
+impl Streamed {
+    /// Route `i` as saved, remapped as the rest of the snapshot was.
+    fn route(&self, i: usize) -> Result<Route> {
+        let mut r: Route = self.entries.decode(i)?;
+        if !self.remaps.is_empty() {
+            crate::transform::objects::route(&self.remaps, &mut r);
+        }
+        Ok(r)
+    }
+}
+
+/// Plans the routes of `entries` against the target's `live` routes as `family::plan` does,
+/// remapping each as the rest of the snapshot was; the plan's `to_add` stays empty (the
+/// routes to add are the returned [`Streamed`]), and the number of routes a remap changed.
+pub(crate) fn plan(
+    entries: Encoded,
+    live: &[Route],
+    adopted: &HashSet<String>,
+    remaps: &Remaps,
+) -> Result<(family::Plan<Route>, Streamed, usize)> {
+    let mut planner = Planner::<Routes>::new(live, adopted);
+    let mut ranked: Vec<(u8, u32)> = Vec::with_capacity(entries.len());
+    let mut remapped = 0;
+    for i in 0..entries.len() {
+        let mut r: Route = entries.decode(i)?;
+        if !remaps.is_empty() && crate::transform::objects::route(remaps, &mut r) {
+            remapped += 1;
+        }
+        if planner.offer(&r) {
+            ranked.push((crate::route::order_rank(&r), i as u32));
+        }
+    }
+    // stable: the saved order within each rank, as `route::restore_order` keeps it
+    ranked.sort_by_key(|&(rank, _)| rank);
+    let order = ranked.into_iter().map(|(_, i)| i).collect();
+    Ok((
+        planner.finish(),
+        Streamed {
+            entries,
+            order,
+            remaps: remaps.clone(),
+        },
+        remapped,
+    ))
+}
+
+/// Adds the routes of `s`, a chunk at a time, as `apply` adds decoded ones: every route that
+/// takes a slot first with NLM_F_EXCL, in a further pass those that failed in a way a later
+/// route may mend (their gateway was not reachable yet), then those that share a slot with
+/// NLM_F_APPEND (see `route::split_appended`).
+pub(crate) fn apply(
+    s: &Streamed,
+    target: &mut Nl,
+    ifs: &IfMap,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
+    let err = |e: crate::error::NetstateError| vec![crate::error::chain(&e)];
+    // a slot by its hash: two routes that collide are both still added, the second merely
+    // with NLM_F_APPEND and after the others
+    let mut seen = HashSet::with_capacity(s.order.len());
+    let mut appended = Vec::new();
+    let mut retry: Vec<Route> = Vec::new();
+    for idx in s.order.chunks(CHUNK) {
+        let mut excl = Vec::with_capacity(idx.len());
+        for &i in idx {
+            let r = s.route(i as usize).map_err(err)?;
+            let mut h = std::collections::hash_map::DefaultHasher::new();
+            crate::route::slot(&r).hash(&mut h);
+            if seen.insert(h.finish()) {
+                excl.push(r);
+            } else {
+                appended.push(i);
+            }
+        }
+        let chunk: Vec<&Route> = excl.iter().collect();
+        family::apply_chunk::<Routes>(
+            target,
+            Sock::Target,
+            &chunk,
+            ifs,
+            journal,
+            NLM_F_CREATE | NLM_F_EXCL,
+            "add routes",
+            &mut |r, _| retry.push(r.clone()),
+        )?;
+    }
+    drop(seen);
+    let flags = NLM_F_CREATE | NLM_F_EXCL;
+    family::apply_with::<Routes>(target, Sock::Target, &retry, ifs, journal, flags)?;
+    let appended = appended
+        .into_iter()
+        .map(|i| s.route(i as usize))
+        .collect::<Result<Vec<_>>>()
+        .map_err(err)?;
+    let flags = NLM_F_CREATE | NLM_F_APPEND;
+    family::apply_with::<Routes>(target, Sock::Target, &appended, ifs, journal, flags)
+}
