@@ -82,3 +82,77 @@ fn route_lifetimes_and_appended_routes_round_trip() {
     assert_eq!(d.code, Some(1), "{}", d.stdout);
     assert!(d.stdout.contains("10.88.5.0/24"), "{}", d.stdout);
 }
+
+/// Restore plans and adds routes from the image a chunk at a time: 9,000 routes in three
+/// tables span several chunks, routes through a gateway that only a direct route saved after
+/// them makes reachable, routes that share a slot (`append`); all come back as `ip` shows
+/// them. A target holding one of them otherwise is refused by name before anything changes.
+#[test]
+fn routes_restored_a_chunk_at_a_time_come_back_whole() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("rxc");
+    a.ip_batch(
+        "link set lo up\n\
+         link add va type veth peer name vb\n\
+         addr add 10.61.0.1/24 dev va\n\
+         addr add 10.62.0.1/24 dev vb\n\
+         link set va up\n\
+         link set vb up\n",
+    );
+    a.add_routes(9000, "10.61.0.2");
+    let mut late = String::from("route add 10.99.0.0/16 dev vb table 7\n");
+    for i in 0..50 {
+        late.push_str(&format!("route add 10.77.{i}.0/24 via 10.99.1.1 table 7\n"));
+    }
+    late.push_str("route add 10.88.5.0/24 via 10.61.0.2 dev va\n");
+    late.push_str("route append 10.88.5.0/24 via 10.62.0.2 dev vb\n");
+    a.ip_batch(&late);
+    // sorted: the kernel lists its IPv6 routes of several devices in the order they came up
+    let routes = |ns: &TestNs| {
+        let mut v: Vec<String> = ns
+            .ip(&["route", "show", "table", "all"])
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let saved = routes(&a);
+    assert!(saved.len() > 9050, "{} routes", saved.len());
+    let tmp = TempDir::new("routes-chunks");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    a.delete();
+
+    // a target whose table 100 holds one of the saved prefixes through another gateway
+    let b = TestNs::new("rxd");
+    b.ip_batch(
+        "link add va type veth peer name vb\n\
+         addr add 10.61.0.1/24 dev va\n\
+         link set va up\n\
+         link set vb up\n\
+         route add 172.16.0.0/24 via 10.61.0.3 table 100\n",
+    );
+    let before = routes(&b);
+    let r = crhook_tests::crhook_on(&host, "restore", &b, &images, &[]);
+    assert_ne!(
+        r.code,
+        Some(0),
+        "restore over a conflicting route: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("172.16.0.0/24"), "{}", r.stderr);
+    assert!(
+        routes(&b) == before,
+        "a refused restore changed the target's routes"
+    );
+
+    let c = TestNs::new("rxe");
+    restore(&host, &c, &images);
+    assert!(
+        routes(&c) == saved,
+        "the restored routes differ from the saved ones"
+    );
+    diff(&host, &c, &images).expect_success();
+}
