@@ -399,15 +399,27 @@ pub(crate) fn apply_chunk<'a, F: Family>(
     op: &str,
     retry: &mut dyn FnMut(&'a F::Obj, crate::nl::NlError),
 ) -> std::result::Result<(), Vec<String>> {
+    let built = build::<F>(chunk, ifs)?;
+    send::<F>(nl, sock, chunk, built, journal, flags, op, retry)
+}
+
+/// The requests that add a chunk of objects, and the undo of each with what it is: pure
+/// computation, which a caller may do on another thread while the previous chunk is sent.
+pub(crate) struct Built {
+    reqs: Vec<Req>,
+    undos: Vec<(Req, String)>,
+}
+
+/// The requests of `chunk`, in its order, or the error of every object that has none.
+pub(crate) fn build<F: Family>(
+    chunk: &[&F::Obj],
+    ifs: &IfMap,
+) -> std::result::Result<Built, Vec<String>> {
     let mut reqs = Vec::with_capacity(chunk.len());
     let mut errors = Vec::new();
-    let mut ok_objs = Vec::with_capacity(chunk.len());
     for o in chunk {
         match F::add(o, ifs) {
-            Ok(r) => {
-                reqs.push(r);
-                ok_objs.push(*o);
-            }
+            Ok(r) => reqs.push(r),
             Err(e) => errors.push(format!(
                 "add {}: {}",
                 F::describe(o),
@@ -418,12 +430,28 @@ pub(crate) fn apply_chunk<'a, F: Family>(
     if !errors.is_empty() {
         return Err(errors);
     }
-    // the undo of every addition, in the journal before the batch goes out
-    let undos = ok_objs
+    let undos = chunk
         .iter()
         .map(|o| Ok((F::del(o, ifs)?, format!("delete {}", F::describe(o)))))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| vec![crate::error::chain(&e)])?;
+    Ok(Built { reqs, undos })
+}
+
+/// Journals and sends what [`build`] made of `chunk`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn send<'a, F: Family>(
+    nl: &mut Nl,
+    sock: Sock,
+    chunk: &[&'a F::Obj],
+    built: Built,
+    journal: &mut Journal,
+    flags: u16,
+    op: &str,
+    retry: &mut dyn FnMut(&'a F::Obj, crate::nl::NlError),
+) -> std::result::Result<(), Vec<String>> {
+    let Built { reqs, undos } = built;
+    // the undo of every addition, in the journal before the batch goes out
     journal
         .intend(undos.iter().map(|(r, w)| (sock, r, w.as_str())))
         .map_err(|e| vec![e])?;
@@ -436,7 +464,7 @@ pub(crate) fn apply_chunk<'a, F: Family>(
         .map_err(|e| vec![e])?;
     let mut failed = Vec::new();
     let mut added = 0u64;
-    for (o, r) in ok_objs.iter().zip(results) {
+    for (o, r) in chunk.iter().zip(results) {
         match r {
             Ok(()) => added += 1,
             Err(e) if F::retry(e.errno) => retry(o, e),

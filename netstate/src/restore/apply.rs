@@ -142,50 +142,86 @@ pub(super) fn apply(
     )?;
     cx.journal.truncate(before);
     cx.stats.phase("up", t.elapsed());
-    let t = Instant::now();
-    family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, &ifs, cx.journal)?;
-    if let Some(s) = cx.routes {
-        super::streamed::apply(s, target, &ifs, cx.journal)?;
+    // The late sysctls go in beside the routes, rules and neighbours: /proc writes and
+    // netlink requests do not wait for each other (beyond RTNL now and then), and the
+    // routes leave the second core idle. Every key's old value is journaled before it is
+    // written, from either thread.
+    let (ns, log) = (cx.ns, cx.journal.log().clone());
+    let (tail, late) = std::thread::scope(|s| {
+        let late = s.spawn(|| {
+            let t = Instant::now();
+            let r = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Late, ns, log);
+            (r, t.elapsed())
+        });
+        (routes_rules_neighbours(cx, todo, &ifs), late.join())
+    });
+    let late = match late {
+        Ok((r, took)) => {
+            cx.stats.phase("sysctls", took);
+            r.map(|n| cx.journal.made(n))
+        }
+        Err(_) => Err(vec!["late sysctl thread panicked".to_string()]),
+    };
+    match (tail, late) {
+        (Ok(()), Ok(())) => {}
+        (Err(mut e), Err(more)) => {
+            e.extend(more);
+            return Err(e);
+        }
+        (Err(e), _) | (_, Err(e)) => return Err(e),
     }
-    // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
-    let (routes, appended) = crate::route::split_appended(&todo.routes);
-    add_each::<Routes>(target, &routes, &ifs, cx.journal, NLM_F_CREATE | NLM_F_EXCL)?;
-    add_each::<Routes>(
-        target,
-        &appended,
-        &ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_APPEND,
-    )?;
-    drop((routes, appended));
-    cx.stats.phase("routes", t.elapsed());
-    let t = Instant::now();
-    family::apply::<Rules>(target, Sock::Target, &todo.rules, &ifs, cx.journal)?;
-    let (neighbours, remotes) = crate::neigh::fdb::split_appended(&todo.neighbours);
-    add_each::<Neighbours>(
-        target,
-        &neighbours,
-        &ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_EXCL,
-    )?;
-    add_each::<Neighbours>(
-        target,
-        &remotes,
-        &ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_APPEND,
-    )?;
-    cx.stats.phase("rules_neighbours", t.elapsed());
-    let t = Instant::now();
-    sysctls(&todo.sysctls, crate::sysctl::Phase::Late, cx.ns, cx.journal)?;
-    cx.stats.phase("sysctls", t.elapsed());
+    cx.journal.check().map_err(|e| vec![e])?;
     if !todo.tun_files.is_empty() || !todo.ext_files.is_empty() {
         let t = Instant::now();
         *files = crate::tunfile::restore(cx.ns, todo, cx.opts)
             .map_err(|e| vec![crate::error::chain(&e)])?;
         cx.stats.phase("files", t.elapsed());
     }
+    Ok(())
+}
+
+/// The nexthops, routes, rules and neighbours, once the links are up.
+fn routes_rules_neighbours(
+    cx: &mut Applying,
+    todo: &Snapshot,
+    ifs: &IfMap,
+) -> std::result::Result<(), Vec<String>> {
+    let t = Instant::now();
+    let target = &mut cx.socks.target;
+    family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, ifs, cx.journal)?;
+    if let Some(s) = cx.routes {
+        super::streamed::apply(s, target, ifs, cx.journal)?;
+    }
+    // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
+    let (routes, appended) = crate::route::split_appended(&todo.routes);
+    add_each::<Routes>(target, &routes, ifs, cx.journal, NLM_F_CREATE | NLM_F_EXCL)?;
+    add_each::<Routes>(
+        target,
+        &appended,
+        ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_APPEND,
+    )?;
+    drop((routes, appended));
+    cx.stats.phase("routes", t.elapsed());
+    let t = Instant::now();
+    family::apply::<Rules>(target, Sock::Target, &todo.rules, ifs, cx.journal)?;
+    let (neighbours, remotes) = crate::neigh::fdb::split_appended(&todo.neighbours);
+    add_each::<Neighbours>(
+        target,
+        &neighbours,
+        ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_EXCL,
+    )?;
+    add_each::<Neighbours>(
+        target,
+        &remotes,
+        ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_APPEND,
+    )?;
+    cx.stats.phase("rules_neighbours", t.elapsed());
     Ok(())
 }
 
@@ -532,11 +568,23 @@ fn sysctls(
     ns: &NetNs,
     journal: &mut Journal,
 ) -> std::result::Result<(), Vec<String>> {
+    let n = sysctls_logged(saved, phase, ns, journal.log().clone())?;
+    journal.made(n);
+    journal.check().map_err(|e| vec![e])
+}
+
+/// Writes the saved keys of `phase` that differ, each key's old value in `log` first;
+/// returns how many it wrote.
+fn sysctls_logged(
+    saved: &[crhook_proto::Sysctl],
+    phase: crate::sysctl::Phase,
+    ns: &NetNs,
+    log: crate::journal::Log,
+) -> std::result::Result<usize, Vec<String>> {
     if saved.is_empty() {
-        return Ok(());
+        return Ok(0);
     }
     let name = ns.name().to_string();
-    let log = journal.log().clone();
     let r = ns
         .run(|| {
             let mut nl = Nl::new(&name)?;
@@ -551,6 +599,5 @@ fn sysctls(
         .map_err(|e| vec![crate::error::chain(&e)])?;
     // each key's old value is in the journal already
     let u = r.map_err(|(e, _)| vec![crate::error::chain(&e)])?;
-    journal.made(u.len());
-    journal.check().map_err(|e| vec![e])
+    Ok(u.len())
 }

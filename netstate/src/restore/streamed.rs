@@ -83,54 +83,104 @@ pub(crate) fn plan(
     ))
 }
 
+/// A chunk of routes decoded, split and built on the builder thread: the routes that take a
+/// slot first with their requests, and the indexes of those that share a slot.
+struct Chunk {
+    routes: Vec<Route>,
+    built: family::Built,
+    appended: Vec<u32>,
+}
+
 /// Adds the routes of `s`, a chunk at a time, as `apply` adds decoded ones: every route that
 /// takes a slot first with NLM_F_EXCL, in a further pass those that failed in a way a later
 /// route may mend (their gateway was not reachable yet), then those that share a slot with
 /// NLM_F_APPEND (see `route::split_appended`).
+///
+/// A second thread decodes each chunk and builds its requests and undos while the one before
+/// it is journaled and sent: at 10,000 routes building took 15 ms of the 60 ms the routes
+/// took, the kernel the rest, and the second core is free once the links are up.
 pub(crate) fn apply(
     s: &Streamed,
     target: &mut Nl,
     ifs: &IfMap,
     journal: &mut Journal,
 ) -> std::result::Result<(), Vec<String>> {
-    let err = |e: crate::error::NetstateError| vec![crate::error::chain(&e)];
-    // a slot by its hash: two routes that collide are both still added, the second merely
-    // with NLM_F_APPEND and after the others
-    let mut seen = HashSet::with_capacity(s.order.len());
     let mut appended = Vec::new();
     let mut retry: Vec<Route> = Vec::new();
-    for idx in s.order.chunks(CHUNK) {
-        let mut excl = Vec::with_capacity(idx.len());
-        for &i in idx {
-            let r = s.route(i as usize).map_err(err)?;
-            let mut h = std::collections::hash_map::DefaultHasher::new();
-            crate::route::slot(&r).hash(&mut h);
-            if seen.insert(h.finish()) {
-                excl.push(r);
-            } else {
-                appended.push(i);
-            }
+    std::thread::scope(|scope| -> std::result::Result<(), Vec<String>> {
+        // one chunk ahead: what is held is bounded by two chunks
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || build_chunks(s, ifs, &tx));
+        for chunk in rx {
+            let Chunk {
+                routes,
+                built,
+                appended: more,
+            } = chunk?;
+            appended.extend(more);
+            let refs: Vec<&Route> = routes.iter().collect();
+            family::send::<Routes>(
+                target,
+                Sock::Target,
+                &refs,
+                built,
+                journal,
+                NLM_F_CREATE | NLM_F_EXCL,
+                "add routes",
+                &mut |r, _| retry.push(r.clone()),
+            )?;
         }
-        let chunk: Vec<&Route> = excl.iter().collect();
-        family::apply_chunk::<Routes>(
-            target,
-            Sock::Target,
-            &chunk,
-            ifs,
-            journal,
-            NLM_F_CREATE | NLM_F_EXCL,
-            "add routes",
-            &mut |r, _| retry.push(r.clone()),
-        )?;
-    }
-    drop(seen);
+        Ok(())
+    })?;
     let flags = NLM_F_CREATE | NLM_F_EXCL;
     family::apply_with::<Routes>(target, Sock::Target, &retry, ifs, journal, flags)?;
     let appended = appended
         .into_iter()
         .map(|i| s.route(i as usize))
         .collect::<Result<Vec<_>>>()
-        .map_err(err)?;
+        .map_err(|e| vec![crate::error::chain(&e)])?;
     let flags = NLM_F_CREATE | NLM_F_APPEND;
     family::apply_with::<Routes>(target, Sock::Target, &appended, ifs, journal, flags)
+}
+
+/// The builder thread: decodes the routes to add in order, sets apart those that share a slot
+/// and builds the requests of the others, a chunk at a time; stops at the first error (sent
+/// on) or when the sender has stopped listening.
+fn build_chunks(
+    s: &Streamed,
+    ifs: &IfMap,
+    tx: &std::sync::mpsc::SyncSender<std::result::Result<Chunk, Vec<String>>>,
+) {
+    // a slot by its hash: two routes that collide are both still added, the second merely
+    // with NLM_F_APPEND and after the others
+    let mut seen = HashSet::with_capacity(s.order.len());
+    for idx in s.order.chunks(CHUNK) {
+        let chunk = (|| {
+            let mut routes = Vec::with_capacity(idx.len());
+            let mut appended = Vec::new();
+            for &i in idx {
+                let r = s
+                    .route(i as usize)
+                    .map_err(|e| vec![crate::error::chain(&e)])?;
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                crate::route::slot(&r).hash(&mut h);
+                if seen.insert(h.finish()) {
+                    routes.push(r);
+                } else {
+                    appended.push(i);
+                }
+            }
+            let refs: Vec<&Route> = routes.iter().collect();
+            let built = family::build::<Routes>(&refs, ifs)?;
+            Ok(Chunk {
+                routes,
+                built,
+                appended,
+            })
+        })();
+        let failed = chunk.is_err();
+        if tx.send(chunk).is_err() || failed {
+            return;
+        }
+    }
 }
