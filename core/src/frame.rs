@@ -353,7 +353,8 @@ impl Encoder {
     pub fn push_message<M: prost::Message>(&mut self, m: &M) -> Result<(), usize> {
         let len = m.encoded_len();
         let n = Self::frame_len(len).ok_or(len)?;
-        self.buf.reserve(FRAME_PREFIX_LEN + len);
+        // room for the trailer too: `finish` growing a full 22 MiB buffer doubled it
+        self.buf.reserve(FRAME_PREFIX_LEN + len + TRAILER_LEN);
         let mark = self.buf.len();
         self.buf.extend_from_slice(&n.to_le_bytes());
         if m.encode(&mut self.buf).is_err() {

@@ -77,6 +77,7 @@ pub fn run_with_key(
         c.snapshot.sysctls = sysctls_unlocked(&ns, &mut stats)?;
     }
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
+    crate::give_back_freed_memory();
     write(&ns, &mut c, target, writer, opts, &mut stats, &mut warnings)?;
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;

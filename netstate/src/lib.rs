@@ -215,3 +215,14 @@ pub async fn unlock(target: &Target) -> Result<bool> {
     let t = target.clone();
     blocking(move || firewall::unlock(&NetNs::open(&t)?)).await
 }
+
+/// Returns to the system the free pages glibc's heaps hold (what a finished phase freed):
+/// the capture threads' dumps and conversions leave tens of MiB free in their arenas, and
+/// what follows (encoding the image) would come on top of them.
+pub(crate) fn give_back_freed_memory() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free memory to the system; safe at any time
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}

@@ -285,17 +285,35 @@ impl Nl {
 
     /// Dumps and returns the raw payload (after the netlink header) of every answer message.
     pub fn dump_raw(&mut self, req: &Req, op: &str) -> Result<Vec<(u16, Vec<u8>)>> {
+        let mut out = Vec::new();
+        self.dump_visit(req, op, &mut |v| {
+            match v {
+                Visit::Restart => out.clear(),
+                Visit::Msg(ty, payload) => out.push((ty, payload.to_vec())),
+            }
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// Dumps, handing each answer message's type and raw payload to `f` as it is read (a
+    /// caller that converts them keeps no copy of the dump); an interrupted dump runs again
+    /// from the start, after [`Visit::Restart`] (the caller drops what it gathered).
+    pub fn dump_visit(
+        &mut self,
+        req: &Req,
+        op: &str,
+        f: &mut dyn FnMut(Visit) -> Result<()>,
+    ) -> Result<()> {
         let mut attempt = 0;
         loop {
-            let mut out = Vec::new();
             let r = self.dump_each(req, NLM_F_DUMP, op, |ty, payload| {
-                out.push((ty, payload.to_vec()));
-                Ok(())
+                f(Visit::Msg(ty, payload))
             });
             match r {
-                Err(_) if self.retry_dump(&mut attempt) => continue,
+                Err(_) if self.retry_dump(&mut attempt) => f(Visit::Restart)?,
                 Err(e) => return Err(e),
-                Ok(()) => return Ok(out),
+                Ok(()) => return Ok(()),
             }
         }
     }
@@ -564,6 +582,14 @@ fn header(h: &[u8]) -> (usize, u16, u16, u32) {
         u16::from_ne_bytes([h[6], h[7]]),
         u32::from_ne_bytes([h[8], h[9], h[10], h[11]]),
     )
+}
+
+/// What [`Nl::dump_visit`] hands its caller.
+pub enum Visit<'a> {
+    /// the dump starts again: drop what came so far
+    Restart,
+    /// an answer message: type and payload
+    Msg(u16, &'a [u8]),
 }
 
 /// The messages of a transaction, walked by the caller's function: it calls its argument
