@@ -375,6 +375,22 @@ impl Encoder {
         Ok(())
     }
 
+    /// Where the file stands: what [`Encoder::truncate`] goes back to.
+    pub fn mark(&self) -> (usize, u64) {
+        (self.buf.len(), self.count)
+    }
+
+    /// Drops every entry appended since `mark`.
+    pub fn truncate(&mut self, mark: (usize, u64)) {
+        self.buf.truncate(mark.0);
+        self.count = mark.1;
+    }
+
+    /// Entries so far.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
     /// Appends the mark of an entry that could not be framed; every reader rejects it.
     pub fn push_oversize_mark(&mut self) {
         self.buf.extend_from_slice(&OVERSIZE_ENTRY.to_le_bytes());

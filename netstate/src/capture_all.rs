@@ -15,6 +15,9 @@ use crate::snapshot::Snapshot;
 
 pub struct Captured {
     pub snapshot: Snapshot,
+    /// with `Parts::routes_encoded`: the routes as an image file and its entries (then
+    /// `snapshot.routes` is empty)
+    pub routes_encoded: Option<(Vec<u8>, u64)>,
     pub warnings: Vec<String>,
     pub netlink_requests: u64,
     /// (phase, microseconds)
@@ -26,6 +29,8 @@ pub struct Captured {
 pub struct Parts {
     pub firewall: bool,
     pub sysctls: bool,
+    /// the routes encoded as they are dumped, for a caller that only writes them
+    pub routes_encoded: bool,
 }
 
 pub fn capture(ns: &NetNs, host: &NetNs, fw: &FirewallOptions, parts: Parts) -> Result<Captured> {
@@ -81,31 +86,41 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
         }
     })?;
     let ifs = IfMap::from_names(links.iter().map(|l| (l.ifindex, l.name.clone())));
-    // sysctls (mostly /proc reads) go on their own thread, beside the other dumps
+    let xdp = crate::tc::xdp_programs(&dump);
+    // sysctls (mostly /proc reads) go on their own thread, beside the other dumps; the link
+    // dump goes with them (and is dropped once they have read it)
     let (families, sysctls) = std::thread::scope(|s| {
         let sys = parts.sysctls.then(|| {
-            let (name, dump) = (&name, &dump);
+            let name = &name;
             s.spawn(move || {
                 let t = std::time::Instant::now();
                 ns.run(|| {
                     let mut snl = Nl::new(name)?;
-                    let v = crate::sysctl::capture(&mut snl, Some(dump))?;
+                    let v = crate::sysctl::capture_from(&mut snl, dump)?;
                     Ok((v, snl.requests, t.elapsed().as_micros() as u64))
                 })
             })
         });
-        let fams = (|| -> Result<(Snapshot, Vec<(&'static str, u64)>)> {
+        type Fams = (Snapshot, Option<(Vec<u8>, u64)>, Vec<(&'static str, u64)>);
+        let fams = (|| -> Result<Fams> {
             let mut ph = Vec::new();
+            let mut encoded = None;
             let snap = Snapshot {
                 addresses: timed(&mut ph, "addresses", || Addresses::capture(&mut nl, &ifs))?,
                 nexthops: timed(&mut ph, "nexthops", || Nexthops::capture(&mut nl, &ifs))?,
-                routes: timed(&mut ph, "routes", || Routes::capture(&mut nl, &ifs))?,
+                routes: timed(&mut ph, "routes", || {
+                    if !parts.routes_encoded {
+                        return Routes::capture(&mut nl, &ifs);
+                    }
+                    encoded = Some(crate::route::capture_encoded(&mut nl, &ifs)?);
+                    Ok(Vec::new())
+                })?,
                 rules: timed(&mut ph, "rules", || Rules::capture(&mut nl, &ifs))?,
                 neighbours: timed(&mut ph, "neighbours", || Neighbours::capture(&mut nl, &ifs))?,
                 tc: timed(&mut ph, "tc", || Tc::capture(&mut nl, &ifs))?,
                 ..Default::default()
             };
-            Ok((snap, ph))
+            Ok((snap, encoded, ph))
         })();
         let sys = sys.map(|h| {
             h.join().map_err(|_| {
@@ -114,7 +129,7 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
         });
         (fams, sys)
     });
-    let (mut snap, ph) = families?;
+    let (mut snap, routes_encoded, ph) = families?;
     phases.extend(ph);
     let mut requests = nl.requests;
     if let Some(r) = sysctls {
@@ -123,12 +138,13 @@ fn capture_netlink(ns: &NetNs, host: &NetNs, parts: Parts) -> Result<Captured> {
         requests += n;
         phases.push(("sysctls", us));
     }
-    snap.tc.extend(crate::tc::xdp_programs(&dump));
+    snap.tc.extend(xdp);
     let mut warnings = crate::tc::lost_warnings(&snap.tc);
     warnings.extend(peer_warnings(&links));
     snap.links = links;
     Ok(Captured {
         snapshot: snap,
+        routes_encoded,
         warnings,
         netlink_requests: requests,
         phases,

@@ -95,6 +95,8 @@ fn capture_locked(
     let parts = Parts {
         firewall: true,
         sysctls: !opts.lock,
+        // written, not compared: encoded as dumped (see `route::capture_encoded`)
+        routes_encoded: true,
     };
     let mut c = capture(ns, host, &opts.firewall, parts)?;
     for (p, us) in &c.phases {
@@ -120,6 +122,10 @@ fn write(
     stats.phase("files", t.elapsed());
 
     for (k, n) in c.snapshot.counts() {
+        let n = match (&c.routes_encoded, k) {
+            (Some((_, routes)), "routes") => *routes,
+            _ => n,
+        };
         stats.count(k, n);
         crate::progress::count(k, n);
     }
@@ -128,7 +134,13 @@ fn write(
         stats.warn(w.clone());
     }
     let t = Instant::now();
-    c.snapshot.write(&mut w)?;
+    match &c.routes_encoded {
+        Some((bytes, n)) => {
+            c.snapshot.write_kinds(&mut w, |k| k != Kind::Routes)?;
+            w.write_encoded(Kind::Routes, bytes, *n)?;
+        }
+        None => c.snapshot.write(&mut w)?,
+    }
     let current = stats.current().clone();
     w.write(Kind::StatsDump, std::slice::from_ref(&current))?;
     let bytes = w.bytes_written();

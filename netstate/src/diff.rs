@@ -55,6 +55,7 @@ fn capture_live(
     let parts = Parts {
         firewall: !fw.skip,
         sysctls: true,
+        routes_encoded: false,
     };
     // an image from before nfnetlink capture is compared with the live state as the tools
     // print it

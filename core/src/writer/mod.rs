@@ -191,6 +191,26 @@ impl ImageWriter {
         self.record(kind, &path, &bytes, entries.len() as u64)
     }
 
+    /// Writes a file of `kind` that a [`crate::frame::Encoder`] made (`entries` entries): a
+    /// caller that encodes objects as it captures them holds the file, not the objects.
+    pub fn write_encoded(
+        &mut self,
+        kind: Kind,
+        bytes: &[u8],
+        entries: u64,
+    ) -> Result<(), ImageError> {
+        let path = self.claim(kind)?;
+        let counted = crate::file::verify_framing(&path, kind, bytes, &crate::Limits::DEFAULT)?;
+        if counted != entries {
+            return Err(ImageError::Usage {
+                op: "write",
+                file: path,
+                what: format!("holds {counted} entries, the caller says {entries}"),
+            });
+        }
+        self.record(kind, &path, bytes, entries)
+    }
+
     /// Writes raw payloads of one kind, framed like messages.
     pub fn write_raw(&mut self, kind: Kind, entries: &[&[u8]]) -> Result<(), ImageError> {
         let path = self.claim(kind)?;
