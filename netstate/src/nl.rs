@@ -320,14 +320,16 @@ impl Nl {
 
     /// Whether a dump that just failed should run again: the kernel flags a dump
     /// interrupted (NLM_F_DUMP_INTR) when the table changed while it was read, which another
-    /// thread restoring a neighbouring namespace does all the time; a fresh dump is
-    /// consistent. Up to 10 times, then the error stands.
+    /// thread restoring a neighbouring namespace does all the time, and so does the kernel's
+    /// own IPv6 work on links that just came up (at 2,000 links it changes the address table
+    /// for seconds); a fresh dump is consistent. Up to 40 times, waiting 1, 2, ... 10 ms and
+    /// then 10 ms between them (about 0.35 s in all), then the error stands.
     fn retry_dump(&mut self, attempt: &mut u32) -> bool {
-        if !self.interrupted || *attempt >= 10 {
+        if !self.interrupted || *attempt >= 40 {
             return false;
         }
         *attempt += 1;
-        std::thread::sleep(std::time::Duration::from_millis(u64::from(*attempt)));
+        std::thread::sleep(std::time::Duration::from_millis(u64::from((*attempt).min(10))));
         true
     }
 
