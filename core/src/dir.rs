@@ -413,15 +413,19 @@ impl ImageDir {
             None => crate::file::encode_raw_file(kind, &[]),
         };
         let out = Encoded::check(&path, kind, bytes, &self.limits, &self.budget)?;
-        if let Some(f) = self.files.get(&kind) {
-            if out.len() as u64 != f.entries {
-                return Err(inv_err(
-                    path,
-                    format!("holds {} entries, inventory says {}", out.len(), f.entries),
-                ));
-            }
-        }
+        self.check_entries(kind, path, out.len())?;
         Ok(out)
+    }
+
+    /// `n` entries read from `path`, a file of `kind`, against the inventory's count.
+    fn check_entries(&self, kind: Kind, path: PathBuf, n: usize) -> Result<(), ImageError> {
+        match self.files.get(&kind) {
+            Some(f) if n as u64 != f.entries => Err(inv_err(
+                path,
+                format!("holds {n} entries, inventory says {}", f.entries),
+            )),
+            _ => Ok(()),
+        }
     }
 
     /// Decodes every entry of `kind`; empty when the inventory does not list it. What it
@@ -438,14 +442,7 @@ impl ImageDir {
         };
         let path = self.path.join(kind.file_name());
         let out: Vec<M> = decode_budgeted(&path, kind, &bytes, &self.limits, &self.budget)?;
-        if let Some(f) = self.files.get(&kind) {
-            if out.len() as u64 != f.entries {
-                return Err(inv_err(
-                    path,
-                    format!("holds {} entries, inventory says {}", out.len(), f.entries),
-                ));
-            }
-        }
+        self.check_entries(kind, path, out.len())?;
         Ok(out)
     }
 }
