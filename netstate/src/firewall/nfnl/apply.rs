@@ -15,7 +15,7 @@ use super::{
 use crate::error::{NetstateError, Result};
 use crate::firewall::nftx::TableId;
 use crate::netns::NetNs;
-use crate::nl::Req;
+use crate::nl::{NlError, Req};
 
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
@@ -243,6 +243,19 @@ fn describe(obj: Obj, p: &[u8], i: usize, table: &str) -> String {
 
 /// Runs one transaction in `ns`; the error names the first message the kernel refused.
 pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
+    match transact_raw(ns, msgs, op)? {
+        Ok(()) => Ok(()),
+        Err((i, e)) => Err(refused(ns, msgs, op, i, &e)),
+    }
+}
+
+/// [`transact`], the kernel's refusal given back as (index of the message, error) for a
+/// caller that has an answer to some errno.
+pub(super) fn transact_raw(
+    ns: &NetNs,
+    msgs: &[Msg],
+    op: &str,
+) -> Result<std::result::Result<(), (usize, NlError)>> {
     let hdr = |ty: u16| Req::Raw {
         msg_type: ty,
         payload: [[0u8, 0], SUBSYS.to_be_bytes()].concat(),
@@ -255,25 +268,22 @@ pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
         .iter()
         .map(|m| (m.ty, m.flags, m.payload.as_slice()))
         .collect();
-    let answer = ns.with_netfilter(|nl| {
-        nl.transaction(&hdr(BATCH_BEGIN), &batch, &hdr(BATCH_END), &probe, op)
-    })?;
-    match answer {
-        Ok(()) => Ok(()),
-        Err((i, e)) => {
-            let what = msgs
-                .get(i)
-                .map_or("the transaction".to_string(), |m| m.what.clone());
-            Err(NetstateError::Netlink {
-                op: format!("{op}:"),
-                object: what,
-                netns: ns.name().to_string(),
-                source: match &e.ext {
-                    Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),
-                    None => e.io(),
-                },
-            })
-        }
+    ns.with_netfilter(|nl| nl.transaction(&hdr(BATCH_BEGIN), &batch, &hdr(BATCH_END), &probe, op))
+}
+
+/// The error for message `i` of `msgs` that the kernel refused with `e`.
+pub(super) fn refused(ns: &NetNs, msgs: &[Msg], op: &str, i: usize, e: &NlError) -> NetstateError {
+    let what = msgs
+        .get(i)
+        .map_or("the transaction".to_string(), |m| m.what.clone());
+    NetstateError::Netlink {
+        op: format!("{op}:"),
+        object: what,
+        netns: ns.name().to_string(),
+        source: match &e.ext {
+            Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),
+            None => e.io(),
+        },
     }
 }
 
