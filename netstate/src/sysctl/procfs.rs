@@ -130,7 +130,7 @@ impl DirReader {
     pub fn read_key(&mut self, name: &str) -> io::Result<Option<String>> {
         let fd = self.open_file(&[name])?;
         let st = nix::sys::stat::fstat(&fd)?;
-        if !is_key_mode(u32::from(st.st_mode)) {
+        if !is_key_mode(st.st_mode) {
             return Ok(None);
         }
         self.read_fd(&fd).map(Some)
