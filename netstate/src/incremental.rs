@@ -395,6 +395,8 @@ pub fn run(
             // the unlock is one more commit of our own: the image's moment is after it
             // unless someone else committed meanwhile
             let now = crate::firewall::generation(&ns).ok();
+            // that read opened a netfilter socket again: hand it over too (handoff.rs)
+            ns.release_netfilter();
             if let (Some(g), Some(n)) = (image_mark.nft_generation, now) {
                 if g.wrapping_add(1) == n {
                     image_mark.nft_generation = now;

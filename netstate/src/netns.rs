@@ -222,6 +222,18 @@ impl NetNs {
         r
     }
 
+    /// Hands the NETLINK_NETFILTER socket, if one is open, to the kernel to release
+    /// (handoff.rs), so that neither this call nor the process's exit waits for nf_tables'
+    /// destroy work. Only for a socket that owns no table any more (after an unlock went
+    /// through); a later request opens a new socket.
+    pub(crate) fn release_netfilter(&self) {
+        let nl = self.netfilter.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(nl) = nl {
+            let fd = nl.raw_fd();
+            crate::handoff::release(nl, fd);
+        }
+    }
+
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {
         self.file.as_fd()
     }

@@ -68,12 +68,18 @@ pub fn take_lock(
 
 /// Removes the lock [`take_lock`] took: its nf_tables table straight away when it is the only
 /// lock there was, else every lock found (`firewall::unlock`), an earlier run's included.
+///
+/// Once the lock is gone, the netfilter socket owns nothing any more and is handed to the
+/// kernel to release (handoff.rs): the unlock's commit left destroy work that releasing the
+/// socket would wait for, an RCU grace period (12 ms) that nothing here needs.
 pub fn remove_lock(ns: &NetNs, lock: &Locked) -> Result<()> {
     if lock.alone && lock.form == LockForm::Nft {
-        crate::firewall::unlock_nft(ns)
+        crate::firewall::unlock_nft(ns)?;
     } else {
-        crate::firewall::unlock(ns).map(drop)
+        crate::firewall::unlock(ns)?;
     }
+    ns.release_netfilter();
+    Ok(())
 }
 
 /// Every sysctl, read after a locked capture has unlocked (they are not what traffic
