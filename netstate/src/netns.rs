@@ -193,7 +193,8 @@ impl NetNs {
     /// and kept until this handle is dropped. Closing one costs up to an RCU grace period
     /// (about 10 ms here) while nf_tables has a finished transaction to free, so a socket per
     /// request would put that wait inside the lock window (lock, capture, unlock). A socket
-    /// whose request failed is dropped, so no stale answer reaches the next one.
+    /// whose request failed is dropped, so no stale answer reaches the next one. A socket with
+    /// nothing left to do can be released without that wait ([`NetNs::release_netfilter`]).
     pub(crate) fn with_netfilter<T>(
         &self,
         f: impl FnOnce(&mut crate::nl::Nl) -> Result<T>,

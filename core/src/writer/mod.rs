@@ -6,11 +6,12 @@
 //! fsynced on its own thread while the next is encoded (pending.rs). `finish` then writes
 //! `inventory.img` (every file with its size, crc32c and SHA-256), seals it when the writer
 //! holds a host key (`seal.img`, seal.rs), waits until all of it and the directory are on
-//! disk, and renames the directory into place. Every step is relative to one descriptor of the parent directory, which must
-//! not be writable by others. An existing image directory is swapped out with
-//! `renameat2(RENAME_EXCHANGE)` (one atomic step), falling back to rename-aside-then-in on
-//! filesystems without it (EINVAL). A directory holding anything that is not a crhook image is
-//! refused and left untouched: crhook never deletes what it did not write.
+//! disk, and renames the directory into place. Every step is relative to one descriptor of
+//! the parent directory, which must not be writable by others. An existing image directory
+//! is swapped out with `renameat2(RENAME_EXCHANGE)` (one atomic step), falling back to
+//! rename-aside-then-in on filesystems without it (EINVAL). A directory holding anything
+//! that is not a crhook image is refused and left untouched: crhook never deletes what it
+//! did not write.
 //!
 //! Dropping a writer before `finish` removes its temporary directory.
 
@@ -287,7 +288,7 @@ impl ImageWriter {
         // The inventory is written once every file's checksums are known, and every file,
         // the inventory, the seal and the directory reach the disk before the rename that
         // makes the image appear (until then it is a hidden temporary directory, removed as
-        // a leftover after a crash). The fsyncs run together and share journal commits (one
+        // a leftover after a crash). The fsyncs run together, which overlaps their waits (one
         // per file in a row cost ~1.2 ms each on ext4); the files' started as each was
         // written (pending.rs).
         let mut pending = std::mem::take(&mut self.pending);

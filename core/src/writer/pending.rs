@@ -5,10 +5,10 @@
 //! directory is renamed into place, the moment the image appears: a crash before it leaves a
 //! hidden temporary directory that the next writer removes, never an image.
 //!
-//! Why: an fsync on this ext4 costs 0.2-1 ms; fsyncs issued together share journal commits,
-//! and started while later files are still being encoded they are mostly done when `finish`
-//! needs them. Checksumming beside the encoding takes SHA-256 (1-2 ms for a 3 MiB image) off
-//! the caller's thread.
+//! Why: an fsync here costs 0.2-1 ms (ext4 without a journal: the inode, then a device
+//! flush); fsyncs issued together overlap their waits, and started while later files are
+//! still being encoded they are mostly done when `finish` needs them. Checksumming beside
+//! the encoding takes SHA-256 (1-2 ms for a 3 MiB image) off the caller's thread.
 
 use std::ffi::OsStr;
 use std::fs::File;

@@ -73,8 +73,7 @@ pub(crate) fn lock_with(ns: &NetNs, owned: bool) -> Result<Form> {
 
 /// Removes the nf_tables lock this run took where no other lock was found before it: one
 /// transaction, without first looking for every form of lock as [`unlock`] does (a table
-/// dump and two proc files, all before the unlock's commit starts the RCU grace period that
-/// the process waits for at exit; see nfnl/lock.rs).
+/// dump and two proc files, 0.2-0.3 ms at the small size, all inside the lock window).
 pub(crate) fn unlock_nft(ns: &NetNs) -> Result<()> {
     super::nfnl::unlock_table(ns)
 }
