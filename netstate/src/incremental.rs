@@ -41,7 +41,7 @@ use crate::ifmap::IfMap;
 use crate::link::{self, PeerFinder};
 use crate::netns::{NetNs, Target};
 use crate::nl::Nl;
-use crate::phases::{identity, stale_lock, sysctls_unlocked, take_lock};
+use crate::phases::{identity, remove_lock, stale_lock, sysctls_unlocked, take_lock};
 use crate::snapshot::Snapshot;
 use crate::tracker::{Changes, Tracker, TRACKED};
 
@@ -291,7 +291,9 @@ pub fn run(
     let mut stats = StatsRecorder::new();
     let mut warnings = Vec::new();
     crate::progress::step(&format!("capture {} against its parent", ns.name()));
-    warnings.extend(stale_lock(&ns)?);
+    let stale = stale_lock(&ns)?;
+    let alone = stale.is_none();
+    warnings.extend(stale);
     let mut fresh;
     let tracker = match tracker {
         Some(t) => t,
@@ -351,7 +353,7 @@ pub fn run(
         stats.phase("repass", t.elapsed());
     }
     if opts.lock {
-        let locked_at = take_lock(&ns, opts, &mut stats)?;
+        let locked = take_lock(&ns, opts, &mut stats, alone)?;
         let result = (|| -> Result<()> {
             let (changes, m) = tracker.changed_since_and_mark(&pre_mark)?;
             image_mark = m;
@@ -382,17 +384,19 @@ pub fn run(
             crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)
         })();
         let unlocked = if result.is_err() || !opts.leave_locked {
-            crate::firewall::unlock(&ns).map(|_| ())
+            remove_lock(&ns, &locked)
         } else {
             Ok(())
         };
-        stats.set_locked(locked_at.elapsed());
+        stats.set_locked(locked.at.elapsed());
         result?;
         unlocked?;
         if !opts.leave_locked {
             // the unlock is one more commit of our own: the image's moment is after it
             // unless someone else committed meanwhile
             let now = crate::firewall::generation(&ns).ok();
+            // that read opened a netfilter socket again: hand it over too (handoff.rs)
+            ns.release_netfilter();
             if let (Some(g), Some(n)) = (image_mark.nft_generation, now) {
                 if g.wrapping_add(1) == n {
                     image_mark.nft_generation = now;

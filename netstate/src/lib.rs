@@ -19,6 +19,7 @@ pub mod fields;
 pub mod firewall;
 #[doc(hidden)]
 pub mod floor;
+pub(crate) mod handoff;
 pub mod ifmap;
 pub mod incremental;
 pub mod interrupt;

@@ -193,7 +193,8 @@ impl NetNs {
     /// and kept until this handle is dropped. Closing one costs up to an RCU grace period
     /// (about 10 ms here) while nf_tables has a finished transaction to free, so a socket per
     /// request would put that wait inside the lock window (lock, capture, unlock). A socket
-    /// whose request failed is dropped, so no stale answer reaches the next one.
+    /// whose request failed is dropped, so no stale answer reaches the next one. A socket with
+    /// nothing left to do can be released without that wait ([`NetNs::release_netfilter`]).
     pub(crate) fn with_netfilter<T>(
         &self,
         f: impl FnOnce(&mut crate::nl::Nl) -> Result<T>,
@@ -220,6 +221,18 @@ impl NetNs {
             *slot = Some(nl);
         }
         r
+    }
+
+    /// Hands the NETLINK_NETFILTER socket, if one is open, to the kernel to release
+    /// (handoff.rs), so that neither this call nor the process's exit waits for nf_tables'
+    /// destroy work. Only for a socket that owns no table any more (after an unlock went
+    /// through); a later request opens a new socket.
+    pub(crate) fn release_netfilter(&self) {
+        let nl = self.netfilter.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(nl) = nl {
+            let fd = nl.raw_fd();
+            crate::handoff::release(nl, fd);
+        }
     }
 
     pub fn fd(&self) -> std::os::fd::BorrowedFd<'_> {

@@ -154,6 +154,12 @@ impl Nl {
         &self.netns
     }
 
+    /// The socket's descriptor.
+    pub(crate) fn raw_fd(&self) -> std::os::fd::RawFd {
+        use std::os::fd::AsRawFd;
+        self.sock.as_raw_fd()
+    }
+
     fn next_seq(&mut self) -> u32 {
         self.seq = self.seq.wrapping_add(1).max(1);
         self.seq
@@ -329,7 +335,9 @@ impl Nl {
             return false;
         }
         *attempt += 1;
-        std::thread::sleep(std::time::Duration::from_millis(u64::from((*attempt).min(10))));
+        std::thread::sleep(std::time::Duration::from_millis(u64::from(
+            (*attempt).min(10),
+        )));
         true
     }
 

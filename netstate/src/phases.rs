@@ -9,6 +9,7 @@ use crhook_proto as pb;
 
 use crate::api::CheckpointOptions;
 use crate::error::Result;
+use crate::firewall::LockForm;
 use crate::netns::{NetNs, Target};
 
 /// The identity an image records of the namespace it comes from: nsfs device and inode,
@@ -37,21 +38,48 @@ pub fn stale_lock(ns: &NetNs) -> Result<Option<String>> {
     }))
 }
 
-/// Locks `ns` for a checkpoint; returns when the lock holds.
+/// A lock a checkpoint took.
+pub struct Locked {
+    /// when the lock held
+    pub at: Instant,
+    form: LockForm,
+    /// no lock was there before this one (the [`stale_lock`] check found none)
+    alone: bool,
+}
+
+/// Locks `ns` for a checkpoint; returns when the lock holds. `alone`: [`stale_lock`] found no
+/// earlier lock.
 pub fn take_lock(
     ns: &NetNs,
     opts: &CheckpointOptions,
     stats: &mut StatsRecorder,
-) -> Result<Instant> {
+    alone: bool,
+) -> Result<Locked> {
     let t = Instant::now();
     // a lock that ends with this run dies with this process, SIGKILL included
-    if opts.leave_locked {
-        crate::firewall::lock(ns)?;
-    } else {
-        crate::firewall::lock_owned(ns)?;
-    }
+    let form = crate::firewall::lock_with(ns, !opts.leave_locked)?;
     stats.phase("lock", t.elapsed());
-    Ok(Instant::now())
+    Ok(Locked {
+        at: Instant::now(),
+        form,
+        alone,
+    })
+}
+
+/// Removes the lock [`take_lock`] took: its nf_tables table straight away when it is the only
+/// lock there was, else every lock found (`firewall::unlock`), an earlier run's included.
+///
+/// Once the lock is gone, the netfilter socket owns nothing any more and is handed to the
+/// kernel to release (handoff.rs): the unlock's commit left destroy work that releasing the
+/// socket would wait for, an RCU grace period (12 ms) that nothing here needs.
+pub fn remove_lock(ns: &NetNs, lock: &Locked) -> Result<()> {
+    if lock.alone && lock.form == LockForm::Nft {
+        crate::firewall::unlock_nft(ns)?;
+    } else {
+        crate::firewall::unlock(ns)?;
+    }
+    ns.release_netfilter();
+    Ok(())
 }
 
 /// Every sysctl, read after a locked capture has unlocked (they are not what traffic

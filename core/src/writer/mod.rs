@@ -2,17 +2,20 @@
 //! previous directory or the complete new one at the final path, never a partial image.
 //!
 //! Files go into a hidden, locked sibling directory (same filesystem, so the final rename is
-//! atomic; see place.rs for names, locks and what is refused), fsynced together by `finish`,
-//! which then writes `inventory.img` (every file with its size, crc32c and SHA-256), seals it
-//! when the writer holds a host key (`seal.img`, seal.rs), fsyncs the directory and renames it
-//! into place. Every step is relative to one descriptor of the parent directory, which must
-//! not be writable by others. An existing image directory is swapped out with
-//! `renameat2(RENAME_EXCHANGE)` (one atomic step), falling back to rename-aside-then-in on
-//! filesystems without it (EINVAL). A directory holding anything that is not a crhook image is
-//! refused and left untouched: crhook never deletes what it did not write.
+//! atomic; see place.rs for names, locks and what is refused), each checksummed, written and
+//! fsynced on its own thread while the next is encoded (pending.rs). `finish` then writes
+//! `inventory.img` (every file with its size, crc32c and SHA-256), seals it when the writer
+//! holds a host key (`seal.img`, seal.rs), waits until all of it and the directory are on
+//! disk, and renames the directory into place. Every step is relative to one descriptor of
+//! the parent directory, which must not be writable by others. An existing image directory
+//! is swapped out with `renameat2(RENAME_EXCHANGE)` (one atomic step), falling back to
+//! rename-aside-then-in on filesystems without it (EINVAL). A directory holding anything
+//! that is not a crhook image is refused and left untouched: crhook never deletes what it
+//! did not write.
 //!
 //! Dropping a writer before `finish` removes its temporary directory.
 
+mod pending;
 mod place;
 
 use std::collections::BTreeMap;
@@ -21,6 +24,7 @@ use std::fs::{self, File};
 use std::io;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crhook_proto::{Inventory, InventoryFile, NamespaceIdentity, ParentImage};
@@ -31,7 +35,8 @@ use crate::format::{CHILD_FORMAT_VERSION, FORMAT_VERSION};
 use crate::frame::Encoder;
 use crate::magic::Kind;
 use crate::safefs;
-use crate::seal::{sha256, HostKey};
+use crate::seal::HostKey;
+use pending::Pending;
 use place::{dir_err, Existing};
 
 /// Writes one image directory; see the module docs for the crash-safety contract.
@@ -42,14 +47,15 @@ pub struct ImageWriter {
     parent: File,
     name: OsString,
     tmp_name: OsString,
-    /// the temporary directory, locked for as long as this writer lives
-    tmp: File,
+    /// the temporary directory, locked for as long as this writer lives (shared with the
+    /// threads writing its files)
+    tmp: Arc<File>,
     files: BTreeMap<Kind, InventoryFile>,
     bytes: u64,
     capture_time: SystemTime,
     finished: bool,
-    /// files written and not yet fsynced (`finish` syncs them together)
-    unsynced: Vec<(PathBuf, File)>,
+    /// files being written and fsynced on their own threads (pending.rs); `finish` waits
+    pending: Vec<(Kind, Pending)>,
     key: Option<HostKey>,
     /// a child image: its parent and the kinds read from it
     parent_image: Option<(ParentImage, Vec<Kind>)>,
@@ -85,12 +91,12 @@ impl ImageWriter {
             parent,
             name: name.to_os_string(),
             tmp_name,
-            tmp,
+            tmp: Arc::new(tmp),
             files: BTreeMap::new(),
             bytes: 0,
             capture_time: SystemTime::now(),
             finished: false,
-            unsynced: Vec::new(),
+            pending: Vec::new(),
             key: None,
             parent_image: None,
         })
@@ -154,16 +160,9 @@ impl ImageWriter {
         Ok(path)
     }
 
-    fn record(
-        &mut self,
-        kind: Kind,
-        path: &Path,
-        bytes: &[u8],
-        entries: u64,
-    ) -> Result<(), ImageError> {
-        let name = OsStr::new(kind.file_name());
-        let f = write_new_at(self.tmp.as_fd(), name, path, bytes)?;
-        self.unsynced.push((path.to_path_buf(), f));
+    /// Starts writing the file (checksums, write and fsync on its own thread, pending.rs);
+    /// its checksums join its inventory entry in `finish`, and so does any error.
+    fn record(&mut self, kind: Kind, path: PathBuf, bytes: Vec<u8>, entries: u64) {
         let size = bytes.len() as u64;
         self.bytes += size;
         self.files.insert(
@@ -172,15 +171,17 @@ impl ImageWriter {
                 name: kind.file_name().to_string(),
                 kind: kind.name().to_string(),
                 size,
-                crc32c: crate::frame::body_crc(bytes),
+                crc32c: 0,
                 entries,
-                sha256: sha256(bytes).to_vec(),
+                sha256: Vec::new(),
             },
         );
-        Ok(())
+        let p = Pending::start(Arc::clone(&self.tmp), kind.file_name(), path, bytes);
+        self.pending.push((kind, p));
     }
 
-    /// Writes all entries of one kind (once per kind); `finish` fsyncs it.
+    /// Encodes all entries of one kind (once per kind) and starts writing the file on a thread
+    /// of its own; `finish` reports any error of that write and waits until it is on disk.
     pub fn write<M: prost::Message>(
         &mut self,
         kind: Kind,
@@ -188,7 +189,8 @@ impl ImageWriter {
     ) -> Result<(), ImageError> {
         let path = self.claim(kind)?;
         let bytes = try_encode_file(&path, kind, entries)?;
-        self.record(kind, &path, &bytes, entries.len() as u64)
+        self.record(kind, path, bytes, entries.len() as u64);
+        Ok(())
     }
 
     /// Writes a file of `kind` that a [`crate::frame::Encoder`] made (`entries` entries): a
@@ -196,11 +198,11 @@ impl ImageWriter {
     pub fn write_encoded(
         &mut self,
         kind: Kind,
-        bytes: &[u8],
+        bytes: Vec<u8>,
         entries: u64,
     ) -> Result<(), ImageError> {
         let path = self.claim(kind)?;
-        let counted = crate::file::verify_framing(&path, kind, bytes, &crate::Limits::DEFAULT)?;
+        let counted = crate::file::verify_framing(&path, kind, &bytes, &crate::Limits::DEFAULT)?;
         if counted != entries {
             return Err(ImageError::Usage {
                 op: "write",
@@ -208,7 +210,8 @@ impl ImageWriter {
                 what: format!("holds {counted} entries, the caller says {entries}"),
             });
         }
-        self.record(kind, &path, bytes, entries)
+        self.record(kind, path, bytes, entries);
+        Ok(())
     }
 
     /// Writes raw payloads of one kind, framed like messages.
@@ -223,7 +226,8 @@ impl ImageWriter {
                 max: u64::from(crate::format::OVERSIZE_ENTRY - 1),
             })?;
         }
-        self.record(kind, &path, &e.finish(), entries.len() as u64)
+        self.record(kind, path, e.finish(), entries.len() as u64);
+        Ok(())
     }
 
     /// Bytes of image files written so far (the inventory and seal are added by `finish`).
@@ -266,8 +270,13 @@ impl ImageWriter {
         }
     }
 
-    /// Writes a file `finish` adds (inventory, seal) and fsyncs it.
-    fn write_last<M: prost::Message>(&mut self, kind: Kind, m: &M) -> Result<Vec<u8>, ImageError> {
+    /// Writes a file `finish` adds (inventory, seal); returns its bytes and the file, for
+    /// `finish` to fsync.
+    fn write_last<M: prost::Message>(
+        &mut self,
+        kind: Kind,
+        m: &M,
+    ) -> Result<(Vec<u8>, File), ImageError> {
         let path = self.temp_dir().join(kind.file_name());
         let bytes = if kind == Kind::Inventory {
             let mut e = Encoder::with_version(kind, self.version());
@@ -280,16 +289,14 @@ impl ImageWriter {
         } else {
             try_encode_file(&path, kind, std::slice::from_ref(m))?
         };
-        write_new_at(
+        let f = write_new_at(
             self.tmp.as_fd(),
             OsStr::new(kind.file_name()),
             &path,
             &bytes,
-        )?
-        .sync_all()
-        .map_err(|e| ImageError::io("fsync", &path, e))?;
+        )?;
         self.bytes += bytes.len() as u64;
-        Ok(bytes)
+        Ok((bytes, f))
     }
 
     /// Writes `inventory.img` last (then `seal.img` with a key), fsyncs, and moves the
@@ -299,37 +306,59 @@ impl ImageWriter {
         source: NamespaceIdentity,
         warnings: Vec<String>,
     ) -> Result<PathBuf, ImageError> {
-        // every file reaches the disk before the inventory that lists it; fsyncs issued
-        // together share journal commits (one per file in a row cost ~1.2 ms each on ext4)
-        let unsynced = std::mem::take(&mut self.unsynced);
+        // The inventory is written once every file's checksums are known, and every file,
+        // the inventory, the seal and the directory reach the disk before the rename that
+        // makes the image appear (until then it is a hidden temporary directory, removed as
+        // a leftover after a crash). The fsyncs run together, which overlaps their waits (one
+        // per file in a row cost ~1.2 ms each on ext4); the files' started as each was
+        // written (pending.rs).
+        let mut pending = std::mem::take(&mut self.pending);
+        for (kind, p) in &mut pending {
+            let (crc, sha) = p.sums()?;
+            if let Some(f) = self.files.get_mut(kind) {
+                f.crc32c = crc;
+                f.sha256 = sha.to_vec();
+            }
+        }
+        let inv = self.inventory(source, warnings);
+        let (inv_bytes, inv_file) = self.write_last(Kind::Inventory, &inv)?;
+        let mut last = vec![(Kind::Inventory, inv_file)];
+        if let Some(key) = self.key.take() {
+            let (_, seal_file) = self.write_last(Kind::Seal, &key.seal(&inv_bytes))?;
+            last.push((Kind::Seal, seal_file));
+        }
+        // the directory's fsync covers the entries of the files created so far: all of them
+        for (_, p) in &mut pending {
+            p.created()?;
+        }
+        let tmp_path = self.temp_dir();
         std::thread::scope(|s| {
-            let handles: Vec<_> = unsynced
+            let handles: Vec<_> = last
                 .iter()
-                .map(|(p, f)| (p, s.spawn(move || f.sync_all())))
+                .map(|(kind, f)| (kind, s.spawn(move || f.sync_all())))
                 .collect();
-            for (p, h) in handles {
+            let dir = self
+                .tmp
+                .sync_all()
+                .map_err(|e| ImageError::io("fsync directory", &tmp_path, e));
+            for (kind, h) in handles {
+                let path = tmp_path.join(kind.file_name());
                 match h.join() {
-                    Ok(r) => r.map_err(|e| ImageError::io("fsync", p, e))?,
+                    Ok(r) => r.map_err(|e| ImageError::io("fsync", &path, e))?,
                     Err(_) => {
                         return Err(ImageError::io(
                             "fsync",
-                            p,
+                            &path,
                             io::Error::other("fsync thread panicked"),
                         ))
                     }
                 }
             }
-            Ok(())
+            dir
         })?;
-        let inv = self.inventory(source, warnings);
-        let inv_bytes = self.write_last(Kind::Inventory, &inv)?;
-        if let Some(key) = self.key.take() {
-            self.write_last(Kind::Seal, &key.seal(&inv_bytes))?;
+        for (_, p) in pending {
+            p.wait()?;
         }
-        let tmp_path = self.temp_dir();
-        self.tmp
-            .sync_all()
-            .map_err(|e| ImageError::io("fsync directory", &tmp_path, e))?;
 
         match place::existing("replace image", &self.parent, &self.name, &self.final_dir)? {
             Existing::Absent | Existing::Empty => {
@@ -398,6 +427,8 @@ impl ImageWriter {
 
 impl Drop for ImageWriter {
     fn drop(&mut self) {
+        // nothing may still be writing into the directory removed below
+        self.pending.clear();
         if !self.finished {
             let _ = safefs::remove_flat_dir_at(self.parent.as_fd(), &self.tmp_name);
         }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use crhook_proto::{FirewallRuleset, FirewallSource};
 
-use super::exec::{find, read_ns_proc, Backend, Family, Run, Xtables};
+use super::exec::{find, read_ns_proc, read_ns_procs, Backend, Family, Run, Xtables};
 use super::nftx::{self, TableId};
 use super::xt::{self, BaseChains, Canon};
 use crate::api::FirewallOptions;
@@ -144,7 +144,39 @@ pub fn outside_nf_tables(ns: &NetNs, opts: &FirewallOptions) -> Result<bool> {
     if opts.cr_iptables.is_some() || opts.cr_ip6tables.is_some() || opts.nft_text {
         return Ok(true);
     }
-    Ok(legacy_present(ns, Family::V4)? || legacy_present(ns, Family::V6)?)
+    let mut legacy = LegacyTables::new(ns);
+    Ok(legacy.present(Family::V4)? || legacy.present(Family::V6)?)
+}
+
+/// Whether each family has legacy tables, from both proc files read on one namespace thread
+/// when first asked (a thread per file cost a thread start and a setns each).
+pub(crate) struct LegacyTables<'a> {
+    ns: &'a NetNs,
+    /// IPv4, IPv6
+    present: Option<[bool; 2]>,
+}
+
+impl<'a> LegacyTables<'a> {
+    pub(crate) fn new(ns: &'a NetNs) -> Self {
+        LegacyTables { ns, present: None }
+    }
+
+    /// [`legacy_present`] of `family`.
+    pub(crate) fn present(&mut self, family: Family) -> Result<bool> {
+        let both = match self.present {
+            Some(b) => b,
+            None => {
+                let [v4, v6] = read_ns_procs(self.ns, ["ip_tables_names", "ip6_tables_names"])?;
+                let b = [!v4.trim().is_empty(), !v6.trim().is_empty()];
+                self.present = Some(b);
+                b
+            }
+        };
+        Ok(match family {
+            Family::V4 => both[0],
+            Family::V6 => both[1],
+        })
+    }
 }
 
 /// Whether the legacy tables of `family` exist in the namespace. The legacy tools would
@@ -235,6 +267,7 @@ pub fn capture(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset
         return capture_text(ns, opts);
     }
     let tools = Tools::probe();
+    let mut legacy = LegacyTables::new(ns);
     let mut out = Vec::new();
     let mut cr_families = Vec::new();
     for family in [Family::V4, Family::V6] {
@@ -243,7 +276,7 @@ pub fn capture(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset
             cr_families.push(family.nft_family());
             continue;
         }
-        out.extend(legacy_save(ns, &tools, opts, family)?);
+        out.extend(legacy_save(ns, &tools, &mut legacy, opts, family)?);
     }
     let tables = super::nfnl::capture(ns, opts.counters, &nfnl_keeps(opts))?;
     out.insert(
@@ -279,13 +312,14 @@ fn cr_save(
 fn legacy_save(
     ns: &NetNs,
     tools: &Tools,
+    legacy: &mut LegacyTables<'_>,
     opts: &FirewallOptions,
     family: Family,
 ) -> Result<Option<FirewallRuleset>> {
     let Some(x) = tools.xt(Backend::Legacy, family) else {
         return Ok(None);
     };
-    if !legacy_present(ns, family)? {
+    if !legacy.present(family)? {
         return Ok(None);
     }
     let text = xt::clean(&xt_save_raw(ns, x)?, opts.counters, None, true);
@@ -316,6 +350,7 @@ pub(crate) fn nfnl_keeps(opts: &FirewallOptions) -> impl Fn(&TableId) -> bool {
 /// [`capture`] with nf_tables state as the tools print it (`FirewallOptions::nft_text`).
 fn capture_text(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRuleset>> {
     let tools = Tools::probe();
+    let mut legacy = LegacyTables::new(ns);
     let tables = nft_tables(ns, &tools)?;
     let mut out = Vec::new();
     let mut native_extra = Vec::new();
@@ -345,7 +380,7 @@ fn capture_text(ns: &NetNs, opts: &FirewallOptions) -> Result<Vec<FirewallRulese
                 }
             }
         }
-        out.extend(legacy_save(ns, &tools, opts, family)?);
+        out.extend(legacy_save(ns, &tools, &mut legacy, opts, family)?);
     }
     if let (Some(nft), Some(tables)) = (tools.nft.as_deref(), tables) {
         let mut text = String::new();

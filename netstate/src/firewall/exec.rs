@@ -354,19 +354,34 @@ fn one_line(s: &str) -> String {
 /// Reads a per-namespace proc file (`/proc/thread-self/net/...`) from inside `ns`; a missing
 /// file (the module is not loaded) reads as empty.
 pub(crate) fn read_ns_proc(ns: &NetNs, file: &'static str) -> Result<String> {
-    let name = ns.name().to_string();
+    let [s] = read_ns_procs(ns, [file])?;
+    Ok(s)
+}
+
+/// [`read_ns_proc`] of several files, on one namespace thread.
+pub(crate) fn read_ns_procs<const N: usize>(
+    ns: &NetNs,
+    files: [&'static str; N],
+) -> Result<[String; N]> {
+    let name = ns.name();
     ns.run(move || {
-        let path = Path::new("/proc/thread-self/net").join(file);
-        match std::fs::read_to_string(&path) {
-            Ok(s) => Ok(s),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
-            Err(source) => Err(NetstateError::Netlink {
-                op: "read".into(),
-                object: path.display().to_string(),
-                netns: name,
-                source,
-            }),
+        let mut out: [String; N] = std::array::from_fn(|_| String::new());
+        for (file, o) in files.iter().zip(out.iter_mut()) {
+            let path = Path::new("/proc/thread-self/net").join(file);
+            match std::fs::read_to_string(&path) {
+                Ok(s) => *o = s,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(NetstateError::Netlink {
+                        op: "read".into(),
+                        object: path.display().to_string(),
+                        netns: name.to_string(),
+                        source,
+                    })
+                }
+            }
         }
+        Ok(out)
     })
 }
 

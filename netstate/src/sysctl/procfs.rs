@@ -117,6 +117,26 @@ impl DirReader {
 
     /// The key at `rel` below the directory, as [`read`] gives it.
     pub fn read<S: AsRef<str>>(&mut self, rel: &[S]) -> io::Result<String> {
+        let fd = self.open_file(rel)?;
+        self.read_fd(&fd)
+    }
+
+    /// The file `name` right below the directory: its value when it is a key file
+    /// ([`is_key_file`]), `Ok(None)` when it is not. The mode comes from the open descriptor:
+    /// a `statx` of the name before opening it would look the name up a second time, and
+    /// procfs lookups (the global sysctl lock per component, no lockless walk) are most of
+    /// what a key costs. A file that cannot be opened is an error, for the caller to tell a
+    /// key it cannot read from a file that is not a key.
+    pub fn read_key(&mut self, name: &str) -> io::Result<Option<String>> {
+        let fd = self.open_file(&[name])?;
+        let st = nix::sys::stat::fstat(&fd)?;
+        if !is_key_mode(st.st_mode) {
+            return Ok(None);
+        }
+        self.read_fd(&fd).map(Some)
+    }
+
+    fn open_file<S: AsRef<str>>(&mut self, rel: &[S]) -> io::Result<OwnedFd> {
         self.path.clear();
         for (i, c) in rel.iter().enumerate() {
             if i > 0 {
@@ -124,14 +144,17 @@ impl DirReader {
             }
             self.path.extend_from_slice(c.as_ref().as_bytes());
         }
-        let fd = fcntl::openat(
+        Ok(fcntl::openat(
             &self.dir,
             self.path.as_slice(),
             OFlag::O_RDONLY | OFlag::O_CLOEXEC,
             Mode::empty(),
-        )?;
+        )?)
+    }
+
+    fn read_fd(&mut self, fd: &OwnedFd) -> io::Result<String> {
         let first = self.buf.get_mut(..FIRST_READ).unwrap_or_default();
-        let mut len = retry(|| nix::unistd::read(&fd, first))?;
+        let mut len = retry(|| nix::unistd::read(fd, first))?;
         if len == FIRST_READ {
             // maybe cut short: read it whole again from the start, as `read` does
             len = 0;
@@ -141,7 +164,7 @@ impl DirReader {
                 }
                 let chunk = self.buf.get_mut(len..).unwrap_or_default();
                 let at = libc::off_t::try_from(len).map_err(io::Error::other)?;
-                let n = retry(|| nix::sys::uio::pread(&fd, chunk, at))?;
+                let n = retry(|| nix::sys::uio::pread(fd, chunk, at))?;
                 let short = n < chunk.len();
                 len += n;
                 // as in `read`: a short read is the end
@@ -177,6 +200,11 @@ pub fn write(path: &Path, value: &str) -> io::Result<()> {
 /// write-only, `*/mc_forwarding` and the `nf_conntrack_count` style counters read-only).
 pub fn is_key_file(meta: &std::fs::Metadata) -> bool {
     meta.is_file() && meta.permissions().mode() & 0o600 == 0o600
+}
+
+/// [`is_key_file`] for a raw `st_mode`.
+fn is_key_mode(mode: u32) -> bool {
+    mode & libc::S_IFMT == libc::S_IFREG && mode & 0o600 == 0o600
 }
 
 /// Keys left out although readable and writable, because another key holds the same state
@@ -334,22 +362,33 @@ fn walk_dir(
             if !(skip_devices && is_netlink_device_dir(path)) {
                 walk_dir(path, netns, skip_devices, out)?;
             }
-        } else if !is_excluded(path) && ent.metadata().is_ok_and(|m| is_key_file(&m)) {
-            let value = match (path.split_last(), &mut dir) {
-                (Some((name, parent)), dir) => {
-                    match dir.get_or_insert_with(|| DirReader::open(parent).ok().flatten()) {
-                        Some(r) => r.read(&[name]),
-                        None => read(&proc_path(path)),
-                    }
-                }
-                (None, _) => read(&proc_path(path)),
+        } else if !is_excluded(path) {
+            let reader = match path.split_last() {
+                Some((_, parent)) => dir
+                    .get_or_insert_with(|| DirReader::open(parent).ok().flatten())
+                    .as_mut(),
+                None => None,
+            };
+            let value = match (reader, path.last()) {
+                // the mode from the opened file (one lookup of the name instead of two)
+                (Some(r), Some(name)) => r.read_key(name),
+                _ => match ent.metadata() {
+                    Ok(m) if is_key_file(&m) => read(&proc_path(path)).map(Some),
+                    _ => Ok(None),
+                },
             };
             match value {
-                Ok(value) => out.push(pb::Sysctl {
+                Ok(Some(value)) => out.push(pb::Sysctl {
                     path: path.clone(),
                     value,
                 }),
-                Err(e) => tracing::debug!("sysctl {} in {netns} not readable: {e}", path.join("/")),
+                Ok(None) => {}
+                // a file that is not a key may refuse to open (`ipv4/route/flush` is
+                // write-only): only a key's failure is worth a word
+                Err(e) if ent.metadata().is_ok_and(|m| is_key_file(&m)) => {
+                    tracing::debug!("sysctl {} in {netns} not readable: {e}", path.join("/"))
+                }
+                Err(_) => {}
             }
         }
         path.pop();

@@ -15,7 +15,7 @@ use super::{
 use crate::error::{NetstateError, Result};
 use crate::firewall::nftx::TableId;
 use crate::netns::NetNs;
-use crate::nl::Req;
+use crate::nl::{NlError, Req};
 
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
@@ -316,14 +316,43 @@ fn describe(obj: Obj, p: &[u8], i: usize, table: &str) -> String {
 
 /// Runs one transaction in `ns`; the error names the first message the kernel refused.
 pub(super) fn transact(ns: &NetNs, msgs: &[Msg], op: &str) -> Result<()> {
-    transact_walk(ns, &|f| msgs.iter().for_each(|m| f(m.out())), op)
+    match transact_raw(ns, msgs, op)? {
+        Ok(()) => Ok(()),
+        Err((i, e)) => Err(refused(ns, msgs, op, i, &e)),
+    }
 }
 
-/// [`transact`] of the messages `msgs` walks (see [`crate::nl::TxWalk`]).
+/// [`transact`], the kernel's refusal given back as (index of the message, error) for a
+/// caller that has an answer to some errno.
+pub(super) fn transact_raw(
+    ns: &NetNs,
+    msgs: &[Msg],
+    op: &str,
+) -> Result<std::result::Result<(), (usize, NlError)>> {
+    send(ns, &|f| msgs.iter().for_each(|m| f(m.out())), op)
+}
+
 /// Calls its argument with each message of a transaction, in order.
 type Walk<'w> = &'w dyn Fn(&mut dyn FnMut(Out<'_>));
 
+/// [`transact`] of the messages `msgs` walks (see [`crate::nl::TxWalk`]).
 fn transact_walk(ns: &NetNs, msgs: Walk, op: &str) -> Result<()> {
+    let Err((i, e)) = send(ns, msgs, op)? else {
+        return Ok(());
+    };
+    let mut what = None;
+    let mut n = 0;
+    msgs(&mut |o| {
+        if n == i {
+            what = Some(o.what());
+        }
+        n += 1;
+    });
+    Err(refused_as(ns, op, &e, what))
+}
+
+/// Sends the messages `msgs` walks as one transaction.
+fn send(ns: &NetNs, msgs: Walk, op: &str) -> Result<std::result::Result<(), (usize, NlError)>> {
     let hdr = |ty: u16| Req::Raw {
         msg_type: ty,
         payload: [[0u8, 0], SUBSYS.to_be_bytes()].concat(),
@@ -333,30 +362,24 @@ fn transact_walk(ns: &NetNs, msgs: Walk, op: &str) -> Result<()> {
         payload: vec![0; 4],
     };
     let each = |emit: &mut crate::nl::Emit| msgs(&mut |o| emit(o.ty, o.flags, o.payload, &o.extra));
-    let answer = ns.with_netfilter(|nl| {
-        nl.transaction(&hdr(BATCH_BEGIN), &each, &hdr(BATCH_END), &probe, op)
-    })?;
-    match answer {
-        Ok(()) => Ok(()),
-        Err((i, e)) => {
-            let mut what = None;
-            let mut n = 0;
-            msgs(&mut |o| {
-                if n == i {
-                    what = Some(o.what());
-                }
-                n += 1;
-            });
-            Err(NetstateError::Netlink {
-                op: format!("{op}:"),
-                object: what.unwrap_or_else(|| "the transaction".to_string()),
-                netns: ns.name().to_string(),
-                source: match &e.ext {
-                    Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),
-                    None => e.io(),
-                },
-            })
-        }
+    ns.with_netfilter(|nl| nl.transaction(&hdr(BATCH_BEGIN), &each, &hdr(BATCH_END), &probe, op))
+}
+
+/// The error for message `i` of `msgs` that the kernel refused with `e`.
+pub(super) fn refused(ns: &NetNs, msgs: &[Msg], op: &str, i: usize, e: &NlError) -> NetstateError {
+    refused_as(ns, op, e, msgs.get(i).map(|m| m.what.clone()))
+}
+
+/// The error for a message the kernel refused with `e`, named by `what`.
+fn refused_as(ns: &NetNs, op: &str, e: &NlError, what: Option<String>) -> NetstateError {
+    NetstateError::Netlink {
+        op: format!("{op}:"),
+        object: what.unwrap_or_else(|| "the transaction".to_string()),
+        netns: ns.name().to_string(),
+        source: match &e.ext {
+            Some(m) => std::io::Error::new(e.io().kind(), format!("{m}: {}", e.io())),
+            None => e.io(),
+        },
     }
 }
 

@@ -8,10 +8,11 @@
 //! }
 //! ```
 //!
-//! Locking declares the table, deletes it and adds it again, so locking twice or over a
-//! half-made lock leaves exactly one; unlocking declares and deletes it.
+//! Locking adds the table; where one by that name exists already, it declares the table,
+//! deletes it and adds it again, so locking twice or over a half-made lock leaves exactly
+//! one. Unlocking declares and deletes it.
 
-use super::apply::{transact, Msg};
+use super::apply::{refused, transact, transact_raw, Msg};
 use super::norm::{be32_attr, nest, string_attr};
 use super::{msg_type, NFT_MSG_DELTABLE, NFT_MSG_NEWCHAIN, NFT_MSG_NEWRULE, NFT_MSG_NEWTABLE};
 use crate::error::Result;
@@ -21,6 +22,7 @@ use crate::netns::NetNs;
 const NFPROTO_INET: u8 = 1;
 /// NFTA_TABLE_FLAGS: NFT_TABLE_F_OWNER
 const NFT_TABLE_F_OWNER: u32 = 0x2;
+const NLM_F_EXCL: u16 = 0x200;
 const NLM_F_CREATE: u16 = 0x400;
 const NLM_F_APPEND: u16 = 0x800;
 /// NF_INET_PRE_ROUTING, NF_INET_LOCAL_OUT
@@ -113,24 +115,46 @@ fn chain(name: &str, hook: u32, meta: u32) -> [Msg; 2] {
 /// only that socket can change the table meanwhile, and the same handle unlocks it. A lock
 /// meant to outlive the process (CRIU's network-lock .. network-unlock, `crhook lock`) is
 /// not owned.
+///
+/// The lock is first added on its own (NLM_F_EXCL), and replaced only when a table by its name
+/// is there already (EEXIST). A transaction that deletes something leaves it on nf_tables'
+/// destroy list, freed by a work item after an RCU grace period (8-18 ms here), and closing
+/// any NETLINK_NETFILTER socket of the namespace waits for that work (nft_rcv_nl_event
+/// flushes it): a delete in every lock cost `checkpoint --lock` a second grace period at
+/// exit, queued behind the unlock's. A transaction that only adds leaves nothing to destroy.
 pub(crate) fn lock(ns: &NetNs, owned: bool) -> Result<()> {
-    let add = if owned {
-        msg(
-            NFT_MSG_NEWTABLE,
-            NLM_F_CREATE,
-            &[string_attr(1, NFT_TABLE), be32_attr(2, NFT_TABLE_F_OWNER)],
-            "add lock table owned by this socket",
-        )
-    } else {
-        table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "add lock table")
+    let add = |flags: u16| {
+        if owned {
+            msg(
+                NFT_MSG_NEWTABLE,
+                flags,
+                &[string_attr(1, NFT_TABLE), be32_attr(2, NFT_TABLE_F_OWNER)],
+                "add lock table owned by this socket",
+            )
+        } else {
+            table(NFT_MSG_NEWTABLE, flags, "add lock table")
+        }
     };
+    let chains = || {
+        let mut v = Vec::with_capacity(4);
+        v.extend(chain("prerouting", HOOK_PREROUTING, META_IIF));
+        v.extend(chain("output", HOOK_OUTPUT, META_OIF));
+        v
+    };
+    let mut fresh = vec![add(NLM_F_CREATE | NLM_F_EXCL)];
+    fresh.extend(chains());
+    match transact_raw(ns, &fresh, "lock")? {
+        Ok(()) => return Ok(()),
+        // a lock table is there (an earlier `crhook lock`, a half-made lock): replace it
+        Err((0, e)) if e.errno == libc::EEXIST => {}
+        Err((i, e)) => return Err(refused(ns, &fresh, "lock", i, &e)),
+    }
     let mut msgs = vec![
         table(NFT_MSG_NEWTABLE, NLM_F_CREATE, "declare lock table"),
         table(NFT_MSG_DELTABLE, 0, "delete lock table"),
-        add,
+        add(NLM_F_CREATE),
     ];
-    msgs.extend(chain("prerouting", HOOK_PREROUTING, META_IIF));
-    msgs.extend(chain("output", HOOK_OUTPUT, META_OIF));
+    msgs.extend(chains());
     transact(ns, &msgs, "lock")
 }
 
