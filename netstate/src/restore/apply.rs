@@ -9,7 +9,7 @@ use std::time::Instant;
 use crhook_core::StatsRecorder;
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
-use super::{dad, links, Socks};
+use super::{dad, links, streamed, Socks};
 use crate::api::RestoreOptions;
 use crate::error::NetstateError;
 use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
@@ -68,9 +68,9 @@ pub(super) fn apply(
         firewall(cx, &xt, "firewall")?;
     }
     let ifs = make_links(cx, todo, lp)?;
-    let (ns, fw_opts) = (cx.ns, &cx.opts.firewall);
+    let (ns, fw_opts, routes) = (cx.ns, &cx.opts.firewall, cx.routes);
     let log = cx.journal.log().clone();
-    let (ifs, quiet) = std::thread::scope(|s| {
+    let (ifs, quiet, ahead) = std::thread::scope(|s| {
         let fw = overlap.then(|| {
             let xt = &xt;
             s.spawn(move || {
@@ -79,7 +79,17 @@ pub(super) fn apply(
             })
         });
         let r = before_up(cx, todo, lp, kernel_ll, &nft, ifs);
-        let Some(h) = fw else { return r };
+        let Some(h) = fw else {
+            return r.map(|(ifs, quiet)| (ifs, quiet, None));
+        };
+        // this thread would only wait for the transaction: it builds the first routes'
+        // requests meanwhile (at M most of them)
+        let ahead = match (&r, routes) {
+            (Ok((ifs, _)), Some(st)) => {
+                Some(streamed::Builder::new(st).ahead(ifs, streamed::AHEAD))
+            }
+            _ => None,
+        };
         let mut errors = r.as_ref().err().cloned().unwrap_or_default();
         match h.join() {
             Ok((res, took)) => {
@@ -91,7 +101,7 @@ pub(super) fn apply(
             Err(_) => errors.push("firewall restore thread panicked".to_string()),
         }
         if errors.is_empty() {
-            r
+            r.map(|(ifs, quiet)| (ifs, quiet, ahead))
         } else {
             Err(errors)
         }
@@ -153,7 +163,7 @@ pub(super) fn apply(
             let r = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Late, ns, log);
             (r, t.elapsed())
         });
-        (routes_rules_neighbours(cx, todo, &ifs), late.join())
+        (routes_rules_neighbours(cx, todo, &ifs, ahead), late.join())
     });
     let late = match late {
         Ok((r, took)) => {
@@ -181,16 +191,17 @@ pub(super) fn apply(
 }
 
 /// The nexthops, routes, rules and neighbours, once the links are up.
-fn routes_rules_neighbours(
-    cx: &mut Applying,
+fn routes_rules_neighbours<'s>(
+    cx: &mut Applying<'s>,
     todo: &Snapshot,
     ifs: &IfMap,
+    ahead: Option<streamed::Ahead<'s>>,
 ) -> std::result::Result<(), Vec<String>> {
     let t = Instant::now();
     let target = &mut cx.socks.target;
     family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, ifs, cx.journal)?;
     if let Some(s) = cx.routes {
-        super::streamed::apply(s, target, ifs, cx.journal)?;
+        streamed::apply(s, ahead, target, ifs, cx.journal)?;
     }
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
     let (routes, appended) = crate::route::split_appended(&todo.routes);

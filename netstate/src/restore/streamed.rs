@@ -85,86 +85,46 @@ pub(crate) fn plan(
 
 /// A chunk of routes decoded, split and built on the builder thread: the routes that take a
 /// slot first with their requests, and the indexes of those that share a slot.
-struct Chunk {
+pub(crate) struct Chunk {
     routes: Vec<Route>,
     built: family::Built,
     appended: Vec<u32>,
 }
 
-/// Adds the routes of `s`, a chunk at a time, as `apply` adds decoded ones: every route that
-/// takes a slot first with NLM_F_EXCL, in a further pass those that failed in a way a later
-/// route may mend (their gateway was not reachable yet), then those that share a slot with
-/// NLM_F_APPEND (see `route::split_appended`).
-///
-/// A second thread decodes each chunk and builds its requests and undos while the one before
-/// it is journaled and sent: at 10,000 routes building took 15 ms of the 60 ms the routes
-/// took, the kernel the rest, and the second core is free once the links are up.
-pub(crate) fn apply(
-    s: &Streamed,
-    target: &mut Nl,
-    ifs: &IfMap,
-    journal: &mut Journal,
-) -> std::result::Result<(), Vec<String>> {
-    let mut appended = Vec::new();
-    let mut retry: Vec<Route> = Vec::new();
-    std::thread::scope(|scope| -> std::result::Result<(), Vec<String>> {
-        // one chunk ahead: what is held is bounded by two chunks
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        scope.spawn(move || build_chunks(s, ifs, &tx));
-        for chunk in rx {
-            let Chunk {
-                routes,
-                built,
-                appended: more,
-            } = chunk?;
-            appended.extend(more);
-            let refs: Vec<&Route> = routes.iter().collect();
-            family::send::<Routes>(
-                target,
-                Sock::Target,
-                &refs,
-                built,
-                journal,
-                NLM_F_CREATE | NLM_F_EXCL,
-                "add routes",
-                &mut |r, _| retry.push(r.clone()),
-            )?;
-        }
-        Ok(())
-    })?;
-    let flags = NLM_F_CREATE | NLM_F_EXCL;
-    family::apply_with::<Routes>(target, Sock::Target, &retry, ifs, journal, flags)?;
-    let appended = appended
-        .into_iter()
-        .map(|i| s.route(i as usize))
-        .collect::<Result<Vec<_>>>()
-        .map_err(|e| vec![crate::error::chain(&e)])?;
-    let flags = NLM_F_CREATE | NLM_F_APPEND;
-    family::apply_with::<Routes>(target, Sock::Target, &appended, ifs, journal, flags)
+/// Builds the chunks of a [`Streamed`] in order: its place and the slots taken so far.
+pub(crate) struct Builder<'s> {
+    s: &'s Streamed,
+    /// chunks built already
+    next: usize,
+    /// a slot by its hash: two routes that collide are both still added, the second merely
+    /// with NLM_F_APPEND and after the others
+    seen: HashSet<u64>,
 }
 
-/// The builder thread: decodes the routes to add in order, sets apart those that share a slot
-/// and builds the requests of the others, a chunk at a time; stops at the first error (sent
-/// on) or when the sender has stopped listening.
-fn build_chunks(
-    s: &Streamed,
-    ifs: &IfMap,
-    tx: &std::sync::mpsc::SyncSender<std::result::Result<Chunk, Vec<String>>>,
-) {
-    // a slot by its hash: two routes that collide are both still added, the second merely
-    // with NLM_F_APPEND and after the others
-    let mut seen = HashSet::with_capacity(s.order.len());
-    for idx in s.order.chunks(CHUNK) {
-        let chunk = (|| {
+impl<'s> Builder<'s> {
+    pub(crate) fn new(s: &'s Streamed) -> Self {
+        Builder {
+            s,
+            next: 0,
+            seen: HashSet::with_capacity(s.order.len()),
+        }
+    }
+
+    /// The next chunk, or None when every route is built.
+    fn chunk(&mut self, ifs: &IfMap) -> Option<std::result::Result<Chunk, Vec<String>>> {
+        let idx = self.s.order.chunks(CHUNK).nth(self.next)?;
+        self.next += 1;
+        Some((|| {
             let mut routes = Vec::with_capacity(idx.len());
             let mut appended = Vec::new();
             for &i in idx {
-                let r = s
+                let r = self
+                    .s
                     .route(i as usize)
                     .map_err(|e| vec![crate::error::chain(&e)])?;
                 let mut h = std::collections::hash_map::DefaultHasher::new();
                 crate::route::slot(&r).hash(&mut h);
-                if seen.insert(h.finish()) {
+                if self.seen.insert(h.finish()) {
                     routes.push(r);
                 } else {
                     appended.push(i);
@@ -177,10 +137,94 @@ fn build_chunks(
                 built,
                 appended,
             })
-        })();
-        let failed = chunk.is_err();
-        if tx.send(chunk).is_err() || failed {
-            return;
-        }
+        })())
     }
+
+    /// Builds up to `n` chunks ahead (restore does while it waits for the nf_tables
+    /// transaction, the main thread otherwise idle), stopping at an error.
+    pub(crate) fn ahead(mut self, ifs: &IfMap, n: usize) -> Ahead<'s> {
+        let mut out = Vec::new();
+        while out.len() < n {
+            let Some(c) = self.chunk(ifs) else { break };
+            let failed = c.is_err();
+            out.push(c);
+            if failed {
+                break;
+            }
+        }
+        (self, out)
+    }
+}
+
+/// What [`Builder::ahead`] gives back: the builder, to go on from there, and the chunks.
+pub(crate) type Ahead<'s> = (Builder<'s>, Vec<std::result::Result<Chunk, Vec<String>>>);
+
+/// Chunks [`Builder::ahead`] builds while restore waits for the firewall: two (8,192 routes,
+/// ~6 MiB), which is most of an M namespace's routes and little of an L one's peak.
+pub(crate) const AHEAD: usize = 2;
+
+/// Adds the routes of `s`, a chunk at a time, as `apply` adds decoded ones: every route that
+/// takes a slot first with NLM_F_EXCL, in a further pass those that failed in a way a later
+/// route may mend (their gateway was not reachable yet), then those that share a slot with
+/// NLM_F_APPEND (see `route::split_appended`). `built` is what was built ahead (see
+/// [`Builder::ahead`]), if anything.
+///
+/// A second thread decodes each further chunk and builds its requests and undos while the
+/// one before it is journaled and sent: at 10,000 routes building took 15 ms of the 60 ms the
+/// routes took, the kernel the rest, and the second core is free once the links are up.
+pub(crate) fn apply(
+    s: &Streamed,
+    built: Option<Ahead>,
+    target: &mut Nl,
+    ifs: &IfMap,
+    journal: &mut Journal,
+) -> std::result::Result<(), Vec<String>> {
+    let (builder, ready) = built.unwrap_or_else(|| (Builder::new(s), Vec::new()));
+    let mut appended = Vec::new();
+    let mut retry: Vec<Route> = Vec::new();
+    let mut send = |chunk: std::result::Result<Chunk, Vec<String>>| {
+        let Chunk {
+            routes,
+            built,
+            appended: more,
+        } = chunk?;
+        appended.extend(more);
+        let refs: Vec<&Route> = routes.iter().collect();
+        family::send::<Routes>(
+            target,
+            Sock::Target,
+            &refs,
+            built,
+            journal,
+            NLM_F_CREATE | NLM_F_EXCL,
+            "add routes",
+            &mut |r, _| retry.push(r.clone()),
+        )
+    };
+    std::thread::scope(|scope| -> std::result::Result<(), Vec<String>> {
+        // one chunk ahead: what is held is bounded by two chunks
+        let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        scope.spawn(move || {
+            let mut b = builder;
+            while let Some(c) = b.chunk(ifs) {
+                let failed = c.is_err();
+                if tx.send(c).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        for chunk in ready.into_iter().chain(rx) {
+            send(chunk)?;
+        }
+        Ok(())
+    })?;
+    let flags = NLM_F_CREATE | NLM_F_EXCL;
+    family::apply_with::<Routes>(target, Sock::Target, &retry, ifs, journal, flags)?;
+    let appended = appended
+        .into_iter()
+        .map(|i| s.route(i as usize))
+        .collect::<Result<Vec<_>>>()
+        .map_err(|e| vec![crate::error::chain(&e)])?;
+    let flags = NLM_F_CREATE | NLM_F_APPEND;
+    family::apply_with::<Routes>(target, Sock::Target, &appended, ifs, journal, flags)
 }
