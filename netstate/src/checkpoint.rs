@@ -121,11 +121,10 @@ fn write(
     crate::tunfile::capture(ns, &mut c.snapshot, opts, warnings)?;
     stats.phase("files", t.elapsed());
 
-    for (k, n) in c.snapshot.counts() {
-        let n = match (&c.routes_encoded, k) {
-            (Some((_, routes)), "routes") => *routes,
-            _ => n,
-        };
+    for (k, n) in c
+        .snapshot
+        .counts_with(c.routes_encoded.as_ref().map(|r| r.1))
+    {
         stats.count(k, n);
         crate::progress::count(k, n);
     }

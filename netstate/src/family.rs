@@ -328,7 +328,7 @@ pub fn apply_with<F: Family>(
     journal: &mut Journal,
     flags: u16,
 ) -> std::result::Result<(), Vec<String>> {
-    apply_each::<F>(nl, sock, objs.iter(), objs.len(), ifs, journal, flags)
+    apply_each::<F>(nl, sock, objs.iter(), ifs, journal, flags)
 }
 
 /// Objects whose requests are built, journaled and sent at a time: what is held at once is
@@ -336,13 +336,13 @@ pub fn apply_with<F: Family>(
 /// take ~100 MiB), and each chunk still fills several 1 MiB netlink sends.
 const APPLY_CHUNK: usize = 4096;
 
-/// [`apply_with`] over any objects (`len` of them): each pass builds, journals and sends a
-/// chunk at a time; the failures to retry are gathered over the whole pass.
+/// [`apply_with`] over any objects: each pass builds, journals and sends a chunk at a time;
+/// the failures to retry are gathered over the whole pass, and tried again while a pass
+/// adds anything.
 pub fn apply_each<'a, F: Family>(
     nl: &mut Nl,
     sock: Sock,
     objs: impl Iterator<Item = &'a F::Obj>,
-    len: usize,
     ifs: &IfMap,
     journal: &mut Journal,
     flags: u16,
@@ -350,40 +350,34 @@ pub fn apply_each<'a, F: Family>(
 where
     F::Obj: 'a,
 {
+    type Pass<'a, O> = std::result::Result<(usize, Vec<(&'a O, crate::nl::NlError)>), Vec<String>>;
     let op = format!("add {}s", F::KIND);
-    let mut objs = objs.peekable();
-    let mut pending: Vec<&F::Obj> = Vec::new();
-    let mut first = true;
-    loop {
-        let total = if first { len } else { pending.len() };
-        let mut retry = Vec::new();
-        let mut next = pending.drain(..);
-        let mut chunk: Vec<&F::Obj> = Vec::with_capacity(APPLY_CHUNK.min(total));
+    let mut pass = |objs: &mut dyn Iterator<Item = &'a F::Obj>| -> Pass<'a, F::Obj> {
+        let (mut tried, mut retry) = (0, Vec::new());
         loop {
-            chunk.clear();
-            let source: &mut dyn Iterator<Item = &'a F::Obj> =
-                if first { &mut objs } else { &mut next };
-            chunk.extend(source.take(APPLY_CHUNK));
+            let chunk: Vec<&F::Obj> = objs.take(APPLY_CHUNK).collect();
             if chunk.is_empty() {
-                break;
+                return Ok((tried, retry));
             }
+            tried += chunk.len();
             apply_chunk::<F>(nl, sock, &chunk, ifs, journal, flags, &op, &mut |o, e| {
                 retry.push((o, e))
             })?;
         }
-        drop(next);
-        first = false;
-        if retry.is_empty() {
-            return Ok(());
-        }
-        if retry.len() == total {
+    };
+    let mut objs = objs;
+    let (mut tried, mut retry) = pass(&mut objs)?;
+    while !retry.is_empty() {
+        if retry.len() == tried {
             return Err(retry
                 .iter()
                 .map(|(o, e)| format!("add {} in {}: {e}", F::describe(o), nl.netns()))
                 .collect());
         }
-        pending = retry.into_iter().map(|(o, _)| o).collect();
+        let pending: Vec<&F::Obj> = retry.into_iter().map(|(o, _)| o).collect();
+        (tried, retry) = pass(&mut pending.into_iter())?;
     }
+    Ok(())
 }
 
 /// Builds, journals and sends the requests of `chunk`; what failed in a way the family says

@@ -117,10 +117,15 @@ impl Snapshot {
 
     /// (kind, count) of every family, for stats.
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        self.counts_with(None)
+    }
+
+    /// [`Snapshot::counts`], with the count of routes held apart (encoded) when given.
+    pub(crate) fn counts_with(&self, routes: Option<u64>) -> Vec<(&'static str, u64)> {
         vec![
             ("links", self.links.len() as u64),
             ("addresses", self.addresses.len() as u64),
-            ("routes", self.routes.len() as u64),
+            ("routes", routes.unwrap_or(self.routes.len() as u64)),
             ("nexthops", self.nexthops.len() as u64),
             ("rules", self.rules.len() as u64),
             ("neighbours", self.neighbours.len() as u64),

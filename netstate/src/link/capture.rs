@@ -52,24 +52,29 @@ pub fn index_names(nl: &mut Nl) -> Result<Vec<(u32, String)>> {
         payload: link_request(),
     };
     let mut out = Vec::new();
-    for (ty, msg) in nl.dump_raw(&req, "dump link names")? {
-        let (Some(index), Some(attrs)) = (msg.get(4..8), msg.get(16..)) else {
-            continue;
+    nl.dump_visit(&req, "dump link names", &mut |v| {
+        let (ty, msg) = match v {
+            crate::nl::Visit::Restart => {
+                out.clear();
+                return Ok(());
+            }
+            crate::nl::Visit::Msg(ty, msg) => (ty, msg),
         };
-        if ty != libc::RTM_NEWLINK {
-            continue;
-        }
+        let (Some(index), Some(attrs)) = (msg.get(4..8), msg.get(16..)) else {
+            return Ok(());
+        };
         let name = crate::nla::attrs(attrs)
             .map_while(|a| a.ok())
             .find(|a| a.ty() == IFLA_IFNAME)
             .map(|a| a.string());
-        if let Some(name) = name {
+        if let (libc::RTM_NEWLINK, Some(name)) = (ty, name) {
             out.push((
                 u32::from_ne_bytes([index[0], index[1], index[2], index[3]]),
                 name,
             ));
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

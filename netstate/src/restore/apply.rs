@@ -248,7 +248,6 @@ fn add_each<F: Family>(
         target,
         Sock::Target,
         objs.iter().copied(),
-        objs.len(),
         ifs,
         journal,
         flags,

@@ -381,11 +381,9 @@ fn restore_with(
         stats.add_bytes_read(bytes);
         stats.phase("read", took);
     }
-    let mut counts = saved.snap.counts();
-    if let Some(e) = &saved.routes {
-        counts.retain(|(k, _)| *k != "routes");
-        counts.push(("routes", e.len() as u64));
-    }
+    let counts = saved
+        .snap
+        .counts_with(saved.routes.as_ref().map(|e| e.len() as u64));
     let mut o = open(target, opts, true)?;
     let t = Instant::now();
     let mut p = prepare(&mut o, saved, opts, untrusted.as_deref())?;

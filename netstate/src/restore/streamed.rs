@@ -12,7 +12,6 @@
 //! the routes decoded.
 
 use std::collections::HashSet;
-use std::hash::{Hash, Hasher};
 
 use crhook_core::Encoded;
 use crhook_proto::Route;
@@ -40,12 +39,15 @@ pub(crate) struct Streamed {
 impl Streamed {
     /// Route `i` as saved, remapped as the rest of the snapshot was.
     fn route(&self, i: usize) -> Result<Route> {
-        let mut r: Route = self.entries.decode(i)?;
-        if !self.remaps.is_empty() {
-            crate::transform::objects::route(&self.remaps, &mut r);
-        }
-        Ok(r)
+        decode(&self.entries, &self.remaps, i).map(|(r, _)| r)
     }
+}
+
+/// Route `i` of `entries`, remapped by `remaps`, and whether a remap changed it.
+fn decode(entries: &Encoded, remaps: &Remaps, i: usize) -> Result<(Route, bool)> {
+    let mut r: Route = entries.decode(i)?;
+    let changed = !remaps.is_empty() && crate::transform::objects::route(remaps, &mut r);
+    Ok((r, changed))
 }
 
 /// Plans the routes of `entries` against the target's `live` routes as `family::plan` does,
@@ -61,10 +63,8 @@ pub(crate) fn plan(
     let mut ranked: Vec<(u8, u32)> = Vec::with_capacity(entries.len());
     let mut remapped = 0;
     for i in 0..entries.len() {
-        let mut r: Route = entries.decode(i)?;
-        if !remaps.is_empty() && crate::transform::objects::route(remaps, &mut r) {
-            remapped += 1;
-        }
+        let (r, changed) = decode(&entries, remaps, i)?;
+        remapped += usize::from(changed);
         if planner.offer(&r) {
             ranked.push((crate::route::order_rank(&r), i as u32));
         }
@@ -96,9 +96,8 @@ pub(crate) struct Builder<'s> {
     s: &'s Streamed,
     /// chunks built already
     next: usize,
-    /// a slot by its hash: two routes that collide are both still added, the second merely
-    /// with NLM_F_APPEND and after the others
-    seen: HashSet<u64>,
+    /// the slots routes built so far took
+    slots: crate::route::Slots,
 }
 
 impl<'s> Builder<'s> {
@@ -106,7 +105,7 @@ impl<'s> Builder<'s> {
         Builder {
             s,
             next: 0,
-            seen: HashSet::with_capacity(s.order.len()),
+            slots: crate::route::Slots::with_capacity(s.order.len()),
         }
     }
 
@@ -122,9 +121,7 @@ impl<'s> Builder<'s> {
                     .s
                     .route(i as usize)
                     .map_err(|e| vec![crate::error::chain(&e)])?;
-                let mut h = std::collections::hash_map::DefaultHasher::new();
-                crate::route::slot(&r).hash(&mut h);
-                if self.seen.insert(h.finish()) {
+                if self.slots.first(&r) {
                     routes.push(r);
                 } else {
                     appended.push(i);

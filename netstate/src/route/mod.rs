@@ -259,22 +259,38 @@ pub fn normalize(r: &mut pb::Route) {
 /// route append`; IPv6 keeps such routes of different devices apart and so does `key`). Add
 /// the second after the others with NLM_F_CREATE|NLM_F_APPEND.
 pub fn split_appended(routes: &[pb::Route]) -> (Vec<&pb::Route>, Vec<&pb::Route>) {
-    let mut seen = std::collections::HashSet::with_capacity(routes.len());
-    routes.iter().partition(|r| seen.insert(slot(r)))
+    let mut slots = Slots::with_capacity(routes.len());
+    routes.iter().partition(|r| slots.first(r))
 }
 
-/// What routes the kernel keeps in one slot share (see [`split_appended`]).
-pub fn slot(r: &pb::Route) -> impl std::hash::Hash + Eq + '_ {
-    (
-        r.family,
-        r.table,
-        r.dst.as_slice(),
-        r.dst_len,
-        r.src.as_slice(),
-        r.src_len,
-        r.tos,
-        r.priority,
-    )
+/// The slots taken by routes seen so far (see [`split_appended`]), each by a hash of what
+/// routes in one slot share (family, table, prefix, source, tos, metric): 8 bytes per route
+/// whatever it holds. Two routes whose slots collide are both still added, the second merely
+/// with NLM_F_APPEND and after the others.
+pub struct Slots(std::collections::HashSet<u64>);
+
+impl Slots {
+    pub fn with_capacity(n: usize) -> Self {
+        Slots(std::collections::HashSet::with_capacity(n))
+    }
+
+    /// Whether `r` is the first route of its slot.
+    pub fn first(&mut self, r: &pb::Route) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (
+            r.family,
+            r.table,
+            r.dst.as_slice(),
+            r.dst_len,
+            r.src.as_slice(),
+            r.src_len,
+            r.tos,
+            r.priority,
+        )
+            .hash(&mut h);
+        self.0.insert(h.finish())
+    }
 }
 
 fn has_gateway(r: &pb::Route) -> bool {
