@@ -49,6 +49,10 @@ pub struct ImageDir {
     /// kinds read from `parent`
     from_parent: BTreeSet<Kind>,
     parent: Option<Box<ImageDir>>,
+    /// the bytes of each listed file as `open` checked them, until it is read: a read hands
+    /// out exactly what was checked (nothing swapped in between can be read), without a
+    /// second read, crc32c and SHA-256 of every file
+    checked: std::sync::Mutex<BTreeMap<Kind, Vec<u8>>>,
 }
 
 fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
@@ -177,6 +181,7 @@ impl ImageDir {
             },
         };
         let mut files = BTreeMap::new();
+        let mut checked = BTreeMap::new();
         let mut unknown = Vec::new();
         let mut seen = BTreeSet::new();
         let mut listed = BTreeSet::new();
@@ -224,7 +229,7 @@ impl ImageDir {
             if !needed {
                 continue;
             }
-            let digest = verify_listed(&d, dir, f, kind, limits, trust.is_sealed())?;
+            let (bytes, digest) = verify_listed(&d, dir, f, kind, limits, trust.is_sealed())?;
             if let (Some(found), Trust::Sealed { key_id }) = (digest, &trust) {
                 if f.sha256 != found {
                     let why = if f.sha256.is_empty() {
@@ -241,6 +246,7 @@ impl ImageDir {
             match kind {
                 Some(kind) => {
                     files.insert(kind, f.clone());
+                    checked.insert(kind, bytes);
                 }
                 None => unknown.push(f.clone()),
             }
@@ -277,6 +283,7 @@ impl ImageDir {
             budget,
             from_parent,
             parent,
+            checked: std::sync::Mutex::new(checked),
         })
     }
 
@@ -373,10 +380,15 @@ impl ImageDir {
         &self.unknown
     }
 
-    /// The bytes of a listed file, checked again against the inventory (size, crc32c, and
-    /// for a sealed image SHA-256), since the directory may have changed since `open`.
-    /// `None` when the kind is not listed.
+    /// The bytes of a listed file: the first time, those `open` checked; after that read
+    /// again and checked again against the inventory (size, crc32c, and for a sealed image
+    /// SHA-256), since the directory may have changed since `open`. `None` when the kind is
+    /// not listed.
     pub fn read_bytes(&self, kind: Kind) -> Result<Option<Vec<u8>>, ImageError> {
+        let kept = self.checked.lock().ok().and_then(|mut c| c.remove(&kind));
+        if kept.is_some() {
+            return Ok(kept);
+        }
         let path = self.path.join(kind.file_name());
         let name = OsStr::new(kind.file_name());
         if kind == Kind::Inventory {
@@ -614,7 +626,8 @@ fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), Im
     Ok(())
 }
 
-/// Checks one listed file; returns its SHA-256 when `hash` (the image is sealed so far).
+/// Checks one listed file; returns its bytes, and its SHA-256 when `hash` (the image is
+/// sealed so far).
 fn verify_listed(
     d: &File,
     dir: &Path,
@@ -622,7 +635,7 @@ fn verify_listed(
     kind: Option<Kind>,
     limits: &Limits,
     hash: bool,
-) -> Result<Option<Vec<u8>>, ImageError> {
+) -> Result<(Vec<u8>, Option<Vec<u8>>), ImageError> {
     let path = dir.join(&f.name);
     let bytes =
         read_at(d.as_fd(), OsStr::new(&f.name), &path, limits, Some(f.size)).map_err(|e| {
@@ -642,7 +655,8 @@ fn verify_listed(
             ));
         }
     }
-    Ok(hash.then(|| sha256(&bytes).to_vec()))
+    let digest = hash.then(|| sha256(&bytes).to_vec());
+    Ok((bytes, digest))
 }
 
 #[cfg(test)]

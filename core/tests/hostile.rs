@@ -473,7 +473,8 @@ fn crc_forgery_passes_an_unsealed_image() {
     assert_eq!(d.read::<Link>(Kind::Links).unwrap()[1].alias, "evil!!");
 }
 
-/// A sealed file changed after `open` is refused when it is read.
+/// A sealed file changed after `open` is never read: the first read hands out the bytes
+/// `open` checked, and a later read of the changed file is refused.
 #[test]
 fn sealed_file_changed_after_open_is_refused_on_read() {
     let t = TempDir::new("hostile-late");
@@ -481,8 +482,12 @@ fn sealed_file_changed_after_open_is_refused_on_read() {
     let d = ImageDir::open_with(&dir, Some(&host_key()), &Limits::default()).unwrap();
     let p = dir.join("links.img");
     let mut b = fs::read(&p).unwrap();
+    let before = b.clone();
     swap_alias(&mut b);
+    assert_ne!(b, before);
     fs::write(&p, &b).unwrap();
+    let links = d.read::<Link>(Kind::Links).unwrap();
+    assert_ne!(links[1].alias, "evil!!");
     let msg = d.read::<Link>(Kind::Links).unwrap_err().to_string();
     assert_eq!(
         msg,

@@ -365,6 +365,13 @@ impl Nl {
         probe: &Req,
         op: &str,
     ) -> Result<Result<(), (usize, NlError)>> {
+        let batch = self.build_transaction(begin, msgs, end);
+        self.send_transaction(batch, probe, op)
+    }
+
+    /// The batch [`Nl::transaction`] sends, built on this socket (its sequence numbers) but
+    /// not sent: a caller may build it before the kernel may see it.
+    pub fn build_transaction(&mut self, begin: &Req, msgs: TxWalk, end: &Req) -> Batch {
         // sized once: at 55,000 rules the batch is ~22 MiB, and growing it by doubling held
         // up to half as much again
         let (mut count, mut body) = (0usize, 0usize);
@@ -384,6 +391,25 @@ impl Nl {
             encode_parts(ty, NLM_F_REQUEST | flags, seq, payload, extra, &mut buf);
         });
         Self::encode(end, NLM_F_REQUEST, self.next_seq(), &mut buf);
+        Batch {
+            buf,
+            count,
+            first_seq,
+        }
+    }
+
+    /// Sends a batch [`Nl::build_transaction`] built on this socket, as [`Nl::transaction`].
+    pub fn send_transaction(
+        &mut self,
+        batch: Batch,
+        probe: &Req,
+        op: &str,
+    ) -> Result<Result<(), (usize, NlError)>> {
+        let Batch {
+            buf,
+            count,
+            first_seq,
+        } = batch;
         if buf.len() + 4096 > BUF_BYTES {
             let want = buf.len() + (1 << 20);
             if let Err(e) = setsockopt(&self.sock, sockopt::SndBufForce, &want) {
@@ -606,6 +632,13 @@ pub enum Visit<'a> {
 /// with each message's type, flags, and payload in two parts (a saved payload borrowed as it
 /// is, and what is appended to it). Walked twice, to size the batch and to fill it, so the
 /// caller holds no list of them.
+/// An nfnetlink transaction built and not yet sent (see [`Nl::build_transaction`]).
+pub struct Batch {
+    buf: Vec<u8>,
+    count: usize,
+    first_seq: u32,
+}
+
 pub type TxWalk<'w> = &'w dyn Fn(&mut Emit);
 
 /// Takes one message of a transaction (see [`TxWalk`]).

@@ -55,6 +55,11 @@ pub use validate::hostile;
 
 use crhook_proto::{FirewallRuleset, FirewallSource};
 
+/// Says, once the first change is ready (an nf_tables transaction built), whether the
+/// restore may make it: a restore can prepare its firewall while the caller is still busy
+/// with what must precede it, and not start at all should that fail.
+pub(crate) type Go<'g> = &'g mut dyn FnMut() -> bool;
+
 /// The nf_tables ruleset generation of `ns` (NFT_MSG_GETGEN): one more per committed
 /// transaction, crhook's own lock and unlock included.
 pub fn generation(ns: &crate::netns::NetNs) -> crate::error::Result<u32> {

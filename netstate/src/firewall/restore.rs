@@ -11,6 +11,8 @@ use crate::api::FirewallOptions;
 use crate::error::{NetstateError, Result};
 use crate::netns::NetNs;
 
+use super::Go;
+
 /// Tests every ruleset with its restore tool in the target before anything changes:
 /// `iptables-restore --test`, `nft -c -f -`. The error names the source, program and stderr.
 ///
@@ -125,12 +127,15 @@ pub fn restore(
         &Tools::probe(),
         &mut |_| Ok(()),
         &mut |_| {},
+        &mut || true,
     )
 }
 
 /// [`restore`] that hands the undo of each step to `ahead` before the step runs (the restore
 /// journal writes it to disk; an error stops the restore before the step), and says after it
-/// whether it changed anything (`settled`).
+/// whether it changed anything (`settled`). Nothing changes before `go` allows it: it is
+/// asked once, when the first step is ready to run (a transaction built); when it says no,
+/// the restore ends there, its undo empty.
 #[allow(clippy::result_large_err)]
 pub(crate) fn restore_journaled(
     ns: &NetNs,
@@ -138,8 +143,9 @@ pub(crate) fn restore_journaled(
     opts: &FirewallOptions,
     ahead: &mut dyn FnMut(&StepUndo) -> Result<()>,
     settled: &mut dyn FnMut(bool),
+    go: Go,
 ) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
-    restore_with(ns, saved, opts, &Tools::probe(), ahead, settled)
+    restore_with(ns, saved, opts, &Tools::probe(), ahead, settled, go)
 }
 
 #[allow(clippy::result_large_err)]
@@ -150,6 +156,7 @@ fn restore_with(
     tools: &Tools,
     ahead: &mut dyn FnMut(&StepUndo) -> Result<()>,
     settled: &mut dyn FnMut(bool),
+    go: Go,
 ) -> Result<FirewallUndo, (NetstateError, FirewallUndo)> {
     let plan = match plan::build(ns, saved, opts, Mode::Restore, tools) {
         Ok(p) => p,
@@ -159,21 +166,36 @@ fn restore_with(
         steps: Vec::new(),
         warnings: plan.warnings,
     };
+    // asked once; every later step may run
+    let mut open = false;
+    let mut gate = || {
+        open = open || go();
+        open
+    };
     for step in plan.steps {
         let u = StepUndo::of(&step);
         // written ahead: a restore killed while the step runs is undone from the journal
         if let Err(e) = ahead(&u) {
             return Err((e, undo));
         }
-        let r = run_step(ns, &step, false);
+        let r = match &step {
+            Step::Nfnl(n) => n.apply(ns, &mut gate),
+            _ if gate() => run_step(ns, &step, false).map(|()| true),
+            _ => Ok(false),
+        };
         // a failed nf_tables transaction changed nothing: there is nothing to undo
-        let applied = r.is_ok() || !matches!(step, Step::Nfnl(_));
+        let applied = matches!(r, Ok(true)) || (r.is_err() && !matches!(step, Step::Nfnl(_)));
         settled(applied);
         if applied {
             undo.steps.push(u);
         }
-        if let Err(e) = r {
-            return Err((e, undo));
+        match r {
+            Ok(true) => {}
+            Ok(false) => {
+                let e = format!("restore firewall of {}: not started", ns.name());
+                return Err((NetstateError::invalid(e), undo));
+            }
+            Err(e) => return Err((e, undo)),
         }
     }
     Ok(undo)
@@ -229,7 +251,9 @@ fn run_step(ns: &NetNs, step: &Step, test: bool) -> Result<()> {
             .run(ns)?;
         }
         Step::Nfnl(_) if test => {}
-        Step::Nfnl(n) => n.apply(ns)?,
+        Step::Nfnl(n) => {
+            n.apply(ns, &mut || true)?;
+        }
         Step::Cr { .. } if test => {}
         Step::Cr {
             cmd,
@@ -477,9 +501,17 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
         let tools = Tools::probe().without(Backend::Legacy);
         let bns = b.ns();
         check_with(&bns, &saved, &opts, &tools).expect("check");
-        let undo = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
-            .map_err(|(e, _)| e)
-            .expect("restore");
+        let undo = restore_with(
+            &bns,
+            &saved,
+            &opts,
+            &tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+            &mut || true,
+        )
+        .map_err(|(e, _)| e)
+        .expect("restore");
         (saved, undo)
     }
 
@@ -547,9 +579,17 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
                 "nftables: live table ip6 filter is not in the image",
             ]
         );
-        let again = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
-            .map_err(|(e, _)| e)
-            .expect("again");
+        let again = restore_with(
+            &bns,
+            &saved,
+            &opts,
+            &tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+            &mut || true,
+        )
+        .map_err(|(e, _)| e)
+        .expect("again");
         assert!(!again.is_empty());
         assert_eq!(
             section(&b.sh("iptables-save"), "filter"),
@@ -593,6 +633,7 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
             &tools,
             &mut |_| Ok(()),
             &mut |_| {},
+            &mut || true,
         )
         .map_err(|(e, _)| e)
         .expect("again");
@@ -628,9 +669,17 @@ nft add rule inet mine out meta mark 0x7 drop");
         tools.nft = None;
         let bns = b.ns();
         check_with(&bns, &saved, &opts, &tools).expect("check");
-        let undo = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
-            .map_err(|(e, _)| e)
-            .expect("restore");
+        let undo = restore_with(
+            &bns,
+            &saved,
+            &opts,
+            &tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+            &mut || true,
+        )
+        .map_err(|(e, _)| e)
+        .expect("restore");
         assert!(undo.warnings.is_empty(), "{:?}", undo.warnings);
         // into nf_tables, not into the legacy backend
         assert_eq!(
@@ -647,13 +696,84 @@ nft add rule inet mine out meta mark 0x7 drop");
             b.sh("nft list table inet mine"),
             a.sh("nft list table inet mine")
         );
-        let again = restore_with(&bns, &saved, &opts, &tools, &mut |_| Ok(()), &mut |_| {})
-            .map_err(|(e, _)| e)
-            .expect("again");
+        let again = restore_with(
+            &bns,
+            &saved,
+            &opts,
+            &tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+            &mut || true,
+        )
+        .map_err(|(e, _)| e)
+        .expect("again");
         assert!(again.is_empty());
 
         let errors = undo.undo(&bns);
         assert!(errors.is_empty(), "{errors:?}");
         assert_eq!(b.sh("nft list tables"), "");
+    }
+
+    /// A restore whose `go` says no builds its transaction and stops there: the target keeps
+    /// no table, the step it announced is settled as not applied, the undo is empty; asked
+    /// yes, it is asked once for all its steps.
+    #[test]
+    fn a_restore_not_allowed_to_start_changes_nothing() {
+        let a = TestNs::new("fga");
+        let b = TestNs::new("fgb");
+        a.sh("set -e
+iptables -A INPUT -p tcp --dport 22 -j ACCEPT
+nft add table inet mine
+nft add chain inet mine out '{ type filter hook output priority 0; policy accept; }'");
+        let opts = FirewallOptions::default();
+        let saved = capture(&a.ns(), &opts).expect("capture");
+        let tools = Tools::probe();
+        let bns = b.ns();
+        let (mut announced, mut settled, mut asked) = (0, Vec::new(), 0);
+        let r = restore_with(
+            &bns,
+            &saved,
+            &opts,
+            &tools,
+            &mut |_| {
+                announced += 1;
+                Ok(())
+            },
+            &mut |applied| settled.push(applied),
+            &mut || {
+                asked += 1;
+                false
+            },
+        );
+        let (e, undo) = r.expect_err("not allowed to start");
+        assert_eq!(
+            e.to_string(),
+            format!("restore firewall of {}: not started", bns.name())
+        );
+        assert!(undo.is_empty());
+        assert_eq!((announced, settled.as_slice(), asked), (1, &[false][..], 1));
+        assert_eq!(b.sh("nft list tables"), "");
+
+        asked = 0;
+        let undo = restore_with(
+            &bns,
+            &saved,
+            &opts,
+            &tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+            &mut || {
+                asked += 1;
+                true
+            },
+        )
+        .map_err(|(e, _)| e)
+        .expect("restore");
+        assert_eq!(asked, 1);
+        assert_eq!(
+            b.sh("nft list table inet mine"),
+            a.sh("nft list table inet mine")
+        );
+        assert!(undo.undo(&bns).is_empty());
     }
 }

@@ -14,6 +14,7 @@ use super::{
 };
 use crate::error::{NetstateError, Result};
 use crate::firewall::nftx::TableId;
+use crate::firewall::Go;
 use crate::netns::NetNs;
 use crate::nl::{NlError, Req};
 
@@ -329,16 +330,26 @@ pub(super) fn transact_raw(
     msgs: &[Msg],
     op: &str,
 ) -> Result<std::result::Result<(), (usize, NlError)>> {
-    send(ns, &|f| msgs.iter().for_each(|m| f(m.out())), op)
+    let sent = send(
+        ns,
+        &|f| msgs.iter().for_each(|m| f(m.out())),
+        op,
+        &mut || true,
+    )?;
+    Ok(sent.unwrap_or(Ok(())))
 }
 
 /// Calls its argument with each message of a transaction, in order.
 type Walk<'w> = &'w dyn Fn(&mut dyn FnMut(Out<'_>));
 
-/// [`transact`] of the messages `msgs` walks (see [`crate::nl::TxWalk`]).
-fn transact_walk(ns: &NetNs, msgs: Walk, op: &str) -> Result<()> {
-    let Err((i, e)) = send(ns, msgs, op)? else {
-        return Ok(());
+/// [`transact`] of the messages `msgs` walks (see [`crate::nl::TxWalk`]), sent once `go`
+/// allows it; false when it did not.
+fn transact_walk(ns: &NetNs, msgs: Walk, op: &str, go: Go) -> Result<bool> {
+    let Some(sent) = send(ns, msgs, op, go)? else {
+        return Ok(false);
+    };
+    let Err((i, e)) = sent else {
+        return Ok(true);
     };
     let mut what = None;
     let mut n = 0;
@@ -351,8 +362,14 @@ fn transact_walk(ns: &NetNs, msgs: Walk, op: &str) -> Result<()> {
     Err(refused_as(ns, op, &e, what))
 }
 
-/// Sends the messages `msgs` walks as one transaction.
-fn send(ns: &NetNs, msgs: Walk, op: &str) -> Result<std::result::Result<(), (usize, NlError)>> {
+/// Builds the messages `msgs` walks into one transaction and sends it once `go` allows it
+/// (None when it did not).
+fn send(
+    ns: &NetNs,
+    msgs: Walk,
+    op: &str,
+    go: Go,
+) -> Result<Option<std::result::Result<(), (usize, NlError)>>> {
     let hdr = |ty: u16| Req::Raw {
         msg_type: ty,
         payload: [[0u8, 0], SUBSYS.to_be_bytes()].concat(),
@@ -362,7 +379,13 @@ fn send(ns: &NetNs, msgs: Walk, op: &str) -> Result<std::result::Result<(), (usi
         payload: vec![0; 4],
     };
     let each = |emit: &mut crate::nl::Emit| msgs(&mut |o| emit(o.ty, o.flags, o.payload, &o.extra));
-    ns.with_netfilter(|nl| nl.transaction(&hdr(BATCH_BEGIN), &each, &hdr(BATCH_END), &probe, op))
+    ns.with_netfilter(|nl| {
+        let batch = nl.build_transaction(&hdr(BATCH_BEGIN), &each, &hdr(BATCH_END));
+        if !go() {
+            return Ok(None);
+        }
+        nl.send_transaction(batch, &probe, op).map(Some)
+    })
 }
 
 /// The error for message `i` of `msgs` that the kernel refused with `e`.
@@ -384,9 +407,15 @@ fn refused_as(ns: &NetNs, op: &str, e: &NlError, what: Option<String>) -> Netsta
 }
 
 impl NfnlStep<'_> {
-    /// Applies the step: every table or none.
-    pub(crate) fn apply(&self, ns: &NetNs) -> Result<()> {
-        transact_walk(ns, &|f| walk(&self.pieces, f), "restore nftables tables")
+    /// Applies the step, every table or none, once `go` allows it (its batch built first);
+    /// false when `go` did not.
+    pub(crate) fn apply(&self, ns: &NetNs, go: Go) -> Result<bool> {
+        transact_walk(
+            ns,
+            &|f| walk(&self.pieces, f),
+            "restore nftables tables",
+            go,
+        )
     }
 
     /// The transaction that puts back what was live before [`NfnlStep::apply`], as data.
@@ -409,5 +438,5 @@ impl NfnlUndo {
 /// Replays one saved table into `ns` in its own transaction (a private namespace that shows
 /// it in rule syntax): nothing to compare with and nothing to undo there.
 pub(crate) fn load(ns: &NetNs, t: &NftTable) -> Result<()> {
-    transact_walk(ns, &|f| replay(t, f), "load nftables table")
+    transact_walk(ns, &|f| replay(t, f), "load nftables table", &mut || true).map(drop)
 }

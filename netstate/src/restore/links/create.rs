@@ -151,6 +151,7 @@ pub fn create(
                                 .ns_fd(pp.sock)
                                 .map_err(|e| vec![crate::error::chain(&e)])?,
                         ),
+                        queues: None,
                     }),
                     None => None,
                 }
