@@ -183,6 +183,8 @@ impl ImageDir {
         let mut files = BTreeMap::new();
         let mut checked = BTreeMap::new();
         let mut unknown = Vec::new();
+        // the listed files to check: every one of them is read, checksummed and hashed
+        let mut todo = Vec::new();
         let mut seen = BTreeSet::new();
         let mut listed = BTreeSet::new();
         for f in &inventory.files {
@@ -229,9 +231,13 @@ impl ImageDir {
             if !needed {
                 continue;
             }
-            let (bytes, digest) = verify_listed(&d, dir, f, kind, limits, trust.is_sealed())?;
+            todo.push((f, kind));
+        }
+        let results = verify_all(&d, dir, &todo, limits, trust.is_sealed());
+        for ((f, kind), r) in todo.into_iter().zip(results) {
+            let (bytes, digest) = r?;
             if let (Some(found), Trust::Sealed { key_id }) = (digest, &trust) {
-                if f.sha256 != found {
+                if *f.sha256 != found {
                     let why = if f.sha256.is_empty() {
                         format!("the sealed inventory lists {} without a sha256", f.name)
                     } else {
@@ -624,6 +630,60 @@ fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), Im
         ));
     }
     Ok(())
+}
+
+/// [`verify_listed`] of every file of `todo`, the results in its order. Large images are
+/// checked on a few threads (reading, crc32c and SHA-256 of 31 MiB took ~40 ms on one): the
+/// biggest files first, each thread taking the next file left.
+fn verify_all(
+    d: &File,
+    dir: &Path,
+    todo: &[(&InventoryFile, Option<Kind>)],
+    limits: &Limits,
+    hash: bool,
+) -> Vec<Result<(Vec<u8>, Option<Vec<u8>>), ImageError>> {
+    let one =
+        |&(f, kind): &(&InventoryFile, Option<Kind>)| verify_listed(d, dir, f, kind, limits, hash);
+    let total: u64 = todo.iter().map(|(f, _)| f.size).sum();
+    let threads = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(4)
+        .min(todo.len());
+    if total < (4 << 20) || threads < 2 {
+        return todo.iter().map(one).collect();
+    }
+    let mut order: Vec<usize> = (0..todo.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(todo[i].0.size));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut out: Vec<(usize, _)> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(&i) = order.get(k) else {
+                            return done;
+                        };
+                        done.push((i, one(&todo[i])));
+                    }
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
+    });
+    out.sort_by_key(|(i, _)| *i);
+    let mut got = out.into_iter().peekable();
+    (0..todo.len())
+        .map(|i| match got.next_if(|(j, _)| *j == i) {
+            Some((_, r)) => r,
+            // a thread that panicked left its files unchecked: they are not taken as checked
+            None => Err(inv_err(dir.join(&todo[i].0.name), "could not be checked")),
+        })
+        .collect()
 }
 
 /// Checks one listed file; returns its bytes, and its SHA-256 when `hash` (the image is

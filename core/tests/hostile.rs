@@ -552,3 +552,54 @@ fn total_budget_spans_files() {
     );
     assert!(d.memory_used() <= 4096);
 }
+
+/// An image big enough to be checked on several threads at `open` reads whole and sealed, and
+/// a damaged file in it is refused by name as in a small one.
+#[test]
+fn big_images_are_checked_file_by_file() {
+    let t = TempDir::new("hostile-big");
+    let write = |dir: &Path| {
+        let mut w = ImageWriter::create(dir).unwrap();
+        w.set_key(host_key());
+        let routes: Vec<Route> = (0..300_000u32)
+            .map(|i| Route {
+                family: 2,
+                table: 254,
+                dst: i.to_be_bytes().to_vec(),
+                dst_len: 32,
+                ..Default::default()
+            })
+            .collect();
+        w.write(Kind::Routes, &routes).unwrap();
+        w.write(Kind::Links, &common::links()).unwrap();
+        w.write(Kind::Sysctls, &common::sysctls()).unwrap();
+        w.finish(common::source(), Vec::new()).unwrap()
+    };
+    let dir = write(&t.join("img"));
+    let size: u64 = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        size > 4 << 20,
+        "{size} bytes: too small to be checked on threads"
+    );
+    let d = ImageDir::open_with(&dir, Some(&host_key()), &Limits::default()).unwrap();
+    assert!(d.trust().is_sealed());
+    assert_eq!(d.read::<Route>(Kind::Routes).unwrap().len(), 300_000);
+    assert_eq!(d.read::<Link>(Kind::Links).unwrap(), common::links());
+
+    let p = dir.join("links.img");
+    let mut b = fs::read(&p).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 0xff;
+    fs::write(&p, &b).unwrap();
+    let msg = ImageDir::open_with(&dir, Some(&host_key()), &Limits::default())
+        .map(drop)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.starts_with(&format!("read {}: ", p.display())) && msg.contains("crc32c"),
+        "{msg}"
+    );
+}

@@ -128,7 +128,6 @@ pub(super) fn apply(
         .map(|a| a.ifindex)
         .collect();
     links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
-    links::ll::resume(&quiet, cx.socks, cx.journal)?;
     links::far_end::rebuild(
         &todo.links,
         lp,
@@ -136,15 +135,6 @@ pub(super) fn apply(
         cx.journal,
         links::far_end::Phase::Up,
     )?;
-    if let Some(s) = cx.dad.take() {
-        let keep: Vec<&str> = cx.dad_keep.iter().map(String::as_str).collect();
-        let settled = dad::settle(&mut cx.socks.target, &ifs, &keep);
-        let resumed = dad::resume(cx.ns, s);
-        settled.map_err(|e| vec![crate::error::chain(&e)])?;
-        if !resumed.is_empty() {
-            return Err(resumed);
-        }
-    }
     // IPv6 addresses added while their link was down miss the prefix route of a finite
     // lifetime and the peer route of a NODAD address; replacing them once up makes those.
     // Their undo is the deletion already journaled.
@@ -166,25 +156,43 @@ pub(super) fn apply(
     )?;
     cx.journal.truncate(before);
     cx.stats.phase("up", t.elapsed());
-    // The late sysctls go in beside the routes, rules and neighbours: /proc writes and
-    // netlink requests do not wait for each other (beyond RTNL now and then), and the
-    // routes leave the second core idle. Every key's old value is journaled before it is
-    // written, from either thread.
+    // What follows link up but nothing waits for goes in beside the routes, rules and
+    // neighbours, on a thread with its own socket: the saved address generation mode back
+    // on the quiet links, DAD settled and accept_dad written back, then the late sysctls.
+    // /proc writes and netlink requests do not wait for each other (beyond RTNL now and
+    // then), and the routes leave the second core idle. Every key's old value is journaled
+    // before it is written, from either thread.
     let (ns, log) = (cx.ns, cx.journal.log().clone());
+    let dad = cx.dad.take();
+    let keep = cx.dad_keep.clone();
     let (tail, late) = std::thread::scope(|s| {
         let late = s.spawn(|| {
             let t = Instant::now();
-            let r = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Late, ns, log);
-            (r, t.elapsed())
+            let r = after_up(ns, &quiet, dad, &ifs, &keep);
+            let took = t.elapsed();
+            let t = Instant::now();
+            let sys = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Late, ns, log);
+            (r, took, sys, t.elapsed())
         });
         (routes_rules_neighbours(cx, todo, &ifs, ahead), late.join())
     });
     let late = match late {
-        Ok((r, took)) => {
-            cx.stats.phase("sysctls", took);
-            r.map(|n| cx.journal.made(n))
+        Ok((r, took, sys, sys_took)) => {
+            cx.stats.phase("after_up", took);
+            cx.stats.phase("sysctls", sys_took);
+            match (r, sys) {
+                (Ok(a), Ok(b)) => {
+                    cx.journal.made(a + b);
+                    Ok(())
+                }
+                (Err(mut e), Err(more)) => {
+                    e.extend(more);
+                    Err(e)
+                }
+                (Err(e), _) | (_, Err(e)) => Err(e),
+            }
         }
-        Err(_) => Err(vec!["late sysctl thread panicked".to_string()]),
+        Err(_) => Err(vec!["after-up thread panicked".to_string()]),
     };
     match (tail, late) {
         (Ok(()), Ok(())) => {}
@@ -202,6 +210,44 @@ pub(super) fn apply(
         cx.stats.phase("files", t.elapsed());
     }
     Ok(())
+}
+
+/// Once the links are up: the saved address generation mode back on the quiet links, DAD
+/// settled (no address tentative that had passed it) and accept_dad written back, whatever
+/// failed before; the changes made.
+fn after_up(
+    ns: &NetNs,
+    quiet: &links::ll::Quiet,
+    dad: Option<dad::Suspended>,
+    ifs: &IfMap,
+    keep: &[String],
+) -> std::result::Result<usize, Vec<String>> {
+    let mut errors = Vec::new();
+    let mut made = 0;
+    let name = ns.name().to_string();
+    match ns.run(|| Nl::new(&name)) {
+        Ok(mut nl) => {
+            match links::ll::resume(quiet, &mut nl) {
+                Ok(n) => made += n,
+                Err(e) => errors.extend(e),
+            }
+            if dad.is_some() {
+                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+                if let Err(e) = dad::settle(&mut nl, ifs, &keep) {
+                    errors.push(crate::error::chain(&e));
+                }
+            }
+        }
+        Err(e) => errors.push(crate::error::chain(&e)),
+    }
+    if let Some(s) = dad {
+        errors.extend(dad::resume(ns, s));
+    }
+    if errors.is_empty() {
+        Ok(made)
+    } else {
+        Err(errors)
+    }
 }
 
 /// The nexthops, routes, rules and neighbours, once the links are up.

@@ -512,6 +512,8 @@ fn restore_with(
     }
     let mut s = stats.finish();
     s.total_us = t0.elapsed().as_micros() as u64;
+    let objects = s.counts.values().sum();
+    crate::free_later((p.streamed, p.links, p.transformed, snap, todo), objects);
     Ok(RestoreOutcome {
         stats: s,
         files,

@@ -151,7 +151,6 @@ pub fn create(
                                 .ns_fd(pp.sock)
                                 .map_err(|e| vec![crate::error::chain(&e)])?,
                         ),
-                        queues: None,
                     }),
                     None => None,
                 }

@@ -21,10 +21,10 @@ use crhook_proto as pb;
 use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{send, LinkPlan, Socks};
+use super::{send, send_counted, LinkPlan, Socks};
 use crate::ifmap::IfMap;
 use crate::journal::Journal;
-use crate::nl::Req;
+use crate::nl::{Nl, Req};
 
 const IN6_ADDR_GEN_MODE_EUI64: u32 = 0;
 const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
@@ -106,9 +106,12 @@ pub fn silence(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<()
     set(q, socks, journal, |_| IN6_ADDR_GEN_MODE_NONE, "off")
 }
 
-/// Puts the saved mode back once the links are up.
-pub fn resume(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<(), Vec<String>> {
-    set(q, socks, journal, |m| m, "back to its saved value")
+/// Puts the saved mode back once the links are up, through `nl` (a socket in the target);
+/// how many links it set. Nothing to undo: restore made these links.
+pub fn resume(q: &Quiet, nl: &mut Nl) -> Result<usize, Vec<String>> {
+    let (reqs, what) = requests(q, |m| m, "back to its saved value");
+    let netns = nl.netns().to_string();
+    send_counted(nl, &reqs, &what, &netns, 0)
 }
 
 fn set(
@@ -118,19 +121,22 @@ fn set(
     mode: impl Fn(u8) -> u8,
     how: &str,
 ) -> Result<(), Vec<String>> {
-    if q.is_empty() {
-        return Ok(());
-    }
+    let (reqs, what) = requests(q, mode, how);
     let netns = socks.target.netns().to_string();
-    let reqs: Vec<Req> = q
+    send(&mut socks.target, &reqs, &what, &netns, journal, 0)
+}
+
+/// The requests setting the quiet links' mode to `mode(saved)`, and what each is for.
+fn requests(q: &Quiet, mode: impl Fn(u8) -> u8, how: &str) -> (Vec<Req>, Vec<String>) {
+    let reqs = q
         .links
         .iter()
         .map(|(i, m, _)| mode_request(*i, mode(*m)))
         .collect();
-    let what: Vec<String> = q
+    let what = q
         .links
         .iter()
         .map(|(_, _, n)| format!("set IPv6 address generation of {n} {how}"))
         .collect();
-    send(&mut socks.target, &reqs, &what, &netns, journal, 0)
+    (reqs, what)
 }
