@@ -632,6 +632,9 @@ fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), Im
     Ok(())
 }
 
+/// A listed file's bytes as checked, and its SHA-256 when asked for.
+type Checked = (Vec<u8>, Option<Vec<u8>>);
+
 /// [`verify_listed`] of every file of `todo`, the results in its order. Large images are
 /// checked on a few threads (reading, crc32c and SHA-256 of 31 MiB took ~40 ms on one): the
 /// biggest files first, each thread taking the next file left.
@@ -641,7 +644,7 @@ fn verify_all(
     todo: &[(&InventoryFile, Option<Kind>)],
     limits: &Limits,
     hash: bool,
-) -> Vec<Result<(Vec<u8>, Option<Vec<u8>>), ImageError>> {
+) -> Vec<Result<Checked, ImageError>> {
     let one =
         |&(f, kind): &(&InventoryFile, Option<Kind>)| verify_listed(d, dir, f, kind, limits, hash);
     let total: u64 = todo.iter().map(|(f, _)| f.size).sum();
@@ -695,7 +698,7 @@ fn verify_listed(
     kind: Option<Kind>,
     limits: &Limits,
     hash: bool,
-) -> Result<(Vec<u8>, Option<Vec<u8>>), ImageError> {
+) -> Result<Checked, ImageError> {
     let path = dir.join(&f.name);
     let bytes =
         read_at(d.as_fd(), OsStr::new(&f.name), &path, limits, Some(f.size)).map_err(|e| {
