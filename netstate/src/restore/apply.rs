@@ -85,7 +85,15 @@ pub(super) fn apply(
                 (r, sent.get().map(|t| t.elapsed()))
             })
         });
-        let made = make_links(cx, todo, lp);
+        // a veth's channels go down before the transaction runs: each waits for an RCU grace
+        // period, which takes ~50 µs while the other core builds the batch and ~1 ms once it
+        // is in the kernel committing it
+        let made = make_links(cx, todo, lp).and_then(|ifs| {
+            let t = Instant::now();
+            channels(cx, &todo.links, lp)?;
+            cx.stats.phase("channels", t.elapsed());
+            Ok(ifs)
+        });
         let opened = made.is_ok();
         // a receiver gone has failed already: its join says why
         let _ = go.send(opened);
@@ -491,7 +499,6 @@ fn features(
         .chain(lp.partner.values())
         .copied()
         .collect();
-    channels(cx, links, &made)?;
     let configured: Vec<usize> = lp.configure.iter().map(|(i, _)| *i).collect();
     let wanted: Vec<(usize, crate::ethtool::Features)> = made
         .iter()
@@ -534,10 +541,12 @@ fn features(
 fn channels(
     cx: &mut Applying,
     links: &[crhook_proto::Link],
-    made: &[usize],
+    lp: &links::LinkPlan,
 ) -> std::result::Result<(), Vec<String>> {
-    let wanted: Vec<&crhook_proto::Link> = made
+    let wanted: Vec<&crhook_proto::Link> = lp
+        .create
         .iter()
+        .chain(lp.partner.values())
         .filter_map(|&i| links.get(i))
         .filter(|l| l.channels.is_some())
         .collect();
