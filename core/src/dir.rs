@@ -652,7 +652,7 @@ fn verify_all(
         .map_or(1, |n| n.get())
         .min(4)
         .min(todo.len());
-    if total < (4 << 20) || threads < 2 {
+    if total < (1 << 20) || threads < 2 {
         return todo.iter().map(one).collect();
     }
     let mut order: Vec<usize> = (0..todo.len()).collect();

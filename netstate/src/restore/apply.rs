@@ -128,6 +128,9 @@ pub(super) fn apply(
             Err(errors)
         }
     })?;
+    // the saved rulesets are in the kernel now (at L ~20 MiB decoded, which the routes'
+    // requests would come on top of)
+    drop((xt, nft));
     let t = Instant::now();
     let v6_links = todo
         .addresses
