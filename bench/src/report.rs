@@ -492,6 +492,7 @@ const PHASE_OPS: &[(&str, &[&str])] = &[
             "create link",
         ],
     ),
+    ("channels", &["set channels"]),
     ("addresses", &["add addresss"]),
     ("up", &["bring links up"]),
     ("routes", &["add routes", "add nexthops"]),

@@ -139,6 +139,11 @@ pub(super) fn apply(
         .map(|a| a.ifindex)
         .collect();
     links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
+    // before any route: setting the mode notifies NETDEV_CHANGE, on which IPv6 walks its
+    // whole FIB per link (`rt6_sync_up`); beside the routes it took 200-500 ms at L
+    let n = links::ll::resume(&quiet, &mut cx.socks.target)?;
+    cx.journal.made(n);
+    cx.journal.check().map_err(|e| vec![e])?;
     links::far_end::rebuild(
         &todo.links,
         lp,
@@ -168,8 +173,8 @@ pub(super) fn apply(
     cx.journal.truncate(before);
     cx.stats.phase("up", t.elapsed());
     // What follows link up but nothing waits for goes in beside the routes, rules and
-    // neighbours, on a thread with its own socket: the saved address generation mode back
-    // on the quiet links, DAD settled and accept_dad written back, then the late sysctls.
+    // neighbours, on a thread with its own socket: DAD settled and accept_dad written back,
+    // then the late sysctls.
     // /proc writes and netlink requests do not wait for each other (beyond RTNL now and
     // then), and the routes leave the second core idle. Every key's old value is journaled
     // before it is written, from either thread.
@@ -179,7 +184,7 @@ pub(super) fn apply(
     let (tail, late) = std::thread::scope(|s| {
         let late = s.spawn(|| {
             let t = Instant::now();
-            let r = after_up(ns, &quiet, dad, &ifs, &keep);
+            let r = after_up(ns, dad, &ifs, &keep);
             let took = t.elapsed();
             let t = Instant::now();
             let sys = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Late, ns, log);
@@ -189,11 +194,11 @@ pub(super) fn apply(
     });
     let late = match late {
         Ok((r, took, sys, sys_took)) => {
-            cx.stats.phase("after_up", took);
+            cx.stats.phase("dad", took);
             cx.stats.phase("sysctls", sys_took);
             match (r, sys) {
-                (Ok(a), Ok(b)) => {
-                    cx.journal.made(a + b);
+                (Ok(()), Ok(n)) => {
+                    cx.journal.made(n);
                     Ok(())
                 }
                 (Err(mut e), Err(more)) => {
@@ -203,7 +208,7 @@ pub(super) fn apply(
                 (Err(e), _) | (_, Err(e)) => Err(e),
             }
         }
-        Err(_) => Err(vec!["after-up thread panicked".to_string()]),
+        Err(_) => Err(vec!["DAD and late sysctl thread panicked".to_string()]),
     };
     match (tail, late) {
         (Ok(()), Ok(())) => {}
@@ -223,39 +228,28 @@ pub(super) fn apply(
     Ok(())
 }
 
-/// Once the links are up: the saved address generation mode back on the quiet links, DAD
-/// settled (no address tentative that had passed it) and accept_dad written back, whatever
-/// failed before; the changes made.
+/// Once the links are up: DAD settled (no address tentative that had passed it) and
+/// accept_dad written back, also after a failure to settle.
 fn after_up(
     ns: &NetNs,
-    quiet: &links::ll::Quiet,
     dad: Option<dad::Suspended>,
     ifs: &IfMap,
     keep: &[String],
-) -> std::result::Result<usize, Vec<String>> {
-    let mut errors = Vec::new();
-    let mut made = 0;
+) -> std::result::Result<(), Vec<String>> {
+    let Some(s) = dad else {
+        return Ok(());
+    };
     let name = ns.name().to_string();
-    match ns.run(|| Nl::new(&name)) {
-        Ok(mut nl) => {
-            match links::ll::resume(quiet, &mut nl) {
-                Ok(n) => made += n,
-                Err(e) => errors.extend(e),
-            }
-            if dad.is_some() {
-                let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-                if let Err(e) = dad::settle(&mut nl, ifs, &keep) {
-                    errors.push(crate::error::chain(&e));
-                }
-            }
-        }
-        Err(e) => errors.push(crate::error::chain(&e)),
-    }
-    if let Some(s) = dad {
-        errors.extend(dad::resume(ns, s));
+    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
+    let settled = ns
+        .run(|| Nl::new(&name))
+        .and_then(|mut nl| dad::settle(&mut nl, ifs, &keep));
+    let mut errors = dad::resume(ns, s);
+    if let Err(e) = settled {
+        errors.insert(0, crate::error::chain(&e));
     }
     if errors.is_empty() {
-        Ok(made)
+        Ok(())
     } else {
         Err(errors)
     }

@@ -106,8 +106,8 @@ pub fn silence(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<()
     set(q, socks, journal, |_| IN6_ADDR_GEN_MODE_NONE, "off")
 }
 
-/// Puts the saved mode back once the links are up, through `nl` (a socket in the target);
-/// how many links it set. Nothing to undo: restore made these links.
+/// Puts the saved mode back once the links are up; how many links it set. Nothing to
+/// undo: restore made these links.
 pub fn resume(q: &Quiet, nl: &mut Nl) -> Result<usize, Vec<String>> {
     let (reqs, what) = requests(q, |m| m, "back to its saved value");
     let netns = nl.netns().to_string();
