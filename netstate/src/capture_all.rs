@@ -1,6 +1,7 @@
 //! Capturing a whole namespace into a [`Snapshot`]: shared by checkpoint, diff (the live side)
 //! and restore (what is already there). The firewall save, which runs external programs, goes
-//! on its own thread while the netlink families are dumped.
+//! on its own thread while the netlink families are dumped; a caller can have work done
+//! beside it once they are in (`capture_beside`: checkpoint writes their image files).
 
 use crhook_proto as pb;
 
@@ -34,6 +35,23 @@ pub struct Parts {
 }
 
 pub fn capture(ns: &NetNs, host: &NetNs, fw: &FirewallOptions, parts: Parts) -> Result<Captured> {
+    capture_beside(ns, host, fw, parts, &mut |_| Ok(false))
+}
+
+/// [`capture`], calling `beside` on this thread with what is captured so far once the netlink
+/// families (and the sysctls) are in, again and again while the firewall is still being
+/// dumped, until it returns `Ok(false)` (nothing left to do meanwhile). Each call should be
+/// short: the firewall's end is noticed only between calls, and so is the capture's (under a
+/// lock, the unlock). An error of `beside` fails the capture once the firewall thread has
+/// ended. What `beside` did not get to is for its caller to do after the capture; without a
+/// firewall to wait for it is not called at all.
+pub fn capture_beside(
+    ns: &NetNs,
+    host: &NetNs,
+    fw: &FirewallOptions,
+    parts: Parts,
+    beside: &mut dyn FnMut(&mut Captured) -> Result<bool>,
+) -> Result<Captured> {
     std::thread::scope(|s| {
         let fw_thread = (parts.firewall && !fw.skip).then(|| {
             s.spawn(|| {
@@ -41,7 +59,12 @@ pub fn capture(ns: &NetNs, host: &NetNs, fw: &FirewallOptions, parts: Parts) -> 
                 crate::firewall::capture(ns, fw).map(|r| (r, t.elapsed().as_micros() as u64))
             })
         });
-        let net = capture_netlink(ns, host, parts);
+        let net = capture_netlink(ns, host, parts).and_then(|mut c| {
+            if let Some(h) = &fw_thread {
+                while !h.is_finished() && beside(&mut c)? {}
+            }
+            Ok(c)
+        });
         let mut c = match net {
             Ok(c) => c,
             Err(e) => {
