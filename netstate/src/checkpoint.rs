@@ -4,10 +4,10 @@
 //! inventory last (crhook-core), so a failed checkpoint leaves nothing that reads as complete.
 //! Every failure path removes a lock this call took.
 //!
-//! The image files of what the netlink dumps (and, unlocked, the sysctls) produced are
-//! written while the firewall, the longest part of a large capture, is still being dumped
-//! (`Staged`); after it only the firewall's file, the open files' and the stats remain. A
-//! failed capture drops the writer, which removes its temporary directory with them.
+//! Unlocked, the image files of what the netlink dumps and the sysctls produced are written
+//! while the firewall, the longest part of a large capture, is still being dumped (`Staged`);
+//! after it only the firewall's file, the open files' and the stats remain. A failed capture
+//! drops the writer, which removes its temporary directory with them.
 //!
 //! With a parent (`opts.parent`) the checkpoint is incremental.rs's: a child image, dumped
 //! mostly before the lock.
@@ -50,7 +50,7 @@ pub fn run_with_key(
     let ns = NetNs::open(target)?;
     let mut writer = ImageWriter::create(images)?;
     writer.set_key(key);
-    let mut staged = Staged::new(writer, !opts.lock);
+    let mut staged = Staged::new(writer, opts.lock);
     let host = NetNs::current()?;
     let mut stats = StatsRecorder::new();
     let mut warnings = Vec::new();
@@ -63,8 +63,8 @@ pub fn run_with_key(
     }
     warnings.extend(stale);
     // only what traffic can change is captured under the lock: sysctls, open files and the
-    // image writing (fsync) come after the unlock, but for the files written beside the
-    // firewall dump, which the unlock does not wait for (`capture_beside`)
+    // image writing (fsync) come after the unlock (unlocked, files are written beside the
+    // firewall dump: `Staged`)
     let result =
         capture_locked(&ns, &host, opts, &mut staged, &mut stats, &mut warnings).and_then(|c| {
             // a signal during the capture: stop here, so the lock goes and no image is written
@@ -172,23 +172,27 @@ struct Staged {
 }
 
 impl Staged {
-    /// `sysctls`: whether the capture holds them (a locked checkpoint reads them after the
-    /// unlock, so they are written after it).
-    fn new(w: ImageWriter, sysctls: bool) -> Staged {
+    /// `locked`: the capture runs under a lock, and nothing is written beside it. The writes'
+    /// threads (checksums, page cache, fsyncs and the journal commits they cause) took CPU
+    /// from the locked firewall dump (at 1,000 links and 100,000 routes the lock window grew
+    /// by some 10 ms), and a locked checkpoint keeps its lock window short first; its sysctls
+    /// are read after the unlock anyway.
+    fn new(w: ImageWriter, locked: bool) -> Staged {
         // the routes first: encoded as they were dumped, their file only needs its framing
         // checked and frees the most memory once written
-        let mut beside = vec![Kind::Routes];
-        if sysctls {
-            beside.push(Kind::Sysctls);
-        }
-        beside.extend([
-            Kind::Links,
-            Kind::Addresses,
-            Kind::Tc,
-            Kind::Rules,
-            Kind::Neighbours,
-            Kind::Nexthops,
-        ]);
+        let beside = match locked {
+            true => Vec::new(),
+            false => vec![
+                Kind::Routes,
+                Kind::Sysctls,
+                Kind::Links,
+                Kind::Addresses,
+                Kind::Tc,
+                Kind::Rules,
+                Kind::Neighbours,
+                Kind::Nexthops,
+            ],
+        };
         Staged {
             w,
             beside,

@@ -1,9 +1,10 @@
-//! A checkpoint writes the image files of the netlink families (and the sysctls) while the
-//! firewall is still being dumped. A `CR_IPTABLES` command slow enough to be dumped last
-//! shows it: it lists the image's temporary directory before it ends. Ending well, the image
-//! is complete and equal to the namespace; failing, the checkpoint leaves nothing at the
-//! image path, neither an image nor the temporary directory with the files written so far.
-//! Needs root and a built `crhook`.
+//! An unlocked checkpoint writes the image files of the netlink families and the sysctls
+//! while the firewall is still being dumped; a locked one writes nothing until the unlock. A
+//! `CR_IPTABLES` command slow enough to be dumped last shows it: it lists the image's
+//! temporary directory before it ends. Ending well, the image is complete and equal to the
+//! namespace; failing, the checkpoint leaves nothing at the image path, neither an image nor
+//! the temporary directory with the files written so far, and no lock. Needs root and a
+//! built `crhook`.
 
 use std::path::Path;
 
@@ -17,17 +18,24 @@ fn small(tag: &str) -> TestNs {
     ns
 }
 
-/// A `CR_IPTABLES` save command that waits (up to 5 s) until `links.img` is in the temporary
-/// directory of the image `images` in `dir`, records what that directory holds in
-/// `dir/seen-FAMILY`, prints nothing and exits with `code` (restore and diff find no such
-/// directory and go straight on).
-fn slow_save(dir: &Path, images: &str, code: i32) -> String {
+/// A `CR_IPTABLES` save command that waits until the temporary directory of the image
+/// `images` in `dir` holds `files` image files (for at most 5 s; 0.3 s with `locked`, when none
+/// should come), records what it holds in `dir/seen-FAMILY`, prints nothing and exits with
+/// `code` (diff finds no such directory and goes straight on).
+fn slow_save(dir: &Path, images: &str, files: usize, locked: bool, code: i32) -> String {
     let tmp = format!("{}/.{images}.crhook-new-*/", dir.display());
     let seen = format!("{}/seen-$CR_IPTABLES_FAMILY", dir.display());
+    let tries = if locked { 6 } else { 100 };
     format!(
-        "for i in $(seq 100); do ls -a {tmp} 2>/dev/null | grep -qx links.img && break; \
-         sleep 0.05; done; ls -a {tmp} > {seen} 2>/dev/null; exit {code}"
+        "for i in $(seq {tries}); do n=$(ls -a {tmp} 2>/dev/null | grep -c '[.]img$'); \
+         [ \"$n\" -ge {files} ] && break; sleep 0.05; done; \
+         ls -a {tmp} > {seen} 2>/dev/null; exit {code}"
     )
+}
+
+/// The image files in a listing of the temporary directory.
+fn files(listing: &str) -> Vec<&str> {
+    listing.lines().filter(|l| l.ends_with(".img")).collect()
 }
 
 fn names(dir: &Path) -> Vec<String> {
@@ -53,30 +61,42 @@ fn files_written_beside_the_firewall_dump_make_a_complete_image() {
     let ns = small("wbok");
     let tmp = TempDir::new("wbok");
     let images = tmp.join("images");
-    let save = slow_save(tmp.path(), "images", 0);
     let target = ns.path_str();
-    for extra in [&[][..], &["--lock"][..]] {
+    for locked in [false, true] {
         let _ = std::fs::remove_dir_all(&images);
+        let save = slow_save(tmp.path(), "images", 8, locked, 0);
         let mut args = vec!["checkpoint", "--netns", &target, "--images", &images];
-        args.extend_from_slice(extra);
+        if locked {
+            args.push("--lock");
+        }
         crhook(Some(&host), &args, &[("CR_IPTABLES", &save)]).expect_success();
         let during = seen(tmp.path());
-        for f in ["links.img", "addresses.img", "routes.img"] {
+        let written = files(&during);
+        if locked {
             assert!(
-                during.lines().any(|l| l == f),
-                "checkpoint {extra:?}: {f} was not written while the firewall was dumped: {during}"
+                written.is_empty(),
+                "a locked checkpoint wrote {written:?} before the unlock"
+            );
+        } else {
+            let mut want = vec![
+                "addresses.img",
+                "links.img",
+                "neighbours.img",
+                "nexthops.img",
+                "routes.img",
+                "rules.img",
+                "sysctls.img",
+                "tc.img",
+            ];
+            want.sort_unstable();
+            let mut got = written.clone();
+            got.sort_unstable();
+            assert_eq!(
+                got, want,
+                "files written while the firewall was dumped (the inventory, firewall and \
+                 stats come after it)"
             );
         }
-        // a locked checkpoint reads the sysctls after the unlock, after the firewall
-        assert_eq!(
-            during.lines().any(|l| l == "sysctls.img"),
-            extra.is_empty(),
-            "checkpoint {extra:?}: sysctls.img beside the firewall dump: {during}"
-        );
-        assert!(
-            !during.lines().any(|l| l == "inventory.img"),
-            "checkpoint {extra:?}: the inventory was written before the firewall: {during}"
-        );
         crhook(
             Some(&host),
             &["diff", "--netns", &target, "--images", &images],
@@ -106,22 +126,29 @@ fn a_firewall_failure_after_files_were_written_leaves_no_image() {
     let ns = small("wbfail");
     let tmp = TempDir::new("wbfail");
     let images = tmp.join("images");
-    let save = slow_save(tmp.path(), "images", 3);
     let target = ns.path_str();
-    for extra in [&[][..], &["--lock"][..]] {
+    for locked in [false, true] {
+        let save = slow_save(tmp.path(), "images", 1, locked, 3);
         let mut args = vec!["checkpoint", "--netns", &target, "--images", &images];
-        args.extend_from_slice(extra);
+        if locked {
+            args.push("--lock");
+        }
         let run = crhook(Some(&host), &args, &[("CR_IPTABLES", &save)]);
-        assert_ne!(run.code, Some(0), "checkpoint {extra:?} succeeded: {run:?}");
+        assert_ne!(
+            run.code,
+            Some(0),
+            "checkpoint (locked: {locked}) succeeded: {run:?}"
+        );
         assert!(
             run.stderr.contains("CR_IPTABLES") && run.stderr.contains("status 3"),
-            "checkpoint {extra:?}: {}",
+            "checkpoint (locked: {locked}): {}",
             run.stderr
         );
         let during = seen(tmp.path());
-        assert!(
-            during.lines().any(|l| l == "links.img"),
-            "checkpoint {extra:?}: no file was written while the firewall was dumped: {during}"
+        assert_eq!(
+            !files(&during).is_empty(),
+            !locked,
+            "checkpoint (locked: {locked}): files written while the firewall was dumped: {during}"
         );
         let left: Vec<String> = names(tmp.path())
             .into_iter()
@@ -129,11 +156,11 @@ fn a_firewall_failure_after_files_were_written_leaves_no_image() {
             .collect();
         assert!(
             left.is_empty(),
-            "checkpoint {extra:?}: a failed checkpoint left {left:?}"
+            "checkpoint (locked: {locked}): a failed checkpoint left {left:?}"
         );
         assert!(
             !ns.sh("/usr/sbin/nft list tables").contains("crhook-lock"),
-            "checkpoint {extra:?}: the lock outlived the failed checkpoint"
+            "checkpoint (locked: {locked}): the lock outlived the failed checkpoint"
         );
     }
 }
