@@ -4,6 +4,11 @@
 //! inventory last (crhook-core), so a failed checkpoint leaves nothing that reads as complete.
 //! Every failure path removes a lock this call took.
 //!
+//! Unlocked, the image files of what the netlink dumps and the sysctls produced are written
+//! while the firewall, the longest part of a large capture, is still being dumped (`Staged`);
+//! after it only the firewall's file, the open files' and the stats remain. A failed capture
+//! drops the writer, which removes its temporary directory with them.
+//!
 //! With a parent (`opts.parent`) the checkpoint is incremental.rs's: a child image, dumped
 //! mostly before the lock.
 //!
@@ -14,13 +19,13 @@
 //! image path fails the checkpoint before it has touched the namespace.
 
 use std::path::Path;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crhook_core::{HostKey, ImageWriter, Kind, StatsRecorder};
 use crhook_proto as pb;
 
 use crate::api::CheckpointOptions;
-use crate::capture_all::{capture, Captured, Parts};
+use crate::capture_all::{capture_beside, Captured, Parts};
 use crate::error::{NetstateError, Result};
 use crate::netns::{NetNs, Target};
 pub use crate::phases::identity;
@@ -45,6 +50,7 @@ pub fn run_with_key(
     let ns = NetNs::open(target)?;
     let mut writer = ImageWriter::create(images)?;
     writer.set_key(key);
+    let mut staged = Staged::new(writer, opts.lock);
     let host = NetNs::current()?;
     let mut stats = StatsRecorder::new();
     let mut warnings = Vec::new();
@@ -57,12 +63,14 @@ pub fn run_with_key(
     }
     warnings.extend(stale);
     // only what traffic can change is captured under the lock: sysctls, open files and the
-    // image writing (fsync) come after the unlock
-    let result = capture_locked(&ns, &host, opts, &mut stats, &mut warnings).and_then(|c| {
-        // a signal during the capture: stop here, so the lock goes and no image is written
-        crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
-        Ok(c)
-    });
+    // image writing (fsync) come after the unlock (unlocked, files are written beside the
+    // firewall dump: `Staged`)
+    let result =
+        capture_locked(&ns, &host, opts, &mut staged, &mut stats, &mut warnings).and_then(|c| {
+            // a signal during the capture: stop here, so the lock goes and no image is written
+            crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
+            Ok(c)
+        });
     let unlock_result = match &locked {
         Some(l) if result.is_err() || !opts.leave_locked => remove_lock(&ns, l),
         _ => Ok(()),
@@ -77,7 +85,7 @@ pub fn run_with_key(
     }
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
     crate::give_back_freed_memory();
-    write(&ns, &mut c, target, writer, opts, &mut stats, &mut warnings)?;
+    write(&ns, &mut c, target, staged, opts, &mut stats, &mut warnings)?;
     free_later(c);
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
@@ -89,6 +97,7 @@ fn capture_locked(
     ns: &NetNs,
     host: &NetNs,
     opts: &CheckpointOptions,
+    staged: &mut Staged,
     stats: &mut StatsRecorder,
     warnings: &mut Vec<String>,
 ) -> Result<Captured> {
@@ -98,9 +107,12 @@ fn capture_locked(
         // written, not compared: encoded as dumped (see `route::capture_encoded`)
         routes_encoded: true,
     };
-    let mut c = capture(ns, host, &opts.firewall, parts)?;
+    let mut c = capture_beside(ns, host, &opts.firewall, parts, &mut |c| staged.step(c))?;
     for (p, us) in &c.phases {
-        stats.phase(*p, std::time::Duration::from_micros(*us));
+        stats.phase(*p, Duration::from_micros(*us));
+    }
+    if staged.done > 0 {
+        stats.phase("write_beside", staged.spent);
     }
     stats.add_netlink_requests(c.netlink_requests);
     warnings.append(&mut c.warnings);
@@ -112,7 +124,7 @@ fn write(
     ns: &NetNs,
     c: &mut Captured,
     target: &Target,
-    mut w: ImageWriter,
+    mut staged: Staged,
     opts: &CheckpointOptions,
     stats: &mut StatsRecorder,
     warnings: &mut Vec<String>,
@@ -128,18 +140,13 @@ fn write(
         stats.count(k, n);
         crate::progress::count(k, n);
     }
-    crate::progress::step(&format!("write {}", w.final_dir().display()));
+    crate::progress::step(&format!("write {}", staged.w.final_dir().display()));
     for w in warnings.iter() {
         stats.warn(w.clone());
     }
     let t = Instant::now();
-    match c.routes_encoded.take() {
-        Some((bytes, n)) => {
-            c.snapshot.write_kinds(&mut w, |k| k != Kind::Routes)?;
-            w.write_encoded(Kind::Routes, bytes, n)?;
-        }
-        None => c.snapshot.write(&mut w)?,
-    }
+    staged.rest(c)?;
+    let mut w = staged.w;
     let current = stats.current().clone();
     w.write(Kind::StatsDump, std::slice::from_ref(&current))?;
     let bytes = w.bytes_written();
@@ -148,6 +155,85 @@ fn write(
     stats.phase("write", t.elapsed());
     stats.add_bytes(bytes);
     Ok(bytes)
+}
+
+/// The image writer and the files started in it so far: the kinds the capture has produced
+/// are written one by one while the firewall is still being dumped ([`Staged::step`]), the
+/// rest after the capture ([`Staged::rest`]). Which kind goes in which file, and what it
+/// holds, is `Snapshot::write_kinds`'s alone, as for an image written all at once.
+struct Staged {
+    w: ImageWriter,
+    /// the kinds that may be written beside the firewall dump, in order
+    beside: Vec<Kind>,
+    /// how many of them are written
+    done: usize,
+    /// the time spent writing them
+    spent: Duration,
+}
+
+impl Staged {
+    /// `locked`: the capture runs under a lock, and nothing is written beside it. The writes'
+    /// threads (checksums, page cache, fsyncs and the journal commits they cause) took CPU
+    /// from the locked firewall dump (at 1,000 links and 100,000 routes the lock window grew
+    /// by some 10 ms), and a locked checkpoint keeps its lock window short first; its sysctls
+    /// are read after the unlock anyway.
+    fn new(w: ImageWriter, locked: bool) -> Staged {
+        // the routes first: encoded as they were dumped, their file only needs its framing
+        // checked and frees the most memory once written
+        let beside = match locked {
+            true => Vec::new(),
+            false => vec![
+                Kind::Routes,
+                Kind::Sysctls,
+                Kind::Links,
+                Kind::Addresses,
+                Kind::Tc,
+                Kind::Rules,
+                Kind::Neighbours,
+                Kind::Nexthops,
+            ],
+        };
+        Staged {
+            w,
+            beside,
+            done: 0,
+            spent: Duration::ZERO,
+        }
+    }
+
+    /// Writes the next kind beside the firewall dump; `Ok(false)` once none is left.
+    fn step(&mut self, c: &mut Captured) -> Result<bool> {
+        let Some(&kind) = self.beside.get(self.done) else {
+            return Ok(false);
+        };
+        let t = Instant::now();
+        put(&mut self.w, c, kind)?;
+        self.done += 1;
+        self.spent += t.elapsed();
+        Ok(self.done < self.beside.len())
+    }
+
+    /// Writes every file of `c` not written beside the firewall dump.
+    fn rest(&mut self, c: &mut Captured) -> Result<()> {
+        let written = &self.beside[..self.done];
+        if c.routes_encoded.is_some() && !written.contains(&Kind::Routes) {
+            put(&mut self.w, c, Kind::Routes)?;
+        }
+        // encoded routes are written by now (above or beside), and `snapshot.routes` is empty
+        let encoded = c.routes_encoded.is_some();
+        c.snapshot.write_kinds(&mut self.w, |k| {
+            !written.contains(&k) && (k != Kind::Routes || !encoded)
+        })
+    }
+}
+
+/// Writes the file of `kind` from `c`. The routes' encoded bytes are taken (their count stays
+/// for the stats).
+fn put(w: &mut ImageWriter, c: &mut Captured, kind: Kind) -> Result<()> {
+    match (&mut c.routes_encoded, kind) {
+        (Some((bytes, n)), Kind::Routes) => Ok(w.write_encoded(kind, std::mem::take(bytes), *n)?),
+        _ => c.snapshot.write_kinds(w, |k| k == kind),
+    }
 }
 
 /// Frees a capture on a thread of its own, since nothing waits for it: a namespace's objects

@@ -491,6 +491,40 @@ mod tests {
         Ok(())
     }
 
+    /// Every file's checksums in the inventory are those of its bytes on disk: a small file's
+    /// computed on its writing thread, a large one's (`pending::SUMS_APART`) beside its write.
+    #[test]
+    fn checksums_of_small_and_large_files_match_their_bytes() -> Result<(), ImageError> {
+        let base = base("sums")?;
+        let fin = base.join("img");
+        let mut w = ImageWriter::create(&fin)?;
+        let big: Vec<u8> = (0..3u32 << 20).map(|i| (i % 251) as u8).collect();
+        let chunks: Vec<&[u8]> = big.chunks(1 << 16).collect();
+        w.write_raw(Kind::Firewall, &chunks)?;
+        w.write_raw(Kind::Links, &[b"one", b"two"])?;
+        w.finish(NamespaceIdentity::default(), vec![])?;
+        let inv = crate::ImageDir::open(&fin)?.inventory().clone();
+        let mut checked = Vec::new();
+        for f in &inv.files {
+            let path = fin.join(&f.name);
+            let bytes = fs::read(&path).map_err(|e| ImageError::io("read", &path, e))?;
+            assert_eq!(f.crc32c, crate::frame::body_crc(&bytes), "{}", f.name);
+            assert_eq!(f.sha256, crate::seal::sha256(&bytes).to_vec(), "{}", f.name);
+            assert_eq!(f.size, bytes.len() as u64, "{}", f.name);
+            checked.push((f.name.clone(), bytes.len() > 1 << 20));
+        }
+        let _ = fs::remove_dir_all(&base);
+        checked.sort();
+        assert_eq!(
+            checked,
+            [
+                ("firewall.img".to_string(), true),
+                ("links.img".to_string(), false)
+            ]
+        );
+        Ok(())
+    }
+
     /// The path taken where renameat2(RENAME_EXCHANGE) is unsupported.
     #[test]
     fn swap_by_renames_replaces_an_image() -> Result<(), ImageError> {
