@@ -86,7 +86,8 @@ pub fn run_with_key(
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
     crate::give_back_freed_memory();
     write(&ns, &mut c, target, staged, opts, &mut stats, &mut warnings)?;
-    free_later(c);
+    let objects = c.snapshot.counts().iter().map(|(_, n)| *n).sum();
+    crate::free_later(c, objects);
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
     Ok(s)
@@ -234,19 +235,4 @@ fn put(w: &mut ImageWriter, c: &mut Captured, kind: Kind) -> Result<()> {
         (Some((bytes, n)), Kind::Routes) => Ok(w.write_encoded(kind, std::mem::take(bytes), *n)?),
         _ => c.snapshot.write_kinds(w, |k| k == kind),
     }
-}
-
-/// Frees a capture on a thread of its own, since nothing waits for it: a namespace's objects
-/// are many small allocations (2-3 ms to free at 10,000 routes, more than writing the image's
-/// files takes), and a process that exits meanwhile has them freed by the kernel at once.
-/// Small captures are freed here, which is quicker than starting a thread.
-fn free_later(c: Captured) {
-    let objects: u64 = c.snapshot.counts().iter().map(|(_, n)| *n).sum();
-    if objects < 5_000 {
-        return;
-    }
-    // where no thread can be had, the closure and the capture are dropped here
-    let _ = std::thread::Builder::new()
-        .name("crhook-free".into())
-        .spawn(move || drop(c));
 }
