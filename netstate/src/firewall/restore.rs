@@ -493,6 +493,25 @@ iptables-legacy -A INPUT -j LEG
 iptables-legacy -t nat -A POSTROUTING -o eth9 -j MASQUERADE
 ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
 
+    /// [`restore_with`] with nothing journaled and nothing to wait for.
+    fn plain(
+        ns: &NetNs,
+        saved: &[FirewallRuleset],
+        opts: &FirewallOptions,
+        tools: &Tools,
+    ) -> Result<FirewallUndo> {
+        restore_with(
+            ns,
+            saved,
+            opts,
+            tools,
+            &mut |_| Ok(()),
+            &mut |_| {},
+            &mut || true,
+        )
+        .map_err(|(e, _)| e)
+    }
+
     /// Restores `a`'s MIXED rules into `b` as if the legacy tools were not installed.
     fn restore_without_legacy(a: &TestNs, b: &TestNs) -> (Vec<FirewallRuleset>, FirewallUndo) {
         a.sh(MIXED);
@@ -501,17 +520,7 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
         let tools = Tools::probe().without(Backend::Legacy);
         let bns = b.ns();
         check_with(&bns, &saved, &opts, &tools).expect("check");
-        let undo = restore_with(
-            &bns,
-            &saved,
-            &opts,
-            &tools,
-            &mut |_| Ok(()),
-            &mut |_| {},
-            &mut || true,
-        )
-        .map_err(|(e, _)| e)
-        .expect("restore");
+        let undo = plain(&bns, &saved, &opts, &tools).expect("restore");
         (saved, undo)
     }
 
@@ -579,17 +588,7 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
                 "nftables: live table ip6 filter is not in the image",
             ]
         );
-        let again = restore_with(
-            &bns,
-            &saved,
-            &opts,
-            &tools,
-            &mut |_| Ok(()),
-            &mut |_| {},
-            &mut || true,
-        )
-        .map_err(|(e, _)| e)
-        .expect("again");
+        let again = plain(&bns, &saved, &opts, &tools).expect("again");
         assert!(!again.is_empty());
         assert_eq!(
             section(&b.sh("iptables-save"), "filter"),
@@ -626,17 +625,7 @@ ip6tables-legacy -A OUTPUT -d 2001:db8::/32 -j REJECT";
         let b = TestNs::new("ftb");
         let (saved, _undo) = restore_without_legacy(&a, &b);
         let tools = Tools::probe().without(Backend::Legacy);
-        let _again = restore_with(
-            &b.ns(),
-            &saved,
-            &FirewallOptions::default(),
-            &tools,
-            &mut |_| Ok(()),
-            &mut |_| {},
-            &mut || true,
-        )
-        .map_err(|(e, _)| e)
-        .expect("again");
+        let _again = plain(&b.ns(), &saved, &FirewallOptions::default(), &tools).expect("again");
         for cmd in ["iptables-save", "ip6tables-save"] {
             let r = rules(&b.sh(cmd));
             let mut once = r.clone();
@@ -669,17 +658,7 @@ nft add rule inet mine out meta mark 0x7 drop");
         tools.nft = None;
         let bns = b.ns();
         check_with(&bns, &saved, &opts, &tools).expect("check");
-        let undo = restore_with(
-            &bns,
-            &saved,
-            &opts,
-            &tools,
-            &mut |_| Ok(()),
-            &mut |_| {},
-            &mut || true,
-        )
-        .map_err(|(e, _)| e)
-        .expect("restore");
+        let undo = plain(&bns, &saved, &opts, &tools).expect("restore");
         assert!(undo.warnings.is_empty(), "{:?}", undo.warnings);
         // into nf_tables, not into the legacy backend
         assert_eq!(
@@ -696,17 +675,7 @@ nft add rule inet mine out meta mark 0x7 drop");
             b.sh("nft list table inet mine"),
             a.sh("nft list table inet mine")
         );
-        let again = restore_with(
-            &bns,
-            &saved,
-            &opts,
-            &tools,
-            &mut |_| Ok(()),
-            &mut |_| {},
-            &mut || true,
-        )
-        .map_err(|(e, _)| e)
-        .expect("again");
+        let again = plain(&bns, &saved, &opts, &tools).expect("again");
         assert!(again.is_empty());
 
         let errors = undo.undo(&bns);
