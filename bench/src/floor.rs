@@ -57,26 +57,6 @@ impl Floor {
     }
 }
 
-/// Deletes every link of `ns` but lo, in this process: a namespace deleted with 1,000 links
-/// is torn down by the kernel in the background under RTNL for seconds, which the next
-/// measurement would pay for.
-fn empty(ns: &BenchNs) -> Result<()> {
-    let handle = NetNs::open_path(Path::new(&ns.path()))?;
-    let name = ns.name().to_string();
-    handle.run(move || {
-        let mut nl = crhook_netstate::nl::Nl::new(&name)?;
-        let links = crhook_netstate::link::capture::dump(&mut nl)?;
-        let reqs: Vec<_> = links
-            .iter()
-            .filter(|m| m.header.index != 1)
-            .map(|m| crhook_netstate::link::create::delete_request(m.header.index))
-            .collect();
-        // a veth's partner goes with it: its own request then finds it gone, as expected
-        nl.batch(&reqs, 0, "delete links").map(drop)
-    })?;
-    Ok(())
-}
-
 /// Records one restore of `images`, then replays it `runs` times, each into a fresh
 /// namespace after `quiet`.
 pub fn measure(
@@ -92,7 +72,6 @@ pub fn measure(
         let r = crhook_netstate::restore::run(&target, images, &RestoreOptions::default());
         let sent = floor::stop();
         r.with_context(|| format!("record the floor's restore into {}", scratch.name()))?;
-        empty(&scratch)?;
         sent
     };
     let mut out = Floor {
@@ -113,7 +92,6 @@ pub fn measure(
                 r.failures.join("; ")
             );
         }
-        empty(&ns)?;
         out.runs.push(r);
     }
     Ok(out)

@@ -116,17 +116,6 @@ pub fn del_request(a: &pb::Address, ifs: &IfMap) -> Result<Req> {
     encode::del(a, ifs)
 }
 
-/// Whether an IPv6 address added while its link was down must be sent again (RTM_NEWADDR
-/// with NLM_F_REPLACE, the same request as [`add_request`]) once the link is up. On a down
-/// link the kernel makes no prefix route; at link up it makes them only for addresses with
-/// IFA_F_PERMANENT (infinite lifetime), and the route to a peer only when DAD completes, which
-/// NODAD skips. So a finite lifetime, or a peer with NODAD, would leave its route out; the
-/// replace makes it (found by restoring a namespace and comparing `ip -6 route`).
-pub fn refresh_after_up(a: &pb::Address) -> bool {
-    a.family == u32::from(AF_INET6)
-        && (peer_of(a).is_some() || (a.valid_lft != FOREVER && a.flags & IFA_F_NOPREFIXROUTE == 0))
-}
-
 /// The address the kernel identifies the entry by: IFA_LOCAL when present, else IFA_ADDRESS.
 pub(crate) fn local_of(a: &pb::Address) -> &[u8] {
     if a.local.is_empty() {

@@ -225,22 +225,3 @@ fn normalize_compares_finite_lifetimes_and_ignores_dad() {
     normalize(&mut d);
     assert_ne!(c, d);
 }
-
-#[test]
-fn ipv6_finite_lifetimes_and_peers_are_refreshed_after_link_up() {
-    // finite lifetime, prefix route wanted
-    let mut a = dec(V6_LIFETIMES).unwrap();
-    a.flags &= !IFA_F_NOPREFIXROUTE;
-    assert!(refresh_after_up(&a));
-    // finite lifetime without a prefix route: nothing to rebuild
-    assert!(!refresh_after_up(&dec(V6_LIFETIMES).unwrap()));
-    // permanent: the kernel's link-up fix-up makes the prefix route itself
-    assert!(!refresh_after_up(&dec(V6_NODAD).unwrap()));
-    // a peer with NODAD never gets its route from DAD
-    let mut p = dec(V6_NODAD).unwrap();
-    p.local = p.address.clone();
-    p.address = v6("2001:db8:1::2");
-    assert!(refresh_after_up(&p));
-    // IPv4 routes follow the address whatever the link state
-    assert!(!refresh_after_up(&dec(V4_PEER).unwrap()));
-}

@@ -151,27 +151,10 @@ pub(super) fn apply(
         cx.journal,
         links::far_end::Phase::Up,
     )?;
-    // IPv6 addresses added while their link was down miss the prefix route of a finite
-    // lifetime and the peer route of a NODAD address; replacing them once up makes those.
-    // Their undo is the deletion already journaled.
-    let refresh: Vec<_> = todo
-        .addresses
-        .iter()
-        .filter(|a| crate::addr::refresh_after_up(a))
-        .cloned()
-        .collect();
-    let before = cx.journal.len();
-    let target = &mut cx.socks.target;
-    family::apply_with::<Addresses>(
-        target,
-        Sock::Target,
-        &refresh,
-        &ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_REPLACE,
-    )?;
-    cx.journal.truncate(before);
     cx.stats.phase("up", t.elapsed());
+    let t = Instant::now();
+    v6_addresses(cx, todo, &quiet, &ifs)?;
+    cx.stats.phase("addresses_v6", t.elapsed());
     // What follows link up but nothing waits for goes in beside the routes, rules and
     // neighbours, on a thread with its own socket: DAD settled and accept_dad written back,
     // then the late sysctls.
@@ -387,18 +370,54 @@ fn before_up(
     );
     let t = Instant::now();
     links::ll::silence(&quiet, cx.socks, cx.journal)?;
+    // IPv6 addresses wait for link up (see v6_addresses)
+    family::apply_each::<Addresses>(
+        &mut cx.socks.target,
+        Sock::Target,
+        todo.addresses.iter().filter(|a| !is_v6(a)),
+        &ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_EXCL,
+    )?;
+    cx.stats.phase("addresses", t.elapsed());
+    Ok((ifs, quiet))
+}
+
+fn is_v6(a: &crhook_proto::Address) -> bool {
+    a.family == libc::AF_INET6 as u32
+}
+
+/// The IPv6 addresses, the saved link-locals of the quiet links among them, once the links
+/// are up and their address generation mode is back. Bringing a link up, and setting its
+/// mode (NETDEV_CHANGE), makes IPv6 walk its whole FIB (`rt6_sync_up`), which the addresses'
+/// local and prefix routes would fill: added before, they made the up phase at L 740 ms,
+/// most of it those walks. Added now, the kernel makes their prefix routes (also of a finite
+/// lifetime) and a NODAD peer's route as `ip addr add` on an up link does; no DAD runs where
+/// restore suspended it (see dad.rs).
+fn v6_addresses(
+    cx: &mut Applying,
+    todo: &Snapshot,
+    quiet: &links::ll::Quiet,
+    ifs: &IfMap,
+) -> std::result::Result<(), Vec<String>> {
     let target = &mut cx.socks.target;
-    family::apply::<Addresses>(target, Sock::Target, &todo.addresses, &ifs, cx.journal)?;
+    family::apply_each::<Addresses>(
+        target,
+        Sock::Target,
+        todo.addresses.iter().filter(|a| is_v6(a)),
+        ifs,
+        cx.journal,
+        NLM_F_CREATE | NLM_F_EXCL,
+    )?;
+    // with NLM_F_REPLACE: a link that got carrier after its mode was back made its own
     family::apply_with::<Addresses>(
         target,
         Sock::Target,
         &quiet.addresses,
-        &ifs,
+        ifs,
         cx.journal,
         NLM_F_CREATE | NLM_F_REPLACE,
-    )?;
-    cx.stats.phase("addresses", t.elapsed());
-    Ok((ifs, quiet))
+    )
 }
 
 /// Ends with exactly the saved kernel-made link-local addresses on the links restore made
