@@ -224,3 +224,79 @@ fn no_kernel_made_extras_and_diff_sees_an_added_link_local() {
     );
     assert!(d.stdout.contains("fe80::1234"), "{}", d.stdout);
 }
+
+/// `ip -6 -o addr show` lines, lifetimes left out (they count down), sorted.
+fn v6_addr_lines(ns: &TestNs) -> Vec<String> {
+    let mut v: Vec<String> = ns
+        .ip(&["-6", "-o", "addr", "show"])
+        .lines()
+        .map(|l| {
+            let l = l.split('\\').next().unwrap_or(l);
+            l.split_whitespace().skip(1).collect::<Vec<_>>().join(" ")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// `ip -6 route show table all` lines, expiry left out, sorted.
+fn v6_routes(ns: &TestNs) -> Vec<String> {
+    let mut v: Vec<String> = ns
+        .ip(&["-6", "route", "show", "table", "all"])
+        .lines()
+        .map(|l| {
+            let mut w: Vec<&str> = l.split_whitespace().collect();
+            if let Some(i) = w.iter().position(|x| *x == "expires") {
+                w.drain(i..(i + 2).min(w.len()));
+            }
+            w.join(" ")
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn ipv6_flags_lifetimes_and_peers_come_back_with_their_routes() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("usf");
+    // addresses added on an up link, as runtimes and CNI plugins do; restore adds IPv6 ones
+    // once the links are up, through NODAD and a replace where DAD is suspended: a saved
+    // nodad stays, a DAD-passed address gets none, a finite lifetime keeps its prefix route,
+    // a NODAD peer its peer route, and a link that stays down its tentative address
+    a.ip_batch(
+        "link set lo up\n\
+         link add w6f type veth peer name w6f2\n\
+         link add w6d type veth peer name w6d2\n\
+         addr add fd00:84::1/64 dev w6d\n\
+         link set w6f up\n\
+         link set w6f2 up\n\
+         addr add fd00:81::1/64 dev w6f nodad\n\
+         addr add fd00:82::1/64 dev w6f valid_lft 3000 preferred_lft 2000\n\
+         addr add fd00:83::1 peer fd00:83::2/128 dev w6f nodad\n\
+         addr add fd00:85::1/64 dev w6f\n",
+    );
+    wait_until("DAD to finish", Duration::from_secs(10), || {
+        !v6_addr_lines(&a)
+            .iter()
+            .any(|l| l.contains("tentative") && !l.starts_with("w6d "))
+    });
+    let want_addrs = v6_addr_lines(&a);
+    let want_routes = v6_routes(&a);
+    for needle in ["fd00:82::/64", "fd00:83::2"] {
+        assert!(
+            want_routes.iter().any(|r| r.contains(needle)),
+            "source has a route for {needle}: {want_routes:#?}"
+        );
+    }
+    let tmp = TempDir::new("usable-flags");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    a.delete();
+    let b = TestNs::new("usfb");
+    restore(&host, &b, &images);
+    assert_eq!(v6_addr_lines(&b), want_addrs, "ip -6 addr after restore");
+    assert_eq!(v6_routes(&b), want_routes, "ip -6 route after restore");
+    diff(&host, &b, &images).expect_success();
+}

@@ -392,19 +392,42 @@ fn is_v6(a: &crhook_proto::Address) -> bool {
 /// mode (NETDEV_CHANGE), makes IPv6 walk its whole FIB (`rt6_sync_up`), which the addresses'
 /// local and prefix routes would fill: added before, they made the up phase at L 740 ms,
 /// most of it those walks. Added now, the kernel makes their prefix routes (also of a finite
-/// lifetime) and a NODAD peer's route as `ip addr add` on an up link does; no DAD runs where
-/// restore suspended it (see dad.rs).
+/// lifetime) and a NODAD peer's route as `ip addr add` on an up link does.
+///
+/// Where restore suspended DAD (see dad.rs) an address goes in with IFA_F_NODAD, then is
+/// replaced with its saved flags, which clears it. Without the flag the kernel marks it
+/// tentative, and on skipping DAD for a tentative address it bumps the IPv6 route generation
+/// (`rt_genid_bump_ipv6`), which walks the whole FIB again, per address, on a worker under
+/// RTNL that the routes then wait for; the replace changes flags only (no DAD, no walk).
 fn v6_addresses(
     cx: &mut Applying,
     todo: &Snapshot,
     quiet: &links::ll::Quiet,
     ifs: &IfMap,
 ) -> std::result::Result<(), Vec<String>> {
+    use crate::addr::IFA_F_NODAD;
+    let keep = &cx.dad_keep;
+    let quick =
+        |a: &&crhook_proto::Address| a.flags & IFA_F_NODAD == 0 && !keep.contains(&a.ifname);
+    let nodad = |a: &crhook_proto::Address| {
+        let mut a = a.clone();
+        if quick(&&a) {
+            a.flags |= IFA_F_NODAD;
+        }
+        a
+    };
+    let first: Vec<_> = todo
+        .addresses
+        .iter()
+        .filter(|a| is_v6(a))
+        .map(nodad)
+        .collect();
+    let lls: Vec<_> = quiet.addresses.iter().map(nodad).collect();
     let target = &mut cx.socks.target;
-    family::apply_each::<Addresses>(
+    family::apply_with::<Addresses>(
         target,
         Sock::Target,
-        todo.addresses.iter().filter(|a| is_v6(a)),
+        &first,
         ifs,
         cx.journal,
         NLM_F_CREATE | NLM_F_EXCL,
@@ -413,11 +436,28 @@ fn v6_addresses(
     family::apply_with::<Addresses>(
         target,
         Sock::Target,
-        &quiet.addresses,
+        &lls,
         ifs,
         cx.journal,
         NLM_F_CREATE | NLM_F_REPLACE,
-    )
+    )?;
+    drop((first, lls));
+    // the saved flags; each undo is the deletion journaled above
+    let before = cx.journal.len();
+    family::apply_each::<Addresses>(
+        target,
+        Sock::Target,
+        todo.addresses
+            .iter()
+            .filter(|a| is_v6(a))
+            .chain(&quiet.addresses)
+            .filter(quick),
+        ifs,
+        cx.journal,
+        NLM_F_REPLACE,
+    )?;
+    cx.journal.truncate(before);
+    Ok(())
 }
 
 /// Ends with exactly the saved kernel-made link-local addresses on the links restore made

@@ -10,9 +10,11 @@
 //! waits in state DAD, and link up resumes the probes without asking again). So restore sets
 //! both to 0 before it adds addresses and keeps them there while links come up (the
 //! link-local address the kernel makes at up asks then), then writes back what the early
-//! sysctl phase left there (the saved values). Sending IFA_F_NODAD instead
+//! sysctl phase left there (the saved values). Sending IFA_F_NODAD alone
 //! would work too, but the flag stays on the address (`ip -6 addr` shows `nodad`), which the
-//! original did not have. Devices with an address that was itself tentative or had failed DAD
+//! original did not have; restore sends it and then replaces the address with its saved
+//! flags, which clears it, because a tentative address that skips DAD makes the kernel walk
+//! the whole IPv6 FIB (see `v6_addresses` in apply.rs). Devices with an address that was itself tentative or had failed DAD
 //! at checkpoint keep DAD. The link-local address the kernel makes at link up skips DAD the
 //! same way.
 
