@@ -179,39 +179,46 @@ pub(crate) fn apply(
     let (builder, ready) = built.unwrap_or_else(|| (Builder::new(s), Vec::new()));
     let mut appended = Vec::new();
     let mut retry: Vec<Route> = Vec::new();
+    // Sends a chunk, and gives it back: freeing it is ~1 ms at L, which the builder thread
+    // does (its allocations are the builder's) while this one sends the next batch.
     let mut send = |chunk: std::result::Result<Chunk, Vec<String>>| {
-        let Chunk {
-            routes,
-            built,
-            appended: more,
-        } = chunk?;
-        appended.extend(more);
-        let refs: Vec<&Route> = routes.iter().collect();
+        let mut chunk = chunk?;
+        appended.append(&mut chunk.appended);
+        let refs: Vec<&Route> = chunk.routes.iter().collect();
         family::send::<Routes>(
             target,
             Sock::Target,
             &refs,
-            built,
+            &chunk.built,
             journal,
             NLM_F_CREATE | NLM_F_EXCL,
             "add routes",
             &mut |r, _| retry.push(r.clone()),
-        )
+        )?;
+        drop(refs);
+        Ok::<_, Vec<String>>(chunk)
     };
     std::thread::scope(|scope| -> std::result::Result<(), Vec<String>> {
-        // one chunk ahead: what is held is bounded by two chunks
+        // one chunk ahead: what is held is bounded by two chunks, and those sent not yet freed
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
+        let (trash, spent) = std::sync::mpsc::channel::<Chunk>();
         scope.spawn(move || {
             let mut b = builder;
-            while let Some(c) = b.chunk(ifs) {
+            loop {
+                spent.try_iter().for_each(drop);
+                let Some(c) = b.chunk(ifs) else { break };
                 let failed = c.is_err();
                 if tx.send(c).is_err() || failed {
                     return;
                 }
             }
+            // the last chunks, as they are sent (until `trash` is dropped)
+            drop(tx);
+            spent.iter().for_each(drop);
         });
         for chunk in ready.into_iter().chain(rx) {
-            send(chunk)?;
+            // the builder gone (it failed), the chunk is freed here
+            let _ = trash.send(send(chunk)?);
         }
         Ok(())
     })?;
