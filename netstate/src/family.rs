@@ -319,7 +319,7 @@ pub fn apply<F: Family>(
 }
 
 /// [`apply`] with other request flags (NLM_F_APPEND for routes that share a key, NLM_F_REPLACE
-/// to refresh what the kernel finished only partly).
+/// for what the kernel may have made already or to set an address's saved flags).
 pub fn apply_with<F: Family>(
     nl: &mut Nl,
     sock: Sock,

@@ -322,7 +322,8 @@ fn make_links(
 }
 
 /// What goes on the links before they come up: traffic control, device features, the
-/// firewall that hooks devices, the early sysctls and the addresses.
+/// firewall that hooks devices, the early sysctls and the IPv4 addresses (IPv6 ones follow link
+/// up, see `v6_addresses`).
 fn before_up(
     cx: &mut Applying,
     todo: &Snapshot,
