@@ -628,10 +628,6 @@ pub enum Visit<'a> {
     Msg(u16, &'a [u8]),
 }
 
-/// The messages of a transaction, walked by the caller's function: it calls its argument
-/// with each message's type, flags, and payload in two parts (a saved payload borrowed as it
-/// is, and what is appended to it). Walked twice, to size the batch and to fill it, so the
-/// caller holds no list of them.
 /// An nfnetlink transaction built and not yet sent (see [`Nl::build_transaction`]).
 pub struct Batch {
     buf: Vec<u8>,
@@ -639,6 +635,10 @@ pub struct Batch {
     first_seq: u32,
 }
 
+/// The messages of a transaction, walked by the caller's function: it calls its argument
+/// with each message's type, flags, and payload in two parts (a saved payload borrowed as it
+/// is, and what is appended to it). Walked twice, to size the batch and to fill it, so the
+/// caller holds no list of them.
 pub type TxWalk<'w> = &'w dyn Fn(&mut Emit);
 
 /// Takes one message of a transaction (see [`TxWalk`]).

@@ -141,9 +141,7 @@ pub(super) fn apply(
     links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
     // before any route: setting the mode notifies NETDEV_CHANGE, on which IPv6 walks its
     // whole FIB per link (`rt6_sync_up`); beside the routes it took 200-500 ms at L
-    let n = links::ll::resume(&quiet, &mut cx.socks.target)?;
-    cx.journal.made(n);
-    cx.journal.check().map_err(|e| vec![e])?;
+    links::ll::resume(&quiet, cx.socks, cx.journal)?;
     links::far_end::rebuild(
         &todo.links,
         lp,

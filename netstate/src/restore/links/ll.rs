@@ -21,10 +21,10 @@ use crhook_proto as pb;
 use netlink_packet_route::link::{AfSpecInet6, AfSpecUnspec, In6AddrGenMode, LinkAttribute};
 use netlink_packet_route::RouteNetlinkMessage;
 
-use super::{send, send_counted, LinkPlan, Socks};
+use super::{send, LinkPlan, Socks};
 use crate::ifmap::IfMap;
 use crate::journal::Journal;
-use crate::nl::{Nl, Req};
+use crate::nl::Req;
 
 const IN6_ADDR_GEN_MODE_EUI64: u32 = 0;
 const IN6_ADDR_GEN_MODE_NONE: u8 = 1;
@@ -106,12 +106,10 @@ pub fn silence(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<()
     set(q, socks, journal, |_| IN6_ADDR_GEN_MODE_NONE, "off")
 }
 
-/// Puts the saved mode back once the links are up; how many links it set. Nothing to
-/// undo: restore made these links.
-pub fn resume(q: &Quiet, nl: &mut Nl) -> Result<usize, Vec<String>> {
-    let (reqs, what) = requests(q, |m| m, "back to its saved value");
-    let netns = nl.netns().to_string();
-    send_counted(nl, &reqs, &what, &netns, 0)
+/// Puts the saved mode back once the links are up. Nothing to undo: restore made these
+/// links.
+pub fn resume(q: &Quiet, socks: &mut Socks, journal: &mut Journal) -> Result<(), Vec<String>> {
+    set(q, socks, journal, |m| m, "back to its saved value")
 }
 
 fn set(

@@ -326,29 +326,14 @@ pub(crate) fn send(
     if reqs.is_empty() {
         return Ok(());
     }
-    let n_ok = send_counted(nl, reqs, what, netns, flags)?;
-    journal.made(n_ok);
-    journal.check().map_err(|e| vec![e])?;
-    Ok(())
-}
-
-/// [`send`] for a caller that counts the changes itself: how many requests went through.
-pub(crate) fn send_counted(
-    nl: &mut Nl,
-    reqs: &[Req],
-    what: &[String],
-    netns: &str,
-    flags: u16,
-) -> std::result::Result<usize, Vec<String>> {
-    if reqs.is_empty() {
-        return Ok(0);
-    }
     let results = nl
         .batch(reqs, flags, "configure links")
         .map_err(|e| vec![crate::error::chain(&e)])?;
     let n_ok = results.iter().filter(|r| r.is_ok()).count();
     check(results, what, netns)?;
-    Ok(n_ok)
+    journal.made(n_ok);
+    journal.check().map_err(|e| vec![e])?;
+    Ok(())
 }
 
 pub fn delete_by_name(name: &str) -> Req {
