@@ -507,6 +507,28 @@ fn broken_plugins_are_reported_by_name() {
     let e = capture_with("read line; case \"$line\" in *claim*) echo '{\"claim\":true}';; *) echo '{\"payload\":7}';; esac");
     assert!(e.contains("lacks a string \"payload\""), "{e}");
 
+    // a plugin file still open for writing for a moment (ETXTBSY) is run once it is not
+    let dir = tmp.path().join("busy");
+    std::fs::create_dir_all(&dir).unwrap();
+    script_plugin(&dir, "busy", "echo not-json");
+    let writer = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.join("busy"))
+        .unwrap();
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(30));
+        drop(writer);
+    });
+    let opts = CheckpointOptions {
+        plugin_dir: Some(dir),
+        ..Default::default()
+    };
+    let e = tunfile::capture(&ns, &mut Snapshot::default(), &opts, &mut Vec::new())
+        .unwrap_err()
+        .to_string();
+    release.join().unwrap();
+    assert!(e.contains("answer is not JSON"), "the busy plugin ran: {e}");
+
     // a plugin directory may not replace the built-in tun plugin
     let dir = tmp.path().join("shadow");
     std::fs::create_dir_all(&dir).unwrap();

@@ -140,7 +140,20 @@ impl ExternalPlugin {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        cmd.spawn().map_err(|e| self.err(format!("{op}: run"), e))
+        // A plugin file still open for writing somewhere cannot be executed (ETXTBSY): one
+        // just installed, or, in a process that embeds crhook, written by one thread while
+        // another forks (the child holds the descriptor until its exec). That lasts
+        // moments: tried again for up to ~100 ms.
+        let mut tries = 0;
+        loop {
+            match cmd.spawn() {
+                Err(e) if e.raw_os_error() == Some(libc::ETXTBSY) && tries < 20 => {
+                    tries += 1;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                r => return r.map_err(|e| self.err(format!("{op}: run"), e)),
+            }
+        }
     }
 
     /// One call: request on stdin (then closed), answer from stdout, exit status 0.
