@@ -42,6 +42,10 @@ pub trait Family {
         let _ = errno;
         false
     }
+    /// The journal's text for the undo of adding `o`, shown if that undo fails.
+    fn undo_text(o: &Self::Obj) -> String {
+        format!("delete {}", Self::describe(o))
+    }
 }
 
 macro_rules! family {
@@ -146,6 +150,12 @@ impl Family for Routes {
     }
     fn retry(errno: i32) -> bool {
         errno == libc::ENETUNREACH || errno == libc::EHOSTUNREACH || errno == libc::ENODEV
+    }
+    /// None: a rollback describes a route's undo from its request (`journal::replay`), as
+    /// it does only for an undo that fails or is traced. Formatting 100,000 texts took a
+    /// quarter of the route builder's time, on a core the kernel's route work needs.
+    fn undo_text(_: &pb::Route) -> String {
+        String::new()
     }
 }
 
@@ -426,7 +436,7 @@ pub(crate) fn build<F: Family>(
     }
     let undos = chunk
         .iter()
-        .map(|o| Ok((F::del(o, ifs)?, format!("delete {}", F::describe(o)))))
+        .map(|o| Ok((F::del(o, ifs)?, F::undo_text(o))))
         .collect::<Result<Vec<_>>>()
         .map_err(|e| vec![crate::error::chain(&e)])?;
     Ok(Built { reqs, undos })

@@ -12,8 +12,7 @@ use std::io;
 use nix::sys::socket::{setsockopt, sockopt};
 
 use netlink_packet_core::{
-    NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART,
-    NLM_F_REQUEST,
+    NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_DUMP, NLM_F_MULTIPART, NLM_F_REQUEST,
 };
 use netlink_packet_route::RouteNetlinkMessage;
 use netlink_sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
@@ -167,21 +166,24 @@ impl Nl {
 
     fn encode(req: &Req, flags: u16, seq: u32, out: &mut Vec<u8>) {
         match req {
-            Req::Route(m) => {
-                let mut hdr = NetlinkHeader::default();
-                hdr.flags = flags;
-                hdr.sequence_number = seq;
-                let mut msg = NetlinkMessage::new(hdr, NetlinkPayload::InnerMessage(m.clone()));
-                msg.finalize();
+            // serialized in place, header after: no copy of the message
+            Req::Route(_) => {
                 let start = out.len();
-                out.resize(start + msg.buffer_len(), 0);
-                msg.serialize(&mut out[start..]);
+                out.extend_from_slice(&[0; NLMSG_HDRLEN]);
+                let ty = req.payload_into(out);
+                let len = (out.len() - start) as u32;
+                let mut hdr = [0; NLMSG_HDRLEN];
+                hdr[0..4].copy_from_slice(&len.to_ne_bytes());
+                hdr[4..6].copy_from_slice(&ty.to_ne_bytes());
+                hdr[6..8].copy_from_slice(&flags.to_ne_bytes());
+                hdr[8..12].copy_from_slice(&seq.to_ne_bytes());
+                out[start..start + NLMSG_HDRLEN].copy_from_slice(&hdr);
+                // netlink messages are 4-byte aligned
+                while !out.len().is_multiple_of(4) {
+                    out.push(0);
+                }
             }
             Req::Raw { msg_type, payload } => encode_raw(*msg_type, flags, seq, payload, out),
-        }
-        // netlink messages are 4-byte aligned
-        while !out.len().is_multiple_of(4) {
-            out.push(0);
         }
     }
 

@@ -82,9 +82,8 @@ impl Snapshot {
         routes_encoded: bool,
     ) -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
         std::thread::scope(|s| {
-            let big = s.spawn(|| -> Result<_> {
-                Ok((dir.read(Kind::Sysctls)?, dir.read(Kind::Firewall)?))
-            });
+            let sysctls = s.spawn(|| dir.read(Kind::Sysctls));
+            let firewall = s.spawn(|| dir.read(Kind::Firewall));
             let rest = (|| -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
                 let (routes, encoded) = if routes_encoded {
                     (Vec::new(), Some(dir.read_encoded(Kind::Routes)?))
@@ -106,11 +105,12 @@ impl Snapshot {
                 };
                 Ok((snap, encoded))
             })();
-            let big = big.join().map_err(|_| {
-                crate::error::NetstateError::invalid("image reading thread panicked")
-            })?;
+            let panicked =
+                |_| crate::error::NetstateError::invalid("image reading thread panicked");
+            let sysctls = sysctls.join().map_err(panicked)?;
+            let firewall = firewall.join().map_err(panicked)?;
             let (mut snap, encoded) = rest?;
-            (snap.sysctls, snap.firewall) = big?;
+            (snap.sysctls, snap.firewall) = (sysctls?, firewall?);
             Ok((snap, encoded))
         })
     }

@@ -66,12 +66,27 @@ fn entries(records: Vec<Record>) -> Vec<Entry> {
     out.into_iter().flatten().collect()
 }
 
+/// What undo entry `n` undoes, for messages: the journal's text, or where restore wrote none
+/// (routes, see `family::Family::undo_text`) a description of the request itself.
+fn what(n: &NlEntry) -> std::borrow::Cow<'_, str> {
+    if !n.what.is_empty() {
+        return std::borrow::Cow::Borrowed(&n.what);
+    }
+    let route = (n.msg_type == crate::route::RTM_DELROUTE)
+        .then(|| crate::route::describe_request(&n.payload))
+        .flatten();
+    std::borrow::Cow::Owned(match route {
+        Some(d) => format!("delete {d}"),
+        None => format!("netlink request of type {}", n.msg_type),
+    })
+}
+
 /// Undoes `records` newest first in target `ns`; returns every error met.
 pub(crate) fn undo(records: Vec<Record>, ns: &NetNs, socks: &mut dyn Sockets) -> Vec<String> {
     let mut errors = Vec::new();
     for e in entries(records).into_iter().rev() {
         match &e {
-            Entry::Nl(n) => tracing::debug!(sock = ?n.sock, "undo: {}", n.what),
+            Entry::Nl(n) => tracing::debug!(sock = ?n.sock, "undo: {}", what(n)),
             Entry::Sysctl { sock, path, old } => {
                 tracing::debug!(sock = ?sock, "undo: sysctl {} back to {old:?}", path.join("/"))
             }
@@ -81,13 +96,14 @@ pub(crate) fn undo(records: Vec<Record>, ns: &NetNs, socks: &mut dyn Sockets) ->
         match e {
             Entry::Nl(n) => match socks.nl(n.sock) {
                 Ok(nl) => {
+                    let what = what(&n).into_owned();
                     let req = Req::Raw {
                         msg_type: n.msg_type,
                         payload: n.payload,
                     };
-                    errors.extend(undo_req(nl, req, &n.what));
+                    errors.extend(undo_req(nl, req, &what));
                 }
-                Err(e) => errors.push(format!("undo: {}: {}", n.what, crate::error::chain(&e))),
+                Err(e) => errors.push(format!("undo: {}: {}", what(&n), crate::error::chain(&e))),
             },
             Entry::Sysctl { sock, path, old } => {
                 let target = match sock {
@@ -306,6 +322,27 @@ mod tests {
             peers: vec![("/run/netns/p".into(), (1, 4))],
             pid: 7,
         }
+    }
+
+    #[test]
+    fn an_undo_without_text_is_described_from_its_request() {
+        // RTM_DELROUTE of table 100 blackhole 10.60.0.0/16
+        let payload = crate::nla::unhex("02100000640300060000000008000f0064000000080001000a3c0000");
+        let entry = |msg_type, what: &str| NlEntry {
+            sock: Sock::Target,
+            msg_type,
+            payload: payload.clone(),
+            what: what.into(),
+        };
+        assert_eq!(
+            what(&entry(crate::route::RTM_DELROUTE, "")),
+            "delete route blackhole 10.60.0.0/16 table 100"
+        );
+        assert_eq!(
+            what(&entry(crate::route::RTM_DELROUTE, "delete x")),
+            "delete x"
+        );
+        assert_eq!(what(&entry(17, "")), "netlink request of type 17");
     }
 
     fn req(n: u8) -> Req {

@@ -240,6 +240,18 @@ pub fn describe(r: &pb::Route) -> String {
     d
 }
 
+/// [`describe`] of the route an RTM_NEWROUTE or RTM_DELROUTE payload names (its device by
+/// index: the request holds no name); None when it is not one.
+pub(crate) fn describe_request(payload: &[u8]) -> Option<String> {
+    let ifs = IfMap::default();
+    let mut r = decode::decode(payload, &ifs).ok()??;
+    r.oif_name = match r.oif {
+        0 => String::new(),
+        i => format!("ifindex {i}"),
+    };
+    Some(describe(&r))
+}
+
 /// Canonical form for comparison: no ifindexes (names stay), no link or hardware state flags.
 pub fn normalize(r: &mut pb::Route) {
     // a lifetime compares as "finite", whatever time has passed

@@ -239,6 +239,22 @@ fn delete_requests_golden() {
 }
 
 #[test]
+fn a_delete_request_describes_its_route_for_the_journal() {
+    let req = del_request(&dec(V6_PREF).unwrap(), &moved()).unwrap();
+    assert_eq!(
+        describe_request(&req_bytes(&req).1).unwrap(),
+        "route 2001:db8:99::/64 via 2001:db8::2 dev ifindex 13 table 254 metric 10"
+    );
+    let req = del_request(&dec(V4_BLACKHOLE).unwrap(), &moved()).unwrap();
+    assert_eq!(
+        describe_request(&req_bytes(&req).1).unwrap(),
+        "route blackhole 10.60.0.0/16 table 100"
+    );
+    // not a route message
+    assert_eq!(describe_request(&[1, 2]), None);
+}
+
+#[test]
 fn non_u32_metrics_travel_inside_rta_metrics() {
     let mut b = unhex(V4_BLACKHOLE);
     // RTA_METRICS { RTAX_MTU 1300, RTAX_CC_ALGO "cubic" }
