@@ -242,12 +242,12 @@ fn delete_requests_golden() {
 fn a_delete_request_describes_its_route_for_the_journal() {
     let req = del_request(&dec(V6_PREF).unwrap(), &moved()).unwrap();
     assert_eq!(
-        describe_request(&req_bytes(&req).1).unwrap(),
+        describe_request(req_bytes(&req).1).unwrap(),
         "route 2001:db8:99::/64 via 2001:db8::2 dev ifindex 13 table 254 metric 10"
     );
     let req = del_request(&dec(V4_BLACKHOLE).unwrap(), &moved()).unwrap();
     assert_eq!(
-        describe_request(&req_bytes(&req).1).unwrap(),
+        describe_request(req_bytes(&req).1).unwrap(),
         "route blackhole 10.60.0.0/16 table 100"
     );
     // not a route message
