@@ -165,26 +165,8 @@ impl Nl {
     }
 
     fn encode(req: &Req, flags: u16, seq: u32, out: &mut Vec<u8>) {
-        match req {
-            // serialized in place, header after: no copy of the message
-            Req::Route(_) => {
-                let start = out.len();
-                out.extend_from_slice(&[0; NLMSG_HDRLEN]);
-                let ty = req.payload_into(out);
-                let len = (out.len() - start) as u32;
-                let mut hdr = [0; NLMSG_HDRLEN];
-                hdr[0..4].copy_from_slice(&len.to_ne_bytes());
-                hdr[4..6].copy_from_slice(&ty.to_ne_bytes());
-                hdr[6..8].copy_from_slice(&flags.to_ne_bytes());
-                hdr[8..12].copy_from_slice(&seq.to_ne_bytes());
-                out[start..start + NLMSG_HDRLEN].copy_from_slice(&hdr);
-                // netlink messages are 4-byte aligned
-                while !out.len().is_multiple_of(4) {
-                    out.push(0);
-                }
-            }
-            Req::Raw { msg_type, payload } => encode_raw(*msg_type, flags, seq, payload, out),
-        }
+        // serialized in place, the header filled in after: no copy of the message
+        frame(flags, seq, out, |out| req.payload_into(out));
     }
 
     fn send_all(&self, buf: &[u8], op: &str) -> Result<()> {
@@ -653,14 +635,26 @@ fn encode_raw(msg_type: u16, flags: u16, seq: u32, payload: &[u8], out: &mut Vec
 
 /// [`encode_raw`] of the payload `a` followed by `b`.
 fn encode_parts(msg_type: u16, flags: u16, seq: u32, a: &[u8], b: &[u8], out: &mut Vec<u8>) {
-    let len = NLMSG_HDRLEN + a.len() + b.len();
-    out.extend_from_slice(&(len as u32).to_ne_bytes());
-    out.extend_from_slice(&msg_type.to_ne_bytes());
-    out.extend_from_slice(&flags.to_ne_bytes());
-    out.extend_from_slice(&seq.to_ne_bytes());
-    out.extend_from_slice(&0u32.to_ne_bytes());
-    out.extend_from_slice(a);
-    out.extend_from_slice(b);
+    frame(flags, seq, out, |out| {
+        out.extend_from_slice(a);
+        out.extend_from_slice(b);
+        msg_type
+    });
+}
+
+/// Appends one netlink message to `out`: a header, the payload `payload` appends (returning
+/// the message type), then padding to 4 bytes.
+fn frame(flags: u16, seq: u32, out: &mut Vec<u8>, payload: impl FnOnce(&mut Vec<u8>) -> u16) {
+    let start = out.len();
+    out.extend_from_slice(&[0; NLMSG_HDRLEN]);
+    let msg_type = payload(out);
+    let len = (out.len() - start) as u32;
+    let h = &mut out[start..start + NLMSG_HDRLEN];
+    h[0..4].copy_from_slice(&len.to_ne_bytes());
+    h[4..6].copy_from_slice(&msg_type.to_ne_bytes());
+    h[6..8].copy_from_slice(&flags.to_ne_bytes());
+    h[8..12].copy_from_slice(&seq.to_ne_bytes());
+    // the port id stays 0
     while !out.len().is_multiple_of(4) {
         out.push(0);
     }

@@ -480,10 +480,8 @@ fn broken_plugins_are_reported_by_name() {
     let _holder = Holder::spawn(&a, &["--open", &dev]);
     let ns = open_ns(&a);
     let tmp = TempDir::new("tunf-bad-plugins");
-    let capture_with = |body: &str| {
-        let dir = tmp.path().join(format!("p{}", body.len()));
-        std::fs::create_dir_all(&dir).unwrap();
-        script_plugin(&dir, "broken", body);
+    // the error of a capture with plugin directory `dir`
+    let capture_in = |dir: std::path::PathBuf| {
         let opts = CheckpointOptions {
             plugin_dir: Some(dir),
             ..Default::default()
@@ -491,6 +489,12 @@ fn broken_plugins_are_reported_by_name() {
         tunfile::capture(&ns, &mut Snapshot::default(), &opts, &mut Vec::new())
             .unwrap_err()
             .to_string()
+    };
+    let capture_with = |body: &str| {
+        let dir = tmp.path().join(format!("p{}", body.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        script_plugin(&dir, "broken", body);
+        capture_in(dir)
     };
     let e = capture_with("echo not-json");
     assert!(
@@ -519,13 +523,7 @@ fn broken_plugins_are_reported_by_name() {
         std::thread::sleep(Duration::from_millis(30));
         drop(writer);
     });
-    let opts = CheckpointOptions {
-        plugin_dir: Some(dir),
-        ..Default::default()
-    };
-    let e = tunfile::capture(&ns, &mut Snapshot::default(), &opts, &mut Vec::new())
-        .unwrap_err()
-        .to_string();
+    let e = capture_in(dir);
     release.join().unwrap();
     assert!(e.contains("answer is not JSON"), "the busy plugin ran: {e}");
 
@@ -533,13 +531,7 @@ fn broken_plugins_are_reported_by_name() {
     let dir = tmp.path().join("shadow");
     std::fs::create_dir_all(&dir).unwrap();
     script_plugin(&dir, "tun", "exit 0");
-    let opts = CheckpointOptions {
-        plugin_dir: Some(dir),
-        ..Default::default()
-    };
-    let e = tunfile::capture(&ns, &mut Snapshot::default(), &opts, &mut Vec::new())
-        .unwrap_err()
-        .to_string();
+    let e = capture_in(dir);
     assert!(e.contains("would replace the built-in tun plugin"), "{e}");
 }
 

@@ -29,11 +29,18 @@ fn live_map(saved: &[pb::Link], nl: &mut Nl) -> std::result::Result<IfMap, Vec<S
     ))
 }
 
-/// Logs the deletion of link `name` of the target before it is made (settled after).
-fn intend_delete(journal: &mut Journal, name: &str) -> std::result::Result<(), Vec<String>> {
-    let undo = delete_by_name(name);
+/// Logs the deletion of each link of the target `names` gives before they are made
+/// (settled after).
+fn intend_delete<'n>(
+    journal: &mut Journal,
+    names: impl IntoIterator<Item = &'n str>,
+) -> std::result::Result<(), Vec<String>> {
+    let undos: Vec<(Req, String)> = names
+        .into_iter()
+        .map(|name| (delete_by_name(name), format!("delete link {name}")))
+        .collect();
     journal
-        .intend([(Sock::Target, &undo, format!("delete link {name}").as_str())])
+        .intend(undos.iter().map(|(r, w)| (Sock::Target, r, w.as_str())))
         .map_err(|e| vec![e])
 }
 
@@ -79,13 +86,7 @@ pub fn create(
         ));
     }
     if !specs.is_empty() {
-        let undos: Vec<(Req, String)> = specs
-            .iter()
-            .map(|(name, ..)| (delete_by_name(name), format!("delete link {name}")))
-            .collect();
-        journal
-            .intend(undos.iter().map(|(r, w)| (Sock::Target, r, w.as_str())))
-            .map_err(|e| vec![e])?;
+        intend_delete(journal, specs.iter().map(|(name, ..)| *name))?;
         // all on one thread inside the namespace: a thread each, started while the firewall
         // is built on the other core, took 2-10 ms for 10 devices
         let made = ns.run(|| {
@@ -195,16 +196,7 @@ pub fn create(
                 }
             }
         }
-        let undos: Vec<(Req, String)> = level
-            .iter()
-            .map(|&i| {
-                let name = &saved[i].name;
-                (delete_by_name(name), format!("delete link {name}"))
-            })
-            .collect();
-        journal
-            .intend(undos.iter().map(|(r, w)| (Sock::Target, r, w.as_str())))
-            .map_err(|e| vec![e])?;
+        intend_delete(journal, level.iter().map(|&i| saved[i].name.as_str()))?;
         let results = socks
             .target
             .batch(&reqs, NLM_F_CREATE | NLM_F_EXCL, "create links")
@@ -359,7 +351,7 @@ fn create_on_outer_lower(
     }
     let where_ = socks.name_of(sock);
     let nl = socks.get(sock).map_err(|e| vec![crate::error::chain(&e)])?;
-    intend_delete(journal, &l.name)?;
+    intend_delete(journal, [l.name.as_str()])?;
     let r = nl.request(req, NLM_F_CREATE | NLM_F_EXCL, "create link");
     journal
         .settle([matches!(r, Ok(Ok(())))])
