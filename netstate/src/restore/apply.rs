@@ -217,7 +217,8 @@ fn after_up(
     ifs: &IfMap,
     keep: &[String],
 ) -> std::result::Result<(), Vec<String>> {
-    let Some(s) = dad else {
+    // nothing suspended: the kernel's DAD runs as it would have, nothing to wait for
+    let Some(s) = dad.filter(|s| !s.is_empty()) else {
         return Ok(());
     };
     let name = ns.name().to_string();
@@ -352,12 +353,6 @@ fn before_up(
         cx.journal,
     )?;
     cx.stats.phase("sysctls_early", t.elapsed());
-    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
-    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
-    cx.dad = Some(
-        dad::suspend(cx.ns, &no_dad, cx.journal.log())
-            .map_err(|e| vec![crate::error::chain(&e)])?,
-    );
     // the kernel-made link-locals go in with the others, the kernel's own generation off
     let quiet = links::ll::plan(
         &todo.links,
@@ -366,6 +361,18 @@ fn before_up(
         kernel_ll,
         &cx.dad_keep,
         &todo.sysctls,
+    );
+    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs);
+    // a quiet link gets no address from the kernel at up, and restore adds its own with
+    // NODAD, so DAD has nothing to start there
+    let quiet_names: HashSet<&str> = quiet.names().collect();
+    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep)
+        .into_iter()
+        .filter(|d| !quiet_names.contains(d.as_str()))
+        .collect::<Vec<_>>();
+    cx.dad = Some(
+        dad::suspend(cx.ns, &no_dad, cx.journal.log())
+            .map_err(|e| vec![crate::error::chain(&e)])?,
     );
     let t = Instant::now();
     links::ll::silence(&quiet, cx.socks, cx.journal)?;

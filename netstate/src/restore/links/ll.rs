@@ -42,6 +42,11 @@ impl Quiet {
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
     }
+
+    /// The names of the links.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.links.iter().map(|(_, _, n)| n.as_str())
+    }
 }
 
 /// The links of `p` restore makes whose kernel-made link-locals the image tracks and whose
