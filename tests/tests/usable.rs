@@ -108,6 +108,47 @@ fn addresses_bind_right_after_restore() {
     );
 }
 
+/// A link whose link-local the kernel makes itself at up (a stable-privacy secret): restore
+/// suspends DAD on it alone (the quiet links make none and get theirs with NODAD), waits for
+/// the kernel's DAD work, and writes accept_dad back.
+#[test]
+fn a_link_that_makes_its_own_link_local_is_usable_too() {
+    require_root();
+    let host = TestNs::host();
+    let peer = TestNs::new("uskp");
+    let a = TestNs::new("uska");
+    a.ip_batch(&format!(
+        "link set lo up\n\
+         link add vk type veth peer name vkpeer netns {}\n\
+         addr add 10.63.0.1/24 dev vk\n\
+         addr add fd00:63::1/64 dev vk\n",
+        peer.name()
+    ));
+    a.sh("echo 2001:db8::7 > /proc/sys/net/ipv6/conf/vk/stable_secret");
+    a.ip_batch("link set vk up\n");
+    peer.ip_batch("link set vkpeer up\nlink set lo up\n");
+    wait_until("DAD to finish", Duration::from_secs(10), || {
+        let now = addrs(&a);
+        now.len() >= 5 && now.iter().all(|(_, _, f)| f.is_empty())
+    });
+    let saved_ll = link_locals(&a, "vk");
+    let tmp = TempDir::new("usable-own-ll");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    a.delete();
+    let b = TestNs::new("uskb");
+    restore(&host, &b, &images);
+    assert_usable(&b);
+    // the kernel made it again from the same secret
+    assert_eq!(link_locals(&b, "vk"), saved_ll);
+    assert_eq!(b.sysctl(&["ipv6", "conf", "vk", "accept_dad"]), "1");
+    assert_eq!(
+        b.sysctl(&["ipv6", "conf", "all", "accept_dad"]),
+        peer.sysctl(&["ipv6", "conf", "all", "accept_dad"])
+    );
+    diff(&host, &b, &images).expect_success();
+}
+
 #[test]
 fn addresses_bind_right_after_the_criu_setup_namespaces_action() {
     require_root();

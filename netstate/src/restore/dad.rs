@@ -17,6 +17,12 @@
 //! the whole IPv6 FIB (see `v6_addresses` in apply.rs). Devices with an address that was itself tentative or had failed DAD
 //! at checkpoint keep DAD. The link-local address the kernel makes at link up skips DAD the
 //! same way.
+//!
+//! Only devices where the kernel makes an address itself are suspended: a quiet link (see
+//! `links/ll.rs`: its address generation off while it comes up) gets no address from the
+//! kernel, and restore adds its own with NODAD, so DAD has nothing to start there; its
+//! accept_dad is never touched. At L (1,000 links, all quiet) nothing is suspended, and the
+//! settle after link up is skipped.
 
 use crate::error::{NetstateError, Result};
 use crate::netns::NetNs;
