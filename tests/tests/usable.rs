@@ -94,18 +94,32 @@ fn addresses_bind_right_after_restore() {
     let a = TestNs::new("usa");
     build(&a, &peer);
     let tmp = TempDir::new("usable");
+    move_and_check(&host, a, &peer, "va", &tmp, "usb");
+}
+
+/// Checkpoints `a` into `tmp`, deletes it, restores into a new namespace `b` and checks it
+/// usable, with accept_dad of `dev` and of `all` back to what they were (the kernel
+/// defaults: 1 for a device, 0 for all, as in `peer`); returns `b` and the image directory.
+fn move_and_check(
+    host: &TestNs,
+    a: TestNs,
+    peer: &TestNs,
+    dev: &str,
+    tmp: &TempDir,
+    b: &str,
+) -> (TestNs, String) {
     let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
+    checkpoint(host, &a, &images);
     a.delete();
-    let b = TestNs::new("usb");
-    restore(&host, &b, &images);
+    let b = TestNs::new(b);
+    restore(host, &b, &images);
     assert_usable(&b);
-    // accept_dad is back to what it was (the kernel defaults: 1 for a device, 0 for all)
-    assert_eq!(b.sysctl(&["ipv6", "conf", "va", "accept_dad"]), "1");
+    assert_eq!(b.sysctl(&["ipv6", "conf", dev, "accept_dad"]), "1");
     assert_eq!(
         b.sysctl(&["ipv6", "conf", "all", "accept_dad"]),
         peer.sysctl(&["ipv6", "conf", "all", "accept_dad"])
     );
+    (b, images)
 }
 
 /// A link whose link-local the kernel makes itself at up (a stable-privacy secret): restore
@@ -133,19 +147,9 @@ fn a_link_that_makes_its_own_link_local_is_usable_too() {
     });
     let saved_ll = link_locals(&a, "vk");
     let tmp = TempDir::new("usable-own-ll");
-    let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
-    a.delete();
-    let b = TestNs::new("uskb");
-    restore(&host, &b, &images);
-    assert_usable(&b);
+    let (b, images) = move_and_check(&host, a, &peer, "vk", &tmp, "uskb");
     // the kernel made it again from the same secret
     assert_eq!(link_locals(&b, "vk"), saved_ll);
-    assert_eq!(b.sysctl(&["ipv6", "conf", "vk", "accept_dad"]), "1");
-    assert_eq!(
-        b.sysctl(&["ipv6", "conf", "all", "accept_dad"]),
-        peer.sysctl(&["ipv6", "conf", "all", "accept_dad"])
-    );
     diff(&host, &b, &images).expect_success();
 }
 
