@@ -6,10 +6,11 @@
 //! kernel made (they are tracked, see `addr::kernel_ll`), so restore switches the kernel's
 //! generation off on the links it makes (`addr_gen_mode` none, over netlink, after the early
 //! sysctls), brings the links up, puts the saved `addr_gen_mode` back, and adds the saved
-//! link-locals itself with the other IPv6 addresses (no DAD: restore suspends `accept_dad` on
-//! these links, see `dad.rs`; a NODAD flag would stay on the address, unlike the kernel's
-//! own). The mode set over netlink regenerates nothing (only the sysctl does); a link that
-//! gets carrier after its mode is back generates as it would have (the same address). Links whose mode the image
+//! link-locals itself with the other IPv6 addresses (no DAD: added with IFA_F_NODAD, then
+//! replaced with their saved flags, which clears it; see `v6_addresses` in apply.rs; their
+//! `accept_dad` is left alone, see `dad.rs`). The mode set over netlink regenerates nothing
+//! (only the sysctl does); a link that gets carrier after its mode is back generates as it
+//! would have (the same address). Links whose mode the image
 //! or sysctls give as anything but EUI-64 (random and stable privacy come from a secret the
 //! early sysctls write, and writing the mode's sysctl regenerates the address at once), links
 //! with a saved `stable_secret`, links whose image tracks no link-local, and links that keep
