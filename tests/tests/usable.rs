@@ -123,8 +123,7 @@ fn move_and_check(
 }
 
 /// A link whose link-local the kernel makes itself at up (a stable-privacy secret): restore
-/// suspends DAD on it alone (the quiet links make none and get theirs with NODAD), waits for
-/// the kernel's DAD work, and writes accept_dad back.
+/// suspends DAD on it, waits for the kernel's DAD work, and writes accept_dad back.
 #[test]
 fn a_link_that_makes_its_own_link_local_is_usable_too() {
     require_root();

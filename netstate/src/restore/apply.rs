@@ -362,14 +362,8 @@ fn before_up(
         &cx.dad_keep,
         &todo.sysctls,
     );
-    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs);
-    // a quiet link gets no address from the kernel at up, and restore adds its own with
-    // NODAD, so DAD has nothing to start there
-    let quiet_names: HashSet<&str> = quiet.names().collect();
-    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep)
-        .into_iter()
-        .filter(|d| !quiet_names.contains(d.as_str()))
-        .collect::<Vec<_>>();
+    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
+    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
     cx.dad = Some(
         dad::suspend(cx.ns, &no_dad, cx.journal.log())
             .map_err(|e| vec![crate::error::chain(&e)])?,

@@ -18,11 +18,10 @@
 //! at checkpoint keep DAD. The link-local address the kernel makes at link up skips DAD the
 //! same way.
 //!
-//! Only devices where the kernel makes an address itself are suspended: a quiet link (see
-//! `links/ll.rs`: its address generation off while it comes up) gets no address from the
-//! kernel, and restore adds its own with NODAD, so DAD has nothing to start there; its
-//! accept_dad is never touched. At L (1,000 links, all quiet) nothing is suspended, and the
-//! settle after link up is skipped.
+//! The links whose link-locals restore adds itself (`links/ll.rs`, address generation off
+//! while they come up) are suspended too: the kernel may still make a link-local on one of
+//! them as a carrier comes after its mode is back (a fresh-clone CI run found one tentative
+//! right after restore when they were left out).
 
 use crate::error::{NetstateError, Result};
 use crate::netns::NetNs;

@@ -7,8 +7,8 @@
 //! generation off on the links it makes (`addr_gen_mode` none, over netlink, after the early
 //! sysctls), brings the links up, puts the saved `addr_gen_mode` back, and adds the saved
 //! link-locals itself with the other IPv6 addresses (no DAD: added with IFA_F_NODAD, then
-//! replaced with their saved flags, which clears it; see `v6_addresses` in apply.rs; their
-//! `accept_dad` is left alone, see `dad.rs`). The mode set over netlink regenerates nothing
+//! replaced with their saved flags, which clears it; see `v6_addresses` in apply.rs; and
+//! `accept_dad` suspended meanwhile, see `dad.rs`). The mode set over netlink regenerates nothing
 //! (only the sysctl does); a link that gets carrier after its mode is back generates as it
 //! would have (the same address). Links whose mode the image
 //! or sysctls give as anything but EUI-64 (random and stable privacy come from a secret the
@@ -42,11 +42,6 @@ pub struct Quiet {
 impl Quiet {
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
-    }
-
-    /// The names of the links.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.links.iter().map(|(_, _, n)| n.as_str())
     }
 }
 
