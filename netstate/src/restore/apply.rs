@@ -353,6 +353,12 @@ fn before_up(
         cx.journal,
     )?;
     cx.stats.phase("sysctls_early", t.elapsed());
+    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
+    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
+    cx.dad = Some(
+        dad::suspend(cx.ns, &no_dad, cx.journal.log())
+            .map_err(|e| vec![crate::error::chain(&e)])?,
+    );
     // the kernel-made link-locals go in with the others, the kernel's own generation off
     let quiet = links::ll::plan(
         &todo.links,
@@ -361,12 +367,6 @@ fn before_up(
         kernel_ll,
         &cx.dad_keep,
         &todo.sysctls,
-    );
-    // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
-    let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
-    cx.dad = Some(
-        dad::suspend(cx.ns, &no_dad, cx.journal.log())
-            .map_err(|e| vec![crate::error::chain(&e)])?,
     );
     let t = Instant::now();
     links::ll::silence(&quiet, cx.socks, cx.journal)?;
