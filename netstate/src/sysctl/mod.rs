@@ -64,7 +64,17 @@ pub enum Phase {
     /// devices), then per-device keys (the Early ones are checked again and normally found
     /// equal).
     Late,
+    /// Late less the [`EARLY`] names and the [`FIREWALLED`] keys: for a restore that wrote
+    /// the Early names already and changes some of them for a while (DAD suspended). It runs
+    /// beside the firewall transaction, before the links come up.
+    Rest,
+    /// The [`FIREWALLED`] keys, which Rest leaves: once the firewall is in.
+    Firewalled,
 }
+
+/// First path components of keys a firewall restore can bring into existence (loading
+/// `nf_conntrack` or `br_netfilter` for a rule that needs it): written after it.
+pub const FIREWALLED: &[&str] = &["netfilter", "bridge"];
 
 /// `ipv6/conf` keys of the Early phase, in write order: `stable_secret` sets
 /// `addr_gen_mode`, so it goes first.

@@ -11,7 +11,7 @@ use crhook_proto as pb;
 
 use super::layout::DIRS;
 use super::procfs;
-use super::{is_early, Phase, EARLY};
+use super::{is_early, Phase, EARLY, FIREWALLED};
 use crate::error::{NetstateError, Result};
 
 /// Write order groups: `ip_forward`, `conf/all`, `conf/default`, `neigh/default`, other
@@ -83,14 +83,22 @@ impl<'a> Plan<'a> {
         let mut names = Interner::default();
         let mut has_neigh = false;
         for s in saved {
-            procfs::check_path(&s.path)?;
             let p = |i: usize| s.path.get(i).map(String::as_str).unwrap_or_default();
             // conf/all and conf/default of these names are Early too: `all/disable_ipv6` set
             // after addresses exist would flush every device's IPv6 addresses
             let early = s.path.len() == 4 && is_early(p(0), p(1), p(3));
-            if phase == Phase::Early && !early {
+            let firewalled = FIREWALLED.contains(&p(0));
+            let wanted = match phase {
+                Phase::Early => early,
+                Phase::Late => true,
+                Phase::Rest => !early && !firewalled,
+                Phase::Firewalled => !early && firewalled,
+            };
+            // each phase checks its own keys (together the phases take every key once)
+            if !wanted {
                 continue;
             }
+            procfs::check_path(&s.path)?;
             let saved_dev = procfs::device_of(&s.path);
             let rank = match saved_dev {
                 Some(_) => {
@@ -327,6 +335,8 @@ mod tests {
             s("ipv4/ip_forward", "1"),
             s("ipv6/conf/default/accept_dad", "0"),
             s("ipv6/conf/all/disable_ipv6", "1"),
+            s("netfilter/nf_conntrack_max", "4096"),
+            s("bridge/bridge-nf-call-iptables", "0"),
         ];
         let id = |d: &str| Some(d.to_string());
         let late = Plan::new(&saved, Phase::Late, &id).unwrap();
@@ -339,6 +349,8 @@ mod tests {
                 "ipv4/conf/default/rp_filter",
                 "ipv6/conf/default/accept_dad",
                 "core/somaxconn",
+                "netfilter/nf_conntrack_max",
+                "bridge/bridge-nf-call-iptables",
                 "ipv6/conf/v.1/disable_ipv6",
                 "ipv6/conf/v.1/accept_dad",
                 "ipv4/conf/v.1/rp_filter",
@@ -355,6 +367,33 @@ mod tests {
                 "ipv6/conf/v.1/accept_dad"
             ]
         );
+        // beside the firewall: no Early name (DAD is suspended meanwhile), nothing the
+        // firewall may bring into existence
+        let rest = Plan::new(&saved, Phase::Rest, &id).unwrap();
+        assert_eq!(
+            paths(&rest),
+            [
+                "ipv4/ip_forward",
+                "ipv4/conf/all/rp_filter",
+                "ipv4/conf/default/rp_filter",
+                "core/somaxconn",
+                "ipv4/conf/v.1/rp_filter",
+            ]
+        );
+        let fw = Plan::new(&saved, Phase::Firewalled, &id).unwrap();
+        assert_eq!(
+            paths(&fw),
+            [
+                "netfilter/nf_conntrack_max",
+                "bridge/bridge-nf-call-iptables"
+            ]
+        );
+        // the three take every key of Late once
+        let mut split: Vec<String> = [paths(&early), paths(&rest), paths(&fw)].concat();
+        let mut all = paths(&late);
+        split.sort();
+        all.sort();
+        assert_eq!(split, all);
     }
 
     #[test]
@@ -397,6 +436,12 @@ mod tests {
             e.to_string(),
             "invalid sysctl key [\"..\", \"..\", \"sysrq-trigger\"] in image"
         );
+        // each phase checks the keys it writes
+        let rest = Plan::new(&saved, Phase::Rest, &|d| Some(d.to_string()));
+        assert!(rest.is_err());
+        let saved = vec![s("netfilter/../../sysrq-trigger", "b")];
+        let fw = Plan::new(&saved, Phase::Firewalled, &|d| Some(d.to_string()));
+        assert!(fw.is_err());
     }
 
     #[test]
