@@ -47,12 +47,27 @@ pub(crate) fn link_request() -> Vec<u8> {
 /// asks, without decoding each link whole (1,000 links decoded take ~5 MiB).
 pub fn index_names(nl: &mut Nl) -> Result<Vec<(u32, String)>> {
     const IFLA_IFNAME: u16 = 3;
+    raw(nl, "dump link names", |index, _, attrs| {
+        crate::nla::attrs(attrs)
+            .map_while(|a| a.ok())
+            .find(|a| a.ty() == IFLA_IFNAME)
+            .map(|a| (index, a.string()))
+    })
+}
+
+/// What `keep` makes of each link's (ifindex, flags, attribute bytes), from a link dump read
+/// raw (nothing decoded), `what` naming the dump in errors.
+pub fn raw<T>(
+    nl: &mut Nl,
+    what: &str,
+    mut keep: impl FnMut(u32, u32, &[u8]) -> Option<T>,
+) -> Result<Vec<T>> {
     let req = crate::nl::Req::Raw {
         msg_type: libc::RTM_GETLINK,
         payload: link_request(),
     };
     let mut out = Vec::new();
-    nl.dump_visit(&req, "dump link names", &mut |v| {
+    nl.dump_visit(&req, what, &mut |v| {
         let (ty, msg) = match v {
             crate::nl::Visit::Restart => {
                 out.clear();
@@ -60,19 +75,11 @@ pub fn index_names(nl: &mut Nl) -> Result<Vec<(u32, String)>> {
             }
             crate::nl::Visit::Msg(ty, msg) => (ty, msg),
         };
-        let (Some(index), Some(attrs)) = (msg.get(4..8), msg.get(16..)) else {
+        if ty != libc::RTM_NEWLINK || msg.len() < 16 {
             return Ok(());
-        };
-        let name = crate::nla::attrs(attrs)
-            .map_while(|a| a.ok())
-            .find(|a| a.ty() == IFLA_IFNAME)
-            .map(|a| a.string());
-        if let (libc::RTM_NEWLINK, Some(name)) = (ty, name) {
-            out.push((
-                u32::from_ne_bytes([index[0], index[1], index[2], index[3]]),
-                name,
-            ));
         }
+        let (index, flags) = (crate::nla::u32_at(msg, 4), crate::nla::u32_at(msg, 8));
+        out.extend(keep(index, flags, &msg[16..]));
         Ok(())
     })?;
     Ok(out)

@@ -66,19 +66,10 @@ pub fn devices(
 /// The indexes of the links with carrier (IFF_LOWER_UP), from a link dump read raw (only
 /// each message's header is looked at).
 fn with_carrier(nl: &mut crate::nl::Nl) -> Result<std::collections::HashSet<u32>> {
-    let req = crate::nl::Req::Raw {
-        msg_type: libc::RTM_GETLINK,
-        payload: crate::link::capture::link_request(),
-    };
-    Ok(nl
-        .dump_raw(&req, "dump links")?
-        .iter()
-        .filter(|(ty, m)| {
-            *ty == libc::RTM_NEWLINK
-                && m.len() >= 12
-                && crate::nla::u32_at(m, 8) & libc::IFF_LOWER_UP as u32 != 0
-        })
-        .map(|(_, m)| crate::nla::u32_at(m, 4))
+    let carrier =
+        |index, flags: u32, _: &[u8]| (flags & libc::IFF_LOWER_UP as u32 != 0).then_some(index);
+    Ok(crate::link::capture::raw(nl, "dump links", carrier)?
+        .into_iter()
         .collect())
 }
 
