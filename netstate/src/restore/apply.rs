@@ -67,7 +67,7 @@ pub(super) fn apply(
     std::thread::scope(|outer| {
         let (go, gate) = std::sync::mpsc::channel::<()>();
         let handle = outer.spawn(move || {
-            // no signal: the early sysctls did not complete, restore is failing
+            // no signal: what precedes link up failed, restore is failing
             gate.recv().ok()?;
             let t = Instant::now();
             let r = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Rest, ns, log);
@@ -243,7 +243,7 @@ fn apply_in(
             made(r, &mut errors);
             cx.stats.phase("sysctls", took);
         }
-        // signalled once the links were made, which they were
+        // signalled once what precedes link up went in, which it did
         Ok(None) => errors.push("late sysctl thread not started".to_string()),
         Err(_) => errors.push("late sysctl thread panicked".to_string()),
     }
