@@ -4,6 +4,7 @@
 
 mod apply;
 mod dad;
+mod kernel_ll;
 pub mod links;
 pub mod plan;
 mod socks;
@@ -27,7 +28,8 @@ use crate::transform::{self, Transformed};
 pub use plan::Plan;
 pub use socks::Socks;
 
-use apply::{apply, link_locals, Applying};
+use apply::{apply, Applying};
+use kernel_ll::link_locals;
 
 /// Reads the image directory, then restores it ([`restore_snapshot`]); the stats also go to
 /// `stats-restore.img` there when the directory is writable.
