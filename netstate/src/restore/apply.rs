@@ -234,7 +234,7 @@ fn apply_in(
             errors.extend(r.err().into_iter().flatten());
             made(fw, &mut errors);
         }
-        Err(_) => errors.push("DAD thread panicked".to_string()),
+        Err(_) => errors.push("DAD and firewall sysctl thread panicked".to_string()),
     }
     match rest.handle.join() {
         Ok(Some((r, took))) => {

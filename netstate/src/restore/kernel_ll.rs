@@ -9,7 +9,6 @@ use crate::error::NetstateError;
 use crate::family::{self, Addresses, Family};
 use crate::ifmap::IfMap;
 use crate::journal::Sock;
-use crate::link::capture::{dump, link_name};
 
 /// Ends with exactly the saved kernel-made link-local addresses on the links restore made
 /// (from images that track them): one the kernel made during the rebuild that the image does
@@ -35,11 +34,8 @@ pub(super) fn link_locals(
     }
     let err = |e: NetstateError| vec![crate::error::chain(&e)];
     let target = &mut cx.socks.target;
-    let live_names: Vec<(u32, String)> = dump(target)
-        .map_err(err)?
-        .iter()
-        .map(|m| (m.header.index, link_name(m)))
-        .collect();
+    // names only: a raw dump, not every link decoded whole
+    let live_names = crate::link::capture::index_names(target).map_err(err)?;
     // live addresses carry live indexes; saved ones saved indexes, mapped by name
     let ifs = IfMap::from_names(live_names.iter().cloned());
     let saved_ifs = IfMap::by_name(

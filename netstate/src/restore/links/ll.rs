@@ -8,13 +8,14 @@
 //! sysctls), brings the links up, puts the saved `addr_gen_mode` back, and adds the saved
 //! link-locals itself with the other IPv6 addresses (no DAD: added with IFA_F_NODAD, then
 //! replaced with their saved flags, which clears it; see `v6_addresses` in apply.rs; and
-//! `accept_dad` suspended meanwhile, see `dad.rs`). The mode set over netlink regenerates nothing
-//! (only the sysctl does); a link that gets carrier after its mode is back generates as it
-//! would have (the same address). Links whose mode the image
-//! or sysctls give as anything but EUI-64 (random and stable privacy come from a secret the
-//! early sysctls write, and writing the mode's sysctl regenerates the address at once), links
-//! with a saved `stable_secret`, links whose image tracks no link-local, and links that keep
-//! DAD (a saved tentative address), are left to the kernel as before. The link-locals are
+//! `accept_dad` suspended meanwhile, see `dad.rs`). The mode set over netlink regenerates
+//! nothing (only the sysctl does); a link that gets carrier after its mode is back and before
+//! restore adds its link-local generates it itself (the same address; `accept_dad` still
+//! suspended, so not tentative). Links whose mode the image or sysctls give as anything but
+//! EUI-64 (random and stable privacy come from a secret the early sysctls write, and writing
+//! the mode's sysctl regenerates the address at once), links with a saved `stable_secret`,
+//! links whose image tracks no link-local, and links that keep DAD (a saved tentative
+//! address), are left to the kernel as before. The link-locals are
 //! added with NLM_F_REPLACE: should the kernel have made one all the same (an early sysctl
 //! write of the mode on a namespace whose default differs), it is the same address.
 
