@@ -284,8 +284,15 @@ fn build(case: Case, base: &Path) -> PathBuf {
 // ---- running a case -----------------------------------------------------------------------
 
 /// What restore does with an image: open it with the host key and read every kind.
-fn read_all(dir: &Path) -> Result<Trust, ImageError> {
-    let d = ImageDir::open_with(dir, Some(&host_key()), &Limits::default())?;
+/// Opens `dir` as `open_with` does, or `deferred` as restore does (each file checked when
+/// read), and reads every kind.
+fn read_all(dir: &Path, deferred: bool) -> Result<Trust, ImageError> {
+    let open = if deferred {
+        ImageDir::open_deferred
+    } else {
+        ImageDir::open_with
+    };
+    let d = open(dir, Some(&host_key()), &Limits::default())?;
     d.require_sealed("restore")?;
     d.read::<Link>(Kind::Links)?;
     d.read::<Address>(Kind::Addresses)?;
@@ -331,6 +338,22 @@ fn state(dir: &Path) -> Vec<String> {
 }
 
 fn run(case: Case) {
+    run_in(case, false);
+    run_in(case, true);
+}
+
+/// What opening with `open_deferred` and reading must give: as `want`, except that a file
+/// changed under a valid sealed inventory fails its read instead of spoiling the verdict.
+fn want_deferred(case: Case) -> Want {
+    match case {
+        Case::FileSwappedSameSizeAndCrc => Want::Refused(
+            "verify {dir}/links.img: sha256 does not match the sealed inventory: the image was changed after it was sealed",
+        ),
+        _ => want(case),
+    }
+}
+
+fn run_in(case: Case, deferred: bool) {
     let t = TempDir::new("hostile");
     let dir = build(case, t.path());
     let before = state(t.path());
@@ -338,7 +361,7 @@ fn run(case: Case) {
     let (tx, rx) = std::sync::mpsc::channel();
     let d = dir.clone();
     std::thread::spawn(move || {
-        let _ = tx.send(metered(|| read_all(&d)));
+        let _ = tx.send(metered(|| read_all(&d, deferred)));
     });
     // a FIFO or /dev/zero used to hang restore or read for 10 s and more
     let (result, peak) = rx
@@ -359,7 +382,12 @@ fn run(case: Case) {
         Err(e) => e,
     };
     let msg = err.to_string();
-    match want(case) {
+    let want = if deferred {
+        want_deferred(case)
+    } else {
+        want(case)
+    };
+    match want {
         Want::Refused(text) => {
             let links = 4_000_028 + 1_000_000 * std::mem::size_of::<Link>() + 16;
             let text = text
@@ -450,12 +478,14 @@ corpus! {
 fn the_sealed_image_itself_is_trusted() {
     let t = TempDir::new("hostile-ok");
     let dir = write_fixture_with(&t.join("img"), Some(host_key())).unwrap();
-    assert_eq!(
-        read_all(&dir).unwrap(),
-        Trust::Sealed {
-            key_id: host_key().id()
-        }
-    );
+    for deferred in [false, true] {
+        assert_eq!(
+            read_all(&dir, deferred).unwrap(),
+            Trust::Sealed {
+                key_id: host_key().id()
+            }
+        );
+    }
 }
 
 /// A same-size, same-crc32c swap of a file in an unsealed image passes every check but the

@@ -82,37 +82,47 @@ impl Snapshot {
         routes_encoded: bool,
     ) -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
         std::thread::scope(|s| {
-            let sysctls = s.spawn(|| dir.read(Kind::Sysctls));
-            let firewall = s.spawn(|| dir.read(Kind::Firewall));
-            let rest = (|| -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
-                let (routes, encoded) = if routes_encoded {
-                    (Vec::new(), Some(dir.read_encoded(Kind::Routes)?))
-                } else {
-                    (dir.read(Kind::Routes)?, None)
-                };
-                let snap = Snapshot {
-                    links: dir.read(Kind::Links)?,
-                    addresses: dir.read(Kind::Addresses)?,
-                    routes,
-                    nexthops: dir.read(Kind::Nexthops)?,
-                    rules: dir.read(Kind::Rules)?,
-                    neighbours: dir.read(Kind::Neighbours)?,
-                    tc: dir.read(Kind::Tc)?,
-                    tun_files: dir.read(Kind::TunFiles)?,
-                    ext_files: dir.read(Kind::ExtFiles)?,
-                    skipped_files: dir.read(Kind::SkippedFiles)?,
-                    ..Default::default()
-                };
-                Ok((snap, encoded))
-            })();
-            let panicked =
-                |_| crate::error::NetstateError::invalid("image reading thread panicked");
-            let sysctls = sysctls.join().map_err(panicked)?;
-            let firewall = firewall.join().map_err(panicked)?;
-            let (mut snap, encoded) = rest?;
-            (snap.sysctls, snap.firewall) = (sysctls?, firewall?);
+            let (mut snap, encoded, sysctls) = Snapshot::read_in(s, dir, routes_encoded)?;
+            snap.sysctls = sysctls.join()?;
             Ok((snap, encoded))
         })
+    }
+
+    /// [`Snapshot::read_with`] less the sysctls, which are still decoding on a thread of
+    /// scope `s` when it returns: the caller joins them when it needs them (restore, before
+    /// its first change). At M theirs is the longest decode (12,000 keys, ~5 ms).
+    pub(crate) fn read_in<'scope>(
+        s: &'scope std::thread::Scope<'scope, '_>,
+        dir: &'scope ImageDir,
+        routes_encoded: bool,
+    ) -> Result<(Snapshot, Option<crhook_core::Encoded>, Decoding<'scope>)> {
+        let sysctls = Decoding(Some(s.spawn(|| dir.read(Kind::Sysctls))));
+        let firewall = s.spawn(|| dir.read(Kind::Firewall));
+        let rest = (|| -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
+            let (routes, encoded) = if routes_encoded {
+                (Vec::new(), Some(dir.read_encoded(Kind::Routes)?))
+            } else {
+                (dir.read(Kind::Routes)?, None)
+            };
+            let snap = Snapshot {
+                links: dir.read(Kind::Links)?,
+                addresses: dir.read(Kind::Addresses)?,
+                routes,
+                nexthops: dir.read(Kind::Nexthops)?,
+                rules: dir.read(Kind::Rules)?,
+                neighbours: dir.read(Kind::Neighbours)?,
+                tc: dir.read(Kind::Tc)?,
+                tun_files: dir.read(Kind::TunFiles)?,
+                ext_files: dir.read(Kind::ExtFiles)?,
+                skipped_files: dir.read(Kind::SkippedFiles)?,
+                ..Default::default()
+            };
+            Ok((snap, encoded))
+        })();
+        let firewall = firewall.join().map_err(read_panicked)?;
+        let (mut snap, encoded) = rest?;
+        snap.firewall = firewall?;
+        Ok((snap, encoded, sysctls))
     }
 
     /// (kind, count) of every family, for stats.
@@ -138,6 +148,40 @@ impl Snapshot {
     }
 }
 
+/// The sysctls of an image, decoding on a thread of their own (see [`Snapshot::read_in`]).
+/// Dropped unjoined (restore failed first), it waits for the thread and drops what it read.
+pub(crate) struct Decoding<'scope>(
+    Option<
+        std::thread::ScopedJoinHandle<
+            'scope,
+            std::result::Result<Vec<crhook_proto::Sysctl>, crhook_core::ImageError>,
+        >,
+    >,
+);
+
+impl Decoding<'_> {
+    /// The decoded sysctls, or why they could not be read.
+    pub(crate) fn join(mut self) -> Result<Vec<crhook_proto::Sysctl>> {
+        match self.0.take() {
+            Some(h) => Ok(h.join().map_err(read_panicked)??),
+            None => Ok(Vec::new()),
+        }
+    }
+}
+
+impl Drop for Decoding<'_> {
+    fn drop(&mut self) {
+        // joined here, a panic of the thread is not re-raised by the scope's end
+        if let Some(h) = self.0.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+fn read_panicked(_: Box<dyn std::any::Any + Send>) -> crate::error::NetstateError {
+    crate::error::NetstateError::invalid("image reading thread panicked")
+}
+
 /// Opens and verifies the image directory at `path` with the key this host holds
 /// (`$CRHOOK_IMAGE_KEY`, else /etc/crhook/image.key; a host without one yet finds every sealed
 /// image foreign). `dir.trust()` is the verdict restore decides on; reading from `dir` charges
@@ -149,7 +193,19 @@ pub fn open_image(path: &Path) -> Result<ImageDir> {
 
 /// [`open_image`] for `op` (restore, diff): an image changed after it was sealed is refused.
 pub fn open_unchanged(path: &Path, op: &str) -> Result<ImageDir> {
-    let dir = open_image(path)?;
+    refuse_changed(open_image(path)?, path, op)
+}
+
+/// [`open_unchanged`] for restore, which reads every file at once: each file is checked by
+/// the thread that reads it (see [`ImageDir::open_deferred`]); a file changed after the image
+/// was sealed fails its read, so the restore, before any change.
+pub(crate) fn open_unchanged_deferred(path: &Path, op: &str) -> Result<ImageDir> {
+    let key = HostKey::load(&HostKey::configured_path())?;
+    let dir = ImageDir::open_deferred(path, key.as_ref(), &Limits::default())?;
+    refuse_changed(dir, path, op)
+}
+
+fn refuse_changed(dir: ImageDir, path: &Path, op: &str) -> Result<ImageDir> {
     if let crhook_core::Trust::BadSeal { .. } = dir.trust() {
         return Err(crate::NetstateError::invalid(format!(
             "{op} from {}: {}; the image was changed after it was sealed, refused",

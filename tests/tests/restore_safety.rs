@@ -163,3 +163,50 @@ fn own_namespace_is_refused_without_allow_host_netns() {
     );
     assert!(host.link_exists("ifs0"));
 }
+
+/// Restore checks each image file as the thread that decodes it reads it (the sysctls still
+/// decoding while the target is planned against): a damaged file, whichever it is, is refused
+/// by name before the first change. The damage is one byte in the middle of the file, so its
+/// size holds and its crc32c does not.
+#[test]
+fn a_damaged_image_file_is_refused_before_any_change() {
+    require_root();
+    let saved = Saved::checkpoint_full("dmg");
+    let a2 = TestNs::new("dmg2");
+    let before = NsState::capture(&a2);
+    let host_before = NsState::capture(&saved.host);
+    let sib_before = NsState::capture(&saved.sib);
+    let images = std::path::PathBuf::from(saved.images());
+    for name in ["sysctls.img", "firewall.img", "routes.img", "links.img"] {
+        let p = images.join(name);
+        let good = std::fs::read(&p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()));
+        let mut bad = good.clone();
+        let mid = bad.len() / 2;
+        bad[mid] ^= 0x5a;
+        std::fs::write(&p, &bad).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        let run = saved.restore(&a2, &[], &[]);
+        std::fs::write(&p, &good).unwrap_or_else(|e| panic!("write {}: {e}", p.display()));
+        assert_same(&format!("the target after a damaged {name}"), &before, &a2);
+        assert_same(
+            &format!("the host after a damaged {name}"),
+            &host_before,
+            &saved.host,
+        );
+        assert_same(
+            &format!("the sibling after a damaged {name}"),
+            &sib_before,
+            &saved.sib,
+        );
+        run.expect_code(1);
+        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+        assert!(
+            run.stderr.contains(&p.display().to_string()) && run.stderr.contains("crc32c"),
+            "the refusal does not name the damaged {name}:\n{}",
+            run.stderr
+        );
+    }
+    // the files put back, the same images restore whole
+    saved.restore(&a2, &[], &[]).expect_success();
+    let diffs = compare_states(&saved.a_state, &NsState::capture(&a2));
+    assert!(diffs.is_empty(), "restore after: {}", diffs.join("\n  "));
+}

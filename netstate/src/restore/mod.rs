@@ -39,19 +39,24 @@ pub fn run(
     opts: &RestoreOptions,
 ) -> Result<RestoreOutcome> {
     let t = Instant::now();
-    let dir = crate::snapshot::open_unchanged(images, "restore")?;
+    let dir = crate::snapshot::open_unchanged_deferred(images, "restore")?;
     let trust = dir.trust().clone();
-    // the routes stay encoded until they are planned and added (see streamed.rs), unless
-    // verify compares them all afterwards
-    let (snap, routes) = Snapshot::read_with(&dir, !opts.verify)?;
     let bytes = dir.inventory().files.iter().map(|f| f.size).sum();
     // an image this host did not seal places nothing outside the target unless the operator
     // says so (the seal, --trust-images, or --external for one veth)
     let untrusted = (!trust.is_sealed() && !opts.trust_images).then(|| trust.to_string());
-    let saved = Saved { snap, routes };
-    let out = restore_with(target, saved, opts, Some((t.elapsed(), bytes)), untrusted)?;
-    // best effort: the image directory may be read-only (a mounted checkpoint archive)
-    let _ = crhook_core::write_file(
+    let out = std::thread::scope(|s| {
+        // the routes stay encoded until they are planned and added (see streamed.rs), unless
+        // verify compares them all afterwards; the sysctls decode on while the target is
+        // opened and planned against, and are joined before the first change
+        let (snap, routes, sysctls) = Snapshot::read_in(s, &dir, !opts.verify)?;
+        let saved = Saved { snap, routes };
+        let read = Some((t.elapsed(), bytes));
+        restore_with(target, saved, Some(sysctls), opts, read, untrusted)
+    })?;
+    // best effort: the image directory may be read-only (a mounted checkpoint archive); a
+    // record of what happened, not state: not worth waiting for the disk
+    let _ = crhook_core::write_file_unsynced(
         &images.join(Kind::StatsRestore.file_name()),
         Kind::StatsRestore,
         std::slice::from_ref(&out.stats),
@@ -365,14 +370,16 @@ pub fn restore_snapshot(
     opts: &RestoreOptions,
     read: Option<(std::time::Duration, u64)>,
 ) -> Result<RestoreOutcome> {
-    restore_with(target, Saved { snap, routes: None }, opts, read, None)
+    restore_with(target, Saved { snap, routes: None }, None, opts, read, None)
 }
 
-/// [`restore_snapshot`]; `untrusted` says why the image may place nothing outside the target
+/// [`restore_snapshot`]; `sysctls`, when given, are the saved sysctls still decoding (`saved`
+/// holds none then); `untrusted` says why the image may place nothing outside the target
 /// (None: it may).
 fn restore_with(
     target: &Target,
     saved: Saved,
+    sysctls: Option<crate::snapshot::Decoding>,
     opts: &RestoreOptions,
     read: Option<(std::time::Duration, u64)>,
     untrusted: Option<String>,
@@ -383,7 +390,7 @@ fn restore_with(
         stats.add_bytes_read(bytes);
         stats.phase("read", took);
     }
-    let counts = saved
+    let mut counts = saved
         .snap
         .counts_with(saved.routes.as_ref().map(|e| e.len() as u64));
     let mut o = open(target, opts, true)?;
@@ -412,6 +419,14 @@ fn restore_with(
     crate::route::restore_order(&mut p.routes.to_add);
     stats.phase("plan", t.elapsed());
     crate::interrupt::check("restore").map_err(NetstateError::invalid)?;
+    if let Some(d) = sysctls {
+        p.snap.sysctls = d.join()?;
+        for (k, n) in &mut counts {
+            if *k == "sysctls" {
+                *n = p.snap.sysctls.len() as u64;
+            }
+        }
+    }
 
     // apply
     // what restore adds: the planned families, the firewall and sysctls, the files
