@@ -7,6 +7,11 @@ use std::fmt::Write as _;
 
 use protox::prost_reflect::{DescriptorPool, FieldDescriptor, Kind, MessageDescriptor};
 
+/// Messages whose `bytes` fields are `prost::bytes::Bytes`: decoded from a file held as
+/// `Bytes`, they are slices of it, not copies (the nf_tables messages of a firewall image:
+/// 55,000 rules at L).
+const SHARED_BYTES: [&str; 1] = [".crhook.NftTable"];
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dir = std::path::Path::new("proto");
     let mut files: Vec<_> = std::fs::read_dir(dir.join("crhook"))?
@@ -24,6 +29,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut cfg = prost_build::Config::new();
     cfg.type_attribute(".", "#[derive(serde::Serialize, serde::Deserialize)]");
     cfg.btree_map(["."]);
+    cfg.bytes(SHARED_BYTES);
     cfg.compile_fds(fds)?;
     Ok(())
 }
@@ -71,6 +77,11 @@ fn value_type(f: &FieldDescriptor) -> Result<String, String> {
         Kind::Uint64 | Kind::Fixed64 => "u64".into(),
         Kind::Bool => "bool".into(),
         Kind::String => "::std::string::String".into(),
+        Kind::Bytes
+            if SHARED_BYTES.contains(&format!(".{}", f.parent_message().full_name()).as_str()) =>
+        {
+            "::prost::bytes::Bytes".into()
+        }
         Kind::Bytes => "::std::vec::Vec<u8>".into(),
         Kind::Message(m) => rust_type(&m)?,
     })

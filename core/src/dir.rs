@@ -24,7 +24,9 @@ use crhook_proto::{Inventory, InventoryFile, Seal};
 
 use crate::budget::Budget;
 use crate::error::ImageError;
-use crate::file::{decode_budgeted, decode_file, read_at, verify_framing, Encoded};
+use crate::file::{
+    decode_budgeted, decode_budgeted_shared, decode_file, read_at, verify_framing, Encoded,
+};
 use crate::format::{Limits, HEADER_LEN, NEWEST_READABLE};
 use crate::magic::Kind;
 use crate::safefs;
@@ -506,7 +508,8 @@ impl ImageDir {
             return Ok(Vec::new());
         };
         let path = self.path.join(kind.file_name());
-        let out: Vec<M> = decode_budgeted(&path, kind, &bytes, &self.limits, &self.budget)?;
+        let bytes = prost::bytes::Bytes::from(bytes);
+        let out: Vec<M> = decode_budgeted_shared(&path, kind, &bytes, &self.limits, &self.budget)?;
         self.check_entries(kind, path, out.len())?;
         Ok(out)
     }

@@ -104,6 +104,49 @@ pub(crate) fn decode_budgeted<M: prost::Message + Default>(
     limits: &Limits,
     total: &Budget,
 ) -> Result<Vec<M>, ImageError> {
+    decode_budgeted_with(name_for_errors, kind, bytes, limits, total, |p| p)
+}
+
+/// [`decode_budgeted`] of a file held as shared bytes: the `bytes` fields prost generates as
+/// [`prost::bytes::Bytes`] (the nf_tables messages of a firewall image) decode as slices of
+/// it, not copies (at L, 55,000 rules: 37 ms of allocating and copying). The budget still
+/// charges them as copies.
+pub(crate) fn decode_budgeted_shared<M: prost::Message + Default>(
+    name_for_errors: &Path,
+    kind: Kind,
+    bytes: &prost::bytes::Bytes,
+    limits: &Limits,
+    total: &Budget,
+) -> Result<Vec<M>, ImageError> {
+    decode_budgeted_with(name_for_errors, kind, bytes, limits, total, |p| {
+        bytes.slice_ref(p)
+    })
+}
+
+/// Files of at least this many entries decode on two threads, once every entry has passed
+/// its checks: the sysctls of 1,000 links (120,000 keys, each a few small strings) took one
+/// thread 62 ms, the last of restore's reads to finish.
+const PARALLEL_ENTRIES: u64 = 20_000;
+
+/// The cores this process may use (read once: the standard library reads cgroup files for it).
+pub(crate) fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// [`decode_budgeted`], each entry decoded from `buf(its payload)`.
+fn decode_budgeted_with<'a, M, B>(
+    name_for_errors: &'a Path,
+    kind: Kind,
+    bytes: &'a [u8],
+    limits: &Limits,
+    total: &Budget,
+    buf: impl Fn(&'a [u8]) -> B + Sync,
+) -> Result<Vec<M>, ImageError>
+where
+    M: prost::Message + Default + Send,
+    B: prost::bytes::Buf,
+{
     let file = name_for_errors;
     let framed = frame::parse(file, bytes, Some(kind), limits)?;
     let count_at = (bytes.len() - crate::format::TRAILER_LEN + 4) as u64;
@@ -136,8 +179,61 @@ pub(crate) fn decode_budgeted<M: prost::Message + Default>(
             limits.max_repeated,
         ));
     }
-    let mut out = Vec::with_capacity(usize::try_from(framed.count).unwrap_or(0));
     let message = kind.info().message;
+    let decode = |index: u64, offset: u64, payload: &'a [u8]| {
+        M::decode(buf(payload)).map_err(|source| ImageError::Decode {
+            file: file.to_path_buf(),
+            offset,
+            index,
+            message,
+            source,
+        })
+    };
+    let count = usize::try_from(framed.count).unwrap_or(0);
+    if framed.count >= PARALLEL_ENTRIES && cores() >= 2 {
+        // every entry checked first, then the two halves decoded side by side
+        let mut entries = Vec::with_capacity(count);
+        each_checked(
+            file,
+            kind,
+            &framed,
+            limits,
+            total,
+            memory,
+            repeated,
+            |_, offset, payload| {
+                entries.push((offset, payload));
+                Ok(())
+            },
+        )?;
+        let half = entries.len() / 2;
+        let part = |from: usize, list: &[(u64, &'a [u8])]| -> Result<Vec<M>, ImageError> {
+            // the first half's list takes the second's after it
+            let mut out = Vec::with_capacity(if from == 0 { count } else { list.len() });
+            for (i, &(offset, payload)) in list.iter().enumerate() {
+                out.push(decode((from + i) as u64, offset, payload)?);
+            }
+            Ok(out)
+        };
+        let (first, second) = entries.split_at(half);
+        return std::thread::scope(|s| {
+            let later = std::thread::Builder::new()
+                .name("crhook-decode".into())
+                .spawn_scoped(s, || part(half, second));
+            let mut out = part(0, first)?;
+            match later {
+                Ok(h) => out.extend(h.join().map_err(|_| ImageError::Corrupt {
+                    file: file.to_path_buf(),
+                    offset: 0,
+                    what: "the thread decoding its second half panicked".into(),
+                })??),
+                // no thread to be had: this one decodes the second half too
+                Err(_) => out.extend(part(half, second)?),
+            }
+            Ok(out)
+        });
+    }
+    let mut out = Vec::with_capacity(count);
     each_checked(
         file,
         kind,
@@ -147,14 +243,7 @@ pub(crate) fn decode_budgeted<M: prost::Message + Default>(
         memory,
         repeated,
         |index, offset, payload| {
-            let m = M::decode(payload).map_err(|source| ImageError::Decode {
-                file: file.to_path_buf(),
-                offset,
-                index,
-                message,
-                source,
-            })?;
-            out.push(m);
+            out.push(decode(index, offset, payload)?);
             Ok(())
         },
     )?;
@@ -649,5 +738,73 @@ mod tests {
         assert_eq!(leftovers, 1);
         let _ = std::fs::remove_dir_all(&dir);
         Ok(())
+    }
+
+    fn sysctls(n: usize) -> Vec<Sysctl> {
+        (0..n)
+            .map(|i| Sysctl {
+                path: vec![
+                    "ipv4".into(),
+                    "conf".into(),
+                    format!("d{i}"),
+                    "forwarding".into(),
+                ],
+                value: (i % 2).to_string(),
+            })
+            .collect()
+    }
+
+    /// A file of more than PARALLEL_ENTRIES entries decodes on two threads: every entry in
+    /// order, from a slice or from shared bytes.
+    #[test]
+    fn many_entries_decode_whole_and_in_order() {
+        let want = sysctls(PARALLEL_ENTRIES as usize * 2 + 1);
+        let b = encode_file(Kind::Sysctls, &want);
+        let p = Path::new("sysctls.img");
+        let lim = Limits::default();
+        let got: Vec<Sysctl> = decode_file(p, Kind::Sysctls, &b, &lim).unwrap_or_default();
+        assert_eq!(got, want);
+        let shared = prost::bytes::Bytes::from(b);
+        let budget = Budget::new(lim.max_total_memory);
+        let got: Vec<Sysctl> =
+            decode_budgeted_shared(p, Kind::Sysctls, &shared, &lim, &budget).unwrap_or_default();
+        assert_eq!(got, want);
+    }
+
+    /// An entry that fails to decode in the second half (a string that is not UTF-8, which
+    /// the checks before decoding do not look at) is named by its own index and offset.
+    #[test]
+    fn a_bad_entry_of_the_second_half_is_named_by_its_index() {
+        let n = PARALLEL_ENTRIES as usize * 2;
+        let good: Vec<Vec<u8>> = sysctls(n)
+            .iter()
+            .map(prost::Message::encode_to_vec)
+            .collect();
+        let bad_at = n - 7;
+        let mut raw: Vec<&[u8]> = good.iter().map(Vec::as_slice).collect();
+        let bad = [0x0a_u8, 0x02, 0xff, 0xfe];
+        raw[bad_at] = &bad;
+        let b = encode_raw_file(Kind::Sysctls, &raw);
+        let r: Result<Vec<Sysctl>, _> = decode_file(
+            Path::new("sysctls.img"),
+            Kind::Sysctls,
+            &b,
+            &Limits::default(),
+        );
+        match r {
+            Err(ImageError::Decode { index, offset, .. }) => {
+                assert_eq!(index, bad_at as u64);
+                // the frame's payload starts 4 bytes after its length
+                let at = b
+                    .windows(bad.len())
+                    .position(|w| w == bad)
+                    .unwrap_or_default() as u64;
+                assert!(
+                    offset == at || offset + 4 == at,
+                    "offset {offset}, entry at {at}"
+                );
+            }
+            other => panic!("expected a decode error, got {other:?}"),
+        }
     }
 }

@@ -787,7 +787,9 @@ nft add table inet unrelated
                 .windows(8)
                 .position(|w| w == b"MYCHAIN\0")
                 .expect("found above");
-            r[at..at + 7].copy_from_slice(b"NOCHAIN");
+            let mut v = r.to_vec();
+            v[at..at + 7].copy_from_slice(b"NOCHAIN");
+            *r = v.into();
             n += 1;
         }
     }
@@ -803,7 +805,9 @@ nft add table inet unrelated
         .find(|r| rule_chain(r) == "in")
         .expect("a rule of chain in");
     let at = attr_span(r, 2).expect("chain attribute").start;
-    r[at..at + 2].copy_from_slice(b"zz");
+    let mut v = r.to_vec();
+    v[at..at + 2].copy_from_slice(b"zz");
+    *r = v.into();
     rejected(&bad, "rule of chain inet crhtest zz");
 
     // an expression no kernel module provides
@@ -815,7 +819,9 @@ nft add table inet unrelated
         .windows(5)
         .position(|w| w == b"meta\0")
         .expect("the rule's meta expression");
-    r[at..at + 4].copy_from_slice(b"mxta");
+    let mut v = r.to_vec();
+    v[at..at + 4].copy_from_slice(b"mxta");
+    *r = v.into();
     rejected(&bad, "rule of chain netdev crhtest2 c");
 }
 

@@ -459,9 +459,9 @@ pub fn firewall() -> Vec<FirewallRuleset> {
         tables: vec![NftTable {
             family: 2,
             name: "filter".into(),
-            table,
-            chains: vec![chain],
-            rules: vec![rule],
+            table: table.into(),
+            chains: vec![chain.into()],
+            rules: vec![rule.into()],
             ..Default::default()
         }],
     }];

@@ -357,7 +357,7 @@ mod tests {
             tables: vec![NftTable {
                 family: u32::from(family),
                 name: t.name,
-                chains: chains.iter().map(|c| chain(c)).collect(),
+                chains: chains.iter().map(|c| chain(c).into()).collect(),
                 ..Default::default()
             }],
             ..saved(FirewallSource::Nftables, "")

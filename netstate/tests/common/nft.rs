@@ -46,7 +46,7 @@ pub fn table_mut<'a>(rs: &'a mut [FirewallRuleset], label: &str) -> &'a mut NftT
 }
 
 /// Every saved message payload of a table.
-pub fn payloads(t: &NftTable) -> impl Iterator<Item = &Vec<u8>> {
+pub fn payloads(t: &NftTable) -> impl Iterator<Item = &crhook_proto::prost::bytes::Bytes> {
     std::iter::once(&t.table)
         .chain(&t.chains)
         .chain(&t.objects)

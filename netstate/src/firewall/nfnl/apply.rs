@@ -245,7 +245,7 @@ fn replay<'a>(t: &'a NftTable, f: &mut dyn FnMut(Out<'a>)) {
             Obj::Rule => NLM_F_CREATE | NLM_F_APPEND,
             _ => NLM_F_CREATE,
         };
-        let out = |i: usize, p: &'a Vec<u8>| {
+        let out = |i: usize, p: &'a super::Payload| {
             let mut extra = Vec::new();
             if obj == Obj::Rule {
                 if let Some(c) = norm::rule_compat(p) {

@@ -197,7 +197,7 @@ fn dump_once(
         tables.push(NftTable {
             family: u32::from(p[0]),
             name,
-            table,
+            table: table.into(),
             ..Default::default()
         });
     }
@@ -256,7 +256,7 @@ fn dump_once(
             }
             let n = normalize(obj, &p, counters).map_err(|e| decode_err(nl, obj, e))?;
             if let Some(list) = obj.list_mut(&mut tables[i]) {
-                list.push(n);
+                list.push(n.into());
             }
         }
     }
@@ -269,7 +269,7 @@ fn dump_once(
             }
             let n = normalize(Obj::Element, &p, counters)
                 .map_err(|e| decode_err(nl, Obj::Element, e))?;
-            tables[i].elements.push(n);
+            tables[i].elements.push(n.into());
         }
     }
     if gens.windows(2).any(|w| w[0] != w[1]) {

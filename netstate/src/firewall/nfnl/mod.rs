@@ -36,6 +36,10 @@ pub(crate) use render::diff_tables;
 
 use crhook_proto::NftTable;
 
+/// One saved nf_tables message of an [`NftTable`]: restore decodes them as slices of the
+/// image file's bytes, without a copy each (55,000 rules at L: 37 ms of copying)
+pub(crate) type Payload = crhook_proto::prost::bytes::Bytes;
+
 /// NFNL_SUBSYS_NFTABLES
 const SUBSYS: u16 = 10;
 /// NFNL_MSG_BATCH_BEGIN / END (NLMSG_MIN_TYPE and the next)
@@ -115,7 +119,7 @@ impl Obj {
     }
 
     /// The saved payloads of this kind in `t`.
-    fn of(self, t: &NftTable) -> &[Vec<u8>] {
+    fn of(self, t: &NftTable) -> &[Payload] {
         match self {
             Obj::Table => std::slice::from_ref(&t.table),
             Obj::Chain => &t.chains,
@@ -128,7 +132,7 @@ impl Obj {
     }
 
     /// The list of this kind in `t` (None for the table, one per `NftTable`).
-    fn list_mut(self, t: &mut NftTable) -> Option<&mut Vec<Vec<u8>>> {
+    fn list_mut(self, t: &mut NftTable) -> Option<&mut Vec<Payload>> {
         match self {
             Obj::Table => None,
             Obj::Chain => Some(&mut t.chains),

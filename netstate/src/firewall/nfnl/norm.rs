@@ -300,7 +300,7 @@ pub(super) fn chain_base(payload: &[u8]) -> Option<(u32, i32, String)> {
 /// Every element of a table's element messages, per set, sorted: hash sets dump in hash
 /// order, which differs between two namespaces holding the same elements.
 pub(super) fn elements_by_set(
-    payloads: &[Vec<u8>],
+    payloads: &[super::Payload],
 ) -> Res<std::collections::BTreeMap<String, Vec<Vec<u8>>>> {
     let mut out: std::collections::BTreeMap<String, Vec<Vec<u8>>> = Default::default();
     for p in payloads {

@@ -189,11 +189,14 @@ mod tests {
             family: 2,
             name: "nat".into(),
             chains: vec![
-                dumped_chain(b"PREROUTING\0", 0, -100, Some(1)),
-                dumped_chain(b"POSTROUTING\0", 4, 100, Some(0)),
-                dumped_chain(b"MINE\0", 0, 0, None),
+                dumped_chain(b"PREROUTING\0", 0, -100, Some(1)).into(),
+                dumped_chain(b"POSTROUTING\0", 4, 100, Some(0)).into(),
+                dumped_chain(b"MINE\0", 0, 0, None).into(),
             ],
-            rules: vec![dumped_rule(b"POSTROUTING\0"), dumped_rule(b"MINE\0")],
+            rules: vec![
+                dumped_rule(b"POSTROUTING\0").into(),
+                dumped_rule(b"MINE\0").into(),
+            ],
             ..Default::default()
         };
         let s = shape(&t);
@@ -224,12 +227,12 @@ mod tests {
         assert!(!s.other);
         // a set, or a rule of a chain not listed, is something else the table holds
         let with_set = NftTable {
-            sets: vec![vec![2, 0, 0, 0]],
+            sets: vec![vec![2, 0, 0, 0].into()],
             ..t.clone()
         };
         assert!(shape(&with_set).other);
         let stray = NftTable {
-            rules: vec![dumped_rule(b"GONE\0")],
+            rules: vec![dumped_rule(b"GONE\0").into()],
             ..t
         };
         assert!(shape(&stray).other);

@@ -179,7 +179,12 @@ pub(crate) fn remap_table(t: &mut NftTable, m: &Remaps) -> Res<usize> {
     };
     let mut changed = 0;
     for r in &mut t.rules {
-        changed += usize::from(remap_rule(r, base, m)?);
+        // the payloads are shared slices of the image: a remapped one becomes its own copy
+        let mut p = r.to_vec();
+        if remap_rule(&mut p, base, m)? {
+            *r = p.into();
+            changed += 1;
+        }
     }
     // set name -> (key is an address, data is an address)
     let mut sets: HashMap<String, (Option<L3>, Option<L3>)> = HashMap::new();
@@ -206,7 +211,11 @@ pub(crate) fn remap_table(t: &mut NftTable, m: &Remaps) -> Res<usize> {
         sets.insert(name, (l3(key), l3(data)));
     }
     for e in &mut t.elements {
-        changed += usize::from(remap_elements(e, &sets, m)?);
+        let mut p = e.to_vec();
+        if remap_elements(&mut p, &sets, m)? {
+            *e = p.into();
+            changed += 1;
+        }
     }
     Ok(changed)
 }

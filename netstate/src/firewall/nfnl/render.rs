@@ -89,7 +89,7 @@ fn objects(obj: Obj, t: &NftTable) -> Objects {
         }
     }
     for p in obj.of(t) {
-        let n = normalize(obj, p, false).unwrap_or_else(|_| p.clone());
+        let n = normalize(obj, p, false).unwrap_or_else(|_| p.to_vec());
         let (key, shown) = match obj {
             Obj::Rule => (
                 format!("chain {}", norm::rule_chain(&n).unwrap_or_default()),

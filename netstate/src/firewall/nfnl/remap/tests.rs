@@ -58,7 +58,7 @@ fn table(family: u32, rules: Vec<Vec<u8>>) -> NftTable {
     NftTable {
         family,
         name: "filter".into(),
-        rules,
+        rules: rules.into_iter().map(Into::into).collect(),
         ..Default::default()
     }
 }
@@ -269,14 +269,14 @@ fn set_elements_of_address_sets_are_remapped() {
         family: 2,
         name: "filter".into(),
         sets: vec![
-            set("addrs", TYPE_IPADDR, 0),
-            set("marks", 19, 0),
-            set("ranges", TYPE_IPADDR, NFT_SET_INTERVAL),
+            set("addrs", TYPE_IPADDR, 0).into(),
+            set("marks", 19, 0).into(),
+            set("ranges", TYPE_IPADDR, NFT_SET_INTERVAL).into(),
         ],
         elements: vec![
-            elems("addrs", &OLD),
-            elems("marks", &OLD),
-            elems("ranges", &OLD),
+            elems("addrs", &OLD).into(),
+            elems("marks", &OLD).into(),
+            elems("ranges", &OLD).into(),
         ],
         ..Default::default()
     };
