@@ -699,10 +699,7 @@ fn verify_all(
     let one =
         |&(f, kind): &(&InventoryFile, Option<Kind>)| verify_listed(d, dir, f, kind, limits, hash);
     let total: u64 = todo.iter().map(|(f, _)| f.size).sum();
-    let threads = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(4)
-        .min(todo.len());
+    let threads = crate::file::cores().min(4).min(todo.len());
     if total < (1 << 20) || threads < 2 {
         return todo.iter().map(one).collect();
     }

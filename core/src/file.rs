@@ -190,22 +190,17 @@ where
         })
     };
     let count = usize::try_from(framed.count).unwrap_or(0);
+    // every entry, checked, handed to `f`
+    let walk = |f: &mut dyn FnMut(u64, u64, &'a [u8]) -> Result<(), ImageError>| {
+        each_checked(file, kind, &framed, limits, total, memory, repeated, f)
+    };
     if framed.count >= PARALLEL_ENTRIES && cores() >= 2 {
         // every entry checked first, then the two halves decoded side by side
         let mut entries = Vec::with_capacity(count);
-        each_checked(
-            file,
-            kind,
-            &framed,
-            limits,
-            total,
-            memory,
-            repeated,
-            |_, offset, payload| {
-                entries.push((offset, payload));
-                Ok(())
-            },
-        )?;
+        walk(&mut |_, offset, payload| {
+            entries.push((offset, payload));
+            Ok(())
+        })?;
         let half = entries.len() / 2;
         let part = |from: usize, list: &[(u64, &'a [u8])]| -> Result<Vec<M>, ImageError> {
             // the first half's list takes the second's after it
@@ -234,19 +229,10 @@ where
         });
     }
     let mut out = Vec::with_capacity(count);
-    each_checked(
-        file,
-        kind,
-        &framed,
-        limits,
-        total,
-        memory,
-        repeated,
-        |index, offset, payload| {
-            out.push(decode(index, offset, payload)?);
-            Ok(())
-        },
-    )?;
+    walk(&mut |index, offset, payload| {
+        out.push(decode(index, offset, payload)?);
+        Ok(())
+    })?;
     Ok(out)
 }
 
