@@ -556,10 +556,7 @@ pub fn write_file<M: prost::Message>(
     kind: Kind,
     entries: &[M],
 ) -> Result<u64, ImageError> {
-    check_name("write", path, kind)?;
-    let bytes = try_encode_file(path, kind, entries)?;
-    write_bytes_atomic(path, &bytes)?;
-    Ok(bytes.len() as u64)
+    write_file_with(path, kind, entries, true)
 }
 
 /// [`write_file`] without the fsyncs, for a record whose loss in a crash costs nothing (the
@@ -570,9 +567,19 @@ pub fn write_file_unsynced<M: prost::Message>(
     kind: Kind,
     entries: &[M],
 ) -> Result<u64, ImageError> {
+    write_file_with(path, kind, entries, false)
+}
+
+/// [`write_file`], with the fsyncs only when `sync`.
+fn write_file_with<M: prost::Message>(
+    path: &Path,
+    kind: Kind,
+    entries: &[M],
+    sync: bool,
+) -> Result<u64, ImageError> {
     check_name("write", path, kind)?;
     let bytes = try_encode_file(path, kind, entries)?;
-    write_bytes_renamed(path, &bytes, false)?;
+    write_bytes_renamed(path, &bytes, sync)?;
     Ok(bytes.len() as u64)
 }
 
