@@ -344,3 +344,60 @@ fn ipv6_flags_lifetimes_and_peers_come_back_with_their_routes() {
     assert_eq!(v6_routes(&b), want_routes, "ip -6 route after restore");
     diff(&host, &b, &images).expect_success();
 }
+
+/// Bridges whose carrier comes from a veth port: the kernel takes such a bridge as ready for
+/// IPv6 only once its link watcher has handled the carrier, which it does for some changes
+/// at most once a second. Restore adds each bridge's saved link-local itself and does not
+/// wait for that: the addresses are usable at once, and once the kernel has taken the
+/// bridges as ready (well past that second) nothing changed: no link-local made twice, none
+/// tentative, the same addresses as saved.
+#[test]
+fn bridges_the_kernel_takes_as_ready_late_keep_their_addresses() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("usbr");
+    let mut batch = String::from("link set lo up\n");
+    for i in 0..6 {
+        batch.push_str(&format!(
+            "link add br{i} type bridge\n\
+             link add vb{i} type veth peer name vp{i}\n\
+             link set vb{i} master br{i}\n\
+             addr add fd00:9{i}::1/64 dev br{i}\n\
+             link set vp{i} up\n\
+             link set vb{i} up\n\
+             link set br{i} up\n"
+        ));
+    }
+    a.ip_batch(&batch);
+    wait_until("DAD to finish", Duration::from_secs(10), || {
+        let now = v6_addr_lines(&a);
+        !now.iter().any(|l| l.contains("tentative"))
+            && (0..6).all(|i| !link_locals(&a, &format!("br{i}")).is_empty())
+    });
+    let want = v6_addr_lines(&a);
+    let tmp = TempDir::new("usable-bridges");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    a.delete();
+    let b = TestNs::new("usbrb");
+    restore(&host, &b, &images);
+    let now = addrs(&b);
+    for (ip, idx, flags) in &now {
+        assert!(flags.is_empty(), "{ip} right after restore: {flags:?}");
+        let scope = if matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80) {
+            *idx
+        } else {
+            0
+        };
+        bind_in(&b, *ip, scope).unwrap_or_else(|e| panic!("right after restore: {e}"));
+    }
+    assert_eq!(v6_addr_lines(&b), want, "ip -6 addr right after restore");
+    // the link watcher's slow path runs within a second of its last run
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        v6_addr_lines(&b),
+        want,
+        "ip -6 addr once the kernel took the bridges as ready"
+    );
+    diff(&host, &b, &images).expect_success();
+}

@@ -212,10 +212,11 @@ fn apply_in(
     let (ns, log) = (cx.ns, cx.journal.log().clone());
     let dad = cx.dad.take();
     let keep = cx.dad_keep.clone();
+    let own_ll = quiet.with_own_ll();
     let (tail, late) = std::thread::scope(|s| {
         let late = s.spawn(|| {
             let t = Instant::now();
-            let r = after_up(ns, dad, &ifs, &keep);
+            let r = after_up(ns, dad, &ifs, &keep, &own_ll);
             let took = t.elapsed();
             // the keys the firewall may have brought, now that it is in
             let fw = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Firewalled, ns, log);
@@ -259,12 +260,14 @@ fn apply_in(
 }
 
 /// Once the links are up: DAD settled (no address tentative that had passed it) and
-/// accept_dad written back, also after a failure to settle.
+/// accept_dad written back, also after a failure to settle. `own_ll`: the links whose
+/// link-local restore added itself (see `dad::settle`).
 fn after_up(
     ns: &NetNs,
     dad: Option<dad::Suspended>,
     ifs: &IfMap,
     keep: &[String],
+    own_ll: &std::collections::HashSet<u32>,
 ) -> std::result::Result<(), Vec<String>> {
     // nothing suspended: the kernel's DAD runs as it would have, nothing to wait for
     let Some(s) = dad.filter(|s| !s.is_empty()) else {
@@ -274,7 +277,7 @@ fn after_up(
     let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
     let settled = ns
         .run(|| Nl::new(&name))
-        .and_then(|mut nl| dad::settle(&mut nl, ifs, &keep));
+        .and_then(|mut nl| dad::settle(&mut nl, ifs, &keep, own_ll));
     let mut errors = dad::resume(ns, s);
     if let Err(e) = settled {
         errors.insert(0, crate::error::chain(&e));

@@ -164,10 +164,24 @@ fn carrier_links(nl: &mut crate::nl::Nl) -> Result<Vec<(u32, bool)>> {
 /// not in `keep`: writing accept_dad back before then would start DAD after all. Only
 /// devices with carrier count: on one without (a tap nobody holds yet) the kernel starts no
 /// DAD until carrier comes, and its addresses stay tentative whatever restore does. Done
-/// when every such device is ready (its own link-local made, see [`carrier_links`]; without
-/// that wait a link-local the kernel made after the settle looked was tentative right after
-/// restore, 1 run in 15 of the `usable` tests) and none of its addresses is tentative.
-pub fn settle(nl: &mut crate::nl::Nl, ifs: &crate::ifmap::IfMap, keep: &[&str]) -> Result<()> {
+/// when none of their addresses is tentative and every such device whose link-local the
+/// kernel makes is ready (its own link-local made, see [`carrier_links`]; without that wait
+/// a link-local the kernel made after the settle looked was tentative right after restore,
+/// 1 run in 15 of the `usable` tests).
+///
+/// The devices of `own_ll` are not waited for: restore added their saved link-local itself,
+/// so what the kernel makes once it takes one as ready is that address, there already and
+/// not tentative (the kernel finds it exists), and the addresses already there are not
+/// tentative either, which is all DAD would look at then. The kernel takes a device as ready
+/// when the link watcher has handled its carrier; it handles some changes (a bridge's, whose
+/// carrier follows its ports) at most once a second, and waiting for those made the settle
+/// poll for its whole second on 140 of the 300 bridges at L, dumping every link each time.
+pub fn settle(
+    nl: &mut crate::nl::Nl,
+    ifs: &crate::ifmap::IfMap,
+    keep: &[&str],
+    own_ll: &std::collections::HashSet<u32>,
+) -> Result<()> {
     const IFA_F_TENTATIVE: u8 = 0x40;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
     let req = crate::nl::Req::Raw {
@@ -177,7 +191,9 @@ pub fn settle(nl: &mut crate::nl::Nl, ifs: &crate::ifmap::IfMap, keep: &[&str]) 
     let counts = |i: u32| !ifs.live_name(i).is_some_and(|n| keep.contains(&n));
     loop {
         let links = carrier_links(nl)?;
-        let unready = links.iter().any(|&(i, ready)| !ready && counts(i));
+        let unready = links
+            .iter()
+            .any(|&(i, ready)| !ready && counts(i) && !own_ll.contains(&i));
         let carrier: std::collections::HashSet<u32> = links.iter().map(|&(i, _)| i).collect();
         let tentative = nl
             .dump_raw(&req, "dump IPv6 addresses")?

@@ -44,6 +44,17 @@ impl Quiet {
     pub fn is_empty(&self) -> bool {
         self.links.is_empty()
     }
+
+    /// The live indexes of the quiet links restore gave a saved link-local: should the
+    /// kernel's address configuration take one of them as ready only later, what it makes
+    /// then is that same address, already there and not tentative (see `dad::settle`).
+    pub fn with_own_ll(&self) -> std::collections::HashSet<u32> {
+        self.links
+            .iter()
+            .filter(|(_, _, n)| self.addresses.iter().any(|a| a.ifname == *n))
+            .map(|&(i, _, _)| i)
+            .collect()
+    }
 }
 
 /// The links of `p` restore makes whose kernel-made link-locals the image tracks and whose
