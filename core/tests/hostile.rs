@@ -528,6 +528,27 @@ fn sealed_file_changed_after_open_is_refused_on_read() {
     );
 }
 
+/// A damaged file of a sealed image reads as damaged (its crc32c named), opened either way,
+/// not as a file changed after sealing.
+#[test]
+fn a_damaged_file_of_a_sealed_image_reads_as_damaged() {
+    let t = TempDir::new("hostile-damaged");
+    let dir = write_fixture_with(&t.join("img"), Some(host_key())).unwrap();
+    let p = dir.join("links.img");
+    let mut b = fs::read(&p).unwrap();
+    let at = b.len() / 2;
+    b[at] ^= 0x20;
+    fs::write(&p, &b).unwrap();
+    for deferred in [false, true] {
+        let msg = read_all(&dir, deferred).unwrap_err().to_string();
+        let want = format!("verify {}: crc32c 0x", p.display());
+        assert!(
+            msg.starts_with(&want) && msg.contains("does not match inventory"),
+            "deferred {deferred}: {msg}"
+        );
+    }
+}
+
 /// Restore writes stats-restore.img into the image directory: a symlink planted there, or at
 /// the temporary name older crhook used (`.stats-restore.img.tmp-PID`), redirects nothing.
 #[test]
