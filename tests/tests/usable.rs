@@ -61,8 +61,19 @@ fn build(a: &TestNs, peer: &TestNs) {
 }
 
 fn assert_usable(b: &TestNs) {
-    let now = addrs(b);
+    let now = assert_each_binds(b);
     assert!(now.len() >= 5, "addresses after restore: {now:?}");
+    assert!(
+        now.iter()
+            .any(|(ip, _, _)| matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80)),
+        "the link-local address is there: {now:?}"
+    );
+}
+
+/// Every address of `b`: none tentative, none carrying nodad, each one a socket binds to;
+/// returns them.
+fn assert_each_binds(b: &TestNs) -> Vec<(IpAddr, u32, Vec<String>)> {
+    let now = addrs(b);
     for (ip, idx, flags) in &now {
         assert!(
             !flags.contains(&"tentative".to_string()),
@@ -79,11 +90,7 @@ fn assert_usable(b: &TestNs) {
         };
         bind_in(b, *ip, scope).unwrap_or_else(|e| panic!("right after restore: {e}"));
     }
-    assert!(
-        now.iter()
-            .any(|(ip, _, _)| matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80)),
-        "the link-local address is there: {now:?}"
-    );
+    now
 }
 
 #[test]
@@ -381,16 +388,7 @@ fn bridges_the_kernel_takes_as_ready_late_keep_their_addresses() {
     a.delete();
     let b = TestNs::new("usbrb");
     restore(&host, &b, &images);
-    let now = addrs(&b);
-    for (ip, idx, flags) in &now {
-        assert!(flags.is_empty(), "{ip} right after restore: {flags:?}");
-        let scope = if matches!(ip, IpAddr::V6(v) if v.segments()[0] == 0xfe80) {
-            *idx
-        } else {
-            0
-        };
-        bind_in(&b, *ip, scope).unwrap_or_else(|e| panic!("right after restore: {e}"));
-    }
+    assert_each_binds(&b);
     assert_eq!(v6_addr_lines(&b), want, "ip -6 addr right after restore");
     // the link watcher's slow path runs within a second of its last run
     std::thread::sleep(Duration::from_millis(1500));
