@@ -23,6 +23,7 @@ pub mod file;
 pub mod format;
 pub mod frame;
 pub mod magic;
+mod place;
 pub mod plugin;
 pub mod safefs;
 pub mod seal;

@@ -30,10 +30,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crhook_proto::{Inventory, InventoryFile, NamespaceIdentity, ParentImage};
 
 use crate::error::ImageError;
-use crate::file::{try_encode_file, write_new_at};
+use crate::file::try_encode_file;
 use crate::format::{CHILD_FORMAT_VERSION, FORMAT_VERSION};
 use crate::frame::Encoder;
 use crate::magic::Kind;
+use crate::place::write_new_at;
 use crate::safefs;
 use crate::seal::HostKey;
 use pending::Pending;

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use crate::error::ImageError;
-use crate::file::write_new_at;
+use crate::place::write_new_at;
 use crate::seal::sha256;
 
 /// What a file's threads report before they end (in either order).
