@@ -437,31 +437,23 @@ impl ImageDir {
                 None => Ok(None),
             };
         };
-        if self.deferred {
-            // the first read of the file: checked as open_with checks it
-            let (bytes, digest) = verify_listed(
-                &self.dir,
-                &self.path,
-                f,
-                Some(kind),
-                &self.limits,
-                self.trust.is_sealed(),
-            )?;
-            if digest.is_some_and(|d| d != f.sha256) {
-                return Err(inv_err(
-                    path,
-                    "sha256 does not match the sealed inventory: the image was changed after it was sealed",
-                ));
-            }
-            return Ok(Some(bytes));
-        }
-        let bytes = read_at(self.dir.as_fd(), name, &path, &self.limits, Some(f.size))?;
-        check_size_crc(&path, f, &bytes)?;
-        if self.trust.is_sealed() && sha256(&bytes).as_slice() != f.sha256.as_slice() {
-            return Err(inv_err(
-                path,
-                "sha256 does not match the sealed inventory (changed since the image was opened)",
-            ));
+        // deferred, the first read of the file: checked as open_with checks it (framing too);
+        // else a read after the one that handed out what open checked
+        let (bytes, digest) = verify_listed(
+            &self.dir,
+            &self.path,
+            f,
+            self.deferred.then_some(kind),
+            &self.limits,
+            self.trust.is_sealed(),
+        )?;
+        if digest.is_some_and(|d| d != f.sha256) {
+            let why = if self.deferred {
+                "sha256 does not match the sealed inventory: the image was changed after it was sealed"
+            } else {
+                "sha256 does not match the sealed inventory (changed since the image was opened)"
+            };
+            return Err(inv_err(path, why));
         }
         Ok(Some(bytes))
     }
