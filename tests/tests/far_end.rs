@@ -154,7 +154,10 @@ fn calico_style_host_end_comes_back_and_the_host_reaches_the_pod() {
     require_root();
     let host = TestNs::host();
     let (a, cali) = calico(&host, "fec");
-    wait_until("the host to reach the pod", Duration::from_secs(10), || {
+    // a precondition, not what is tested: the first packets wait for the kernel to activate
+    // the new veth's queue under RTNL, which namespaces other tests left being torn down can
+    // hold for seconds (once in CI this took longer than 10 s)
+    wait_until("the host to reach the pod", Duration::from_secs(30), || {
         ping(&host, "10.251.0.5")
     });
     let want = far_state(&host, &cali);
