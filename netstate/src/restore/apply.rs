@@ -72,7 +72,7 @@ pub(super) fn apply(
             Some((r, t.elapsed()))
         });
         let rest = Rest { go, handle };
-        apply_in(cx, todo, lp, kernel_ll, files, (xt, nft), rest)
+        apply_in(cx, todo, lp, kernel_ll, files, (xt, nft), rest, outer)
     })
 }
 
@@ -84,9 +84,10 @@ struct Rest<'s> {
 
 type RestDone = Option<(std::result::Result<usize, Vec<String>>, std::time::Duration)>;
 
-/// [`apply`], beside the thread `rest`.
-fn apply_in(
-    cx: &mut Applying,
+/// [`apply`], beside the thread `rest`; the routes' builder thread runs in `outer`.
+#[allow(clippy::too_many_arguments)]
+fn apply_in<'a: 's, 's>(
+    cx: &mut Applying<'a>,
     todo: &Snapshot,
     lp: &links::LinkPlan,
     kernel_ll: &[crhook_proto::Address],
@@ -95,7 +96,8 @@ fn apply_in(
         Vec<crhook_proto::FirewallRuleset>,
         Vec<crhook_proto::FirewallRuleset>,
     ),
-    rest: Rest,
+    rest: Rest<'s>,
+    outer: &'s std::thread::Scope<'s, '_>,
 ) -> std::result::Result<(), Vec<String>> {
     // nf_tables state replayed over nfnetlink takes no RTNL and resolves nothing: its
     // transaction runs on its own thread while the addresses and the rest of what precedes
@@ -114,7 +116,7 @@ fn apply_in(
     }
     let (ns, fw_opts, routes) = (cx.ns, &cx.opts.firewall, cx.routes);
     let log = cx.journal.log().clone();
-    let (ifs, quiet, ahead) = std::thread::scope(|s| {
+    let (ifs, quiet, feed) = std::thread::scope(|s| {
         let (go, gate) = std::sync::mpsc::channel::<bool>();
         let fw = overlap.then(|| {
             let xt = &xt;
@@ -152,15 +154,22 @@ fn apply_in(
             start_rest();
             return r.map(|(ifs, quiet)| (ifs, quiet, None));
         };
-        // this thread would only wait for the transaction: it builds the first routes'
-        // requests meanwhile (at M most of them), then leaves its core to the sysctls
-        let ahead = match (&r, routes) {
+        // this thread would only wait for the transaction: the routes' requests are built
+        // meanwhile (at M most of them) on a thread that goes on beside link up, which
+        // starts the sysctls once it has two chunks ready; without one they start now
+        let feed = match (&r, routes) {
             (Ok((ifs, _)), Some(st)) => {
-                Some(streamed::Builder::new(st).ahead(ifs, streamed::AHEAD))
+                let go = rest.go.clone();
+                let waiting = move || {
+                    let _ = go.send(());
+                };
+                Some(streamed::start(outer, st, ifs.clone(), waiting))
             }
             _ => None,
         };
-        start_rest();
+        if feed.is_none() {
+            start_rest();
+        }
         let mut errors = r.as_ref().err().cloned().unwrap_or_default();
         match h.join() {
             Ok((res, took)) => {
@@ -174,8 +183,10 @@ fn apply_in(
             }
             Err(_) => errors.push("firewall restore thread panicked".to_string()),
         }
+        // the builder may not have had to wait yet: the transaction no longer needs the core
+        start_rest();
         if errors.is_empty() {
-            r.map(|(ifs, quiet)| (ifs, quiet, ahead))
+            r.map(|(ifs, quiet)| (ifs, quiet, feed))
         } else {
             Err(errors)
         }
@@ -222,7 +233,7 @@ fn apply_in(
             let fw = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Firewalled, ns, log);
             (r, took, fw)
         });
-        (routes_rules_neighbours(cx, todo, &ifs, ahead), late.join())
+        (routes_rules_neighbours(cx, todo, &ifs, feed), late.join())
     });
     let mut errors = tail.err().unwrap_or_default();
     let mut made = |r: std::result::Result<usize, Vec<String>>, errors: &mut Vec<String>| match r {
@@ -290,17 +301,24 @@ fn after_up(
 }
 
 /// The nexthops, routes, rules and neighbours, once the links are up.
-fn routes_rules_neighbours<'s>(
-    cx: &mut Applying<'s>,
+fn routes_rules_neighbours(
+    cx: &mut Applying,
     todo: &Snapshot,
     ifs: &IfMap,
-    ahead: Option<streamed::Ahead<'s>>,
+    feed: Option<streamed::Feed>,
 ) -> std::result::Result<(), Vec<String>> {
     let t = Instant::now();
     let target = &mut cx.socks.target;
     family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, ifs, cx.journal)?;
     if let Some(s) = cx.routes {
-        streamed::apply(s, ahead, target, ifs, cx.journal)?;
+        let journal = &mut *cx.journal;
+        match feed {
+            Some(feed) => streamed::apply(s, feed, target, ifs, journal)?,
+            None => std::thread::scope(|sc| {
+                let feed = streamed::start(sc, s, ifs.clone(), || {});
+                streamed::apply(s, feed, target, ifs, journal)
+            })?,
+        }
     }
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
     let (routes, appended) = crate::route::split_appended(&todo.routes);

@@ -92,7 +92,7 @@ pub(crate) struct Chunk {
 }
 
 /// Builds the chunks of a [`Streamed`] in order: its place and the slots taken so far.
-pub(crate) struct Builder<'s> {
+struct Builder<'s> {
     s: &'s Streamed,
     /// chunks built already
     next: usize,
@@ -101,7 +101,7 @@ pub(crate) struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
-    pub(crate) fn new(s: &'s Streamed) -> Self {
+    fn new(s: &'s Streamed) -> Self {
         Builder {
             s,
             next: 0,
@@ -136,47 +136,77 @@ impl<'s> Builder<'s> {
             })
         })())
     }
+}
 
-    /// Builds up to `n` chunks ahead (restore does while it waits for the nf_tables
-    /// transaction, the main thread otherwise idle), stopping at an error.
-    pub(crate) fn ahead(mut self, ifs: &IfMap, n: usize) -> Ahead<'s> {
-        let mut out = Vec::new();
-        while out.len() < n {
-            let Some(c) = self.chunk(ifs) else { break };
+/// The chunks a builder thread makes (see [`start`]), and the way back for those sent.
+pub(crate) struct Feed {
+    chunks: std::sync::mpsc::Receiver<std::result::Result<Chunk, Vec<String>>>,
+    /// chunks sent, freed by the builder thread (its allocations) while the next is sent
+    spent: std::sync::mpsc::Sender<Chunk>,
+}
+
+/// Starts the thread of `scope` that builds the chunks of `s` in order, one held ready
+/// beyond the one it is building: restore starts it while it waits for the nf_tables
+/// transaction and it goes on beside link up and the routes, so no chunk built ahead keeps
+/// the routes waiting (built on the waiting thread, two chunks at M took up to 11 ms longer
+/// than the transaction). `waiting` runs once, when the builder first has to wait for the
+/// chunks to be taken, or has built them all: restore then starts the late sysctls, whose
+/// thread would otherwise take the builder's core.
+pub(crate) fn start<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    s: &'scope Streamed,
+    ifs: IfMap,
+    waiting: impl FnOnce() + Send + 'scope,
+) -> Feed {
+    use std::sync::mpsc::TrySendError;
+    // one chunk held: with the one being built and the one being sent, three at most
+    let (tx, chunks) = std::sync::mpsc::sync_channel(1);
+    let (spent, trash) = std::sync::mpsc::channel::<Chunk>();
+    scope.spawn(move || {
+        let mut b = Builder::new(s);
+        let mut waiting = Some(waiting);
+        while let Some(c) = b.chunk(&ifs) {
+            trash.try_iter().for_each(drop);
             let failed = c.is_err();
-            out.push(c);
-            if failed {
+            let sent = match tx.try_send(c) {
+                Ok(()) => true,
+                Err(TrySendError::Full(c)) => {
+                    if let Some(w) = waiting.take() {
+                        w();
+                    }
+                    tx.send(c).is_ok()
+                }
+                Err(TrySendError::Disconnected(_)) => false,
+            };
+            if !sent || failed {
                 break;
             }
         }
-        (self, out)
-    }
+        if let Some(w) = waiting.take() {
+            w();
+        }
+        // the last chunks, as they are sent (until `spent` is dropped)
+        drop(tx);
+        trash.iter().for_each(drop);
+    });
+    Feed { chunks, spent }
 }
-
-/// What [`Builder::ahead`] gives back: the builder, to go on from there, and the chunks.
-pub(crate) type Ahead<'s> = (Builder<'s>, Vec<std::result::Result<Chunk, Vec<String>>>);
-
-/// Chunks [`Builder::ahead`] builds while restore waits for the firewall: two (8,192 routes,
-/// ~6 MiB), which is most of an M namespace's routes and little of an L one's peak.
-pub(crate) const AHEAD: usize = 2;
 
 /// Adds the routes of `s`, a chunk at a time, as `apply` adds decoded ones: every route that
 /// takes a slot first with NLM_F_EXCL, in a further pass those that failed in a way a later
 /// route may mend (their gateway was not reachable yet), then those that share a slot with
-/// NLM_F_APPEND (see `route::split_appended`). `built` is what was built ahead (see
-/// [`Builder::ahead`]), if anything.
+/// NLM_F_APPEND (see `route::split_appended`), in the chunks `feed` gives (see [`start`]).
 ///
-/// A second thread decodes each further chunk and builds its requests and undos while the
+/// The builder thread decodes each further chunk and builds its requests and undos while the
 /// one before it is journaled and sent: at 10,000 routes building took 15 ms of the 60 ms the
 /// routes took, the kernel the rest, and the second core is free once the links are up.
 pub(crate) fn apply(
     s: &Streamed,
-    built: Option<Ahead>,
+    feed: Feed,
     target: &mut Nl,
     ifs: &IfMap,
     journal: &mut Journal,
 ) -> std::result::Result<(), Vec<String>> {
-    let (builder, ready) = built.unwrap_or_else(|| (Builder::new(s), Vec::new()));
     let mut appended = Vec::new();
     let mut retry: Vec<Route> = Vec::new();
     // Sends a chunk, and gives it back: freeing it is ~1 ms at L, which the builder thread
@@ -198,30 +228,11 @@ pub(crate) fn apply(
         drop(refs);
         Ok::<_, Vec<String>>(chunk)
     };
-    std::thread::scope(|scope| -> std::result::Result<(), Vec<String>> {
-        // one chunk ahead: what is held is bounded by two chunks, and those sent not yet freed
-        let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        let (trash, spent) = std::sync::mpsc::channel::<Chunk>();
-        scope.spawn(move || {
-            let mut b = builder;
-            loop {
-                spent.try_iter().for_each(drop);
-                let Some(c) = b.chunk(ifs) else { break };
-                let failed = c.is_err();
-                if tx.send(c).is_err() || failed {
-                    return;
-                }
-            }
-            // the last chunks, as they are sent (until `trash` is dropped)
-            drop(tx);
-            spent.iter().for_each(drop);
-        });
-        for chunk in ready.into_iter().chain(rx) {
-            // the builder gone (it failed), the chunk is freed here
-            let _ = trash.send(send(chunk)?);
-        }
-        Ok(())
-    })?;
+    for chunk in feed.chunks.iter() {
+        // the builder gone (it failed), the chunk is freed here
+        let _ = feed.spent.send(send(chunk)?);
+    }
+    drop(feed);
     let flags = NLM_F_CREATE | NLM_F_EXCL;
     family::apply_with::<Routes>(target, Sock::Target, &retry, ifs, journal, flags)?;
     let appended = appended
