@@ -67,23 +67,24 @@ pub const FOREVER: u32 = u32::MAX;
 /// Dumps IPv4 then IPv6 addresses; kernel-made IPv6 addresses are left out, IPv6 is kept in
 /// restore order (see the module notes).
 pub fn capture(nl: &mut Nl, ifs: &IfMap) -> Result<Vec<pb::Address>> {
-    let mut out = Vec::new();
-    for family in [AF_INET, AF_INET6] {
-        let req = Req::Raw {
-            msg_type: RTM_GETADDR,
-            payload: vec![family, 0, 0, 0, 0, 0, 0, 0],
-        };
-        let op = if family == AF_INET {
-            "dump IPv4 addresses"
-        } else {
-            "dump IPv6 addresses"
-        };
-        let msgs = nl.dump_raw(&req, op)?;
-        let part = from_dump(family, &msgs, ifs)
-            .map_err(|what| nla::decode_error(op, nl.netns(), what))?;
-        out.extend(part);
-    }
+    let mut out = capture_family(nl, ifs, AF_INET)?;
+    out.extend(capture_family(nl, ifs, AF_INET6)?);
     Ok(out)
+}
+
+/// The addresses of one family (`AF_INET` or `AF_INET6`): the kernel dumps only that family.
+pub(crate) fn capture_family(nl: &mut Nl, ifs: &IfMap, family: u8) -> Result<Vec<pb::Address>> {
+    let req = Req::Raw {
+        msg_type: RTM_GETADDR,
+        payload: vec![family, 0, 0, 0, 0, 0, 0, 0],
+    };
+    let op = if family == AF_INET {
+        "dump IPv4 addresses"
+    } else {
+        "dump IPv6 addresses"
+    };
+    let msgs = nl.dump_raw(&req, op)?;
+    from_dump(family, &msgs, ifs).map_err(|what| nla::decode_error(op, nl.netns(), what))
 }
 
 /// The user addresses of one family's dump, in restore order.

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use super::apply::Applying;
 use super::links;
 use crate::error::NetstateError;
-use crate::family::{self, Addresses, Family};
+use crate::family::{self, Addresses};
 use crate::ifmap::IfMap;
 use crate::journal::Sock;
 
@@ -42,7 +42,8 @@ pub(super) fn link_locals(
         links.iter().map(|l| (l.ifindex, l.name.clone())),
         live_names,
     );
-    let live: Vec<_> = Addresses::capture(target, &ifs)
+    // link-locals are IPv6: the IPv4 addresses (most of them at L) are not dumped
+    let live: Vec<_> = crate::addr::capture_family(target, &ifs, crate::nla::AF_INET6)
         .map_err(err)?
         .into_iter()
         .filter(|a| crate::addr::kernel_ll(a) && ours.contains(a.ifname.as_str()))
