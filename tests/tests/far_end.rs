@@ -154,9 +154,9 @@ fn calico_style_host_end_comes_back_and_the_host_reaches_the_pod() {
     require_root();
     let host = TestNs::host();
     let (a, cali) = calico(&host, "fec");
-    // a precondition, not what is tested: the first packets wait for the kernel to activate
-    // the new veth's queue under RTNL, which namespaces other tests left being torn down can
-    // hold for seconds (once in CI this took longer than 10 s)
+    // a precondition, not what is tested: the first reply takes up to ~0.8 s (the kernel
+    // delays a proxy-ARP answer by a random part of proxy_delay); once in CI it took longer
+    // than 10 s, for a cause not found (a large namespace torn down beside it did not delay it)
     wait_until("the host to reach the pod", Duration::from_secs(30), || {
         ping(&host, "10.251.0.5")
     });
