@@ -5,7 +5,9 @@
 //! `CRHOOK_FAIL_AFTER` to `RestoreOptions::fail_after`.
 
 use crhook_tests::fixture::{create_uplink, populate_small};
-use crhook_tests::{compare_states, crhook, require_root, NsState, Saved, TempDir, TestNs};
+use crhook_tests::{
+    compare_states, crhook, crhook_on, require_root, NsState, Saved, TempDir, TestNs,
+};
 
 fn assert_same(what: &str, before: &NsState, ns: &TestNs) {
     let diffs = compare_states(before, &NsState::capture(ns));
@@ -209,4 +211,93 @@ fn a_damaged_image_file_is_refused_before_any_change() {
     saved.restore(&a2, &[], &[]).expect_success();
     let diffs = compare_states(&saved.a_state, &NsState::capture(&a2));
     assert!(diffs.is_empty(), "restore after: {}", diffs.join("\n  "));
+}
+
+/// A restore whose nf_tables transaction runs beside the links (a ruleset of iptables-nft
+/// rules) and whose routes, three chunks of them, are built on their own thread from then on,
+/// failed at points from its first change to its last, is undone whole each time: the links,
+/// addresses, routes and sysctls and the ruleset as they were. The run that gets through
+/// diffs identical.
+#[test]
+fn failure_beside_the_firewall_transaction_and_the_route_builder_is_rolled_back() {
+    require_root();
+    let src = TestNs::new("fwb");
+    populate_small(&src);
+    src.add_routes(9000, "192.0.2.254");
+    src.sh("iptables -A INPUT -p tcp --dport 22 -j ACCEPT && \
+         iptables -A INPUT -s 10.9.0.0/16 -j DROP && \
+         ip6tables -A INPUT -p udp --dport 53 -j ACCEPT");
+    let host = TestNs::host();
+    let dir = TempDir::new("fwb");
+    let images = dir.join("images");
+    crhook_on(&host, "checkpoint", &src, &images, &[]).expect_success();
+    // how many changes a whole restore makes
+    let probe = TestNs::new("fwb-probe");
+    let run = crhook_on(&host, "restore", &probe, &images, &["--print-stats"]);
+    run.expect_success();
+    let stats: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("restore --print-stats: {e}: {}", run.stdout));
+    let changes = stats["counts"]["changes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counts.changes in {}", run.stdout));
+    assert!(
+        changes > 9000,
+        "a restore of 9,000 routes made {changes} changes"
+    );
+    // the ruleset went in beside the links (its phase ends after theirs), not before them
+    let phases: Vec<&str> = stats["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str())
+        .collect();
+    let at = |name: &str| phases.iter().position(|p| *p == name);
+    assert!(
+        matches!((at("links"), at("firewall")), (Some(l), Some(f)) if f > l),
+        "the firewall's transaction did not run beside the links: phases {phases:?}"
+    );
+    drop(probe);
+
+    let target = TestNs::new("fwb-target");
+    let before = NsState::capture(&target);
+    let ruleset = || target.sh("nft list ruleset");
+    let rules_before = ruleset();
+    for n in [
+        1,
+        2,
+        3,
+        10,
+        changes / 4,
+        changes / 2,
+        changes - 4096,
+        changes - 5,
+        changes,
+    ] {
+        let value = n.to_string();
+        let run = crhook(
+            Some(&host),
+            &[
+                "restore",
+                "--netns",
+                &target.path_str(),
+                "--images",
+                &images,
+            ],
+            &[("CRHOOK_FAIL_AFTER", &value)],
+        );
+        run.expect_code(1);
+        assert_same(
+            &format!("the target after a failure at change {n}"),
+            &before,
+            &target,
+        );
+        assert_eq!(
+            ruleset(),
+            rules_before,
+            "the target's ruleset after a failure at change {n}"
+        );
+    }
+    crhook_on(&host, "restore", &target, &images, &[]).expect_success();
+    crhook_on(&host, "diff", &target, &images, &[]).expect_success();
+    assert_ne!(ruleset(), rules_before, "the ruleset restored");
 }
