@@ -49,9 +49,11 @@ impl Quiet {
     /// kernel's address configuration take one of them as ready only later, what it makes
     /// then is that same address, already there and not tentative (see `dad::settle`).
     pub fn with_own_ll(&self) -> std::collections::HashSet<u32> {
+        let named: std::collections::HashSet<&str> =
+            self.addresses.iter().map(|a| a.ifname.as_str()).collect();
         self.links
             .iter()
-            .filter(|(_, _, n)| self.addresses.iter().any(|a| a.ifname == *n))
+            .filter(|(_, _, n)| named.contains(n.as_str()))
             .map(|&(i, _, _)| i)
             .collect()
     }
