@@ -158,6 +158,27 @@ pub fn restore(host: &TestNs, ns: &TestNs, images: &str) {
     crhook_on(host, "restore", ns, images, &[]).expect_success();
 }
 
+/// A namespace taken through crhook by [`move_through`]: restored into `ns` from `images`.
+#[derive(Debug)]
+pub struct Moved {
+    pub ns: TestNs,
+    pub images: String,
+    /// holds `images`, removed on drop: keep it bound (`dir: _dir`) while they are used
+    pub dir: TempDir,
+}
+
+/// Checkpoints `a` from `host` into a new temporary image directory named for `tag`, deletes
+/// `a`, and restores the images into a fresh namespace, expecting success at each step.
+pub fn move_through(host: &TestNs, a: TestNs, tag: &str) -> Moved {
+    let dir = TempDir::new(tag);
+    let images = dir.join("images");
+    checkpoint(host, &a, &images);
+    a.delete();
+    let ns = TestNs::new(&format!("{tag}-b"));
+    restore(host, &ns, &images);
+    Moved { ns, images, dir }
+}
+
 /// `crhook diff` of `ns` against `images` from `host`.
 pub fn diff(host: &TestNs, ns: &TestNs, images: &str) -> Run {
     crhook_on(host, "diff", ns, images, &[])

@@ -2,7 +2,7 @@
 //! entries) come back; learnt entries and those the kernel makes for the ports' own
 //! addresses are not state. Needs root and a built `crhook`.
 
-use crhook_tests::{checkpoint, diff, require_root, restore, TempDir, TestNs};
+use crhook_tests::{diff, move_through, require_root, Moved, TestNs};
 
 /// `bridge fdb show` without the entries the kernel keeps for the links' own addresses: a
 /// bridge whose MAC restore pins holds its local entry itself, one that took a port's MAC
@@ -61,12 +61,11 @@ fn fdb_entries_round_trip_and_diff_sees_a_removed_one() {
         want.iter().any(|l| l.contains("02:00:00:00:00:aa")),
         "{want:?}"
     );
-    let tmp = TempDir::new("fdb");
-    let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
-    a.delete();
-    let b = TestNs::new("fdbb");
-    restore(&host, &b, &images);
+    let Moved {
+        ns: b,
+        images,
+        dir: _dir,
+    } = move_through(&host, a, "fdb");
     assert_eq!(fdb(&b), want, "bridge fdb show after restore");
     diff(&host, &b, &images).expect_success();
     let out = b.exec(&[

@@ -3,7 +3,7 @@
 //! append` come back all, in order, each one its own object for `diff`. Needs root and a
 //! built `crhook`.
 
-use crhook_tests::{checkpoint, diff, require_root, restore, TempDir, TestNs};
+use crhook_tests::{checkpoint, diff, move_through, require_root, restore, Moved, TempDir, TestNs};
 
 fn expires_of(ns: &TestNs, prefix: &str) -> Option<u64> {
     let v: serde_json::Value =
@@ -55,12 +55,11 @@ fn route_lifetimes_and_appended_routes_round_trip() {
     let saved_routes = a.ip(&["route", "show", "10.88.5.0/24"]);
     assert_eq!(saved_routes.lines().count(), 2, "{saved_routes}");
     let left = expires_of(&a, "2001:db8:99::/64").expect("a lifetime");
-    let tmp = TempDir::new("routes-extra");
-    let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
-    a.delete();
-    let b = TestNs::new("rxb");
-    restore(&host, &b, &images);
+    let Moved {
+        ns: b,
+        images,
+        dir: _dir,
+    } = move_through(&host, a, "routes-extra");
     let now = expires_of(&b, "2001:db8:99::/64").expect("the route keeps a lifetime");
     assert!(
         now <= left && now + 60 > left,

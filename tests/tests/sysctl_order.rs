@@ -4,7 +4,7 @@
 //! conntrack), with an early key that DAD suspension touches meanwhile, the firewall and the
 //! addresses beside them. Needs root and a built `crhook`.
 
-use crhook_tests::{checkpoint, diff, require_root, restore, TempDir, TestNs};
+use crhook_tests::{diff, move_through, require_root, Moved, TestNs};
 
 /// (key below /proc/sys/net, value): each differs from a fresh namespace's.
 const KEYS: &[(&[&str], &str)] = &[
@@ -67,12 +67,11 @@ fn late_sysctls_beside_the_firewall_come_back() {
     }
     let want: Vec<String> = KEYS.iter().map(|(k, _)| a.sysctl(k)).collect();
     let want_rules = rules(&a);
-    let tmp = TempDir::new("sysctl-order");
-    let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
-    a.delete();
-    let b = TestNs::new("sob");
-    restore(&host, &b, &images);
+    let Moved {
+        ns: b,
+        images,
+        dir: _dir,
+    } = move_through(&host, a, "sysctl-order");
     let got: Vec<String> = KEYS.iter().map(|(k, _)| b.sysctl(k)).collect();
     assert_eq!(got, want, "keys {KEYS:?}");
     assert_eq!(rules(&b), want_rules);

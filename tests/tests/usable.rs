@@ -6,7 +6,10 @@
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::time::Duration;
 
-use crhook_tests::{checkpoint, crhook, diff, require_root, restore, wait_until, TempDir, TestNs};
+use crhook_tests::{
+    checkpoint, crhook, diff, move_through, require_root, restore, wait_until, Moved, TempDir,
+    TestNs,
+};
 
 /// Binds a UDP socket to `addr` inside `ns`, on a thread the library puts there.
 fn bind_in(ns: &TestNs, addr: IpAddr, scope: u32) -> Result<(), String> {
@@ -341,12 +344,11 @@ fn ipv6_flags_lifetimes_and_peers_come_back_with_their_routes() {
             "source has a route for {needle}: {want_routes:#?}"
         );
     }
-    let tmp = TempDir::new("usable-flags");
-    let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
-    a.delete();
-    let b = TestNs::new("usfb");
-    restore(&host, &b, &images);
+    let Moved {
+        ns: b,
+        images,
+        dir: _dir,
+    } = move_through(&host, a, "usable-flags");
     assert_eq!(v6_addr_lines(&b), want_addrs, "ip -6 addr after restore");
     assert_eq!(v6_routes(&b), want_routes, "ip -6 route after restore");
     diff(&host, &b, &images).expect_success();
@@ -382,12 +384,11 @@ fn bridges_the_kernel_takes_as_ready_late_keep_their_addresses() {
             && (0..6).all(|i| !link_locals(&a, &format!("br{i}")).is_empty())
     });
     let want = v6_addr_lines(&a);
-    let tmp = TempDir::new("usable-bridges");
-    let images = tmp.join("images");
-    checkpoint(&host, &a, &images);
-    a.delete();
-    let b = TestNs::new("usbrb");
-    restore(&host, &b, &images);
+    let Moved {
+        ns: b,
+        images,
+        dir: _dir,
+    } = move_through(&host, a, "usable-bridges");
     assert_each_binds(&b);
     assert_eq!(v6_addr_lines(&b), want, "ip -6 addr right after restore");
     // the link watcher's slow path runs within a second of its last run
