@@ -407,56 +407,44 @@ pub(super) fn rule_compat(payload: &[u8]) -> Option<Vec<u8>> {
     const NFT_META_L4PROTO: u32 = 16;
     const NFT_PAYLOAD_NETWORK_HEADER: u32 = 1;
     let list = attr_of(payload, NFTA_RULE_EXPRESSIONS)?;
-    let mut xt = false;
+    // every rule passes here twice per restore (the batch sized, then filled): nothing is
+    // allocated per expression (collected attributes and names took 55 ms of CPU at 55,000
+    // rules, on the core the links are being made on)
+    let exprs = || attrs(list.value).filter_map(|a| a.ok());
+    let name_is = |expr: &Attr, want: &[u8]| {
+        nested_find(expr.value, NFTA_EXPR_NAME)
+            .is_some_and(|n| n.value.split(|b| *b == 0).next() == Some(want))
+    };
+    if !exprs().any(|e| name_is(&e, b"match") || name_is(&e, b"target")) {
+        return None;
+    }
     // the register a protocol was loaded into, then the protocol and inversion a cmp found
     let mut loaded: Option<u32> = None;
     let mut proto: Option<(u32, bool)> = None;
-    for elem in attrs(list.value).filter_map(|a| a.ok()) {
-        let f: Vec<Attr> = attrs(elem.value).filter_map(|a| a.ok()).collect();
-        let name = f
-            .iter()
-            .find(|a| a.ty() == NFTA_EXPR_NAME)
-            .map(|a| a.string());
-        let data: Vec<Attr> = f
-            .iter()
-            .find(|a| a.ty() == NFTA_EXPR_DATA)
-            .map(|d| attrs(d.value).filter_map(|a| a.ok()).collect())
-            .unwrap_or_default();
-        let get = |ty: u16| {
-            data.iter()
-                .find(|a| a.ty() == ty)
-                .and_then(|a| be32(a).ok())
-        };
-        match name.as_deref() {
-            Some("match") | Some("target") => xt = true,
-            Some("meta") if get(2) == Some(NFT_META_L4PROTO) => loaded = get(1),
-            Some("payload")
-                if get(2) == Some(NFT_PAYLOAD_NETWORK_HEADER)
-                    && get(4) == Some(1)
-                    && matches!(
-                        (payload.first(), get(3)),
-                        (Some(2), Some(9)) | (Some(10), Some(6))
-                    ) =>
-            {
-                loaded = get(1)
+    for elem in exprs() {
+        let data = nested_find(elem.value, NFTA_EXPR_DATA).map_or(&[][..], |d| d.value);
+        let get = |ty: u16| nested_find(data, ty).and_then(|a| be32(&a).ok());
+        let meta = name_is(&elem, b"meta") && get(2) == Some(NFT_META_L4PROTO);
+        let header = name_is(&elem, b"payload")
+            && get(2) == Some(NFT_PAYLOAD_NETWORK_HEADER)
+            && get(4) == Some(1)
+            && matches!(
+                (payload.first(), get(3)),
+                (Some(2), Some(9)) | (Some(10), Some(6))
+            );
+        if meta || header {
+            loaded = get(1);
+        } else if name_is(&elem, b"cmp") && proto.is_none() && loaded.is_some() && get(1) == loaded
+        {
+            let value = nested_find(data, 3)
+                .and_then(|d| nested_find(d.value, 1))
+                .and_then(|v| v.value.first().copied());
+            if let Some(v) = value {
+                // NFT_CMP_EQ 0, NFT_CMP_NEQ 1
+                proto = Some((u32::from(v), get(2) == Some(1)));
             }
-            Some("cmp") if proto.is_none() && loaded.is_some() && get(1) == loaded => {
-                let value = data
-                    .iter()
-                    .find(|a| a.ty() == 3)
-                    .and_then(|d| nested_find(d.value, 1))
-                    .and_then(|v| v.value.first().copied());
-                if let Some(v) = value {
-                    // NFT_CMP_EQ 0, NFT_CMP_NEQ 1
-                    proto = Some((u32::from(v), get(2) == Some(1)));
-                }
-                loaded = None;
-            }
-            _ => {}
+            loaded = None;
         }
-    }
-    if !xt {
-        return None;
     }
     let (p, inv) = proto.unwrap_or((0, false));
     // NFTA_RULE_COMPAT { NFTA_RULE_COMPAT_PROTO, NFTA_RULE_COMPAT_FLAGS }, where
