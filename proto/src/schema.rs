@@ -43,6 +43,12 @@ pub struct MessageSchema {
 impl MessageSchema {
     /// The field numbered `number`, if the schema has one.
     pub fn field(&self, number: u32) -> Option<&'static FieldSchema> {
+        // most messages number their fields 1, 2, 3, ... (this runs for every field of every
+        // entry a budget walks: a tenth of an L restore's read)
+        let at = usize::try_from(number).ok()?.checked_sub(1)?;
+        if let Some(f) = self.fields.get(at).filter(|f| f.number == number) {
+            return Some(f);
+        }
         self.fields
             .binary_search_by_key(&number, |f| f.number)
             .ok()
