@@ -96,6 +96,9 @@ pub struct Nl {
     seq: u32,
     netns: String,
     rbuf: Vec<u8>,
+    /// what [`Nl::batch`] sends, kept between calls: allocated afresh per call (up to 1 MiB),
+    /// it was faulted in again for each request and each chunk of routes
+    wbuf: Vec<u8>,
     pub requests: u64,
     /// the last dump stopped because the kernel flagged it interrupted (NLM_F_DUMP_INTR)
     interrupted: bool,
@@ -144,6 +147,7 @@ impl Nl {
             seq: 1,
             netns: netns.to_string(),
             rbuf: vec![0; 1 << 20],
+            wbuf: Vec::new(),
             requests: 0,
             interrupted: false,
         })
@@ -227,7 +231,8 @@ impl Nl {
     ) -> Result<Vec<Result<(), NlError>>> {
         let mut results: Vec<Result<(), NlError>> = Vec::with_capacity(reqs.len());
         let mut i = 0;
-        let mut buf = Vec::with_capacity(CHUNK_BYTES + 4096);
+        let mut buf = std::mem::take(&mut self.wbuf);
+        buf.reserve(CHUNK_BYTES + 4096);
         while i < reqs.len() {
             buf.clear();
             let first_seq = self.seq.wrapping_add(1);
@@ -261,6 +266,8 @@ impl Nl {
                 }
             })?;
         }
+        buf.clear();
+        self.wbuf = buf;
         Ok(results)
     }
 
