@@ -247,8 +247,16 @@ pub(crate) fn prefix_str(family: u32, addr: &[u8], len: u32) -> String {
 }
 
 /// The live ifindex of a saved one, or an error naming the object that needs it.
-pub(crate) fn live_ifindex(ifs: &IfMap, saved: u32, name: &str, object: &str) -> Result<u32> {
+/// `object` describes the object for the error, and is called only then (per route, twice,
+/// its text was a third of the routes' builder thread at L).
+pub(crate) fn live_ifindex(
+    ifs: &IfMap,
+    saved: u32,
+    name: &str,
+    object: impl FnOnce() -> String,
+) -> Result<u32> {
     ifs.live(saved).ok_or_else(|| {
+        let object = object();
         let name = if name.is_empty() {
             ifs.name(saved)
         } else {

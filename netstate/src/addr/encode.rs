@@ -42,7 +42,7 @@ fn put_label(m: &mut MsgBuf, a: &pb::Address) -> Result<()> {
 }
 
 pub(crate) fn add(a: &pb::Address, ifs: &IfMap) -> Result<Req> {
-    let ifindex = live_ifindex(ifs, a.ifindex, &a.ifname, &describe(a))?;
+    let ifindex = live_ifindex(ifs, a.ifindex, &a.ifname, || describe(a))?;
     let flags = a.flags & !IFA_F_KERNEL_STATE;
     let scope = u8::try_from(a.scope).unwrap_or(0);
     // the header carries the low 8 flag bits for kernels without IFA_FLAGS
@@ -72,7 +72,7 @@ pub(crate) fn add(a: &pb::Address, ifs: &IfMap) -> Result<Req> {
 }
 
 pub(crate) fn del(a: &pb::Address, ifs: &IfMap) -> Result<Req> {
-    let ifindex = live_ifindex(ifs, a.ifindex, &a.ifname, &describe(a))?;
+    let ifindex = live_ifindex(ifs, a.ifindex, &a.ifname, || describe(a))?;
     let mut m = MsgBuf::new(&header(a, ifindex, 0, 0)?);
     put_addresses(&mut m, a)?;
     put_label(&mut m, a)?;

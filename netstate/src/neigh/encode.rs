@@ -27,7 +27,7 @@ fn ifindex(n: &pb::Neighbour, ifs: &IfMap) -> Result<u32> {
         // a proxy entry for every device
         return Ok(0);
     }
-    live_ifindex(ifs, n.ifindex, &n.ifname, &describe(n))
+    live_ifindex(ifs, n.ifindex, &n.ifname, || describe(n))
 }
 
 pub(crate) fn add(n: &pb::Neighbour, ifs: &IfMap) -> Result<Req> {

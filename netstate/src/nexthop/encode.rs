@@ -47,7 +47,7 @@ pub(crate) fn add(nh: &pb::NexthopObject, ifs: &IfMap) -> Result<Req> {
     if nh.oif != 0 {
         m.put_u32(
             NHA_OIF,
-            live_ifindex(ifs, nh.oif, &nh.oif_name, &describe(nh))?,
+            live_ifindex(ifs, nh.oif, &nh.oif_name, || describe(nh))?,
         )?;
     }
     if !nh.gateway.is_empty() {

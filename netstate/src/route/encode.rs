@@ -37,7 +37,7 @@ fn header(r: &pb::Route, protocol: u8, scope: u8, flags: u32) -> Result<Vec<u8>>
 }
 
 fn link(ifs: &IfMap, saved: u32, name: &str, r: &pb::Route) -> Result<u32> {
-    live_ifindex(ifs, saved, name, &describe(r))
+    live_ifindex(ifs, saved, name, || describe(r))
 }
 
 /// What names a route to the kernel besides its header: table, prefixes, metric.

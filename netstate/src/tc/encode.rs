@@ -17,14 +17,14 @@ fn live_dev(o: &pb::TcObject, ifs: &IfMap) -> Result<u32> {
     if o.ifindex == TCM_IFINDEX_MAGIC_BLOCK {
         return Ok(o.ifindex);
     }
-    nla::live_ifindex(ifs, o.ifindex, &o.ifname, &describe(o))
+    nla::live_ifindex(ifs, o.ifindex, &o.ifname, || describe(o))
 }
 
 /// The options with every saved ifindex replaced by the live index of the same device.
 pub(crate) fn patched_options(o: &pb::TcObject, ifs: &IfMap) -> Result<Vec<u8>> {
     let mut opts = o.options.clone();
     for d in &o.devrefs {
-        let live = nla::live_ifindex(ifs, d.ifindex, &d.ifname, &describe(o))?;
+        let live = nla::live_ifindex(ifs, d.ifindex, &d.ifname, || describe(o))?;
         let at = d.offset as usize;
         let slot = opts.get_mut(at..at + 4).ok_or_else(|| {
             NetstateError::invalid(format!(
