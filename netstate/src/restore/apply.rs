@@ -150,13 +150,11 @@ fn apply_in<'a: 's, 's>(
                 let _ = rest.go.send(());
             }
         };
-        let Some(h) = fw else {
-            start_rest();
-            return r.map(|(ifs, quiet)| (ifs, quiet, None));
-        };
         // this thread would only wait for the transaction: the routes' requests are built
         // meanwhile (at M most of them) on a thread that goes on beside link up, which
-        // starts the sysctls once it has two chunks ready; without one they start now
+        // starts the sysctls once it has two chunks ready; without one they start now.
+        // Without a transaction the builder still starts here, so it has put a fresh
+        // namespace's routes in order (see streamed::plan) before they are sent.
         let feed = match (&r, routes) {
             (Ok((ifs, _)), Some(st)) => {
                 let go = rest.go.clone();
@@ -166,6 +164,10 @@ fn apply_in<'a: 's, 's>(
                 Some(streamed::start(outer, st, ifs.clone(), waiting))
             }
             _ => None,
+        };
+        let Some(h) = fw else {
+            start_rest();
+            return r.map(|(ifs, quiet)| (ifs, quiet, feed));
         };
         if feed.is_none() {
             start_rest();

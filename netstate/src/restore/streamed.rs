@@ -31,8 +31,9 @@ const CHUNK: usize = 4096;
 #[derive(Debug)]
 pub(crate) struct Streamed {
     entries: Encoded,
-    /// the indexes of the routes to add, in restore order
-    order: Vec<u32>,
+    /// the indexes of the routes to add, in restore order; None: all of them, put in order
+    /// by the builder thread (see [`plan`])
+    order: Option<Vec<u32>>,
     remaps: Remaps,
 }
 
@@ -60,6 +61,18 @@ pub(crate) fn plan(
     remaps: &Remaps,
 ) -> Result<(family::Plan<Route>, Streamed, usize)> {
     let mut planner = Planner::<Routes>::new(live, adopted);
+    let streamed = |entries, order| Streamed {
+        entries,
+        order,
+        remaps: remaps.clone(),
+    };
+    // Nothing live to compare with and nothing to remap (a fresh namespace): every saved
+    // route is added and none can conflict, so nothing here needs them decoded. Their order
+    // is left to the builder thread, which restore starts once the links exist: at L the
+    // decode took 20-25 ms between the read and the first link, on the critical path.
+    if live.is_empty() && remaps.is_empty() {
+        return Ok((planner.finish(), streamed(entries, None), 0));
+    }
     let mut ranked: Vec<(u8, u32)> = Vec::with_capacity(entries.len());
     let mut remapped = 0;
     for i in 0..entries.len() {
@@ -69,18 +82,26 @@ pub(crate) fn plan(
             ranked.push((crate::route::order_rank(&r), i as u32));
         }
     }
-    // stable: the saved order within each rank, as `route::restore_order` keeps it
-    ranked.sort_by_key(|&(rank, _)| rank);
-    let order = ranked.into_iter().map(|(_, i)| i).collect();
     Ok((
         planner.finish(),
-        Streamed {
-            entries,
-            order,
-            remaps: remaps.clone(),
-        },
+        streamed(entries, Some(in_order(ranked))),
         remapped,
     ))
+}
+
+/// The indexes of `ranked` (rank, index) in restore order: stable, so the saved order within
+/// each rank, as `route::restore_order` keeps it.
+fn in_order(mut ranked: Vec<(u8, u32)>) -> Vec<u32> {
+    ranked.sort_by_key(|&(rank, _)| rank);
+    ranked.into_iter().map(|(_, i)| i).collect()
+}
+
+/// The restore order of every route of `s` (see [`plan`]).
+fn order_all(s: &Streamed) -> Result<Vec<u32>> {
+    let ranked = (0..s.entries.len())
+        .map(|i| Ok((crate::route::order_rank(&s.route(i)?), i as u32)))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(in_order(ranked))
 }
 
 /// A chunk of routes decoded, split and built on the builder thread: the routes that take a
@@ -104,6 +125,7 @@ impl Chunk {
 /// Builds the chunks of a [`Streamed`] in order: its place and the slots taken so far.
 struct Builder<'s> {
     s: &'s Streamed,
+    order: std::borrow::Cow<'s, [u32]>,
     /// chunks built already
     next: usize,
     /// the slots routes built so far took
@@ -111,12 +133,20 @@ struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
-    fn new(s: &'s Streamed) -> Self {
-        Builder {
+    /// A builder of `s`, which puts its routes in order first when the plan did not.
+    fn new(s: &'s Streamed) -> std::result::Result<Self, Vec<String>> {
+        let order = match &s.order {
+            Some(o) => std::borrow::Cow::Borrowed(o.as_slice()),
+            None => order_all(s)
+                .map_err(|e| vec![crate::error::chain(&e)])?
+                .into(),
+        };
+        Ok(Builder {
             s,
+            slots: crate::route::Slots::with_capacity(order.len()),
+            order,
             next: 0,
-            slots: crate::route::Slots::with_capacity(s.order.len()),
-        }
+        })
     }
 
     /// The next chunk, its routes in `spare` (empty: a sent chunk's, see [`Chunk::spare`]),
@@ -126,7 +156,7 @@ impl<'s> Builder<'s> {
         ifs: &IfMap,
         spare: Vec<Route>,
     ) -> Option<std::result::Result<Chunk, Vec<String>>> {
-        let idx = self.s.order.chunks(CHUNK).nth(self.next)?;
+        let idx = self.order.chunks(CHUNK).nth(self.next)?;
         self.next += 1;
         Some((|| {
             let mut routes = spare;
@@ -179,10 +209,17 @@ pub(crate) fn start<'scope>(
     let (tx, chunks) = std::sync::mpsc::sync_channel(1);
     let (spent, trash) = std::sync::mpsc::channel::<Chunk>();
     scope.spawn(move || {
-        let mut b = Builder::new(s);
         let mut waiting = Some(waiting);
+        // the order could not be made: that error is the only chunk
+        let (mut b, mut failed) = match Builder::new(s) {
+            Ok(b) => (Some(b), None),
+            Err(e) => (None, Some(Err(e))),
+        };
         let mut spare = Vec::new();
-        while let Some(c) = b.chunk(&ifs, std::mem::take(&mut spare)) {
+        while let Some(c) = failed.take().or_else(|| {
+            b.as_mut()
+                .and_then(|b| b.chunk(&ifs, std::mem::take(&mut spare)))
+        }) {
             if let Some(old) = trash.try_iter().fold(None, |_, c| Some(c)) {
                 spare = old.spare();
             }
