@@ -301,3 +301,58 @@ fn failure_beside_the_firewall_transaction_and_the_route_builder_is_rolled_back(
     crhook_on(&host, "diff", &target, &images, &[]).expect_success();
     assert_ne!(ruleset(), rules_before, "the ruleset restored");
 }
+
+/// An unsealed image one of whose routes does not decode (its device name is not UTF-8),
+/// restored into a fresh namespace: there the routes are put in order only once the links
+/// exist (see `restore/streamed.rs`), so the bad one is met after the first changes. The
+/// restore fails naming routes.img, and what it made is undone.
+#[test]
+fn a_route_that_does_not_decode_fails_the_restore_and_what_it_made_is_undone() {
+    use crhook_core::prost::Message;
+    use crhook_core::{ImageWriter, Kind};
+    require_root();
+    let src = TestNs::new("rdec");
+    src.ip_batch("link add br0 type bridge\naddr add 10.7.0.1/24 dev br0\nlink set br0 up\n");
+    src.add_routes(300, "10.7.0.254");
+    let host = TestNs::host();
+    let dir = TempDir::new("rdec");
+    let good = dir.join("good");
+    crhook_on(&host, "checkpoint", &src, &good, &[]).expect_success();
+    let snap = crhook_netstate::Snapshot::read_dir(std::path::Path::new(&good))
+        .unwrap_or_else(|e| panic!("read {good}: {e}"));
+    assert!(
+        snap.routes.len() >= 300,
+        "routes saved: {}",
+        snap.routes.len()
+    );
+    let mut entries: Vec<Vec<u8>> = snap.routes.iter().map(|r| r.encode_to_vec()).collect();
+    let mid = entries.len() / 2;
+    // field 15 (oif_name), length 2, not UTF-8: the last occurrence of a field wins
+    entries[mid].extend_from_slice(&[15 << 3 | 2, 2, 0xff, 0xfe]);
+    let bad = dir.join("bad");
+    let mut w = ImageWriter::create(std::path::Path::new(&bad)).expect("image writer");
+    snap.write_kinds(&mut w, |k| k != Kind::Routes)
+        .expect("write the other kinds");
+    let refs: Vec<&[u8]> = entries.iter().map(Vec::as_slice).collect();
+    w.write_raw(Kind::Routes, &refs).expect("write routes");
+    w.finish(Default::default(), Vec::new())
+        .expect("finish the image");
+
+    let target = TestNs::new("rdec2");
+    let before = NsState::capture(&target);
+    let run = crhook_on(&host, "restore", &target, &bad, &[]);
+    assert_same(
+        "the target after a route that does not decode",
+        &before,
+        &target,
+    );
+    run.expect_code(1);
+    assert!(
+        run.stderr.contains("routes.img") && run.stderr.contains("rolled back"),
+        "the error does not name routes.img and the rollback:\n{}",
+        run.stderr
+    );
+    // the good image restores whole into the same namespace
+    crhook_on(&host, "restore", &target, &good, &[]).expect_success();
+    crhook_on(&host, "diff", &target, &good, &[]).expect_success();
+}
