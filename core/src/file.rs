@@ -497,7 +497,6 @@ pub(crate) fn read_at(
         return Err(over(shown, 0, "file size", size, limits.max_file));
     }
     let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    huge_pages(&mut buf);
     // take() bounds a file that grows while being read
     f.take(size.saturating_add(1))
         .read_to_end(&mut buf)
@@ -510,24 +509,6 @@ pub(crate) fn read_at(
         });
     }
     Ok(buf)
-}
-
-/// Asks the kernel to back the 2 MiB-aligned part of `buf`'s spare capacity with
-/// transparent huge pages (`MADV_HUGEPAGE`; advice only, ignored where THP is off), for a
-/// large buffer about to be filled whole. Filled fresh, it is otherwise faulted in 4 KiB at a
-/// time, each page zeroed and charged to the memory cgroup: the 31 MiB of an L image read in
-/// took ~8,000 faults, the 22 MiB nf_tables batch built from it as many again (~2.5 µs each).
-pub fn huge_pages(buf: &mut Vec<u8>) {
-    const HUGE: usize = 2 << 20;
-    let spare = buf.spare_capacity_mut();
-    let start = spare.as_mut_ptr() as usize;
-    let first = start.next_multiple_of(HUGE);
-    let end = (start + spare.len()) & !(HUGE - 1);
-    if end > first {
-        // SAFETY: [first, end) lies within the allocation `buf` owns; MADV_HUGEPAGE changes
-        // no contents and no mapping, only how later faults are served.
-        unsafe { libc::madvise(first as *mut libc::c_void, end - first, libc::MADV_HUGEPAGE) };
-    }
 }
 
 /// The directory part (the operator's, followed) and the file name of `path`.

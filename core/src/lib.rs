@@ -39,9 +39,8 @@ pub use prost;
 pub use dir::ImageDir;
 pub use error::ImageError;
 pub use file::{
-    decode_file, decode_raw_file, encode_file, encode_raw_file, huge_pages, read_file,
-    read_file_with_limits, try_encode_file, verify_framing, write_file, write_file_unsynced,
-    Encoded,
+    decode_file, decode_raw_file, encode_file, encode_raw_file, read_file, read_file_with_limits,
+    try_encode_file, verify_framing, write_file, write_file_unsynced, Encoded,
 };
 pub use format::{Limits, FORMAT_VERSION};
 pub use magic::{file_magic, magics_json, Kind, KindInfo, CRHOOK_MAGIC, KINDS};

@@ -371,7 +371,6 @@ impl Nl {
             body += NLMSG_HDRLEN + align4(a.len() + b.len());
         });
         let mut buf = Vec::with_capacity(body + 256);
-        crhook_core::huge_pages(&mut buf);
         // sequence numbers must not wrap inside the batch
         if u64::from(self.seq) + count as u64 + 4 > u64::from(u32::MAX) {
             self.seq = 0;
