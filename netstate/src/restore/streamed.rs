@@ -5,7 +5,9 @@
 //! encoded ([`crhook_core::Encoded`]): the plan decodes it in order and keeps only the
 //! indexes to add, in restore order; apply decodes those again, [`CHUNK`] at a time, and
 //! sends each chunk as it is decoded. Decoding twice costs ~30 ms at L; holding the routes
-//! cost ~45 MiB of peak RSS.
+//! cost ~45 MiB of peak RSS. Into a fresh namespace (no live route, nothing remapped) the
+//! plan has nothing to compare, and the first decode, for the order alone, moves to the
+//! builder thread (see [`plan`]).
 //!
 //! Used by `restore` from an image directory; a snapshot built in memory (the library's
 //! `restore_snapshot`), and `--verify` (which compares every saved route afterwards), keep
@@ -211,12 +213,12 @@ pub(crate) fn start<'scope>(
     scope.spawn(move || {
         let mut waiting = Some(waiting);
         // the order could not be made: that error is the only chunk
-        let (mut b, mut failed) = match Builder::new(s) {
+        let (mut b, mut unordered) = match Builder::new(s) {
             Ok(b) => (Some(b), None),
             Err(e) => (None, Some(Err(e))),
         };
         let mut spare = Vec::new();
-        while let Some(c) = failed.take().or_else(|| {
+        while let Some(c) = unordered.take().or_else(|| {
             b.as_mut()
                 .and_then(|b| b.chunk(&ifs, std::mem::take(&mut spare)))
         }) {
