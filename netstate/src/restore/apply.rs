@@ -312,15 +312,9 @@ fn routes_rules_neighbours(
     let t = Instant::now();
     let target = &mut cx.socks.target;
     family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, ifs, cx.journal)?;
-    if let Some(s) = cx.routes {
-        let journal = &mut *cx.journal;
-        match feed {
-            Some(feed) => streamed::apply(s, feed, target, ifs, journal)?,
-            None => std::thread::scope(|sc| {
-                let feed = streamed::start(sc, s, ifs.clone(), || {});
-                streamed::apply(s, feed, target, ifs, journal)
-            })?,
-        }
+    // the builder was started with the links (apply_in) whenever there are routes to stream
+    if let (Some(s), Some(feed)) = (cx.routes, feed) {
+        streamed::apply(s, feed, target, ifs, cx.journal)?;
     }
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
     let (routes, appended) = crate::route::split_appended(&todo.routes);

@@ -127,7 +127,8 @@ impl Chunk {
 /// Builds the chunks of a [`Streamed`] in order: its place and the slots taken so far.
 struct Builder<'s> {
     s: &'s Streamed,
-    order: std::borrow::Cow<'s, [u32]>,
+    /// the plan's order; None until the first chunk puts them in order (see [`plan`])
+    order: Option<std::borrow::Cow<'s, [u32]>>,
     /// chunks built already
     next: usize,
     /// the slots routes built so far took
@@ -135,30 +136,30 @@ struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
-    /// A builder of `s`, which puts its routes in order first when the plan did not.
-    fn new(s: &'s Streamed) -> std::result::Result<Self, Vec<String>> {
-        let order = match &s.order {
-            Some(o) => std::borrow::Cow::Borrowed(o.as_slice()),
-            None => order_all(s)
-                .map_err(|e| vec![crate::error::chain(&e)])?
-                .into(),
-        };
-        Ok(Builder {
+    fn new(s: &'s Streamed) -> Self {
+        Builder {
             s,
-            slots: crate::route::Slots::with_capacity(order.len()),
-            order,
+            order: s.order.as_deref().map(std::borrow::Cow::Borrowed),
             next: 0,
-        })
+            slots: crate::route::Slots::with_capacity(s.entries.len()),
+        }
     }
 
     /// The next chunk, its routes in `spare` (empty: a sent chunk's, see [`Chunk::spare`]),
-    /// or None when every route is built.
+    /// or None when every route is built. The first puts the routes in order when the plan
+    /// did not; an error there is the only chunk.
     fn chunk(
         &mut self,
         ifs: &IfMap,
         spare: Vec<Route>,
     ) -> Option<std::result::Result<Chunk, Vec<String>>> {
-        let idx = self.order.chunks(CHUNK).nth(self.next)?;
+        if self.order.is_none() {
+            match order_all(self.s) {
+                Ok(o) => self.order = Some(o.into()),
+                Err(e) => return Some(Err(vec![crate::error::chain(&e)])),
+            }
+        }
+        let idx = self.order.as_deref()?.chunks(CHUNK).nth(self.next)?;
         self.next += 1;
         Some((|| {
             let mut routes = spare;
@@ -212,17 +213,10 @@ pub(crate) fn start<'scope>(
     let (spent, trash) = std::sync::mpsc::channel::<Chunk>();
     scope.spawn(move || {
         let mut waiting = Some(waiting);
-        // the order could not be made: that error is the only chunk
-        let (mut b, mut unordered) = match Builder::new(s) {
-            Ok(b) => (Some(b), None),
-            Err(e) => (None, Some(Err(e))),
-        };
+        let mut b = Builder::new(s);
         let mut spare = Vec::new();
-        while let Some(c) = unordered.take().or_else(|| {
-            b.as_mut()
-                .and_then(|b| b.chunk(&ifs, std::mem::take(&mut spare)))
-        }) {
-            if let Some(old) = trash.try_iter().fold(None, |_, c| Some(c)) {
+        while let Some(c) = b.chunk(&ifs, std::mem::take(&mut spare)) {
+            if let Some(old) = trash.try_iter().last() {
                 spare = old.spare();
             }
             let failed = c.is_err();
