@@ -354,6 +354,19 @@ impl Encoded {
         self.spans.is_empty()
     }
 
+    /// The file the entries were read from.
+    pub fn file(&self) -> &Path {
+        &self.file
+    }
+
+    /// The encoded payload of entry `index`, checked as [`Encoded::check`] checks it, for a
+    /// reader that decodes it itself (see the netstate crate's saved sysctls).
+    pub fn payload(&self, index: usize) -> Option<&[u8]> {
+        let &(_, start, len) = self.spans.get(index)?;
+        self.bytes
+            .get(start as usize..start as usize + len as usize)
+    }
+
     /// Decodes entry `index` (`M` must be the kind's message).
     pub fn decode<M: prost::Message + Default>(&self, index: usize) -> Result<M, ImageError> {
         let Some(&(offset, start, len)) = self.spans.get(index) else {

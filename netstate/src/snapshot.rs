@@ -83,7 +83,7 @@ impl Snapshot {
     ) -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
         std::thread::scope(|s| {
             let (mut snap, encoded, sysctls) = Snapshot::read_in(s, dir, routes_encoded)?;
-            snap.sysctls = sysctls.join()?;
+            snap.sysctls = sysctls.join()?.to_pb();
             Ok((snap, encoded))
         })
     }
@@ -96,7 +96,10 @@ impl Snapshot {
         dir: &'scope ImageDir,
         routes_encoded: bool,
     ) -> Result<(Snapshot, Option<crhook_core::Encoded>, Decoding<'scope>)> {
-        let sysctls = Decoding(Some(s.spawn(|| dir.read(Kind::Sysctls))));
+        let sysctls =
+            Decoding(Some(s.spawn(|| {
+                crate::sysctl::Saved::decode(&dir.read_encoded(Kind::Sysctls)?)
+            })));
         let firewall = s.spawn(|| dir.read(Kind::Firewall));
         let rest = (|| -> Result<(Snapshot, Option<crhook_core::Encoded>)> {
             let (routes, encoded) = if routes_encoded {
@@ -154,17 +157,17 @@ pub(crate) struct Decoding<'scope>(
     Option<
         std::thread::ScopedJoinHandle<
             'scope,
-            std::result::Result<Vec<crhook_proto::Sysctl>, crhook_core::ImageError>,
+            std::result::Result<crate::sysctl::Saved, crhook_core::ImageError>,
         >,
     >,
 );
 
 impl Decoding<'_> {
     /// The decoded sysctls, or why they could not be read.
-    pub(crate) fn join(mut self) -> Result<Vec<crhook_proto::Sysctl>> {
+    pub(crate) fn join(mut self) -> Result<crate::sysctl::Saved> {
         match self.0.take() {
             Some(h) => Ok(h.join().map_err(read_panicked)??),
-            None => Ok(Vec::new()),
+            None => Ok(Default::default()),
         }
     }
 }

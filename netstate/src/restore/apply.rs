@@ -31,6 +31,8 @@ pub(super) struct Applying<'a> {
     pub(super) opts: &'a RestoreOptions,
     /// the routes to add when they are still encoded (see streamed.rs)
     pub(super) routes: Option<&'a super::streamed::Streamed>,
+    /// the saved sysctls (all of them: each phase takes its own)
+    pub(super) sysctls: &'a crate::sysctl::Saved,
     /// accept_dad suspended while addresses go in and links come up
     pub(super) dad: Option<dad::Suspended>,
     /// devices that keep DAD: an address of theirs (the kernel's link-local included) was
@@ -61,14 +63,14 @@ pub(super) fn apply(
     // 872 ms; M unchanged within its noise; BENCHMARKS.md). No key of theirs waits for a
     // link to be up or an address to exist; the saved values are in place before traffic
     // can pass, as they were in the original.
-    let (ns, log) = (cx.ns, cx.journal.log().clone());
+    let (ns, log, sysctls) = (cx.ns, cx.journal.log().clone(), cx.sysctls);
     std::thread::scope(|outer| {
         let (go, gate) = std::sync::mpsc::channel::<()>();
         let handle = outer.spawn(move || {
             // no signal: what precedes link up failed, restore is failing
             gate.recv().ok()?;
             let t = Instant::now();
-            let r = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Rest, ns, log);
+            let r = sysctls_logged(sysctls, crate::sysctl::Phase::Rest, ns, log);
             Some((r, t.elapsed()))
         });
         let rest = Rest { go, handle };
@@ -222,7 +224,7 @@ fn apply_in<'a: 's, 's>(
     // neighbours, on a thread with its own socket: DAD settled and accept_dad written back.
     // /proc writes and netlink requests do not wait for each other (beyond RTNL now and
     // then). Every key's old value is journaled before it is written, from any thread.
-    let (ns, log) = (cx.ns, cx.journal.log().clone());
+    let (ns, log, sysctls) = (cx.ns, cx.journal.log().clone(), cx.sysctls);
     let dad = cx.dad.take();
     let keep = cx.dad_keep.clone();
     let own_ll = quiet.with_own_ll();
@@ -232,7 +234,7 @@ fn apply_in<'a: 's, 's>(
             let r = after_up(ns, dad, &ifs, &keep, &own_ll);
             let took = t.elapsed();
             // the keys the firewall may have brought, now that it is in
-            let fw = sysctls_logged(&todo.sysctls, crate::sysctl::Phase::Firewalled, ns, log);
+            let fw = sysctls_logged(sysctls, crate::sysctl::Phase::Firewalled, ns, log);
             (r, took, fw)
         });
         (routes_rules_neighbours(cx, todo, &ifs, feed), late.join())
@@ -412,12 +414,7 @@ fn before_up(
     cx.stats.phase("features", t.elapsed());
     firewall(cx, nft, "nftables")?;
     let t = Instant::now();
-    sysctls(
-        &todo.sysctls,
-        crate::sysctl::Phase::Early,
-        cx.ns,
-        cx.journal,
-    )?;
+    sysctls(cx.sysctls, crate::sysctl::Phase::Early, cx.ns, cx.journal)?;
     cx.stats.phase("sysctls_early", t.elapsed());
     // no DAD for addresses that had passed it: usable when restore returns (see dad.rs)
     let no_dad = dad::devices(&todo.links, &todo.addresses, &cx.dad_keep);
@@ -426,14 +423,7 @@ fn before_up(
             .map_err(|e| vec![crate::error::chain(&e)])?,
     );
     // the kernel-made link-locals go in with the others, the kernel's own generation off
-    let quiet = links::ll::plan(
-        &todo.links,
-        lp,
-        &ifs,
-        kernel_ll,
-        &cx.dad_keep,
-        &todo.sysctls,
-    );
+    let quiet = links::ll::plan(&todo.links, lp, &ifs, kernel_ll, &cx.dad_keep, cx.sysctls);
     let t = Instant::now();
     links::ll::silence(&quiet, cx.socks, cx.journal)?;
     // IPv6 addresses wait for link up (see v6_addresses)
@@ -691,7 +681,7 @@ fn restore_firewall(
 }
 
 fn sysctls(
-    saved: &[crhook_proto::Sysctl],
+    saved: &crate::sysctl::Saved,
     phase: crate::sysctl::Phase,
     ns: &NetNs,
     journal: &mut Journal,
@@ -704,7 +694,7 @@ fn sysctls(
 /// Writes the saved keys of `phase` that differ, each key's old value in `log` first;
 /// returns how many it wrote.
 fn sysctls_logged(
-    saved: &[crhook_proto::Sysctl],
+    saved: &crate::sysctl::Saved,
     phase: crate::sysctl::Phase,
     ns: &NetNs,
     log: crate::journal::Log,

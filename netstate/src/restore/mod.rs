@@ -419,19 +419,28 @@ fn restore_with(
     crate::route::restore_order(&mut p.routes.to_add);
     stats.phase("plan", t.elapsed());
     crate::interrupt::check("restore").map_err(NetstateError::invalid)?;
-    if let Some(d) = sysctls {
-        p.snap.sysctls = d.join()?;
-        for (k, n) in &mut counts {
-            if *k == "sysctls" {
-                *n = p.snap.sysctls.len() as u64;
+    // the saved sysctls, held compact (see sysctl/saved.rs); verify compares them as
+    // messages afterwards
+    let keep = opts.verify;
+    let sysctls = match sysctls {
+        Some(d) => {
+            let s = d.join()?;
+            for (k, n) in &mut counts {
+                if *k == "sysctls" {
+                    *n = s.len() as u64;
+                }
             }
+            if keep {
+                p.snap.sysctls = s.to_pb();
+            }
+            s
         }
-    }
+        None => crate::sysctl::Saved::from_pb(&take(&mut p.snap.sysctls, keep)),
+    };
 
     // apply
     // what restore adds: the planned families, the firewall and sysctls, the files
     // the saved snapshot is needed again only to verify; otherwise its big parts move
-    let keep = opts.verify;
     let mut snap = p.snap;
     let mut todo = Snapshot {
         links: take(&mut snap.links, keep),
@@ -442,7 +451,7 @@ fn restore_with(
         neighbours: p.neighbours.to_add,
         tc: p.tc.to_add,
         firewall: p.firewall,
-        sysctls: take(&mut snap.sysctls, keep),
+        sysctls: Vec::new(),
         tun_files: snap.tun_files.clone(),
         ext_files: snap.ext_files.clone(),
         skipped_files: Vec::new(),
@@ -460,6 +469,7 @@ fn restore_with(
         warnings: &mut warnings,
         opts,
         routes: p.streamed.as_ref(),
+        sysctls: &sysctls,
         dad: None,
         dad_keep: dad::keeps(todo.addresses.iter().chain(&p.kernel_ll))
             .into_iter()

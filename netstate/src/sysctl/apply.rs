@@ -8,6 +8,7 @@ use super::files::{Cursor, FileKeys};
 use super::live::Live;
 use super::plan::{Item, PathSet, Plan};
 use super::procfs::{self, io_error, proc_path};
+use super::saved::Saved;
 use super::tables::prints_as;
 use super::{normalized, Phase};
 use crate::error::{NetstateError, Result};
@@ -127,14 +128,14 @@ pub fn apply_with(
     phase: Phase,
     rename: &dyn Fn(&str) -> Option<String>,
 ) -> Result<SysctlUndo, (NetstateError, SysctlUndo)> {
-    apply_journaled(nl, saved, phase, rename, None)
+    apply_journaled(nl, &Saved::from_pb(saved), phase, rename, None)
 }
 
 /// [`apply_with`] writing each previous value to the restore journal `log` before its key.
 #[allow(clippy::result_large_err)]
 pub(crate) fn apply_journaled(
     nl: &mut Nl,
-    saved: &[pb::Sysctl],
+    saved: &Saved,
     phase: Phase,
     rename: &dyn Fn(&str) -> Option<String>,
     log: Option<crate::journal::Log>,
@@ -149,7 +150,7 @@ pub(crate) fn apply_journaled(
 
 fn run(
     nl: &mut Nl,
-    saved: &[pb::Sysctl],
+    saved: &Saved,
     phase: Phase,
     rename: &dyn Fn(&str) -> Option<String>,
     undo: &mut SysctlUndo,
@@ -190,8 +191,8 @@ fn run(
                     None
                 };
                 let equal = match (live.get(it), &file) {
-                    (Some(v), _) => prints_as(it.value(), v),
-                    (None, Some(f)) => same(f, it.value()),
+                    (Some(v), _) => prints_as(plan.value(it), v),
+                    (None, Some(f)) => same(f, plan.value(it)),
                     (None, None) => false,
                 };
                 if equal && !stale.contains(&plan, it) {
@@ -212,7 +213,7 @@ fn run(
         for it in plan.items().filter(|it| recheck.contains(&plan, it)) {
             let path = plan.path(it);
             let cur = read_live(&path, &netns)?;
-            if cur.as_deref().is_some_and(|c| same(c, it.value())) {
+            if cur.as_deref().is_some_and(|c| same(c, plan.value(it))) {
                 continue;
             }
             if round == ROUNDS {
@@ -221,11 +222,11 @@ fn run(
                         "sysctl {} in {netns} reads {:?} after writing {:?}",
                         path.join("/"),
                         cur.unwrap_or_default(),
-                        it.value()
+                        plan.value(it)
                     ),
                 });
             }
-            for p in write_logged(&path, it.value(), cur, &netns, undo)? {
+            for p in write_logged(&path, plan.value(it), cur, &netns, undo)? {
                 next.insert(&plan, p);
             }
         }
@@ -239,7 +240,7 @@ fn run(
 /// (when per-device values were dumped already) what besides the key itself.
 fn settle(
     plan: &Plan<'_>,
-    it: &Item<'_>,
+    it: &Item,
     netns: &str,
     undo: &mut SysctlUndo,
     recheck: &mut PathSet,
@@ -247,10 +248,10 @@ fn settle(
 ) -> Result<()> {
     let path = plan.path(it);
     let cur = read_live(&path, netns)?;
-    if cur.as_deref().is_some_and(|c| same(c, it.value())) {
+    if cur.as_deref().is_some_and(|c| same(c, plan.value(it))) {
         return Ok(());
     }
-    for p in write_logged(&path, it.value(), cur, netns, undo)? {
+    for p in write_logged(&path, plan.value(it), cur, netns, undo)? {
         // the written key itself is not read again in this pass
         if let Some(stale) = stale.as_deref_mut().filter(|_| p != path) {
             stale.insert(plan, p.clone());

@@ -29,7 +29,7 @@ type Values = Vec<Option<String>>;
 /// the reads can start before the dump.
 pub(super) struct FileKeys<'p, 'a> {
     plan: &'p Plan<'a>,
-    keys: Vec<&'p Item<'a>>,
+    keys: Vec<&'p Item>,
     /// the first chunk nobody has taken
     next: AtomicUsize,
 }
@@ -45,7 +45,7 @@ impl<'p, 'a> FileKeys<'p, 'a> {
                     .collect()
             })
             .collect();
-        let from_file = |it: &Item<'_>| {
+        let from_file = |it: &Item| {
             it.dev().is_some()
                 && !it
                     .dir()
@@ -93,7 +93,7 @@ impl<'p, 'a> FileKeys<'p, 'a> {
 struct Dirs([Option<Option<DirReader>>; 4]);
 
 impl Dirs {
-    fn read(&mut self, plan: &Plan<'_>, it: &Item<'_>) -> Option<String> {
+    fn read(&mut self, plan: &Plan<'_>, it: &Item) -> Option<String> {
         let dir = it.dir().and_then(|k| {
             let (fam, dir) = DIRS.get(k)?;
             self.0
@@ -102,7 +102,7 @@ impl Dirs {
                 .as_mut()
         });
         let dev = plan.dev(it).unwrap_or_default();
-        let name = it.saved().last().map(String::as_str).unwrap_or_default();
+        let name = plan.name(it);
         match dir {
             Some(r) => r.read(&[dev, name]).ok(),
             None => procfs::read(&procfs::proc_path(&plan.path(it))).ok(),
@@ -135,7 +135,7 @@ impl<'f, 'p, 'a> Cursor<'f, 'p, 'a> {
 
     /// Whether `it` is a file key: then [`Cursor::next`] must be called for it, as the
     /// keys come in plan order.
-    pub fn is_file_key(&self, it: &Item<'_>) -> bool {
+    pub fn is_file_key(&self, it: &Item) -> bool {
         self.keys
             .keys
             .get(self.at)
@@ -187,7 +187,7 @@ mod tests {
 
     /// Keys of this process's own loopback, the file keys more than two chunks' worth:
     /// a key may appear many times in a plan.
-    fn saved() -> Vec<pb::Sysctl> {
+    fn saved() -> crate::sysctl::saved::Saved {
         let key = |p: &str| pb::Sysctl {
             path: p.split('/').map(String::from).collect(),
             value: "0".into(),
@@ -198,7 +198,7 @@ mod tests {
             v.push(key("ipv6/neigh/lo/locktime"));
             v.push(key("ipv4/neigh/lo/anycast_delay"));
         }
-        v
+        crate::sysctl::saved::Saved::from_pb(&v)
     }
 
     /// Walks the plan as apply does; returns the file values handed out, and checks them
@@ -223,11 +223,11 @@ mod tests {
                     v.as_ref(),
                     want.get(&plan.path(it).join("/")),
                     "{:?}",
-                    it.saved()
+                    plan.path(it)
                 );
                 n += 1;
             } else {
-                assert_eq!(it.saved().last().unwrap(), "rp_filter");
+                assert_eq!(plan.name(it), "rp_filter");
             }
         }
         assert_eq!(cur.next(), None, "no key past the last");

@@ -62,7 +62,7 @@ impl Live {
 
     /// The number `/proc` prints for a planned per-device key, if the dump carries it
     /// exactly.
-    pub fn get(&self, it: &Item<'_>) -> Option<i64> {
+    pub fn get(&self, it: &Item) -> Option<i64> {
         let k = it.dir()?;
         let src = (*self.srcs.get(k)?.get(it.name())?)?;
         let d = self.devs.get((*self.dev_map.get(it.dev()?)?)?)?;

@@ -41,6 +41,7 @@ mod layout;
 mod live;
 mod plan;
 mod procfs;
+mod saved;
 pub mod tables;
 
 pub use apply::{apply, apply_with, SysctlUndo};
@@ -49,6 +50,7 @@ pub(crate) use capture::capture_from;
 pub use capture::{capture, capture_proc_walk};
 pub use defaults::kernel_defaults;
 pub use procfs::is_excluded;
+pub(crate) use saved::Saved;
 
 use crhook_proto as pb;
 

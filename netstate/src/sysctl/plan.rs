@@ -7,10 +7,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crhook_proto as pb;
-
 use super::layout::DIRS;
 use super::procfs;
+use super::saved::{Key, Saved};
 use super::{is_early, Phase, EARLY, FIREWALLED};
 use crate::error::{NetstateError, Result};
 
@@ -18,9 +17,10 @@ use crate::error::{NetstateError, Result};
 /// namespace-wide keys, then per-device keys: the Early names in [`EARLY`] order, the rest.
 const RANKS: usize = 5 + EARLY.len() + 1;
 
-/// One planned key; 24 bytes, as a plan holds one per key of the image.
-pub(super) struct Item<'a> {
-    pub key: &'a pb::Sysctl,
+/// One planned key; 16 bytes, as a plan holds one per key of the image.
+pub(super) struct Item {
+    /// The key's index in the saved keys.
+    key: u32,
     /// The last path component, as an index into `Plan::names`.
     name: u32,
     /// For a device key, its live name as an index into `Plan::devs`.
@@ -29,16 +29,7 @@ pub(super) struct Item<'a> {
     dir: Option<u8>,
 }
 
-impl Item<'_> {
-    /// The saved path; a device key's live device name is [`Plan::dev`].
-    pub fn saved(&self) -> &[String] {
-        &self.key.path
-    }
-
-    pub fn value(&self) -> &str {
-        &self.key.value
-    }
-
+impl Item {
     pub fn name(&self) -> usize {
         self.name as usize
     }
@@ -53,8 +44,9 @@ impl Item<'_> {
 }
 
 pub(super) struct Plan<'a> {
+    saved: &'a Saved,
     /// Items by write-order rank; [`Plan::items`] walks them in order.
-    ranks: Vec<Vec<Item<'a>>>,
+    ranks: Vec<Vec<Item>>,
     /// Live device names, indexed by `Item::dev`.
     pub devs: Vec<String>,
     /// Last path components, indexed by `Item::name`.
@@ -71,22 +63,24 @@ impl<'a> Plan<'a> {
     /// `all` and `default` included. `rename` maps a saved device name to its live name;
     /// `None` drops that device's keys. Equal ranks keep the saved order.
     pub fn new(
-        saved: &'a [pb::Sysctl],
+        saved: &'a Saved,
         phase: Phase,
         rename: &dyn Fn(&str) -> Option<String>,
     ) -> Result<Plan<'a>> {
-        let mut ranks: Vec<Vec<Item<'a>>> = (0..RANKS).map(|_| Vec::new()).collect();
+        let mut ranks: Vec<Vec<Item>> = (0..RANKS).map(|_| Vec::new()).collect();
         let mut devs = Vec::new();
         let mut dev_ids: HashMap<&'a str, Option<usize>> = HashMap::new();
         // the keys of one device come together: remember the last device's answer
         let mut last_dev: Option<(&'a str, Option<usize>)> = None;
         let mut names = Interner::default();
         let mut has_neigh = false;
-        for s in saved {
-            let p = |i: usize| s.path.get(i).map(String::as_str).unwrap_or_default();
+        // the components of the key at hand (one buffer for all)
+        let mut path: Vec<&'a str> = Vec::new();
+        for (index, s) in saved.iter().enumerate() {
+            let p = |i: usize| s.part(i).unwrap_or_default();
             // conf/all and conf/default of these names are Early too: `all/disable_ipv6` set
             // after addresses exist would flush every device's IPv6 addresses
-            let early = s.path.len() == 4 && is_early(p(0), p(1), p(3));
+            let early = s.len() == 4 && is_early(p(0), p(1), p(3));
             let firewalled = FIREWALLED.contains(&p(0));
             let wanted = match phase {
                 Phase::Early => early,
@@ -98,8 +92,10 @@ impl<'a> Plan<'a> {
             if !wanted {
                 continue;
             }
-            procfs::check_path(&s.path)?;
-            let saved_dev = procfs::device_of(&s.path);
+            path.clear();
+            path.extend(s.path());
+            procfs::check_path(&path)?;
+            let saved_dev = procfs::device_of(&path).and(s.part(2));
             let rank = match saved_dev {
                 Some(_) => {
                     5 + EARLY
@@ -108,7 +104,7 @@ impl<'a> Plan<'a> {
                         .filter(|_| early)
                         .unwrap_or(EARLY.len())
                 }
-                None => match (s.path.len(), p(0), p(1), p(2)) {
+                None => match (s.len(), p(0), p(1), p(2)) {
                     (2, "ipv4", "ip_forward", _) => 0,
                     (4, _, "conf", "all") => 1,
                     (4, _, "conf", "default") => 2,
@@ -137,9 +133,9 @@ impl<'a> Plan<'a> {
             };
             let dir = dev.and_then(|_| DIRS.iter().position(|d| *d == (p(0), p(1))));
             has_neigh |= dev.is_some() && p(1) == "neigh";
-            let name = names.id(s.path.last().map(String::as_str).unwrap_or_default());
+            let name = names.id(s.last().unwrap_or_default());
             let item = Item {
-                key: s,
+                key: small(index)?,
                 name: small(name)?,
                 dev: dev.map(small).transpose()?,
                 dir: dir.and_then(|d| u8::try_from(d).ok()),
@@ -149,6 +145,7 @@ impl<'a> Plan<'a> {
             }
         }
         Ok(Plan {
+            saved,
             ranks,
             devs,
             names: names.names,
@@ -158,7 +155,7 @@ impl<'a> Plan<'a> {
     }
 
     /// The items in write order.
-    pub fn items(&self) -> impl Iterator<Item = &Item<'a>> {
+    pub fn items(&self) -> impl Iterator<Item = &Item> {
         self.ranks.iter().flatten()
     }
 
@@ -166,24 +163,44 @@ impl<'a> Plan<'a> {
         self.ranks.iter().all(Vec::is_empty)
     }
 
+    /// The saved key of an item; a device key's live device name is [`Plan::dev`].
+    fn key(&self, it: &Item) -> Key<'a> {
+        // every item was made from a key of `saved`
+        self.saved.get(it.key as usize).unwrap_or_default()
+    }
+
+    /// The saved value of a key.
+    pub fn value(&self, it: &Item) -> &'a str {
+        self.key(it).value()
+    }
+
     /// The live device name of a per-device key.
-    pub fn dev(&self, it: &Item<'_>) -> Option<&str> {
+    pub fn dev(&self, it: &Item) -> Option<&str> {
         it.dev().and_then(|i| self.devs.get(i)).map(String::as_str)
     }
 
+    /// The last path component of a key.
+    pub fn name(&self, it: &Item) -> &'a str {
+        self.names.get(it.name()).copied().unwrap_or_default()
+    }
+
     /// The live path of a key.
-    pub fn path(&self, it: &Item<'_>) -> Vec<String> {
-        let mut p = it.saved().to_vec();
-        if let (Some(d), Some(slot)) = (self.dev(it), p.get_mut(2)) {
-            d.clone_into(slot);
-        }
-        p
+    pub fn path(&self, it: &Item) -> Vec<String> {
+        let dev = self.dev(it);
+        let key = self.key(it);
+        key.path()
+            .enumerate()
+            .map(|(i, c)| match dev {
+                Some(d) if i == 2 => d.to_string(),
+                _ => c.to_string(),
+            })
+            .collect()
     }
 
     /// Appends the live path of a key joined with '/'.
-    pub fn write_path(&self, it: &Item<'_>, out: &mut String) {
+    pub fn write_path(&self, it: &Item, out: &mut String) {
         let dev = self.dev(it);
-        for (i, c) in it.saved().iter().enumerate() {
+        for (i, c) in self.key(it).path().enumerate() {
             if i > 0 {
                 out.push('/');
             }
@@ -291,7 +308,7 @@ impl PathSet {
         self.devs.is_empty() && self.paths.is_empty()
     }
 
-    pub fn contains(&mut self, plan: &Plan<'_>, it: &Item<'_>) -> bool {
+    pub fn contains(&mut self, plan: &Plan<'_>, it: &Item) -> bool {
         if self.names.get(it.name()) != Some(&true) {
             return false;
         }
@@ -311,6 +328,8 @@ impl PathSet {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    use crhook_proto as pb;
 
     fn s(path: &str, value: &str) -> pb::Sysctl {
         pb::Sysctl {
@@ -339,6 +358,7 @@ mod tests {
             s("bridge/bridge-nf-call-iptables", "0"),
         ];
         let id = |d: &str| Some(d.to_string());
+        let saved = Saved::from_pb(&saved);
         let late = Plan::new(&saved, Phase::Late, &id).unwrap();
         assert_eq!(
             paths(&late),
@@ -411,6 +431,7 @@ mod tests {
                 _ => None,
             }
         };
+        let saved = Saved::from_pb(&saved);
         let late = Plan::new(&saved, Phase::Late, &rename).unwrap();
         assert_eq!(
             paths(&late),
@@ -429,6 +450,7 @@ mod tests {
     #[test]
     fn plan_rejects_paths_leaving_proc_sys_net() {
         let saved = vec![s("../../sysrq-trigger", "b")];
+        let saved = Saved::from_pb(&saved);
         let e = Plan::new(&saved, Phase::Late, &|d| Some(d.to_string()))
             .err()
             .unwrap();
@@ -440,6 +462,7 @@ mod tests {
         let rest = Plan::new(&saved, Phase::Rest, &|d| Some(d.to_string()));
         assert!(rest.is_err());
         let saved = vec![s("netfilter/../../sysrq-trigger", "b")];
+        let saved = Saved::from_pb(&saved);
         let fw = Plan::new(&saved, Phase::Firewalled, &|d| Some(d.to_string()));
         assert!(fw.is_err());
     }
@@ -455,6 +478,7 @@ mod tests {
             s("core/somaxconn", "1"),
         ];
         let rename = |_: &str| Some("b".to_string());
+        let saved = Saved::from_pb(&saved);
         let plan = Plan::new(&saved, Phase::Late, &rename).unwrap();
         let mut set = PathSet::new(&plan);
         assert!(set.is_empty());

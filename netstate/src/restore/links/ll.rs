@@ -69,18 +69,17 @@ pub fn plan(
     ifs: &IfMap,
     kernel_ll: &[pb::Address],
     keep: &[String],
-    sysctls: &[pb::Sysctl],
+    sysctls: &crate::sysctl::Saved,
 ) -> Quiet {
     // devices whose saved sysctls give another mode, or a secret
     let moded: std::collections::HashSet<&str> = sysctls
         .iter()
-        .filter_map(|s| match s.path.as_slice() {
-            [fam, conf, dev, key] if fam == "ipv6" && conf == "conf" => {
-                let other =
-                    (key == "addr_gen_mode" && s.value.trim() != "0") || key == "stable_secret";
-                other.then_some(dev.as_str())
-            }
-            _ => None,
+        .filter(|s| s.len() == 4 && s.part(0) == Some("ipv6") && s.part(1) == Some("conf"))
+        .filter_map(|s| {
+            let key = s.last()?;
+            let other =
+                (key == "addr_gen_mode" && s.value().trim() != "0") || key == "stable_secret";
+            other.then_some(s.part(2)).flatten()
         })
         .collect();
     let mut q = Quiet::default();
