@@ -19,10 +19,37 @@ pub struct Captured {
     /// with `Parts::routes_encoded`: the routes as an image file and its entries (then
     /// `snapshot.routes` is empty)
     pub routes_encoded: Option<(Vec<u8>, u64)>,
+    /// with `Parts::sysctls`: the sysctls, held compact (`snapshot.sysctls` is empty; see
+    /// [`Captured::sysctls_into_snapshot`])
+    pub sysctls: Option<crate::sysctl::Saved>,
     pub warnings: Vec<String>,
     pub netlink_requests: u64,
     /// (phase, microseconds)
     pub phases: Vec<(&'static str, u64)>,
+}
+
+impl Captured {
+    /// (kind, count) of every family, the routes and sysctls held apart included.
+    pub fn counts(&self) -> Vec<(&'static str, u64)> {
+        let mut v = self
+            .snapshot
+            .counts_with(self.routes_encoded.as_ref().map(|r| r.1));
+        if let Some(s) = &self.sysctls {
+            for (k, n) in &mut v {
+                if *k == "sysctls" {
+                    *n = s.len() as u64;
+                }
+            }
+        }
+        v
+    }
+
+    /// Puts the sysctls into `snapshot.sysctls` as messages, for what compares snapshots.
+    pub fn sysctls_into_snapshot(&mut self) {
+        if let Some(s) = self.sysctls.take() {
+            self.snapshot.sysctls = s.to_pb();
+        }
+    }
 }
 
 /// What to capture besides the netlink families.
@@ -182,12 +209,15 @@ fn capture_netlink(
     let (mut snap, routes_encoded, ph) = families?;
     phases.extend(ph);
     let mut requests = nl.requests;
-    if let Some(r) = sysctls {
-        let (v, n, us) = r?;
-        snap.sysctls = v;
-        requests += n;
-        phases.push(("sysctls", us));
-    }
+    let sysctls = match sysctls {
+        Some(r) => {
+            let (v, n, us) = r?;
+            requests += n;
+            phases.push(("sysctls", us));
+            Some(v)
+        }
+        None => None,
+    };
     snap.tc.extend(xdp);
     let mut warnings = crate::tc::lost_warnings(&snap.tc);
     warnings.extend(peer_warnings(&links));
@@ -195,6 +225,7 @@ fn capture_netlink(
     Ok(Captured {
         snapshot: snap,
         routes_encoded,
+        sysctls,
         warnings,
         netlink_requests: requests,
         phases,

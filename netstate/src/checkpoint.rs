@@ -81,12 +81,12 @@ pub fn run_with_key(
     let mut c = result?;
     unlock_result?;
     if opts.lock {
-        c.snapshot.sysctls = sysctls_unlocked(&ns, &mut stats)?;
+        c.sysctls = Some(sysctls_unlocked(&ns, &mut stats)?);
     }
     crate::interrupt::check("checkpoint").map_err(NetstateError::invalid)?;
     crate::give_back_freed_memory();
     write(&ns, &mut c, target, staged, opts, &mut stats, &mut warnings)?;
-    let objects = c.snapshot.counts().iter().map(|(_, n)| *n).sum();
+    let objects = c.counts().iter().map(|(_, n)| *n).sum();
     crate::free_later(c, objects);
     let mut s = stats.finish();
     s.total_us = start.elapsed().as_micros() as u64;
@@ -134,10 +134,7 @@ fn write(
     crate::tunfile::capture(ns, &mut c.snapshot, opts, warnings)?;
     stats.phase("files", t.elapsed());
 
-    for (k, n) in c
-        .snapshot
-        .counts_with(c.routes_encoded.as_ref().map(|r| r.1))
-    {
+    for (k, n) in c.counts() {
         stats.count(k, n);
         crate::progress::count(k, n);
     }
@@ -217,22 +214,36 @@ impl Staged {
     /// Writes every file of `c` not written beside the firewall dump.
     fn rest(&mut self, c: &mut Captured) -> Result<()> {
         let written = &self.beside[..self.done];
-        if c.routes_encoded.is_some() && !written.contains(&Kind::Routes) {
-            put(&mut self.w, c, Kind::Routes)?;
+        // the kinds held apart from `snapshot` (which has none of them)
+        let apart = [
+            (Kind::Routes, c.routes_encoded.is_some()),
+            (Kind::Sysctls, c.sysctls.is_some()),
+        ];
+        for (k, held) in apart {
+            if held && !written.contains(&k) {
+                put(&mut self.w, c, k)?;
+            }
         }
-        // encoded routes are written by now (above or beside), and `snapshot.routes` is empty
-        let encoded = c.routes_encoded.is_some();
+        // those are written by now (above or beside)
         c.snapshot.write_kinds(&mut self.w, |k| {
-            !written.contains(&k) && (k != Kind::Routes || !encoded)
+            !written.contains(&k) && !apart.contains(&(k, true))
         })
     }
 }
 
 /// Writes the file of `kind` from `c`. The routes' encoded bytes are taken (their count stays
-/// for the stats).
+/// for the stats); the sysctls are encoded from their compact form.
 fn put(w: &mut ImageWriter, c: &mut Captured, kind: Kind) -> Result<()> {
-    match (&mut c.routes_encoded, kind) {
-        (Some((bytes, n)), Kind::Routes) => Ok(w.write_encoded(kind, std::mem::take(bytes), *n)?),
+    match (&mut c.routes_encoded, &c.sysctls, kind) {
+        (Some((bytes, n)), _, Kind::Routes) => {
+            Ok(w.write_encoded(kind, std::mem::take(bytes), *n)?)
+        }
+        (_, Some(s), Kind::Sysctls) => {
+            let (bytes, n) = s.encode_file().map_err(|e| {
+                NetstateError::invalid(format!("{e} in {}", w.final_dir().display()))
+            })?;
+            Ok(w.write_encoded(kind, bytes, n)?)
+        }
         _ => c.snapshot.write_kinds(w, |k| k == kind),
     }
 }

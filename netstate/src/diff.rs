@@ -67,7 +67,9 @@ fn capture_live(
             .firewall
             .iter()
             .any(|r| r.source == crhook_proto::FirewallSource::Nftables as i32);
-    Ok(capture(ns, host, &fw, parts)?.snapshot)
+    let mut c = capture(ns, host, &fw, parts)?;
+    c.sysctls_into_snapshot();
+    Ok(c.snapshot)
 }
 
 /// The live namespace against `saved` as it is (already transformed); `adopted` links' own

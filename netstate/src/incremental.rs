@@ -407,7 +407,7 @@ pub fn run(
     stats.add_netlink_requests(got.requests);
     warnings.append(&mut got.warnings);
 
-    got.snap.sysctls = sysctls_unlocked(&ns, &mut stats)?;
+    got.snap.sysctls = sysctls_unlocked(&ns, &mut stats)?.to_pb();
     got.kinds.insert(Kind::Sysctls);
     if !got.kinds.contains(&Kind::Links) {
         // open tun files are matched to their links

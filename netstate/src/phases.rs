@@ -84,12 +84,15 @@ pub fn remove_lock(ns: &NetNs, lock: &Locked) -> Result<()> {
 
 /// Every sysctl, read after a locked capture has unlocked (they are not what traffic
 /// changes, and reading them is most of a capture's time).
-pub fn sysctls_unlocked(ns: &NetNs, stats: &mut StatsRecorder) -> Result<Vec<pb::Sysctl>> {
+pub(crate) fn sysctls_unlocked(
+    ns: &NetNs,
+    stats: &mut StatsRecorder,
+) -> Result<crate::sysctl::Saved> {
     let t = Instant::now();
     let name = ns.name().to_string();
     let (v, n) = ns.run(|| {
         let mut snl = crate::nl::Nl::new(&name)?;
-        let v = crate::sysctl::capture(&mut snl, None)?;
+        let v = crate::sysctl::capture_saved(&mut snl, None)?;
         Ok((v, snl.requests))
     })?;
     stats.add_netlink_requests(n);

@@ -46,8 +46,8 @@ pub mod tables;
 
 pub use apply::{apply, apply_with, SysctlUndo};
 pub(crate) use apply::{apply_journaled, write_back};
-pub(crate) use capture::capture_from;
 pub use capture::{capture, capture_proc_walk};
+pub(crate) use capture::{capture_from, capture_saved};
 pub use defaults::kernel_defaults;
 pub use procfs::is_excluded;
 pub(crate) use saved::Saved;

@@ -13,7 +13,9 @@
 use crhook_core::{Encoded, ImageError};
 use crhook_proto as pb;
 use crhook_proto::prost::encoding::WireType;
-use crhook_proto::prost::encoding::{decode_key, decode_varint, skip_field, DecodeContext};
+use crhook_proto::prost::encoding::{
+    decode_key, decode_varint, encode_varint, skip_field, DecodeContext,
+};
 
 /// Saved sysctl keys, in image order.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -73,6 +75,22 @@ impl<'a> Key<'a> {
 
     pub fn value(&self) -> &'a str {
         self.string(self.len())
+    }
+
+    /// Appends the key as a `crhook.Sysctl` message, byte for byte as prost encodes one:
+    /// each path component as field 1, then the value as field 2 unless it is empty.
+    pub fn encode(self, buf: &mut Vec<u8>) {
+        let mut field = |tag: u8, s: &str| {
+            buf.push(tag);
+            encode_varint(s.len() as u64, buf);
+            buf.extend_from_slice(s.as_bytes());
+        };
+        for c in self.path() {
+            field(0x0a, c);
+        }
+        if !self.value().is_empty() {
+            field(0x12, self.value());
+        }
     }
 
     pub fn to_pb(self) -> pb::Sysctl {
@@ -146,6 +164,54 @@ impl Saved {
     pub fn push<'s>(&mut self, path: impl IntoIterator<Item = &'s str>, value: &str) -> bool {
         let fits = path.into_iter().all(|c| self.push_str(c));
         fits && self.push_str(value) && self.end_key()
+    }
+
+    /// Room for `keys` more keys of four components, without reallocating.
+    pub fn reserve(&mut self, keys: usize) {
+        self.keys.reserve(keys.saturating_add(1));
+        self.ends.reserve(keys.saturating_mul(5));
+        self.text.reserve(keys.saturating_mul(32));
+    }
+
+    /// Appends the keys of `other`, in its order; false when the text would pass 4 GiB.
+    pub fn append(&mut self, other: &Saved) -> bool {
+        let Ok(shift) = u32::try_from(self.text.len()) else {
+            return false;
+        };
+        if u32::try_from(self.text.len() + other.text.len()).is_err() {
+            return false;
+        }
+        let Ok(base) = u32::try_from(self.ends.len()) else {
+            return false;
+        };
+        self.text.push_str(&other.text);
+        self.ends.extend(other.ends.iter().map(|e| e + shift));
+        if self.keys.is_empty() {
+            self.keys.push(0);
+        }
+        self.keys
+            .extend(other.keys.iter().skip(1).map(|k| k.saturating_add(base)));
+        true
+    }
+
+    /// The keys as a sysctls image file, and how many it holds; an error names the first key
+    /// too large for an image entry.
+    pub fn encode_file(&self) -> Result<(Vec<u8>, u64), String> {
+        let mut e = crhook_core::frame::Encoder::new(crhook_core::Kind::Sysctls);
+        let mut buf = Vec::new();
+        for k in self.iter() {
+            buf.clear();
+            k.encode(&mut buf);
+            if e.push_raw(&buf).is_err() {
+                let path: Vec<&str> = k.path().collect();
+                return Err(format!(
+                    "sysctl {}: too large for an image entry",
+                    path.join("/")
+                ));
+            }
+        }
+        let n = e.count();
+        Ok((e.finish(), n))
     }
 
     pub fn from_pb(keys: &[pb::Sysctl]) -> Saved {
@@ -277,6 +343,46 @@ mod tests {
         assert!(s.get(4).is_none());
         assert!(Saved::default().is_empty());
         assert_eq!(Saved::default().iter().count(), 0);
+    }
+
+    #[test]
+    fn keys_encode_as_prost_does_and_append_keeps_order() {
+        let keys = vec![
+            key("ipv4/conf/eth0.100/rp_filter", "2"),
+            key("core/somaxconn", ""),
+            pb::Sysctl {
+                path: vec![],
+                value: "x".repeat(200),
+            },
+            pb::Sysctl {
+                path: vec![String::new(), "a".into()],
+                value: String::new(),
+            },
+        ];
+        let s = Saved::from_pb(&keys);
+        for (k, want) in s.iter().zip(&keys) {
+            let mut buf = Vec::new();
+            k.encode(&mut buf);
+            assert_eq!(buf, want.encode_to_vec(), "{want:?}");
+        }
+        let (file, n) = s.encode_file().unwrap();
+        assert_eq!(n, 4);
+        let back: Vec<pb::Sysctl> = crhook_core::decode_file(
+            std::path::Path::new("sysctls.img"),
+            Kind::Sysctls,
+            &file,
+            &crhook_core::Limits::default(),
+        )
+        .unwrap();
+        assert_eq!(back, keys);
+        let mut joined = Saved::from_pb(&keys[..1]);
+        assert!(joined.append(&Saved::from_pb(&keys[1..3])));
+        assert!(joined.append(&Saved::default()));
+        assert!(joined.append(&Saved::from_pb(&keys[3..])));
+        assert_eq!(joined, s);
+        let mut empty = Saved::default();
+        assert!(empty.append(&s));
+        assert_eq!(empty, s);
     }
 
     /// A file of `entries` as restore reads it: written into an image, checked, not decoded.
