@@ -167,14 +167,15 @@ pub fn bench_size(
     let (capture, lock) = capture_runs(&cx, &src)?;
     let image_bytes = run::disk_bytes(&cx.images)?;
     let baseline_bytes = run::disk_bytes(&cx.saved)?;
-    let restored = restore_runs(&cx)?;
-    let floor = match crate::floor::measure(&cx.images, size.name, runs, &|| cx.quiet()) {
+    let mut floor = match crate::floor::record(&cx.images, size.name) {
         Ok(f) => Some(f),
         Err(e) => {
             eprintln!("crhook-bench: {} floor not measured: {e:#}", size.name);
             None
         }
     };
+    let restored = restore_runs(&cx, &mut floor)?;
+    let floor = floor.map(crate::floor::Recorded::done);
     let (diff, diff_codes, differing) = diff_runs(&cx, &src)?;
 
     let mut setns = Vec::new();
@@ -258,7 +259,10 @@ struct Restored {
 
 /// Restore into a fresh namespace per run, crhook then the baseline. After the first run,
 /// `crhook diff` checks both restored namespaces against the images.
-fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
+/// crhook's restores, the floor's replays (when `floor` was recorded) and the baseline's, in
+/// turns: one of each per run. A replay that fails ends the floor's runs (said on stderr),
+/// not the benchmark.
+fn restore_runs(cx: &Ctx<'_>, floor: &mut Option<crate::floor::Recorded>) -> Result<Restored> {
     let name = cx.size.name;
     let mut out = Restored {
         runs: OpRuns::default(),
@@ -277,6 +281,12 @@ fn restore_runs(cx: &Ctx<'_>) -> Result<Restored> {
             )?);
             if i == 0 {
                 out.verify_crhook = verify(cx, &dst, "verify-crhook.txt")?;
+            }
+        }
+        if let Some(f) = floor.as_mut() {
+            if let Err(e) = f.replay(i, &|| cx.quiet()) {
+                eprintln!("crhook-bench: {name} floor not measured: {e:#}");
+                *floor = None;
             }
         }
         {

@@ -1,7 +1,9 @@
 //! The kernel's floor for a restore (`crhook_netstate::floor`): one restore of the images,
 //! in this process with recording on, into a scratch namespace; then, per run, a fresh
 //! namespace and a replay of exactly what that restore sent (netlink buffers, tun ioctls,
-//! sysctl writes), timed alone. crhook's restore time over the floor's is its own overhead:
+//! sysctl writes), timed alone. The replays take turns with crhook's restores (bench.rs), so
+//! the machine's speed, which moves by tens of percent over minutes on a shared VM, moves
+//! both alike. crhook's restore time over the floor's is its own overhead:
 //! reading and checking the images, planning against the live namespace, the dumps it makes
 //! while restoring, the journal, the DAD settle.
 
@@ -57,33 +59,40 @@ impl Floor {
     }
 }
 
-/// Records one restore of `images`, then replays it `runs` times, each into a fresh
-/// namespace after `quiet`.
-pub fn measure(
-    images: &Path,
-    tag: &str,
-    runs: usize,
-    quiet: &dyn Fn() -> Result<()>,
-) -> Result<Floor> {
-    let sent = {
-        let scratch = BenchNs::new(&format!("{tag}-floor-record"))?;
-        let target = Target::Netns(scratch.path().into());
-        floor::start();
-        let r = crhook_netstate::restore::run(&target, images, &RestoreOptions::default());
-        let sent = floor::stop();
-        r.with_context(|| format!("record the floor's restore into {}", scratch.name()))?;
-        sent
-    };
-    let mut out = Floor {
-        runs: Vec::new(),
-        sent: sent.len(),
-    };
-    for i in 0..runs {
-        eprintln!("crhook-bench: {tag} floor run {}/{runs}", i + 1);
+/// What one restore of the images sent, recorded to be replayed.
+pub struct Recorded {
+    tag: String,
+    sent: Vec<floor::Sent>,
+    floor: Floor,
+}
+
+/// Records one restore of `images` into a scratch namespace.
+pub fn record(images: &Path, tag: &str) -> Result<Recorded> {
+    let scratch = BenchNs::new(&format!("{tag}-floor-record"))?;
+    let target = Target::Netns(scratch.path().into());
+    floor::start();
+    let r = crhook_netstate::restore::run(&target, images, &RestoreOptions::default());
+    let sent = floor::stop();
+    r.with_context(|| format!("record the floor's restore into {}", scratch.name()))?;
+    Ok(Recorded {
+        tag: tag.to_string(),
+        floor: Floor {
+            runs: Vec::new(),
+            sent: sent.len(),
+        },
+        sent,
+    })
+}
+
+impl Recorded {
+    /// Replays what was recorded into a fresh namespace (run `i`) after `quiet`.
+    pub fn replay(&mut self, i: usize, quiet: &dyn Fn() -> Result<()>) -> Result<()> {
+        let tag = &self.tag;
+        eprintln!("crhook-bench: {tag} floor run {}", i + 1);
         let ns = BenchNs::new(&format!("{tag}-floor-{i}"))?;
         quiet()?;
         let handle = NetNs::open_path(Path::new(&ns.path()))?;
-        let r = floor::replay(&handle, sent.clone())?;
+        let r = floor::replay(&handle, self.sent.clone())?;
         if r.failed > 0 {
             bail!(
                 "the floor's replay into {}: {} requests failed ({}); it did not make the same objects",
@@ -92,7 +101,12 @@ pub fn measure(
                 r.failures.join("; ")
             );
         }
-        out.runs.push(r);
+        self.floor.runs.push(r);
+        Ok(())
     }
-    Ok(out)
+
+    /// The runs replayed.
+    pub fn done(self) -> Floor {
+        self.floor
+    }
 }

@@ -512,8 +512,8 @@ fn floor(results: &[SizeResult]) -> String {
         s,
         "### Restore against the kernel's floor\n\n\
          The floor: what one restore sent the kernel (every netlink buffer, tun ioctl and \
-         sysctl write, recorded as sent), replayed into a fresh namespace with nothing else. \
-         crhook's restore wall time over it is crhook's own work: reading the images, the plan, \
+         sysctl write, recorded as sent), replayed into a fresh namespace with nothing else, \
+         each replay right after one of crhook's restores. crhook's restore wall time over it is crhook's own work: reading the images, the plan, \
          its dumps, the journal, the DAD settle, process start.\n"
     );
     let mut t = Table::new(
