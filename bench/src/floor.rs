@@ -74,6 +74,7 @@ pub fn record(images: &Path, tag: &str) -> Result<Recorded> {
     let r = crhook_netstate::restore::run(&target, images, &RestoreOptions::default());
     let sent = floor::stop();
     r.with_context(|| format!("record the floor's restore into {}", scratch.name()))?;
+    forget_peak();
     Ok(Recorded {
         tag: tag.to_string(),
         floor: Floor {
@@ -108,5 +109,22 @@ impl Recorded {
     /// The runs replayed.
     pub fn done(self) -> Floor {
         self.floor
+    }
+}
+
+/// Gives back what the recorded restore freed and resets this process's peak RSS to what it
+/// holds now. A child's `wait4` max RSS starts from the peak of the process that spawned it
+/// (until exec it runs in the spawner's memory, whose high-water mark the kernel keeps for
+/// it), so without this every crhook process measured after the recording would report at
+/// least the in-process restore's peak (at L 133 MiB against its own 91 MiB).
+fn forget_peak() {
+    #[cfg(target_env = "gnu")]
+    // SAFETY: malloc_trim only releases free heap memory to the system
+    unsafe {
+        libc::malloc_trim(0);
+    }
+    // "5": reset the peak RSS to the current RSS (Linux 4.0 and later)
+    if let Err(e) = std::fs::write("/proc/self/clear_refs", "5") {
+        eprintln!("crhook-bench: reset this process's peak RSS: {e}");
     }
 }
