@@ -103,6 +103,8 @@ impl Recorded {
             );
         }
         self.floor.runs.push(r);
+        // the replay's buffers were this process's: the next crhook spawned would start there
+        forget_peak();
         Ok(())
     }
 
