@@ -89,8 +89,8 @@ impl Snapshot {
     }
 
     /// [`Snapshot::read_with`] less the sysctls, which are still decoding on a thread of
-    /// scope `s` when it returns: the caller joins them when it needs them (restore, before
-    /// its first change). At M theirs is the longest decode (12,000 keys, ~5 ms).
+    /// scope `s` when it returns, compact ([`crate::sysctl::Saved`]): the caller joins them
+    /// when it needs them (restore, before its first change).
     pub(crate) fn read_in<'scope>(
         s: &'scope std::thread::Scope<'scope, '_>,
         dir: &'scope ImageDir,
