@@ -183,15 +183,11 @@ mod tests {
 
     use super::*;
     use crate::sysctl::Phase;
-    use crhook_proto as pb;
 
     /// Keys of this process's own loopback, the file keys more than two chunks' worth:
     /// a key may appear many times in a plan.
     fn saved() -> crate::sysctl::saved::Saved {
-        let key = |p: &str| pb::Sysctl {
-            path: p.split('/').map(String::from).collect(),
-            value: "0".into(),
-        };
+        let key = |p: &str| crate::sysctl::test_key(p, "0");
         let mut v = vec![key("core/somaxconn")];
         for _ in 0..(CHUNK + 20) {
             v.push(key("ipv4/conf/lo/rp_filter"));

@@ -106,6 +106,15 @@ pub(crate) fn normalized(v: &str) -> String {
     v.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
+/// A key from its path joined with '/', for tests.
+#[cfg(test)]
+pub(crate) fn test_key(path: &str, value: &str) -> pb::Sysctl {
+    pb::Sysctl {
+        path: path.split('/').map(String::from).collect(),
+        value: value.into(),
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -329,14 +329,7 @@ impl PathSet {
 mod tests {
     use super::*;
 
-    use crhook_proto as pb;
-
-    fn s(path: &str, value: &str) -> pb::Sysctl {
-        pb::Sysctl {
-            path: path.split('/').map(String::from).collect(),
-            value: value.into(),
-        }
-    }
+    use crate::sysctl::test_key as s;
 
     fn paths(plan: &Plan<'_>) -> Vec<String> {
         plan.items().map(|i| plan.path(i).join("/")).collect()

@@ -309,12 +309,7 @@ mod tests {
     use crhook_core::Kind;
     use crhook_proto::Message;
 
-    fn key(path: &str, value: &str) -> pb::Sysctl {
-        pb::Sysctl {
-            path: path.split('/').map(String::from).collect(),
-            value: value.into(),
-        }
-    }
+    use crate::sysctl::test_key as key;
 
     #[test]
     fn keys_read_back_as_pushed() {
