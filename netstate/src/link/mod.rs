@@ -11,5 +11,5 @@ pub mod tun;
 pub mod view;
 pub mod vlan;
 
-pub use capture::capture;
+pub use capture::{capture, RawLinks};
 pub use peer::PeerFinder;

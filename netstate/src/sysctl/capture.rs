@@ -39,10 +39,9 @@ pub(crate) fn capture_saved(nl: &mut Nl, link_dump: Option<&[LinkMessage]>) -> R
     capture_devs(nl, devs, by_index)
 }
 
-/// [`capture_saved`] from a link dump it takes and drops once it has read the devices (1,000
-/// links decoded take ~13 MiB, held otherwise while every key is read).
-pub(crate) fn capture_from(nl: &mut Nl, link_dump: Vec<LinkMessage>) -> Result<Saved> {
-    let (devs, by_index) = dump::links(nl, Some(&link_dump))?;
+/// [`capture_saved`] from a raw link dump it takes and drops once it has read the devices.
+pub(crate) fn capture_from(nl: &mut Nl, link_dump: crate::link::RawLinks) -> Result<Saved> {
+    let (devs, by_index) = dump::raw_links(&link_dump);
     drop(link_dump);
     capture_devs(nl, devs, by_index)
 }

@@ -81,6 +81,17 @@ pub(super) fn devices(
     Ok(devs)
 }
 
+/// The devices of a raw link dump, without neigh parameters; and their positions by ifindex.
+pub(super) fn raw_links(dump: &crate::link::RawLinks) -> (Vec<Dev>, HashMap<u32, usize>) {
+    let mut devs = Vec::new();
+    let mut by_index = HashMap::new();
+    for (index, d) in dump.messages().filter_map(dev_from_raw_link) {
+        by_index.insert(index, devs.len());
+        devs.push(d);
+    }
+    (devs, by_index)
+}
+
 /// The devices of the caller's link dump if given, else of a dump of its own, without neigh
 /// parameters; and their positions by ifindex.
 pub(super) fn links(

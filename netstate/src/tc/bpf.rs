@@ -10,7 +10,7 @@
 use std::os::fd::{FromRawFd, OwnedFd};
 
 use crhook_proto as pb;
-use netlink_packet_route::link::{LinkAttribute, LinkMessage, LinkXdp, XdpAttached};
+use netlink_packet_route::link::{LinkAttribute, LinkXdp, XdpAttached};
 
 use crate::nla::attrs;
 
@@ -64,11 +64,33 @@ impl BpfSeen {
     }
 }
 
+/// Whether a raw link message says an XDP program is attached (`IFLA_XDP_ATTACHED` other
+/// than `XDP_ATTACHED_NONE`; the kernel sends `IFLA_XDP` for every link).
+fn xdp_attached(msg: &[u8]) -> bool {
+    const IFLA_XDP: u16 = 43;
+    const IFLA_XDP_ATTACHED: u16 = 2;
+    crate::nla::attrs(msg.get(16..).unwrap_or_default())
+        .map_while(|a| a.ok())
+        .filter(|a| a.ty() == IFLA_XDP)
+        .any(|x| {
+            crate::nla::attrs(x.value)
+                .map_while(|a| a.ok())
+                .any(|a| a.ty() == IFLA_XDP_ATTACHED && a.value.first().is_some_and(|v| *v != 0))
+        })
+}
+
 /// XDP programs attached to the links of a link dump, one entry each, with the name and tag
 /// the kernel reports for the program id (empty where it cannot be asked).
-pub(crate) fn xdp_programs(links: &[LinkMessage]) -> Vec<pb::TcObject> {
+pub(crate) fn xdp_programs(links: &crate::link::RawLinks) -> Vec<pb::TcObject> {
     let mut out = Vec::new();
-    for m in links {
+    // only the links with a program attached are decoded (again); a link that does not
+    // decode failed the link capture already
+    let attached: Vec<&[u8]> = links.messages().filter(|m| xdp_attached(m)).collect();
+    for m in attached
+        .iter()
+        .filter_map(|m| crate::link::capture::decode(m).ok())
+    {
+        let m = &m;
         let name = crate::link::capture::link_name(m);
         for a in &m.attributes {
             let LinkAttribute::Xdp(xdp) = a else { continue };
