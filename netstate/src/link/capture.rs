@@ -46,13 +46,18 @@ pub(crate) fn link_request() -> Vec<u8> {
 /// (ifindex, name) of every link, from a dump read raw: what a caller that needs only names
 /// asks, without decoding each link whole (1,000 links decoded take ~5 MiB).
 pub fn index_names(nl: &mut Nl) -> Result<Vec<(u32, String)>> {
-    const IFLA_IFNAME: u16 = 3;
     raw(nl, "dump link names", |index, _, attrs| {
-        crate::nla::attrs(attrs)
-            .map_while(|a| a.ok())
-            .find(|a| a.ty() == IFLA_IFNAME)
-            .map(|a| (index, a.string()))
+        ifname(attrs).map(|n| (index, n))
     })
+}
+
+/// The `IFLA_IFNAME` among a link message's attributes.
+fn ifname(attrs: &[u8]) -> Option<String> {
+    const IFLA_IFNAME: u16 = 3;
+    crate::nla::attrs(attrs)
+        .map_while(|a| a.ok())
+        .find(|a| a.ty() == IFLA_IFNAME)
+        .map(|a| a.string())
 }
 
 /// What `keep` makes of each link's (ifindex, flags, attribute bytes), from a link dump read
@@ -62,24 +67,32 @@ pub fn raw<T>(
     what: &str,
     mut keep: impl FnMut(u32, u32, &[u8]) -> Option<T>,
 ) -> Result<Vec<T>> {
+    raw_messages(nl, what, |msg| {
+        let (index, flags) = (crate::nla::u32_at(msg, 4), crate::nla::u32_at(msg, 8));
+        keep(index, flags, msg.get(16..).unwrap_or_default())
+    })
+}
+
+/// What `keep` makes of each whole link message (`ifinfomsg` and attributes) of a link dump
+/// read raw; a dump the kernel restarts is taken again from the start.
+fn raw_messages<T>(
+    nl: &mut Nl,
+    what: &str,
+    mut keep: impl FnMut(&[u8]) -> Option<T>,
+) -> Result<Vec<T>> {
     let req = crate::nl::Req::Raw {
         msg_type: libc::RTM_GETLINK,
         payload: link_request(),
     };
     let mut out = Vec::new();
     nl.dump_visit(&req, what, &mut |v| {
-        let (ty, msg) = match v {
-            crate::nl::Visit::Restart => {
-                out.clear();
-                return Ok(());
+        match v {
+            crate::nl::Visit::Restart => out.clear(),
+            crate::nl::Visit::Msg(ty, msg) if ty == libc::RTM_NEWLINK && msg.len() >= 16 => {
+                out.extend(keep(msg))
             }
-            crate::nl::Visit::Msg(ty, msg) => (ty, msg),
-        };
-        if ty != libc::RTM_NEWLINK || msg.len() < 16 {
-            return Ok(());
+            crate::nl::Visit::Msg(..) => {}
         }
-        let (index, flags) = (crate::nla::u32_at(msg, 4), crate::nla::u32_at(msg, 8));
-        out.extend(keep(index, flags, &msg[16..]));
         Ok(())
     })?;
     Ok(out)
@@ -87,15 +100,8 @@ pub fn raw<T>(
 
 /// ifindex -> name of every link of a raw dump.
 fn raw_names(dump: &RawLinks) -> HashMap<u32, String> {
-    const IFLA_IFNAME: u16 = 3;
     dump.messages()
-        .filter_map(|m| {
-            let name = crate::nla::attrs(m.get(16..)?)
-                .map_while(|a| a.ok())
-                .find(|a| a.ty() == IFLA_IFNAME)?
-                .string();
-            Some((crate::nla::u32_at(m, 4), name))
-        })
+        .filter_map(|m| Some((crate::nla::u32_at(m, 4), ifname(m.get(16..)?)?)))
         .collect()
 }
 
@@ -271,23 +277,8 @@ pub struct RawLinks(Vec<Vec<u8>>);
 
 impl RawLinks {
     /// Dumps the links of `nl`'s namespace.
-    pub fn dump(nl: &mut Nl) -> Result<RawLinks> {
-        let req = crate::nl::Req::Raw {
-            msg_type: libc::RTM_GETLINK,
-            payload: link_request(),
-        };
-        let mut out = Vec::new();
-        nl.dump_visit(&req, "dump links", &mut |v| {
-            match v {
-                crate::nl::Visit::Restart => out.clear(),
-                crate::nl::Visit::Msg(ty, msg) if ty == libc::RTM_NEWLINK && msg.len() >= 16 => {
-                    out.push(msg.to_vec())
-                }
-                crate::nl::Visit::Msg(..) => {}
-            }
-            Ok(())
-        })?;
-        Ok(RawLinks(out))
+    pub fn dump(nl: &mut Nl, what: &str) -> Result<RawLinks> {
+        Ok(RawLinks(raw_messages(nl, what, |m| Some(m.to_vec()))?))
     }
 
     /// Each message as the kernel sent it.
@@ -322,7 +313,7 @@ pub(crate) fn decode(msg: &[u8]) -> Result<LinkMessage> {
 /// through `peers`. The dump comes back raw, for the readers of what the links do not keep
 /// (the sysctls' device values, XDP programs).
 pub fn capture(nl: &mut Nl, peers: &mut PeerFinder) -> Result<(Vec<pb::Link>, RawLinks)> {
-    let dump = RawLinks::dump(nl)?;
+    let dump = RawLinks::dump(nl, "dump links")?;
     let names = raw_names(&dump);
     let mut links = Vec::with_capacity(dump.len());
     for m in dump.decoded() {

@@ -98,30 +98,15 @@ pub(super) fn links(
     nl: &mut Nl,
     link_dump: Option<&[LinkMessage]>,
 ) -> Result<(Vec<Dev>, HashMap<u32, usize>)> {
+    let Some(links) = link_dump else {
+        let dump = crate::link::RawLinks::dump(nl, "dump links for sysctls")?;
+        return Ok(raw_links(&dump));
+    };
     let mut devs = Vec::new();
     let mut by_index = HashMap::new();
-    match link_dump {
-        Some(links) => {
-            for l in links {
-                by_index.insert(l.header.index, devs.len());
-                devs.push(dev_from_link(l));
-            }
-        }
-        None => {
-            let req = Req::Raw {
-                msg_type: libc::RTM_GETLINK,
-                payload: crate::link::capture::link_request(),
-            };
-            for (ty, msg) in nl.dump_raw(&req, "dump links for sysctls")? {
-                if ty != libc::RTM_NEWLINK {
-                    continue;
-                }
-                if let Some((index, d)) = dev_from_raw_link(&msg) {
-                    by_index.insert(index, devs.len());
-                    devs.push(d);
-                }
-            }
-        }
+    for l in links {
+        by_index.insert(l.header.index, devs.len());
+        devs.push(dev_from_link(l));
     }
     Ok((devs, by_index))
 }
