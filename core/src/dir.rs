@@ -25,7 +25,7 @@ use crhook_proto::{Inventory, InventoryFile, Seal};
 use crate::budget::Budget;
 use crate::error::ImageError;
 use crate::file::{
-    decode_budgeted, decode_budgeted_shared, decode_file, read_at, verify_framing, Encoded,
+    decode_budgeted, decode_budgeted_shared, decode_file, read_at, verify_framing_known, Encoded,
 };
 use crate::format::{Limits, HEADER_LEN, NEWEST_READABLE};
 use crate::magic::Kind;
@@ -471,9 +471,22 @@ impl ImageDir {
             Some(b) => b,
             None => crate::file::encode_raw_file(kind, &[]),
         };
-        let out = Encoded::check(&path, kind, bytes, &self.limits, &self.budget)?;
+        let out = Encoded::check(
+            &path,
+            kind,
+            bytes,
+            &self.limits,
+            &self.budget,
+            self.crc(kind),
+        )?;
         self.check_entries(kind, path, out.len())?;
         Ok(out)
+    }
+
+    /// The crc32c of the body of `kind`'s file when [`ImageDir::read_bytes`] has checked the
+    /// bytes it hands out against it (every listed file but the inventory itself).
+    fn crc(&self, kind: Kind) -> Option<u32> {
+        self.files.get(&kind).map(|f| f.crc32c)
     }
 
     /// `n` entries read from `path`, a file of `kind`, against the inventory's count.
@@ -501,7 +514,14 @@ impl ImageDir {
         };
         let path = self.path.join(kind.file_name());
         let bytes = prost::bytes::Bytes::from(bytes);
-        let out: Vec<M> = decode_budgeted_shared(&path, kind, &bytes, &self.limits, &self.budget)?;
+        let out: Vec<M> = decode_budgeted_shared(
+            &path,
+            kind,
+            &bytes,
+            &self.limits,
+            &self.budget,
+            self.crc(kind),
+        )?;
         self.check_entries(kind, path, out.len())?;
         Ok(out)
     }
@@ -750,7 +770,7 @@ fn verify_listed(
         })?;
     check_size_crc(&path, f, &bytes)?;
     if let Some(kind) = kind {
-        let n = verify_framing(&path, kind, &bytes, limits)?;
+        let n = verify_framing_known(&path, kind, &bytes, limits, Some(f.crc32c))?;
         if n != f.entries {
             return Err(inv_err(
                 path,

@@ -105,21 +105,22 @@ pub(crate) fn decode_budgeted<M: prost::Message + Default>(
     limits: &Limits,
     total: &Budget,
 ) -> Result<Vec<M>, ImageError> {
-    decode_budgeted_with(name_for_errors, kind, bytes, limits, total, |p| p)
+    decode_budgeted_with(name_for_errors, kind, bytes, limits, total, None, |p| p)
 }
 
 /// [`decode_budgeted`] of a file held as shared bytes: the `bytes` fields prost generates as
 /// [`prost::bytes::Bytes`] (the nf_tables messages of a firewall image) decode as slices of
 /// it, not copies (at L, 55,000 rules: 37 ms of allocating and copying). The budget still
-/// charges them as copies.
+/// charges them as copies. `crc` is the body's crc32c when already computed.
 pub(crate) fn decode_budgeted_shared<M: prost::Message + Default>(
     name_for_errors: &Path,
     kind: Kind,
     bytes: &prost::bytes::Bytes,
     limits: &Limits,
     total: &Budget,
+    crc: Option<u32>,
 ) -> Result<Vec<M>, ImageError> {
-    decode_budgeted_with(name_for_errors, kind, bytes, limits, total, |p| {
+    decode_budgeted_with(name_for_errors, kind, bytes, limits, total, crc, |p| {
         bytes.slice_ref(p)
     })
 }
@@ -142,6 +143,7 @@ fn decode_budgeted_with<'a, M, B>(
     bytes: &'a [u8],
     limits: &Limits,
     total: &Budget,
+    crc: Option<u32>,
     buf: impl Fn(&'a [u8]) -> B + Sync,
 ) -> Result<Vec<M>, ImageError>
 where
@@ -149,7 +151,7 @@ where
     B: prost::bytes::Buf,
 {
     let file = name_for_errors;
-    let framed = frame::parse(file, bytes, Some(kind), limits)?;
+    let framed = frame::parse_known(file, bytes, Some(kind), limits, crc)?;
     let count_at = (bytes.len() - crate::format::TRAILER_LEN + 4) as u64;
     // the entries' own structs, in one allocation of exactly the count (checked against the
     // bytes present by parse, and now against the budgets)
@@ -251,7 +253,15 @@ fn each_checked<'a>(
     mut f: impl FnMut(u64, u64, &'a [u8]) -> Result<(), ImageError>,
 ) -> Result<(), ImageError> {
     let schema = crhook_proto::schema::message(kind.info().message);
+    // charged to the shared budget in steps (see CHARGE_STEP), the rest after the last entry
+    let (mut pending, mut last) = (0u64, 0u64);
+    let charge = |n: u64, offset: u64| {
+        total
+            .charge(n)
+            .map_err(|t| over(file, offset, "image memory", t, total.limit()))
+    };
     framed.for_each(|index, offset, payload| {
+        last = offset;
         if let Some(schema) = schema {
             let fp = budget::footprint(schema, payload).map_err(|r| ImageError::Corrupt {
                 file: file.to_path_buf(),
@@ -278,13 +288,22 @@ fn each_checked<'a>(
                     limits.max_file_memory,
                 ));
             }
-            total
-                .charge(fp.heap)
-                .map_err(|t| over(file, offset, "image memory", t, total.limit()))?;
+            pending = pending.saturating_add(fp.heap);
+            if pending >= CHARGE_STEP {
+                charge(std::mem::take(&mut pending), offset)?;
+            }
         }
         f(index, offset, payload)
-    })
+    })?;
+    charge(pending, last)
 }
+
+/// What one reader decodes before it charges the image's shared budget: restore reads three
+/// files at once, and a charge per entry (240,000 at L) kept the budget's counter moving
+/// between the cores, a third of the entries' walk. A file's own limit is still checked at
+/// every entry; the image's total may be passed by this much per reading thread before it is
+/// refused.
+const CHARGE_STEP: u64 = 1 << 20;
 
 /// The entries of one file, checked as [`decode_file`] checks them (framing, schema shape,
 /// budgets) but kept encoded: the reader decodes them a few at a time
@@ -309,8 +328,9 @@ impl Encoded {
         bytes: Vec<u8>,
         limits: &Limits,
         total: &Budget,
+        crc: Option<u32>,
     ) -> Result<Encoded, ImageError> {
-        let framed = frame::parse(file, &bytes, Some(kind), limits)?;
+        let framed = frame::parse_known(file, &bytes, Some(kind), limits, crc)?;
         if framed.count > limits.max_repeated {
             let at = (bytes.len() - crate::format::TRAILER_LEN + 4) as u64;
             return Err(over(
@@ -432,7 +452,18 @@ pub fn verify_framing(
     bytes: &[u8],
     limits: &Limits,
 ) -> Result<u64, ImageError> {
-    let framed = frame::parse(name_for_errors, bytes, Some(kind), limits)?;
+    verify_framing_known(name_for_errors, kind, bytes, limits, None)
+}
+
+/// [`verify_framing`], with the body's crc32c when already computed (see [`frame::parse_known`]).
+pub(crate) fn verify_framing_known(
+    name_for_errors: &Path,
+    kind: Kind,
+    bytes: &[u8],
+    limits: &Limits,
+    crc: Option<u32>,
+) -> Result<u64, ImageError> {
+    let framed = frame::parse_known(name_for_errors, bytes, Some(kind), limits, crc)?;
     framed.for_each(|_, _, _| Ok(()))?;
     Ok(framed.count)
 }
@@ -682,8 +713,43 @@ mod tests {
         let shared = prost::bytes::Bytes::from(b);
         let budget = Budget::new(lim.max_total_memory);
         let got: Vec<Sysctl> =
-            decode_budgeted_shared(p, Kind::Sysctls, &shared, &lim, &budget).unwrap_or_default();
+            decode_budgeted_shared(p, Kind::Sysctls, &shared, &lim, &budget, None)
+                .unwrap_or_default();
         assert_eq!(got, want);
+    }
+
+    /// The shared budget is charged in steps, yet after a file it holds every entry's
+    /// footprint and the structs, as a charge per entry would; a file whose footprint passes
+    /// the total is refused even when no entry nears a step.
+    #[test]
+    fn the_shared_budget_is_charged_whole_in_steps() {
+        let want = sysctls(50_000);
+        let b = encode_file(Kind::Sysctls, &want);
+        let p = Path::new("sysctls.img");
+        let lim = Limits::default();
+        let schema = crhook_proto::schema::message("crhook.Sysctl").expect("schema");
+        let heap: u64 = want
+            .iter()
+            .map(|s| {
+                budget::footprint(schema, &prost::Message::encode_to_vec(s)).map_or(0, |f| f.heap)
+            })
+            .sum();
+        assert!(
+            heap > 2 * CHARGE_STEP,
+            "the file spans several steps: {heap}"
+        );
+        let structs = want.len() as u64 * std::mem::size_of::<Sysctl>() as u64 + 16;
+        let budget = Budget::new(lim.max_total_memory);
+        let got: Vec<Sysctl> =
+            decode_budgeted(p, Kind::Sysctls, &b, &lim, &budget).unwrap_or_default();
+        assert_eq!(got.len(), want.len());
+        assert_eq!(budget.used(), heap + structs);
+        // every step but the last fits: the rest is refused after the last entry
+        let budget = Budget::new(structs + heap - 1);
+        let e = decode_budgeted::<Sysctl>(p, Kind::Sysctls, &b, &lim, &budget)
+            .expect_err("over the total");
+        assert!(e.to_string().contains("image memory"), "{e}");
+        assert!(budget.used() <= budget.limit());
     }
 
     /// An entry that fails to decode in the second half (a string that is not UTF-8, which
