@@ -541,6 +541,7 @@ pub(crate) fn read_at(
         return Err(over(shown, 0, "file size", size, limits.max_file));
     }
     let mut buf = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    populate(&mut buf);
     // take() bounds a file that grows while being read
     f.take(size.saturating_add(1))
         .read_to_end(&mut buf)
@@ -555,7 +556,41 @@ pub(crate) fn read_at(
     Ok(buf)
 }
 
-/// The directory part (the operator's, followed) and the file name of `path`.
+/// Buffers at least this big are populated before the file is read into them.
+const POPULATE_FROM: usize = 1 << 20;
+
+/// Asks the kernel to back the spare capacity of `buf` with pages in one call
+/// (`MADV_POPULATE_WRITE`, Linux 5.14), rather than one fault per page as the read's copy
+/// first touches them: at L the read took ~8,000 such faults. Where the kernel lacks it the
+/// read faults the pages in as before.
+fn populate(buf: &mut Vec<u8>) {
+    let spare = buf.spare_capacity_mut();
+    if spare.len() < POPULATE_FROM {
+        return;
+    }
+    let page = 4096;
+    let start = spare.as_mut_ptr() as usize;
+    let first = start.next_multiple_of(page);
+    let end = (start + spare.len()) / page * page;
+    if end <= first {
+        return;
+    }
+    // SAFETY: [first, end) lies within the spare capacity of `buf`, an allocation this
+    // function holds mutably; MADV_POPULATE_WRITE only makes its pages present (anonymous
+    // memory is zero-filled, content the spare capacity never promised), it maps, unmaps and
+    // frees nothing.
+    let r = unsafe {
+        libc::madvise(
+            first as *mut libc::c_void,
+            end - first,
+            libc::MADV_POPULATE_WRITE,
+        )
+    };
+    if r != 0 {
+        tracing::trace!("MADV_POPULATE_WRITE: {}", std::io::Error::last_os_error());
+    }
+}
+
 /// Reads and decodes `path`, which must be named for `kind` ("links.img") and hold it.
 pub fn read_file<M: prost::Message + Default>(
     path: &Path,
