@@ -481,10 +481,12 @@ fn notes(s: &mut String, results: &[SizeResult]) {
     }
 }
 
-/// Restore phases of crhook and the floor's operations that do their kernel work.
-const PHASE_OPS: &[(&str, &[&str])] = &[
+/// Restore phases of crhook and the floor's operations that do their kernel work (the floor
+/// adds every address in one operation, restore its IPv6 ones after link up).
+type PhaseOps = (&'static [&'static str], &'static [&'static str]);
+const PHASE_OPS: &[PhaseOps] = &[
     (
-        "links",
+        &["links"],
         &[
             "create links",
             "configure links",
@@ -492,13 +494,14 @@ const PHASE_OPS: &[(&str, &[&str])] = &[
             "create link",
         ],
     ),
-    ("channels", &["set channels"]),
-    ("addresses", &["add addresss"]),
-    ("up", &["bring links up"]),
-    ("routes", &["add routes", "add nexthops"]),
-    ("rules_neighbours", &["add rules", "add neighbours"]),
-    ("firewall", &["restore nftables tables"]),
-    ("sysctls", &["write sysctls"]),
+    (&["channels"], &["set channels"]),
+    (&["tc"], &["add tc objects"]),
+    (&["addresses", "addresses_v6"], &["add addresses"]),
+    (&["up"], &["bring links up"]),
+    (&["routes"], &["add routes", "add nexthops"]),
+    (&["rules_neighbours"], &["add rules", "add neighbours"]),
+    (&["firewall"], &["restore nftables tables"]),
+    (&["sysctls_early", "sysctls"], &["write sysctls"]),
 ];
 
 /// The floor's table: per size its total against crhook's restore, then per phase.
@@ -572,12 +575,16 @@ fn floor(results: &[SizeResult]) -> String {
     let mut head = vec!["crhook phase: crhook / floor"];
     head.extend(with.iter().map(|r| r.size.short));
     let mut t = Table::new(&head, 1);
-    for (phase, fops) in PHASE_OPS {
-        let mut row = vec![phase.to_string()];
+    for (phases, fops) in PHASE_OPS {
+        let mut row = vec![phases.join(" + ")];
         for r in &with {
             let Some(f) = &r.floor else { continue };
             let fl: Duration = fops.iter().map(|o| f.phase(o)).sum();
-            let c = part(&r.restore.crhook, phase).map(|p| p.median);
+            let parts: Vec<Duration> = phases
+                .iter()
+                .filter_map(|p| part(&r.restore.crhook, p).map(|p| p.median))
+                .collect();
+            let c = (!parts.is_empty()).then(|| parts.iter().sum::<Duration>());
             row.push(match c {
                 Some(c) => format!("{} / {}", fmt_dur(c), fmt_dur(fl)),
                 None => format!("- / {}", fmt_dur(fl)),

@@ -361,7 +361,7 @@ where
     F::Obj: 'a,
 {
     type Pass<'a, O> = std::result::Result<(usize, Vec<(&'a O, crate::nl::NlError)>), Vec<String>>;
-    let op = format!("add {}s", F::KIND);
+    let op = format!("add {}", crate::progress::plural(F::KIND));
     let mut pass = |objs: &mut dyn Iterator<Item = &'a F::Obj>| -> Pass<'a, F::Obj> {
         let (mut tried, mut retry) = (0, Vec::new());
         loop {
