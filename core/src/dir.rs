@@ -31,6 +31,11 @@ use crate::format::{Limits, HEADER_LEN, NEWEST_READABLE};
 use crate::magic::Kind;
 use crate::safefs;
 use crate::seal::{judge, sha256, HostKey, Trust};
+use prost::bytes::Bytes;
+
+/// Files of a sealed image at least this big are hashed while they are decoded
+/// ([`ImageDir::read_then`]); below it a thread costs more than it saves.
+const HASH_BESIDE: u64 = 4 << 20;
 
 /// Most images in one chain (a child, its parent, ...): far above what iterative checkpoints
 /// make, low enough that a hostile chain cannot keep crhook opening directories.
@@ -422,32 +427,55 @@ impl ImageDir {
     /// SHA-256), since the directory may have changed since `open`. `None` when the kind is
     /// not listed.
     pub fn read_bytes(&self, kind: Kind) -> Result<Option<Vec<u8>>, ImageError> {
+        let out = self.read_then(kind, |b| Ok(b.clone()))?;
+        Ok(out.map(Vec::from))
+    }
+
+    /// `f` of the bytes [`ImageDir::read_bytes`] hands out; `None` when the kind is not
+    /// listed. A big file of a sealed image is hashed beside `f` (see
+    /// [`crate::seal::sha256_beside`]): what `f` made of it is dropped unless the SHA-256
+    /// matches. `f` only reads: nothing it makes is used before then.
+    fn read_then<T>(
+        &self,
+        kind: Kind,
+        f: impl FnOnce(&Bytes) -> Result<T, ImageError>,
+    ) -> Result<Option<T>, ImageError> {
         let kept = self.checked.lock().ok().and_then(|mut c| c.remove(&kind));
-        if kept.is_some() {
-            return Ok(kept);
+        if let Some(kept) = kept {
+            return f(&Bytes::from(kept)).map(Some);
         }
         let path = self.path.join(kind.file_name());
         let name = OsStr::new(kind.file_name());
         if kind == Kind::Inventory {
-            return read_at(self.dir.as_fd(), name, &path, &self.limits, None).map(Some);
+            let bytes = read_at(self.dir.as_fd(), name, &path, &self.limits, None)?;
+            return f(&Bytes::from(bytes)).map(Some);
         }
-        let Some(f) = self.files.get(&kind) else {
+        let Some(listed) = self.files.get(&kind) else {
             return match self.holder(kind) {
-                Some(d) => d.read_bytes(kind),
+                Some(d) => d.read_then(kind, f),
                 None => Ok(None),
             };
         };
+        let sealed = self.trust.is_sealed();
+        let beside = sealed && listed.size >= HASH_BESIDE;
         // deferred, the first read of the file: checked as open_with checks it (framing too);
         // else a read after the one that handed out what open checked
         let (bytes, digest) = verify_listed(
             &self.dir,
             &self.path,
-            f,
+            listed,
             self.deferred.then_some(kind),
             &self.limits,
-            self.trust.is_sealed(),
+            sealed && !beside,
         )?;
-        if digest.is_some_and(|d| d != f.sha256) {
+        let bytes = Bytes::from(bytes);
+        let (digest, out) = if beside {
+            let (d, out) = crate::seal::sha256_beside(&bytes, || f(&bytes));
+            (Some(d.to_vec()), out)
+        } else {
+            (digest, f(&bytes))
+        };
+        if digest.is_some_and(|d| d != listed.sha256) {
             let why = if self.deferred {
                 "sha256 does not match the sealed inventory: the image was changed after it was sealed"
             } else {
@@ -455,7 +483,7 @@ impl ImageDir {
             };
             return Err(inv_err(path, why));
         }
-        Ok(Some(bytes))
+        out.map(Some)
     }
 
     /// The entries of `kind` checked but not decoded (see [`Encoded`]); none when the
@@ -467,18 +495,15 @@ impl ImageDir {
             }
         }
         let path = self.path.join(kind.file_name());
-        let bytes = match self.read_bytes(kind)? {
-            Some(b) => b,
-            None => crate::file::encode_raw_file(kind, &[]),
+        let (limits, budget, crc) = (&self.limits, &self.budget, self.crc(kind));
+        let check = |b: &Bytes| Encoded::check(&path, kind, b.clone(), limits, budget, crc);
+        let out = match self.read_then(kind, check)? {
+            Some(out) => out,
+            None => {
+                let empty = Bytes::from(crate::file::encode_raw_file(kind, &[]));
+                Encoded::check(&path, kind, empty, limits, budget, None)?
+            }
         };
-        let out = Encoded::check(
-            &path,
-            kind,
-            bytes,
-            &self.limits,
-            &self.budget,
-            self.crc(kind),
-        )?;
         self.check_entries(kind, path, out.len())?;
         Ok(out)
     }
@@ -509,19 +534,12 @@ impl ImageDir {
                 None => Ok(Vec::new()),
             };
         }
-        let Some(bytes) = self.read_bytes(kind)? else {
+        let path = self.path.join(kind.file_name());
+        let (limits, budget, crc) = (&self.limits, &self.budget, self.crc(kind));
+        let decode = |b: &Bytes| decode_budgeted_shared::<M>(&path, kind, b, limits, budget, crc);
+        let Some(out) = self.read_then(kind, decode)? else {
             return Ok(Vec::new());
         };
-        let path = self.path.join(kind.file_name());
-        let bytes = prost::bytes::Bytes::from(bytes);
-        let out: Vec<M> = decode_budgeted_shared(
-            &path,
-            kind,
-            &bytes,
-            &self.limits,
-            &self.budget,
-            self.crc(kind),
-        )?;
         self.check_entries(kind, path, out.len())?;
         Ok(out)
     }

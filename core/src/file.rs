@@ -315,7 +315,7 @@ const CHARGE_STEP: u64 = 1 << 20;
 pub struct Encoded {
     file: PathBuf,
     kind: Kind,
-    bytes: Vec<u8>,
+    bytes: prost::bytes::Bytes,
     /// each entry: offset of its length prefix (for errors), start and length of its payload
     spans: Vec<(u64, u32, u32)>,
 }
@@ -325,7 +325,7 @@ impl Encoded {
     pub(crate) fn check(
         file: &Path,
         kind: Kind,
-        bytes: Vec<u8>,
+        bytes: prost::bytes::Bytes,
         limits: &Limits,
         total: &Budget,
         crc: Option<u32>,

@@ -365,6 +365,21 @@ pub fn sha256(bytes: &[u8]) -> [u8; 32] {
     Sha256::digest(bytes).into()
 }
 
+/// [`sha256`] of `bytes` on a thread of its own while `f` runs on this one (on this one after
+/// `f` when no thread is to be had). SHA-256 runs at ~1.7 GB/s here: at L the firewall's
+/// 22 MB took 13 ms, the longest step of the longest read.
+pub(crate) fn sha256_beside<T>(bytes: &[u8], f: impl FnOnce() -> T) -> ([u8; 32], T) {
+    std::thread::scope(|s| {
+        let h = std::thread::Builder::new()
+            .name("crhook-sha256".into())
+            .spawn_scoped(s, || sha256(bytes));
+        let out = f();
+        // a hashing thread that panicked is hashed again here
+        let digest = h.ok().and_then(|h| h.join().ok());
+        (digest.unwrap_or_else(|| sha256(bytes)), out)
+    })
+}
+
 /// The verdict on a decoded seal (or none) for `inventory`'s bytes, given the key this host
 /// holds. `Sealed` here means the MAC holds; the caller still checks every file's SHA-256.
 pub(crate) fn judge(

@@ -654,3 +654,45 @@ fn big_images_are_checked_file_by_file() {
         "{msg}"
     );
 }
+
+/// A file big enough to be hashed while it decodes (4 MiB and more) is refused as a small one
+/// is: swapped under a sealed inventory with the same size and crc32c, its read fails, decoded
+/// or kept encoded, and nothing decoded from it is handed out.
+#[test]
+fn a_big_sealed_file_swapped_is_refused_while_hashed_beside() {
+    let t = TempDir::new("hostile-beside");
+    let mut links = common::links();
+    links.extend((0..48u32).map(|i| Link {
+        ifindex: 100 + i,
+        name: format!("f{i}"),
+        alias: "x".repeat(100_000),
+        ..Default::default()
+    }));
+    let dir = {
+        let mut w = ImageWriter::create(&t.join("img")).unwrap();
+        w.set_key(host_key());
+        w.write(Kind::Links, &links).unwrap();
+        w.finish(common::source(), Vec::new()).unwrap()
+    };
+    let p = dir.join("links.img");
+    assert!(fs::metadata(&p).unwrap().len() >= 4 << 20);
+    let open = || ImageDir::open_deferred(&dir, Some(&host_key()), &Limits::default()).unwrap();
+    assert_eq!(open().read::<Link>(Kind::Links).unwrap(), links);
+    assert_eq!(open().read_encoded(Kind::Links).unwrap().len(), links.len());
+
+    let mut b = fs::read(&p).unwrap();
+    swap_alias(&mut b);
+    fs::write(&p, &b).unwrap();
+    let want = format!(
+        "verify {}: sha256 does not match the sealed inventory: the image was changed after it was sealed",
+        p.display()
+    );
+    assert_eq!(
+        open().read::<Link>(Kind::Links).unwrap_err().to_string(),
+        want
+    );
+    assert_eq!(
+        open().read_encoded(Kind::Links).unwrap_err().to_string(),
+        want
+    );
+}
