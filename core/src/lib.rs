@@ -18,10 +18,12 @@
 
 pub mod budget;
 pub mod dir;
+mod encoded;
 pub mod error;
 pub mod file;
 pub mod format;
 pub mod frame;
+mod listed;
 pub mod magic;
 mod place;
 pub mod plugin;
@@ -37,10 +39,11 @@ pub use crhook_proto as proto;
 pub use prost;
 
 pub use dir::ImageDir;
+pub use encoded::Encoded;
 pub use error::ImageError;
 pub use file::{
     decode_file, decode_raw_file, encode_file, encode_raw_file, read_file, read_file_with_limits,
-    try_encode_file, verify_framing, write_file, write_file_unsynced, Encoded,
+    try_encode_file, verify_framing, write_file, write_file_unsynced,
 };
 pub use format::{Limits, FORMAT_VERSION};
 pub use magic::{file_magic, magics_json, Kind, KindInfo, CRHOOK_MAGIC, KINDS};
