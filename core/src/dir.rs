@@ -27,7 +27,7 @@ use crate::encoded::Encoded;
 use crate::error::ImageError;
 use crate::file::{decode_budgeted, decode_budgeted_shared, decode_file, read_at};
 use crate::format::{Limits, HEADER_LEN, NEWEST_READABLE};
-use crate::listed::{verify_all, verify_listed};
+use crate::listed::{inv_err, not_found, verify_all, verify_listed};
 use crate::magic::Kind;
 use crate::safefs;
 use crate::seal::{judge, sha256, HostKey, Trust};
@@ -65,13 +65,6 @@ pub struct ImageDir {
     deferred: bool,
 }
 
-pub(crate) fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
-    ImageError::Inventory {
-        file,
-        what: what.into(),
-    }
-}
-
 /// A listed name must be a bare file name: a hostile inventory must not make crhook read
 /// `../../etc/shadow`.
 fn safe_name(name: &str) -> bool {
@@ -80,10 +73,6 @@ fn safe_name(name: &str) -> bool {
         && !name.contains('/')
         && !name.contains('\0')
         && name.ends_with(".img")
-}
-
-pub(crate) fn not_found(e: &ImageError) -> bool {
-    matches!(e, ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
 
 fn dir_err(dir: &Path, what: &str) -> ImageError {

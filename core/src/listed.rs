@@ -4,16 +4,26 @@
 use std::ffi::OsStr;
 use std::fs::File;
 use std::os::fd::AsFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crhook_proto::InventoryFile;
 
-use crate::dir::{inv_err, not_found};
 use crate::error::ImageError;
 use crate::file::{read_at, verify_framing_known};
 use crate::format::Limits;
 use crate::magic::Kind;
 use crate::seal::sha256;
+
+pub(crate) fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
+    ImageError::Inventory {
+        file,
+        what: what.into(),
+    }
+}
+
+pub(crate) fn not_found(e: &ImageError) -> bool {
+    matches!(e, ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
+}
 
 fn check_size_crc(path: &Path, f: &InventoryFile, bytes: &[u8]) -> Result<(), ImageError> {
     let size = bytes.len() as u64;
