@@ -14,6 +14,7 @@ use crate::format::Limits;
 use crate::magic::Kind;
 use crate::seal::sha256;
 
+/// An error about the inventory or a file it lists.
 pub(crate) fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
     ImageError::Inventory {
         file,
@@ -21,6 +22,7 @@ pub(crate) fn inv_err(file: PathBuf, what: impl Into<String>) -> ImageError {
     }
 }
 
+/// Whether `e` says the file is absent.
 pub(crate) fn not_found(e: &ImageError) -> bool {
     matches!(e, ImageError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound)
 }
