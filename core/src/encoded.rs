@@ -84,7 +84,7 @@ impl Encoded {
         &self.file
     }
 
-    /// The encoded payload of entry `index`, checked as [`Encoded::check`] checks it, for a
+    /// The encoded payload of entry `index`, checked as the read that made it checks it, for a
     /// reader that decodes it itself (see the netstate crate's saved sysctls).
     pub fn payload(&self, index: usize) -> Option<&[u8]> {
         let &(_, start, len) = self.spans.get(index)?;
