@@ -17,7 +17,7 @@ use crate::error::ImageError;
 pub struct FileInfo {
     pub pid: u32,
     pub fd: i32,
-    /// Target of /proc/PID/fd/FD ("/dev/net/tun", "socket:[1234]", ...).
+    /// Target of /proc/PID/fd/FD (`/dev/net/tun`, `socket:[1234]`, ...).
     pub path: String,
     /// Contents of /proc/PID/fdinfo/FD.
     pub fdinfo: String,

@@ -129,7 +129,7 @@ pub(crate) fn open_parent(dir: BorrowedFd<'_>) -> io::Result<File> {
 }
 
 /// Opens `name` inside `dir` for reading, refusing symlinks and escapes, without blocking on
-/// a FIFO. The caller must `fstat` the result before reading (see [`regular_len`]).
+/// a FIFO. The caller must `fstat` the result before reading (as `file::read_at` does).
 pub fn open_beneath(dir: BorrowedFd<'_>, name: &OsStr) -> io::Result<File> {
     let c = checked(name)?;
     let flags =
