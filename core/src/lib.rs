@@ -1,11 +1,11 @@
 //! crhook-core: crhook's image files and everything that needs no privilege to handle them.
 //!
-//! Owns: the magic-number table ([`magic`]), the byte format of one file ([`format`], framing,
-//! checksums, limits, version policy), memory budgets for decoding ([`budget`]), reading and
-//! writing one file ([`file`]), writing an image directory crash-safely and sealed
-//! ([`ImageWriter`]), opening one (a child image with its parent chain) with full
-//! verification and a trust verdict ([`ImageDir`], [`Trust`]), the host key ([`HostKey`]),
-//! the table-driven [`show`], [`StatsRecorder`], and the ext-file [`PluginRegistry`].
+//! Owns: the magic-number table ([`magic`]), the byte format of one file ([`format`](mod@format),
+//! framing, checksums, limits, version policy), memory budgets for decoding ([`budget`]), reading
+//! and writing one file ([`file`](mod@file)), writing an image directory crash-safely and sealed
+//! ([`ImageWriter`]), opening one (a child image with its parent chain) with full verification and
+//! a trust verdict ([`ImageDir`], [`Trust`]), the host key ([`HostKey`]), the table-driven
+//! [`show`](mod@show), [`StatsRecorder`], and the ext-file [`PluginRegistry`].
 //!
 //! Images are untrusted input: they travel between hosts and registries, and crhook runs as
 //! root. Trust comes from the operator's key, never from the image ([`seal`]); files in an
