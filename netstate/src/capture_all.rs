@@ -31,17 +31,10 @@ pub struct Captured {
 impl Captured {
     /// (kind, count) of every family, the routes and sysctls held apart included.
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
-        let mut v = self
-            .snapshot
-            .counts_with(self.routes_encoded.as_ref().map(|r| r.1));
-        if let Some(s) = &self.sysctls {
-            for (k, n) in &mut v {
-                if *k == "sysctls" {
-                    *n = s.len() as u64;
-                }
-            }
-        }
-        v
+        self.snapshot.counts_apart(
+            self.routes_encoded.as_ref().map(|r| r.1),
+            self.sysctls.as_ref().map(|s| s.len() as u64),
+        )
     }
 
     /// Puts the sysctls into `snapshot.sysctls` as messages, for what compares snapshots.

@@ -185,18 +185,9 @@ struct SysctlView<'a> {
 
 impl<'a> SysctlView<'a> {
     fn of(s: &'a crhook_proto::Sysctl) -> Self {
-        let v = s.value.as_str();
-        let normal = !v.starts_with(' ')
-            && !v.ends_with(' ')
-            && !v.contains("  ")
-            && !v.contains(|c: char| c.is_whitespace() && c != ' ');
         SysctlView {
             path: &s.path,
-            value: if normal {
-                Cow::Borrowed(v)
-            } else {
-                Cow::Owned(crate::sysctl::normalized(v))
-            },
+            value: crate::sysctl::normalized_cow(&s.value),
         }
     }
 }

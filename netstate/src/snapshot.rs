@@ -135,6 +135,16 @@ impl Snapshot {
 
     /// [`Snapshot::counts`], with the count of routes held apart (encoded) when given.
     pub(crate) fn counts_with(&self, routes: Option<u64>) -> Vec<(&'static str, u64)> {
+        self.counts_apart(routes, None)
+    }
+
+    /// [`Snapshot::counts`], with the counts of routes and sysctls held apart (encoded, and
+    /// [`crate::sysctl::Saved`]) when given.
+    pub(crate) fn counts_apart(
+        &self,
+        routes: Option<u64>,
+        sysctls: Option<u64>,
+    ) -> Vec<(&'static str, u64)> {
         vec![
             ("links", self.links.len() as u64),
             ("addresses", self.addresses.len() as u64),
@@ -143,7 +153,7 @@ impl Snapshot {
             ("rules", self.rules.len() as u64),
             ("neighbours", self.neighbours.len() as u64),
             ("tc", self.tc.len() as u64),
-            ("sysctls", self.sysctls.len() as u64),
+            ("sysctls", sysctls.unwrap_or(self.sysctls.len() as u64)),
             ("firewall", self.firewall.len() as u64),
             ("tun_files", self.tun_files.len() as u64),
             ("ext_files", self.ext_files.len() as u64),

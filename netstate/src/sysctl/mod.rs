@@ -103,7 +103,20 @@ pub fn normalize(s: &mut pb::Sysctl) {
 }
 
 pub(crate) fn normalized(v: &str) -> String {
-    v.split_whitespace().collect::<Vec<_>>().join(" ")
+    normalized_cow(v).into_owned()
+}
+
+/// [`normalized`], borrowing `v` where normalising leaves it as it is (most values).
+pub(crate) fn normalized_cow(v: &str) -> std::borrow::Cow<'_, str> {
+    let normal = !v.starts_with(' ')
+        && !v.ends_with(' ')
+        && !v.contains("  ")
+        && !v.contains(|c: char| c.is_whitespace() && c != ' ');
+    if normal {
+        std::borrow::Cow::Borrowed(v)
+    } else {
+        std::borrow::Cow::Owned(v.split_whitespace().collect::<Vec<_>>().join(" "))
+    }
 }
 
 /// A key from its path joined with '/', for tests.

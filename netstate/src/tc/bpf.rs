@@ -85,13 +85,12 @@ pub(crate) fn xdp_programs(links: &crate::link::RawLinks) -> Vec<pb::TcObject> {
     let mut out = Vec::new();
     // only the links with a program attached are decoded (again); a link that does not
     // decode failed the link capture already
-    let attached: Vec<&[u8]> = links.messages().filter(|m| xdp_attached(m)).collect();
-    for m in attached
-        .iter()
-        .filter_map(|m| crate::link::capture::decode(m).ok())
-    {
-        let m = &m;
-        let name = crate::link::capture::link_name(m);
+    let attached = links
+        .messages()
+        .filter(|m| xdp_attached(m))
+        .filter_map(|m| crate::link::capture::decode(m).ok());
+    for m in attached {
+        let name = crate::link::capture::link_name(&m);
         for a in &m.attributes {
             let LinkAttribute::Xdp(xdp) = a else { continue };
             let mut mode = "";
