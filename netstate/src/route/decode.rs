@@ -81,11 +81,15 @@ pub(crate) fn decode(payload: &[u8], ifs: &IfMap) -> Result<Option<pb::Route>, S
             RTA_PREF => r.pref = Some(u32::from(at.u8()?)),
             RTA_NH_ID => r.nh_id = at.u32()?,
             // struct rta_cacheinfo: the remaining lifetime (rta_expires, in USER_HZ ticks,
-            // 100 a second) is state; the rest is the kernel's bookkeeping
+            // 100 a second) is state; the rest is the kernel's bookkeeping. In whole seconds
+            // rounded down, as `ip` shows it, so a restored route never outlives the saved
+            // one (rounded up, 299.99 s left came back as 300); at least 1, since 0 is none.
             RTA_CACHEINFO => {
                 if at.value.len() >= 12 {
                     let ticks = nla::u32_at(at.value, 8);
-                    r.expires = ticks.div_ceil(USER_HZ);
+                    if ticks > 0 {
+                        r.expires = (ticks / USER_HZ).max(1);
+                    }
                 }
             }
             RTA_EXPIRES => {}

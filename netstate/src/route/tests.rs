@@ -373,3 +373,24 @@ fn routes_sharing_a_slot_are_set_apart_for_append() {
     // IPv6 keys keep them apart
     assert_ne!(key(&first), key(&second));
 }
+
+/// An IPv6 route's remaining lifetime (rta_cacheinfo's expires, in USER_HZ ticks) in whole
+/// seconds, rounded down as `ip` shows it (a restored route never outlives the saved one),
+/// but never to 0, which would make it permanent.
+#[test]
+fn a_remaining_lifetime_is_kept_in_seconds_rounded_down_never_to_none() {
+    let with_ticks = |ticks: u32| {
+        let mut b = unhex(V6_PREF);
+        // RTA_CACHEINFO: length 36, type 12; expires is the third u32 of its payload
+        let at = b
+            .windows(4)
+            .position(|w| w == [0x24, 0x00, 0x0c, 0x00])
+            .unwrap();
+        b[at + 12..at + 16].copy_from_slice(&ticks.to_le_bytes());
+        decode::decode(&b, &ifs()).unwrap().unwrap().expires
+    };
+    assert_eq!(with_ticks(0), 0, "no lifetime");
+    assert_eq!(with_ticks(30_000), 300);
+    assert_eq!(with_ticks(29_999), 299, "299.99 s left");
+    assert_eq!(with_ticks(50), 1, "half a second left");
+}
