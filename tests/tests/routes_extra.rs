@@ -155,3 +155,118 @@ fn routes_restored_a_chunk_at_a_time_come_back_whole() {
     );
     diff(&host, &c, &images).expect_success();
 }
+
+/// IPv6 routes go in on a thread of their own beside the others (`restore/streamed.rs`):
+/// 5,000 of each family over two tables (two chunks each), IPv6 routes that share a slot
+/// (`append`), an IPv4 route through an IPv6 gateway on the link, and one through an IPv6
+/// gateway that only an IPv6 route makes reachable (tried again once both families are in).
+/// All come back as `ip` shows them, and a failure injected before, among and after the
+/// routes undoes both families: 300 unreachable and blackhole routes of each, on no link
+/// restore makes, go only by their own undo.
+#[test]
+fn ipv6_routes_beside_the_others_come_back_whole_and_roll_back() {
+    use crhook_tests::{compare_states, crhook, crhook_on, NsState};
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("r6b");
+    a.ip_batch(
+        "link set lo up\n\
+         link add va type veth peer name vb\n\
+         addr add 10.61.0.1/24 dev va\n\
+         addr add 2001:db8:61::1/64 dev va nodad\n\
+         addr add 2001:db8:62::1/64 dev vb nodad\n\
+         link set va up\n\
+         link set vb up\n",
+    );
+    a.add_routes(5000, "10.61.0.2");
+    let mut v6 = String::new();
+    for i in 0..5000u32 {
+        v6.push_str(&format!(
+            "route add 2001:db8:1:{i:x}::/64 via 2001:db8:61::2 table {}\n",
+            100 + i / 4096
+        ));
+    }
+    // routes on no device of restore's: a rollback removes them by their undo alone
+    for i in 0..300u32 {
+        v6.push_str(&format!("route add unreachable 2001:db8:2:{i:x}::/64\n"));
+    }
+    v6.push_str("route add 2001:db8:55::/64 via 2001:db8:61::2 dev va metric 5\n");
+    v6.push_str("route append 2001:db8:55::/64 via 2001:db8:62::2 dev vb metric 5\n");
+    v6.push_str("route add 2001:db8:63::/64 dev vb\n");
+    a.ip_batch_with(&["-6"], &v6);
+    let mut v4 = String::from(
+        "route add 10.80.0.0/24 via inet6 2001:db8:61::2 dev va\n\
+         route add 10.81.0.0/24 via inet6 2001:db8:63::2\n",
+    );
+    for i in 0..300u32 {
+        v4.push_str(&format!(
+            "route add blackhole 10.90.{}.{}/32\n",
+            i / 256,
+            i % 256
+        ));
+    }
+    a.ip_batch(&v4);
+    let routes = |ns: &TestNs, family: &str| {
+        let mut v: Vec<String> = ns
+            .ip(&[family, "route", "show", "table", "all"])
+            .lines()
+            .map(String::from)
+            .collect();
+        v.sort();
+        v
+    };
+    let (saved4, saved6) = (routes(&a, "-4"), routes(&a, "-6"));
+    assert!(saved4.len() > 5000, "{} IPv4 routes", saved4.len());
+    assert!(saved6.len() > 5000, "{} IPv6 routes", saved6.len());
+    let tmp = TempDir::new("routes-v6");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    a.delete();
+
+    // how many changes a whole restore makes, into a target like the one below
+    let probe = TestNs::new("r6p");
+    probe.ip_batch("link set lo up\n");
+    let run = crhook_on(&host, "restore", &probe, &images, &["--print-stats"]);
+    run.expect_success();
+    let stats: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("restore --print-stats: {e}: {}", run.stdout));
+    let changes = stats["counts"]["changes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counts.changes in {}", run.stdout));
+    assert!(
+        changes > 10_000,
+        "a restore of 10,000 routes made {changes} changes"
+    );
+    drop(probe);
+
+    let b = TestNs::new("r6t");
+    // lo up already: bringing it down again on rollback would take the unreachable routes
+    // (on lo) with it, whatever their undo
+    b.ip_batch("link set lo up\n");
+    let before = NsState::capture(&b);
+    for n in [3, changes / 3, changes / 2, changes - 3000, changes] {
+        let value = n.to_string();
+        let run = crhook(
+            Some(&host),
+            &["restore", "--netns", &b.path_str(), "--images", &images],
+            &[("CRHOOK_FAIL_AFTER", &value)],
+        );
+        run.expect_code(1);
+        let diffs = compare_states(&before, &NsState::capture(&b));
+        assert!(
+            diffs.is_empty(),
+            "the target after a failure at change {n} of {changes}:\n  {}",
+            diffs.join("\n  ")
+        );
+    }
+    restore(&host, &b, &images);
+    assert!(
+        routes(&b, "-4") == saved4,
+        "the restored IPv4 routes differ from the saved ones"
+    );
+    assert!(
+        routes(&b, "-6") == saved6,
+        "the restored IPv6 routes differ from the saved ones"
+    );
+    diff(&host, &b, &images).expect_success();
+}
