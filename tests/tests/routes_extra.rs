@@ -237,6 +237,22 @@ fn ipv6_routes_beside_the_others_come_back_whole_and_roll_back() {
         changes > 10_000,
         "a restore of 10,000 routes made {changes} changes"
     );
+    // its total is the whole restore's, the read of the images included
+    let phase = |name: &str| {
+        stats["phases"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|p| p["name"] == name)
+            .and_then(|p| p["us"].as_u64())
+            .unwrap_or_else(|| panic!("no phase {name} in {}", run.stdout))
+    };
+    let total = stats["total_us"].as_u64().unwrap_or(0);
+    assert!(
+        total >= phase("read") + phase("routes"),
+        "total {total} us, less than the read and the routes: {}",
+        run.stdout
+    );
     drop(probe);
 
     let b = TestNs::new("r6t");

@@ -385,7 +385,11 @@ fn restore_with(
     untrusted: Option<String>,
 ) -> Result<RestoreOutcome> {
     let t0 = Instant::now();
-    let mut stats = StatsRecorder::new();
+    // the total is the whole restore's, the read of the images included
+    let began = read
+        .and_then(|(took, _)| t0.checked_sub(took))
+        .unwrap_or(t0);
+    let mut stats = StatsRecorder::since(began);
     if let Some((took, bytes)) = read {
         stats.add_bytes_read(bytes);
         stats.phase("read", took);
@@ -537,8 +541,7 @@ fn restore_with(
     for w in &warnings {
         stats.warn(w.clone());
     }
-    let mut s = stats.finish();
-    s.total_us = t0.elapsed().as_micros() as u64;
+    let s = stats.finish();
     let objects = s.counts.values().sum();
     crate::free_later((p.streamed, p.links, p.transformed, snap, todo), objects);
     Ok(RestoreOutcome {
