@@ -158,6 +158,19 @@ pub fn restore(host: &TestNs, ns: &TestNs, images: &str) {
     crhook_on(host, "restore", ns, images, &[]).expect_success();
 }
 
+/// `crhook restore --print-stats` of `images` into `ns` from `host`, expecting success, and
+/// the number of changes it journaled (`counts.changes`) with its stats.
+pub fn restore_counting(host: &TestNs, ns: &TestNs, images: &str) -> (u64, serde_json::Value) {
+    let run = crhook_on(host, "restore", ns, images, &["--print-stats"]);
+    run.expect_success();
+    let stats: serde_json::Value = serde_json::from_str(&run.stdout)
+        .unwrap_or_else(|e| panic!("restore --print-stats: {e}: {}", run.stdout));
+    let changes = stats["counts"]["changes"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("no counts.changes in {}", run.stdout));
+    (changes, stats)
+}
+
 /// A namespace taken through crhook by [`move_through`]: restored into `ns` from `images`.
 #[derive(Debug)]
 pub struct Moved {

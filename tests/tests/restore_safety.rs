@@ -233,13 +233,7 @@ fn failure_beside_the_firewall_transaction_and_the_route_builder_is_rolled_back(
     crhook_on(&host, "checkpoint", &src, &images, &[]).expect_success();
     // how many changes a whole restore makes
     let probe = TestNs::new("fwb-probe");
-    let run = crhook_on(&host, "restore", &probe, &images, &["--print-stats"]);
-    run.expect_success();
-    let stats: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("restore --print-stats: {e}: {}", run.stdout));
-    let changes = stats["counts"]["changes"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counts.changes in {}", run.stdout));
+    let (changes, stats) = crhook_tests::restore_counting(&host, &probe, &images);
     assert!(
         changes > 9000,
         "a restore of 9,000 routes made {changes} changes"

@@ -165,7 +165,7 @@ fn routes_restored_a_chunk_at_a_time_come_back_whole() {
 /// restore makes, go only by their own undo.
 #[test]
 fn ipv6_routes_beside_the_others_come_back_whole_and_roll_back() {
-    use crhook_tests::{compare_states, crhook, crhook_on, NsState};
+    use crhook_tests::{compare_states, crhook, restore_counting, NsState};
     require_root();
     let host = TestNs::host();
     let a = TestNs::new("r6b");
@@ -226,13 +226,7 @@ fn ipv6_routes_beside_the_others_come_back_whole_and_roll_back() {
     // how many changes a whole restore makes, into a target like the one below
     let probe = TestNs::new("r6p");
     probe.ip_batch("link set lo up\n");
-    let run = crhook_on(&host, "restore", &probe, &images, &["--print-stats"]);
-    run.expect_success();
-    let stats: serde_json::Value = serde_json::from_str(&run.stdout)
-        .unwrap_or_else(|e| panic!("restore --print-stats: {e}: {}", run.stdout));
-    let changes = stats["counts"]["changes"]
-        .as_u64()
-        .unwrap_or_else(|| panic!("no counts.changes in {}", run.stdout));
+    let (changes, stats) = restore_counting(&host, &probe, &images);
     assert!(
         changes > 10_000,
         "a restore of 10,000 routes made {changes} changes"
@@ -245,13 +239,12 @@ fn ipv6_routes_beside_the_others_come_back_whole_and_roll_back() {
             .flatten()
             .find(|p| p["name"] == name)
             .and_then(|p| p["us"].as_u64())
-            .unwrap_or_else(|| panic!("no phase {name} in {}", run.stdout))
+            .unwrap_or_else(|| panic!("no phase {name} in {stats}"))
     };
     let total = stats["total_us"].as_u64().unwrap_or(0);
     assert!(
         total >= phase("read") + phase("routes"),
-        "total {total} us, less than the read and the routes: {}",
-        run.stdout
+        "total {total} us, less than the read and the routes: {stats}"
     );
     drop(probe);
 
