@@ -156,15 +156,14 @@ fn routes_restored_a_chunk_at_a_time_come_back_whole() {
     diff(&host, &c, &images).expect_success();
 }
 
-/// IPv6 routes go in on a thread of their own beside the others (`restore/streamed.rs`):
-/// 5,000 of each family over two tables (two chunks each), IPv6 routes that share a slot
-/// (`append`), an IPv4 route through an IPv6 gateway on the link, and one through an IPv6
-/// gateway that only an IPv6 route makes reachable (tried again once both families are in).
-/// All come back as `ip` shows them, and a failure injected before, among and after the
-/// routes undoes both families: 300 unreachable and blackhole routes of each, on no link
-/// restore makes, go only by their own undo.
+/// Routes of both families from the image a chunk at a time (`restore/streamed.rs`): 5,000
+/// of each over two tables (two chunks each), IPv6 routes that share a slot (`append`), an
+/// IPv4 route through an IPv6 gateway on the link, and one through an IPv6 gateway that only
+/// an IPv6 route makes reachable. All come back as `ip` shows them, and a failure injected
+/// before, among and after the routes undoes both families: 300 unreachable and blackhole
+/// routes of each, on no link restore makes, go only by their own undo.
 #[test]
-fn ipv6_routes_beside_the_others_come_back_whole_and_roll_back() {
+fn routes_of_both_families_come_back_whole_and_roll_back() {
     use crhook_tests::{compare_states, crhook, restore_counting, NsState};
     require_root();
     let host = TestNs::host();

@@ -309,15 +309,14 @@ fn routes_rules_neighbours(
     cx: &mut Applying,
     todo: &Snapshot,
     ifs: &IfMap,
-    feed: Option<streamed::Feeds>,
+    feed: Option<streamed::Feed>,
 ) -> std::result::Result<(), Vec<String>> {
     let t = Instant::now();
-    let ns = cx.ns;
     let target = &mut cx.socks.target;
     family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, ifs, cx.journal)?;
     // the builder was started with the links (apply_in) whenever there are routes to stream
     if let (Some(s), Some(feed)) = (cx.routes, feed) {
-        streamed::apply(s, feed, ns, target, ifs, cx.journal)?;
+        streamed::apply(s, feed, target, ifs, cx.journal)?;
     }
     // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
     let (routes, appended) = crate::route::split_appended(&todo.routes);

@@ -7,8 +7,7 @@
 //! sends each chunk as it is decoded. Decoding twice costs ~30 ms at L; holding the routes
 //! cost ~45 MiB of peak RSS. Into a fresh namespace (no live route, nothing remapped) the
 //! plan has nothing to compare, and the first decode, for the order alone, moves to the
-//! builder thread (see [`plan`]). The IPv6 routes are built and sent on threads of their own,
-//! beside the others (see [`apply`]).
+//! builder thread (see [`plan`]).
 //!
 //! Used by `restore` from an image directory; a snapshot built in memory (the library's
 //! `restore_snapshot`), and `--verify` (which compares every saved route afterwards), keep
@@ -24,7 +23,6 @@ use crate::error::Result;
 use crate::family::{self, Planner, Routes};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock};
-use crate::netns::NetNs;
 use crate::nl::Nl;
 use crate::transform::remap::Remaps;
 
@@ -37,7 +35,7 @@ pub(crate) struct Streamed {
     entries: Encoded,
     /// the indexes of the routes to add, in restore order; None: all of them, put in order
     /// by the builder thread (see [`plan`])
-    order: Option<Order>,
+    order: Option<Vec<u32>>,
     remaps: Remaps,
 }
 
@@ -77,13 +75,13 @@ pub(crate) fn plan(
     if live.is_empty() && remaps.is_empty() {
         return Ok((planner.finish(), streamed(entries, None), 0));
     }
-    let mut ranked: Vec<Ranked> = Vec::with_capacity(entries.len());
+    let mut ranked: Vec<(u8, u32)> = Vec::with_capacity(entries.len());
     let mut remapped = 0;
     for i in 0..entries.len() {
         let (r, changed) = decode(&entries, remaps, i)?;
         remapped += usize::from(changed);
         if planner.offer(&r) {
-            ranked.push(Ranked::of(&r, i));
+            ranked.push((crate::route::order_rank(&r), i as u32));
         }
     }
     Ok((
@@ -93,52 +91,17 @@ pub(crate) fn plan(
     ))
 }
 
-/// The routes to add in restore order, those of IPv6 apart: the kernel adds IPv6 routes
-/// without RTNL, so they go in on a thread of their own beside the others (see [`apply`]).
-#[derive(Debug, Default)]
-struct Order {
-    /// every family but IPv6 (IPv4, MPLS)
-    other: Vec<u32>,
-    v6: Vec<u32>,
-}
-
-/// A route to add: its place in restore order, whether it is IPv6, and its index.
-struct Ranked {
-    rank: u8,
-    v6: bool,
-    index: u32,
-}
-
-impl Ranked {
-    fn of(r: &Route, index: usize) -> Ranked {
-        Ranked {
-            rank: crate::route::order_rank(r),
-            v6: r.family == libc::AF_INET6 as u32,
-            index: index as u32,
-        }
-    }
-}
-
-/// `ranked` in restore order: stable, so the saved order within each rank, as
-/// `route::restore_order` keeps it; IPv6 apart.
-fn in_order(mut ranked: Vec<Ranked>) -> Order {
-    ranked.sort_by_key(|r| r.rank);
-    let mut order = Order::default();
-    for r in ranked {
-        if r.v6 {
-            &mut order.v6
-        } else {
-            &mut order.other
-        }
-        .push(r.index);
-    }
-    order
+/// The indexes of `ranked` (rank, index) in restore order: stable, so the saved order within
+/// each rank, as `route::restore_order` keeps it.
+fn in_order(mut ranked: Vec<(u8, u32)>) -> Vec<u32> {
+    ranked.sort_by_key(|&(rank, _)| rank);
+    ranked.into_iter().map(|(_, i)| i).collect()
 }
 
 /// The restore order of every route of `s` (see [`plan`]).
-fn order_all(s: &Streamed) -> Result<Order> {
+fn order_all(s: &Streamed) -> Result<Vec<u32>> {
     let ranked = (0..s.entries.len())
-        .map(|i| Ok(Ranked::of(&s.route(i)?, i)))
+        .map(|i| Ok((crate::route::order_rank(&s.route(i)?), i as u32)))
         .collect::<Result<Vec<_>>>()?;
     Ok(in_order(ranked))
 }
@@ -161,12 +124,11 @@ impl Chunk {
     }
 }
 
-/// Builds the chunks of some of a [`Streamed`]'s routes in order: those routes, its place
-/// and the slots taken so far.
+/// Builds the chunks of a [`Streamed`] in order: its place and the slots taken so far.
 struct Builder<'s> {
     s: &'s Streamed,
-    /// the indexes of the routes to build, in restore order
-    order: std::borrow::Cow<'s, [u32]>,
+    /// the plan's order; None until the first chunk puts them in order (see [`plan`])
+    order: Option<std::borrow::Cow<'s, [u32]>>,
     /// chunks built already
     next: usize,
     /// the slots routes built so far took
@@ -174,23 +136,30 @@ struct Builder<'s> {
 }
 
 impl<'s> Builder<'s> {
-    fn new(s: &'s Streamed, order: std::borrow::Cow<'s, [u32]>) -> Self {
+    fn new(s: &'s Streamed) -> Self {
         Builder {
             s,
-            slots: crate::route::Slots::with_capacity(order.len()),
-            order,
+            order: s.order.as_deref().map(std::borrow::Cow::Borrowed),
             next: 0,
+            slots: crate::route::Slots::with_capacity(s.entries.len()),
         }
     }
 
     /// The next chunk, its routes in `spare` (empty: a sent chunk's, see [`Chunk::spare`]),
-    /// or None when every route is built.
+    /// or None when every route is built. The first puts the routes in order when the plan
+    /// did not; an error there is the only chunk.
     fn chunk(
         &mut self,
         ifs: &IfMap,
         spare: Vec<Route>,
     ) -> Option<std::result::Result<Chunk, Vec<String>>> {
-        let idx = self.order.chunks(CHUNK).nth(self.next)?;
+        if self.order.is_none() {
+            match order_all(self.s) {
+                Ok(o) => self.order = Some(o.into()),
+                Err(e) => return Some(Err(vec![crate::error::chain(&e)])),
+            }
+        }
+        let idx = self.order.as_deref()?.chunks(CHUNK).nth(self.next)?;
         self.next += 1;
         Some((|| {
             let mut routes = spare;
@@ -225,36 +194,28 @@ pub(crate) struct Feed {
     spent: std::sync::mpsc::Sender<Chunk>,
 }
 
-/// The two feeds of a [`Streamed`]: its IPv6 routes, and the others.
-pub(crate) struct Feeds {
-    other: Feed,
-    v6: Feed,
-}
-
-/// A feed and the builder's ends of it.
-fn feed() -> (Feed, Building) {
+/// Starts the thread of `scope` that builds the chunks of `s` in order, one held ready
+/// beyond the one it is building: restore starts it while it waits for the nf_tables
+/// transaction and it goes on beside link up and the routes, so no chunk built ahead keeps
+/// the routes waiting (built on the waiting thread, two chunks at M took up to 11 ms longer
+/// than the transaction). `waiting` runs once, when the builder first has to wait for the
+/// chunks to be taken, or has built them all: restore then starts the late sysctls, whose
+/// thread would otherwise take the builder's core.
+pub(crate) fn start<'scope>(
+    scope: &'scope std::thread::Scope<'scope, '_>,
+    s: &'scope Streamed,
+    ifs: IfMap,
+    waiting: impl FnOnce() + Send + 'scope,
+) -> Feed {
+    use std::sync::mpsc::TrySendError;
     // one chunk held: with the one being built and the one being sent, three at most
     let (tx, chunks) = std::sync::mpsc::sync_channel(1);
     let (spent, trash) = std::sync::mpsc::channel::<Chunk>();
-    (Feed { chunks, spent }, Building { tx, trash })
-}
-
-/// The builder's ends of a [`Feed`].
-struct Building {
-    tx: std::sync::mpsc::SyncSender<std::result::Result<Chunk, Vec<String>>>,
-    trash: std::sync::mpsc::Receiver<Chunk>,
-}
-
-impl Building {
-    /// Builds every chunk of `b` into this feed, one held ready beyond the one it is
-    /// building; `waiting` runs once, when it first has to wait for a chunk to be taken, or
-    /// has built them all. Then frees the chunks as they come back.
-    fn run(self, mut b: Builder<'_>, ifs: &IfMap, waiting: impl FnOnce()) {
-        use std::sync::mpsc::TrySendError;
-        let Building { tx, trash } = self;
+    scope.spawn(move || {
         let mut waiting = Some(waiting);
+        let mut b = Builder::new(s);
         let mut spare = Vec::new();
-        while let Some(c) = b.chunk(ifs, std::mem::take(&mut spare)) {
+        while let Some(c) = b.chunk(&ifs, std::mem::take(&mut spare)) {
             if let Some(old) = trash.try_iter().last() {
                 spare = old.spare();
             }
@@ -279,78 +240,32 @@ impl Building {
         // the last chunks, as they are sent (until `spent` is dropped)
         drop(tx);
         trash.iter().for_each(drop);
-    }
-}
-
-/// Starts the thread of `scope` that builds the chunks of `s` in order, and beside it one
-/// that builds its IPv6 routes' (when it has any; see [`Order`]): restore starts them while
-/// it waits for the nf_tables transaction and they go on beside link up and the routes, so
-/// no chunk built ahead keeps the routes waiting (built on the waiting thread, two chunks at
-/// M took up to 11 ms longer than the transaction). `waiting` runs once, when the first
-/// builder has to wait for its chunks to be taken, or has built them all: restore then
-/// starts the late sysctls, whose thread would otherwise take the builder's core.
-pub(crate) fn start<'scope>(
-    scope: &'scope std::thread::Scope<'scope, '_>,
-    s: &'scope Streamed,
-    ifs: IfMap,
-    waiting: impl FnOnce() + Send + 'scope,
-) -> Feeds {
-    use std::borrow::Cow;
-    let (other, building) = feed();
-    let (v6, building6) = feed();
-    scope.spawn(move || {
-        let (first, v6): (Cow<[u32]>, Cow<[u32]>) = match &s.order {
-            Some(o) => (Cow::Borrowed(&o.other), Cow::Borrowed(&o.v6)),
-            None => match order_all(s) {
-                Ok(o) => (Cow::Owned(o.other), Cow::Owned(o.v6)),
-                Err(e) => {
-                    // the only chunk: the sender reports it
-                    let _ = building.tx.send(Err(vec![crate::error::chain(&e)]));
-                    waiting();
-                    return;
-                }
-            },
-        };
-        if v6.is_empty() {
-            // its sender waits for the feed to close
-            drop(building6);
-        } else {
-            let ifs = ifs.clone();
-            scope.spawn(move || building6.run(Builder::new(s, v6), &ifs, || {}));
-        }
-        building.run(Builder::new(s, first), &ifs, waiting);
     });
-    Feeds { other, v6 }
+    Feed { chunks, spent }
 }
 
-/// What sending a feed left for after it: routes to try again (their gateway was not
-/// reachable yet) and the indexes of those that share a slot, to append.
-#[derive(Default)]
-struct Left {
-    retry: Vec<Route>,
-    appended: Vec<u32>,
-}
-
-impl Left {
-    fn join(&mut self, other: Left) {
-        self.retry.extend(other.retry);
-        self.appended.extend(other.appended);
-    }
-}
-
-/// Sends the chunks of a feed as they come, journaling each; gives each back to its builder
-/// through `spent`, which frees it (~1 ms at L, its allocations) while this thread sends the
-/// next batch.
-fn send_chunks(
-    chunks: impl Iterator<Item = std::result::Result<Chunk, Vec<String>>>,
-    spent: &std::sync::mpsc::Sender<Chunk>,
+/// Adds the routes of `s`, a chunk at a time, as `apply` adds decoded ones: every route that
+/// takes a slot first with NLM_F_EXCL, in a further pass those that failed in a way a later
+/// route may mend (their gateway was not reachable yet), then those that share a slot with
+/// NLM_F_APPEND (see `route::split_appended`), in the chunks `feed` gives (see [`start`]).
+///
+/// The builder thread decodes each further chunk and builds its requests and undos while the
+/// one before it is journaled and sent: at 10,000 routes building took 15 ms of the 60 ms the
+/// routes took, the kernel the rest, and the second core is free once the links are up.
+pub(crate) fn apply(
+    s: &Streamed,
+    feed: Feed,
     target: &mut Nl,
+    ifs: &IfMap,
     journal: &mut Journal,
-) -> std::result::Result<Left, Vec<String>> {
-    let mut left = Left::default();
-    for chunk in chunks {
+) -> std::result::Result<(), Vec<String>> {
+    let mut appended = Vec::new();
+    let mut retry: Vec<Route> = Vec::new();
+    // Sends a chunk, and gives it back: freeing it is ~1 ms at L, which the builder thread
+    // does (its allocations are the builder's) while this one sends the next batch.
+    let mut send = |chunk: std::result::Result<Chunk, Vec<String>>| {
         let mut chunk = chunk?;
-        left.appended.append(&mut chunk.appended);
+        appended.append(&mut chunk.appended);
         let refs: Vec<&Route> = chunk.routes.iter().collect();
         family::send::<Routes>(
             target,
@@ -360,73 +275,19 @@ fn send_chunks(
             journal,
             NLM_F_CREATE | NLM_F_EXCL,
             "add routes",
-            &mut |r, _| left.retry.push(r.clone()),
+            &mut |r, _| retry.push(r.clone()),
         )?;
         drop(refs);
-        // the builder gone (it failed), the chunk is freed here
-        let _ = spent.send(chunk);
-    }
-    Ok(left)
-}
-
-/// Adds the routes of `s` as `apply` adds decoded ones, a chunk at a time as `feeds` gives
-/// them (see [`start`]): every route that takes a slot first with NLM_F_EXCL, in a further
-/// pass those that failed in a way a later route may mend (their gateway was not reachable
-/// yet), then those that share a slot with NLM_F_APPEND (see `route::split_appended`).
-///
-/// The IPv6 routes go in on a thread of their own, through a socket of its own in `ns`,
-/// journaled in the same log, beside the others: the kernel adds them without RTNL, which
-/// IPv4's hold (30,000 of each by `ip -batch`: 146 and 164 ms alone, 179 ms together). Both
-/// are in before the further passes, so a route through a gateway of the other family is
-/// tried again once that family's routes are in.
-///
-/// The builder threads decode each further chunk and build its requests and undos while the
-/// one before it is journaled and sent: at 10,000 routes building took 15 ms of the 60 ms the
-/// routes took, the kernel the rest, and the second core is free once the links are up.
-pub(crate) fn apply(
-    s: &Streamed,
-    feeds: Feeds,
-    ns: &NetNs,
-    target: &mut Nl,
-    ifs: &IfMap,
-    journal: &mut Journal,
-) -> std::result::Result<(), Vec<String>> {
-    let Feeds { other, v6 } = feeds;
-    let log = journal.log().clone();
-    let (mine, theirs) = std::thread::scope(|sc| {
-        let h = sc.spawn(move || {
-            let mut chunks = v6.chunks.iter().peekable();
-            // no socket unless there is an IPv6 route to send
-            if chunks.peek().is_none() {
-                return (Ok(Left::default()), 0);
-            }
-            let mut j = Journal::new(log, None);
-            let name = ns.name().to_string();
-            let r = ns
-                .run(|| Nl::new(&name))
-                .map_err(|e| vec![crate::error::chain(&e)])
-                .and_then(|mut nl| send_chunks(chunks, &v6.spent, &mut nl, &mut j));
-            (r, j.len())
-        });
-        let mine = send_chunks(other.chunks.iter(), &other.spent, target, journal);
-        (mine, h.join())
-    });
-    let (theirs, made) = theirs.map_err(|_| vec!["IPv6 route thread panicked".to_string()])?;
-    journal.made(made);
-    let mut left = match (mine, theirs) {
-        (Ok(mut a), Ok(b)) => {
-            a.join(b);
-            a
-        }
-        (Err(mut a), Err(b)) => {
-            a.extend(b);
-            return Err(a);
-        }
-        (Err(e), _) | (_, Err(e)) => return Err(e),
+        Ok::<_, Vec<String>>(chunk)
     };
+    for chunk in feed.chunks.iter() {
+        // the builder gone (it failed), the chunk is freed here
+        let _ = feed.spent.send(send(chunk)?);
+    }
+    drop(feed);
     let flags = NLM_F_CREATE | NLM_F_EXCL;
-    family::apply_with::<Routes>(target, Sock::Target, &left.retry, ifs, journal, flags)?;
-    let appended = std::mem::take(&mut left.appended)
+    family::apply_with::<Routes>(target, Sock::Target, &retry, ifs, journal, flags)?;
+    let appended = appended
         .into_iter()
         .map(|i| s.route(i as usize))
         .collect::<Result<Vec<_>>>()
