@@ -130,12 +130,7 @@ impl Snapshot {
 
     /// (kind, count) of every family, for stats.
     pub fn counts(&self) -> Vec<(&'static str, u64)> {
-        self.counts_with(None)
-    }
-
-    /// [`Snapshot::counts`], with the count of routes held apart (encoded) when given.
-    pub(crate) fn counts_with(&self, routes: Option<u64>) -> Vec<(&'static str, u64)> {
-        self.counts_apart(routes, None)
+        self.counts_apart(None, None)
     }
 
     /// [`Snapshot::counts`], with the counts of routes and sysctls held apart (encoded, and

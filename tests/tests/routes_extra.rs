@@ -5,6 +5,19 @@
 
 use crhook_tests::{checkpoint, diff, move_through, require_root, restore, Moved, TempDir, TestNs};
 
+/// `ip [OPTS] route show table all` in `ns` (both families unless OPTS names one), line by
+/// line, sorted: the kernel lists its IPv6 routes of several devices in the order they came up.
+fn sorted_routes(ns: &TestNs, opts: &[&str]) -> Vec<String> {
+    let args: Vec<&str> = opts
+        .iter()
+        .copied()
+        .chain(["route", "show", "table", "all"])
+        .collect();
+    let mut v: Vec<String> = ns.ip(&args).lines().map(String::from).collect();
+    v.sort();
+    v
+}
+
 fn expires_of(ns: &TestNs, prefix: &str) -> Option<u64> {
     let v: serde_json::Value =
         serde_json::from_str(&ns.ip(&["-j", "-6", "route", "show", prefix])).expect("ip -j");
@@ -107,16 +120,7 @@ fn routes_restored_a_chunk_at_a_time_come_back_whole() {
     late.push_str("route add 10.88.5.0/24 via 10.61.0.2 dev va\n");
     late.push_str("route append 10.88.5.0/24 via 10.62.0.2 dev vb\n");
     a.ip_batch(&late);
-    // sorted: the kernel lists its IPv6 routes of several devices in the order they came up
-    let routes = |ns: &TestNs| {
-        let mut v: Vec<String> = ns
-            .ip(&["route", "show", "table", "all"])
-            .lines()
-            .map(String::from)
-            .collect();
-        v.sort();
-        v
-    };
+    let routes = |ns: &TestNs| sorted_routes(ns, &[]);
     let saved = routes(&a);
     assert!(saved.len() > 9050, "{} routes", saved.len());
     let tmp = TempDir::new("routes-chunks");
@@ -205,16 +209,7 @@ fn routes_of_both_families_come_back_whole_and_roll_back() {
         ));
     }
     a.ip_batch(&v4);
-    let routes = |ns: &TestNs, family: &str| {
-        let mut v: Vec<String> = ns
-            .ip(&[family, "route", "show", "table", "all"])
-            .lines()
-            .map(String::from)
-            .collect();
-        v.sort();
-        v
-    };
-    let (saved4, saved6) = (routes(&a, "-4"), routes(&a, "-6"));
+    let (saved4, saved6) = (sorted_routes(&a, &["-4"]), sorted_routes(&a, &["-6"]));
     assert!(saved4.len() > 5000, "{} IPv4 routes", saved4.len());
     assert!(saved6.len() > 5000, "{} IPv6 routes", saved6.len());
     let tmp = TempDir::new("routes-v6");
@@ -269,11 +264,11 @@ fn routes_of_both_families_come_back_whole_and_roll_back() {
     }
     restore(&host, &b, &images);
     assert!(
-        routes(&b, "-4") == saved4,
+        sorted_routes(&b, &["-4"]) == saved4,
         "the restored IPv4 routes differ from the saved ones"
     );
     assert!(
-        routes(&b, "-6") == saved6,
+        sorted_routes(&b, &["-6"]) == saved6,
         "the restored IPv6 routes differ from the saved ones"
     );
     diff(&host, &b, &images).expect_success();

@@ -396,7 +396,7 @@ fn restore_with(
     }
     let mut counts = saved
         .snap
-        .counts_with(saved.routes.as_ref().map(|e| e.len() as u64));
+        .counts_apart(saved.routes.as_ref().map(|e| e.len() as u64), None);
     let mut o = open(target, opts, true)?;
     let t = Instant::now();
     let mut p = prepare(&mut o, saved, opts, untrusted.as_deref())?;
