@@ -171,6 +171,16 @@ pub fn restore_counting(host: &TestNs, ns: &TestNs, images: &str) -> (u64, serde
     (changes, stats)
 }
 
+/// The names of the phases of restore stats (`--print-stats`), in the order they were counted.
+pub fn phase_names(stats: &serde_json::Value) -> Vec<String> {
+    stats["phases"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["name"].as_str().map(String::from))
+        .collect()
+}
+
 /// A namespace taken through crhook by [`move_through`]: restored into `ns` from `images`.
 #[derive(Debug)]
 pub struct Moved {

@@ -249,3 +249,74 @@ fn a_journal_of_a_namespace_that_is_gone_is_not_replayed_into_one_with_its_inode
     let diffs = compare_states(&before, &NsState::capture(&b));
     assert!(diffs.is_empty(), "nothing was undone: {}", diffs.join("; "));
 }
+
+/// A restore killed behind its guard (its links up, the nf_tables transaction or the routes
+/// still going) leaves a namespace that passes no traffic: the guard's tables drop every
+/// packet, loopback's too, until `crhook recover` undoes the half restore, guard and all.
+/// Restored whole, the namespace passes traffic and holds no guard.
+#[test]
+fn a_restore_killed_behind_its_guard_passes_no_traffic_until_recovered() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("rcga");
+    a.ip_batch(
+        "link set lo up\nlink add va type veth peer name vb\naddr add 10.63.0.1/16 dev va\nlink set va up\nlink set vb up\n",
+    );
+    a.add_routes(60_000, "10.63.0.2");
+    a.sh("/usr/sbin/iptables -A INPUT -p tcp --dport 9 -j DROP && \
+          nft add table arp keep && \
+          nft add chain arp keep in '{ type filter hook input priority 0; }'");
+    let tmp = TempDir::new("recover-guard");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    a.delete();
+    let guarded = |b: &TestNs| {
+        b.try_ip(&["-o", "link", "show", "va"])
+            .stdout
+            .windows(3)
+            .any(|w| w == b",UP")
+            && b.sh("nft list tables").contains("crhook-restore")
+    };
+    let ping = |b: &TestNs| {
+        b.exec(&["/bin/busybox", "ping", "-c1", "-W1", "10.63.0.1"])
+            .status
+            .success()
+    };
+    let mut killed = false;
+    for _ in 0..6 {
+        let b = TestNs::new("rcgb");
+        let before = NsState::capture(&b);
+        if !kill_when(&host, &b, &images, guarded) {
+            continue;
+        }
+        // kill_when saw the guard raised and the link up; both stay
+        let tables = b.sh("nft list tables");
+        for family in ["inet", "arp"] {
+            assert!(
+                tables.contains(&format!("table {family} crhook-restore")),
+                "the killed restore's guard covers {family}: {tables}"
+            );
+        }
+        assert!(
+            b.ip(&["-o", "addr", "show", "dev", "lo"])
+                .contains("127.0.0.1"),
+            "lo is up with its address behind the guard"
+        );
+        assert!(!ping(&b), "behind the guard even loopback passes nothing");
+        crhook(Some(&host), &["recover", "--netns", &b.path_str()], &[]).expect_success();
+        let diffs = compare_states(&before, &NsState::capture(&b));
+        assert!(
+            diffs.is_empty(),
+            "after recover the target is as before:\n  {}",
+            diffs.join("\n  ")
+        );
+        assert_eq!(b.sh("nft list tables"), "", "recover lowers the guard");
+        crhook_on(&host, "restore", &b, &images, &[]).expect_success();
+        diff(&host, &b, &images).expect_success();
+        assert!(!b.sh("nft list tables").contains("crhook-restore"));
+        assert!(ping(&b), "the restored namespace passes traffic");
+        killed = true;
+        break;
+    }
+    assert!(killed, "no kill landed behind the guard");
+}

@@ -47,6 +47,7 @@ pub use diff::{diff, diff_with};
 pub use lock::{is_locked, lock, lock_owned, lock_xtables, unlock};
 pub(crate) use lock::{lock_with, unlock_nft, Form as LockForm};
 pub(crate) use nfnl::family_name as family_label;
+pub(crate) use nfnl::guard;
 pub use remap::remap;
 pub use restore::{check, conflicts, restore, FirewallUndo};
 pub(crate) use restore::{restore_journaled, StepUndo};

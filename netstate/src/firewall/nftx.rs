@@ -30,9 +30,11 @@ impl TableId {
         (self.family == "ip" || self.family == "ip6") && XT_TABLES.contains(&self.name.as_str())
     }
 
-    /// A network lock: crhook's own table or CRIU's `CRIU-<pid>` tables.
+    /// A network lock: crhook's own table, restore's guard, or CRIU's `CRIU-<pid>` tables.
     pub(crate) fn is_lock(&self) -> bool {
-        self.name == super::lock::NFT_TABLE || self.name.starts_with("CRIU-")
+        self.name == super::lock::NFT_TABLE
+            || self.name == super::guard::GUARD_TABLE
+            || self.name.starts_with("CRIU-")
     }
 
     /// Saved as native nftables state.
@@ -202,6 +204,7 @@ mod tests {
         assert!(!id("inet", "nat").is_xtables());
         assert!(id("inet", "CRIU-42").is_lock());
         assert!(id("inet", "crhook-lock").is_lock());
+        assert!(id("arp", "crhook-restore").is_lock());
         assert!(id("inet", "filter").is_native());
     }
 

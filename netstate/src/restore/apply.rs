@@ -1,20 +1,28 @@
 //! Applying a prepared restore in the order DESIGN.md gives (firewall, links, early sysctls,
 //! traffic control, addresses, up, nexthops, routes, rules, neighbours, late sysctls, files),
-//! every change journaled, with one change of order: the late sysctls go in beside the
-//! firewall transaction, before link up, less those the firewall may bring into existence
-//! (`netfilter`, `bridge`), which follow it (see `apply`). The kernel's own link-locals are
-//! reconciled after it (`kernel_ll.rs`). The caller (`restore_with`) owns the journal's fate:
-//! rollback or success.
+//! every change journaled, with two changes of order:
+//!
+//! - the late sysctls go in beside the firewall transaction, less those the firewall may
+//!   bring into existence (`netfilter`, `bridge`), which follow it (see `apply`);
+//! - where restore raised its guard (guard.rs: the target passed no traffic before, and the
+//!   saved firewall is nf_tables state), the links come up before the nf_tables
+//!   transaction, which then runs beside the IPv6 addresses and the routes; the guard drops
+//!   every packet until the transaction and every sysctl are in, so the namespace still
+//!   passes no traffic without its rules.
+//!
+//! What follows link up is in up.rs. The kernel's own link-locals are reconciled after it all
+//! (`kernel_ll.rs`). The caller (`restore_with`) owns the journal's fate: rollback or success.
 
 use std::time::Instant;
 
 use crhook_core::StatsRecorder;
-use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
+use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 
-use super::{dad, links, streamed, Socks};
+use super::up::{links_up, once_up};
+use super::{dad, guard, links, streamed, Socks};
 use crate::api::RestoreOptions;
 use crate::error::NetstateError;
-use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules, Tc};
+use crate::family::{self, Addresses, Tc};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock};
 use crate::netns::NetNs;
@@ -102,13 +110,14 @@ fn apply_in<'a: 's, 's>(
     outer: &'s std::thread::Scope<'s, '_>,
 ) -> std::result::Result<(), Vec<String>> {
     // nf_tables state replayed over nfnetlink takes no RTNL and resolves nothing: its
-    // transaction runs on its own thread while the addresses and the rest of what precedes
-    // link up go in, and is joined before any link comes up. It starts once the links exist:
-    // registering a device waits for nf_tables' commit mutex (`nf_tables_netdev_event`),
-    // which a transaction holds from start to end, so links made beside it only waited
-    // (measured at M: the links phase took the transaction's 65 ms); it is planned and built
-    // meanwhile (10 ms at M, ~100 ms at L, off the critical path). Rulesets restored by a
-    // tool go first, alone.
+    // transaction runs on its own thread. It starts once the links exist: registering a
+    // device waits for nf_tables' commit mutex (`nf_tables_netdev_event`), which a
+    // transaction holds from start to end, so links made beside it only waited (measured at
+    // M: the links phase took the transaction's 65 ms); it is planned and built meanwhile
+    // (10 ms at M, ~100 ms at L, off the critical path). Behind the guard (guard.rs) it
+    // starts once the links are up and runs beside the IPv6 addresses and the routes;
+    // without, it runs beside what precedes link up and is joined before any link comes up.
+    // Rulesets restored by a tool go first, alone.
     let overlap = !xt.is_empty()
         && xt
             .iter()
@@ -116,12 +125,16 @@ fn apply_in<'a: 's, 's>(
     if !overlap {
         firewall(cx, &xt, "firewall")?;
     }
+    let guard = match overlap {
+        true => guard::raise(cx, lp.target_up, xt.iter().chain(&nft))?,
+        false => None,
+    };
+    let beside = guard.is_some();
     let (ns, fw_opts, routes) = (cx.ns, &cx.opts.firewall, cx.routes);
     let log = cx.journal.log().clone();
-    let (ifs, quiet, feed) = std::thread::scope(|s| {
+    let after = std::thread::scope(|s| {
         let (go, gate) = std::sync::mpsc::channel::<bool>();
         let fw = overlap.then(|| {
-            let xt = &xt;
             s.spawn(move || {
                 let sent = std::cell::Cell::new(None);
                 let mut go = || {
@@ -129,8 +142,12 @@ fn apply_in<'a: 's, 's>(
                     sent.set(Some(Instant::now()));
                     go
                 };
-                let r = restore_firewall(ns, xt, fw_opts, &log, &mut go);
-                (r, sent.get().map(|t| t.elapsed()))
+                let r = restore_firewall(ns, &xt, fw_opts, &log, &mut go);
+                let took = sent.get().map(|t| t.elapsed());
+                // the saved rulesets are in the kernel now (at L ~20 MiB decoded, which the
+                // routes' requests come on top of)
+                drop(xt);
+                (r, took)
             })
         });
         // a veth's channels go down before the transaction runs: each waits for an RCU grace
@@ -142,13 +159,17 @@ fn apply_in<'a: 's, 's>(
             cx.stats.phase("channels", t.elapsed());
             Ok(ifs)
         });
-        let opened = made.is_ok();
-        // a receiver gone has failed already: its join says why
-        let _ = go.send(opened);
+        // whether the transaction was let go (a receiver gone has failed already: its join
+        // says why)
+        let mut started = made.is_ok();
+        if !beside {
+            let _ = go.send(started);
+        }
         let r = made.and_then(|ifs| before_up(cx, todo, lp, kernel_ll, &nft, ifs));
         // a receiver gone has panicked: its join says so
+        let ok = r.is_ok();
         let start_rest = || {
-            if r.is_ok() {
+            if ok {
                 let _ = rest.go.send(());
             }
         };
@@ -169,19 +190,35 @@ fn apply_in<'a: 's, 's>(
         };
         let Some(h) = fw else {
             start_rest();
-            return r.map(|(ifs, quiet)| (ifs, quiet, feed));
+            return r.map(|(ifs, quiet)| Some((ifs, quiet, feed)));
         };
         if feed.is_none() {
             start_rest();
         }
+        let r = match r {
+            // behind the guard: the links up, then the transaction beside the rest. Up
+            // beside it waited: a link up makes linkwatch deactivate queues, which waits
+            // under RTNL for an RCU grace period that the CPU running the transaction in the
+            // kernel holds back (up 40 -> 190 ms at L)
+            Ok((ifs, quiet)) if beside => {
+                let up = links_up(cx, todo, lp, &ifs, &quiet);
+                started = up.is_ok();
+                let _ = go.send(started);
+                up.and_then(|()| once_up(cx, todo, &ifs, &quiet, feed, false))
+                    .map(|()| None)
+            }
+            r => r.map(|(ifs, quiet)| Some((ifs, quiet, feed))),
+        };
+        // not let go yet: never now
+        drop(go);
         let mut errors = r.as_ref().err().cloned().unwrap_or_default();
         match h.join() {
             Ok((res, took)) => {
                 if let Some(took) = took {
                     cx.stats.phase("firewall", took);
                 }
-                // not started when the links failed, which errors already says
-                if let (true, Err(e)) = (opened, firewall_done(cx, res)) {
+                // not started when what precedes it failed, which errors already says
+                if let (true, Err(e)) = (started, firewall_done(cx, res)) {
                     errors.push(e);
                 }
             }
@@ -190,71 +227,30 @@ fn apply_in<'a: 's, 's>(
         // the builder may not have had to wait yet: the transaction no longer needs the core
         start_rest();
         if errors.is_empty() {
-            r.map(|(ifs, quiet)| (ifs, quiet, feed))
+            r
         } else {
             Err(errors)
         }
     })?;
-    // the saved rulesets are in the kernel now (at L ~20 MiB decoded, which the routes'
-    // requests would come on top of)
-    drop((xt, nft));
-    let t = Instant::now();
-    let v6_links = todo
-        .addresses
-        .iter()
-        .filter(|a| a.family == libc::AF_INET6 as u32)
-        .map(|a| a.ifindex)
-        .collect();
-    links::up(&todo.links, lp, &ifs, &v6_links, cx.socks, cx.journal)?;
-    // before any route: setting the mode notifies NETDEV_CHANGE, on which IPv6 walks its
-    // whole FIB per link (`rt6_sync_up`); beside the routes it took 200-500 ms at L
-    links::ll::resume(&quiet, cx.socks, cx.journal)?;
-    links::far_end::rebuild(
-        &todo.links,
-        lp,
-        cx.socks,
-        cx.journal,
-        links::far_end::Phase::Up,
-    )?;
-    cx.stats.phase("up", t.elapsed());
-    let t = Instant::now();
-    v6_addresses(cx, todo, &quiet, &ifs)?;
-    cx.stats.phase("addresses_v6", t.elapsed());
-    // What follows link up but nothing waits for goes in beside the routes, rules and
-    // neighbours, on a thread with its own socket: DAD settled and accept_dad written back.
-    // /proc writes and netlink requests do not wait for each other (beyond RTNL now and
-    // then). Every key's old value is journaled before it is written, from any thread.
-    let (ns, log, sysctls) = (cx.ns, cx.journal.log().clone(), cx.sysctls);
-    let dad = cx.dad.take();
-    let keep = cx.dad_keep.clone();
-    let own_ll = quiet.with_own_ll();
-    let (tail, late) = std::thread::scope(|s| {
-        let late = s.spawn(|| {
-            let t = Instant::now();
-            let r = after_up(ns, dad, &ifs, &keep, &own_ll);
-            let took = t.elapsed();
-            // the keys the firewall may have brought, now that it is in
-            let fw = sysctls_logged(sysctls, crate::sysctl::Phase::Firewalled, ns, log);
-            (r, took, fw)
-        });
-        (routes_rules_neighbours(cx, todo, &ifs, feed), late.join())
-    });
-    let mut errors = tail.err().unwrap_or_default();
-    let mut made = |r: std::result::Result<usize, Vec<String>>, errors: &mut Vec<String>| match r {
-        Ok(n) => cx.journal.made(n),
-        Err(e) => errors.extend(e),
-    };
-    match late {
-        Ok((r, took, fw)) => {
-            cx.stats.phase("dad", took);
-            errors.extend(r.err().into_iter().flatten());
-            made(fw, &mut errors);
+    let mut errors = Vec::new();
+    if let Some((ifs, quiet, feed)) = after {
+        let r = links_up(cx, todo, lp, &ifs, &quiet)
+            .and_then(|()| once_up(cx, todo, &ifs, &quiet, feed, true));
+        errors.extend(r.err().into_iter().flatten());
+    } else if beside {
+        // the keys the firewall may have brought, now that it is in
+        let log = cx.journal.log().clone();
+        match sysctls_logged(cx.sysctls, crate::sysctl::Phase::Firewalled, cx.ns, log) {
+            Ok(n) => cx.journal.made(n),
+            Err(e) => errors.extend(e),
         }
-        Err(_) => errors.push("DAD and firewall sysctl thread panicked".to_string()),
     }
     match rest.handle.join() {
         Ok(Some((r, took))) => {
-            made(r, &mut errors);
+            match r {
+                Ok(n) => cx.journal.made(n),
+                Err(e) => errors.extend(e),
+            }
             cx.stats.phase("sysctls", took);
         }
         // signalled once what precedes link up went in, which it did
@@ -265,6 +261,11 @@ fn apply_in<'a: 's, 's>(
         return Err(errors);
     }
     cx.journal.check().map_err(|e| vec![e])?;
+    if let Some(g) = guard {
+        let t = Instant::now();
+        guard::lower(cx, g)?;
+        cx.stats.phase("guard", t.elapsed());
+    }
     if !todo.tun_files.is_empty() || !todo.ext_files.is_empty() {
         let t = Instant::now();
         *files = crate::tunfile::restore(cx.ns, todo, cx.opts)
@@ -272,101 +273,6 @@ fn apply_in<'a: 's, 's>(
         cx.stats.phase("files", t.elapsed());
     }
     Ok(())
-}
-
-/// Once the links are up: DAD settled (no address tentative that had passed it) and
-/// accept_dad written back, also after a failure to settle. `own_ll`: the links whose
-/// link-local restore added itself (see `dad::settle`).
-fn after_up(
-    ns: &NetNs,
-    dad: Option<dad::Suspended>,
-    ifs: &IfMap,
-    keep: &[String],
-    own_ll: &std::collections::HashSet<u32>,
-) -> std::result::Result<(), Vec<String>> {
-    // nothing suspended: the kernel's DAD runs as it would have, nothing to wait for
-    let Some(s) = dad.filter(|s| !s.is_empty()) else {
-        return Ok(());
-    };
-    let name = ns.name().to_string();
-    let keep: Vec<&str> = keep.iter().map(String::as_str).collect();
-    let settled = ns
-        .run(|| Nl::new(&name))
-        .and_then(|mut nl| dad::settle(&mut nl, ifs, &keep, own_ll));
-    let mut errors = dad::resume(ns, s);
-    if let Err(e) = settled {
-        errors.insert(0, crate::error::chain(&e));
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(errors)
-    }
-}
-
-/// The nexthops, routes, rules and neighbours, once the links are up.
-fn routes_rules_neighbours(
-    cx: &mut Applying,
-    todo: &Snapshot,
-    ifs: &IfMap,
-    feed: Option<streamed::Feed>,
-) -> std::result::Result<(), Vec<String>> {
-    let t = Instant::now();
-    let target = &mut cx.socks.target;
-    family::apply::<Nexthops>(target, Sock::Target, &todo.nexthops, ifs, cx.journal)?;
-    // the builder was started with the links (apply_in) whenever there are routes to stream
-    if let (Some(s), Some(feed)) = (cx.routes, feed) {
-        streamed::apply(s, feed, target, ifs, cx.journal)?;
-    }
-    // IPv6 routes sharing table, prefix and metric on other devices are refused with EXCL
-    let (routes, appended) = crate::route::split_appended(&todo.routes);
-    add_each::<Routes>(target, &routes, ifs, cx.journal, NLM_F_CREATE | NLM_F_EXCL)?;
-    add_each::<Routes>(
-        target,
-        &appended,
-        ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_APPEND,
-    )?;
-    drop((routes, appended));
-    cx.stats.phase("routes", t.elapsed());
-    let t = Instant::now();
-    family::apply::<Rules>(target, Sock::Target, &todo.rules, ifs, cx.journal)?;
-    let (neighbours, remotes) = crate::neigh::fdb::split_appended(&todo.neighbours);
-    add_each::<Neighbours>(
-        target,
-        &neighbours,
-        ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_EXCL,
-    )?;
-    add_each::<Neighbours>(
-        target,
-        &remotes,
-        ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_APPEND,
-    )?;
-    cx.stats.phase("rules_neighbours", t.elapsed());
-    Ok(())
-}
-
-/// Adds `objs` of family `F` in the target, as [`family::apply_with`] does a slice.
-fn add_each<F: Family>(
-    target: &mut Nl,
-    objs: &[&F::Obj],
-    ifs: &IfMap,
-    journal: &mut Journal,
-    flags: u16,
-) -> std::result::Result<(), Vec<String>> {
-    family::apply_each::<F>(
-        target,
-        Sock::Target,
-        objs.iter().copied(),
-        ifs,
-        journal,
-        flags,
-    )
 }
 
 /// The links (down), with their far ends' own state; the interfaces made.
@@ -439,81 +345,8 @@ fn before_up(
     Ok((ifs, quiet))
 }
 
-fn is_v6(a: &crhook_proto::Address) -> bool {
+pub(super) fn is_v6(a: &crhook_proto::Address) -> bool {
     a.family == libc::AF_INET6 as u32
-}
-
-/// The IPv6 addresses, the saved link-locals of the quiet links among them, once the links
-/// are up and their address generation mode is back. Bringing a link up, and setting its
-/// mode (NETDEV_CHANGE), makes IPv6 walk its whole FIB (`rt6_sync_up`), which the addresses'
-/// local and prefix routes would fill: added before, they made the up phase at L 740 ms,
-/// most of it those walks. Added now, the kernel makes their prefix routes (also of a finite
-/// lifetime) and a NODAD peer's route as `ip addr add` on an up link does.
-///
-/// Where restore suspended DAD (see dad.rs) an address goes in with IFA_F_NODAD, then is
-/// replaced with its saved flags, which clears it. Without the flag the kernel marks it
-/// tentative, and on skipping DAD for a tentative address it bumps the IPv6 route generation
-/// (`rt_genid_bump_ipv6`), which walks the whole FIB again, per address, on a worker under
-/// RTNL that the routes then wait for; the replace changes flags only (no DAD, no walk).
-fn v6_addresses(
-    cx: &mut Applying,
-    todo: &Snapshot,
-    quiet: &links::ll::Quiet,
-    ifs: &IfMap,
-) -> std::result::Result<(), Vec<String>> {
-    use crate::addr::IFA_F_NODAD;
-    let keep = &cx.dad_keep;
-    let quick =
-        |a: &&crhook_proto::Address| a.flags & IFA_F_NODAD == 0 && !keep.contains(&a.ifname);
-    let nodad = |a: &crhook_proto::Address| {
-        let mut a = a.clone();
-        if quick(&&a) {
-            a.flags |= IFA_F_NODAD;
-        }
-        a
-    };
-    let first: Vec<_> = todo
-        .addresses
-        .iter()
-        .filter(|a| is_v6(a))
-        .map(nodad)
-        .collect();
-    let lls: Vec<_> = quiet.addresses.iter().map(nodad).collect();
-    let target = &mut cx.socks.target;
-    family::apply_with::<Addresses>(
-        target,
-        Sock::Target,
-        &first,
-        ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_EXCL,
-    )?;
-    // with NLM_F_REPLACE: a link that got carrier after its mode was back made its own
-    family::apply_with::<Addresses>(
-        target,
-        Sock::Target,
-        &lls,
-        ifs,
-        cx.journal,
-        NLM_F_CREATE | NLM_F_REPLACE,
-    )?;
-    drop((first, lls));
-    // the saved flags; each undo is the deletion journaled above
-    let before = cx.journal.len();
-    family::apply_each::<Addresses>(
-        target,
-        Sock::Target,
-        todo.addresses
-            .iter()
-            .filter(|a| is_v6(a))
-            .chain(&quiet.addresses)
-            .filter(quick),
-        ifs,
-        cx.journal,
-        NLM_F_REPLACE,
-    )?;
-    cx.journal.truncate(before);
-    Ok(())
 }
 
 /// Device features and channels of the links restore made (their undo is their deletion),
@@ -693,7 +526,7 @@ fn sysctls(
 
 /// Writes the saved keys of `phase` that differ, each key's old value in `log` first;
 /// returns how many it wrote.
-fn sysctls_logged(
+pub(super) fn sysctls_logged(
     saved: &crate::sysctl::Saved,
     phase: crate::sysctl::Phase,
     ns: &NetNs,

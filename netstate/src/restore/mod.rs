@@ -4,11 +4,13 @@
 
 mod apply;
 mod dad;
+mod guard;
 mod kernel_ll;
 pub mod links;
 pub mod plan;
 mod socks;
 mod streamed;
+mod up;
 
 use std::time::Instant;
 

@@ -430,6 +430,10 @@ impl NfnlStep<'_> {
 pub(crate) struct NfnlUndo(Vec<Msg>);
 
 impl NfnlUndo {
+    pub(super) fn new(msgs: Vec<Msg>) -> NfnlUndo {
+        NfnlUndo(msgs)
+    }
+
     pub(crate) fn run(&self, ns: &NetNs) -> Result<()> {
         transact(ns, &self.0, "undo nftables restore")
     }

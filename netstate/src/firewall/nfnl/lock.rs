@@ -35,7 +35,12 @@ const META_OIF: u32 = 5;
 const LO_IFINDEX: u32 = 1;
 
 fn msg(m: u16, flags: u16, attrs: &[Vec<u8>], what: &str) -> Msg {
-    let mut payload = vec![NFPROTO_INET, 0, 0, 0];
+    msg_in(NFPROTO_INET, m, flags, attrs, what)
+}
+
+/// A message of family `family` (struct nfgenmsg, then `attrs`).
+pub(super) fn msg_in(family: u8, m: u16, flags: u16, attrs: &[Vec<u8>], what: &str) -> Msg {
+    let mut payload = vec![family, 0, 0, 0];
     for a in attrs {
         payload.extend_from_slice(a);
     }

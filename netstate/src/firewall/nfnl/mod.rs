@@ -20,6 +20,7 @@
 
 mod apply;
 mod dump;
+pub(crate) mod guard;
 mod lock;
 mod norm;
 mod prune;

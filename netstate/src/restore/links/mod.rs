@@ -57,6 +57,8 @@ pub struct LinkPlan {
     /// saved links whose live namesake the runtime made and restore keeps as it is
     pub adopted: Vec<usize>,
     pub conflicts: Vec<Conflict>,
+    /// a link of the target (lo included) was up before restore: the target passed traffic
+    pub target_up: bool,
 }
 
 /// Kinds whose kind-specific attributes cannot name a namespace or a device outside the
@@ -158,7 +160,12 @@ pub fn plan(
     would_remap: &HashMap<String, Vec<Remap>>,
     untrusted: Option<&str>,
 ) -> Result<LinkPlan> {
-    let mut p = LinkPlan::default();
+    let mut p = LinkPlan {
+        target_up: live_links
+            .iter()
+            .any(|l| l.flags & crate::link::create::IFF_UP != 0),
+        ..LinkPlan::default()
+    };
     let live_by_name: HashMap<&str, &pb::Link> =
         live_links.iter().map(|l| (l.name.as_str(), l)).collect();
     let used: HashSet<u32> = live_links.iter().map(|l| l.ifindex).collect();
