@@ -231,3 +231,37 @@ pub fn populate_small(a: &TestNs) {
     );
     a.set_sysctl(&["ipv4", "conf", "ifs0", "forwarding"], "1");
 }
+
+/// A namespace large enough that restore raises its guard (restore/guard.rs: 30,000
+/// nf_tables rules and set elements, 50,000 routes and IPv6 addresses): lo up, a veth pair
+/// `va`/`vb` with 10.63.0.1/16 on `va`, `routes` routes via 10.63.0.2, `rules` iptables-nft
+/// rules over 20 user chains, and an arp table (so the guard covers arp too).
+pub fn populate_guarded(a: &TestNs, routes: u32, rules: u32) {
+    a.ip_batch(
+        "link set lo up\nlink add va type veth peer name vb\naddr add 10.63.0.1/16 dev va\n\
+         link set va up\nlink set vb up\n",
+    );
+    a.add_routes(routes, "10.63.0.2");
+    let mut text = String::from("*filter\n");
+    for c in 0..20 {
+        text.push_str(&format!(":U{c} - [0:0]\n-A INPUT -j U{c}\n"));
+    }
+    for k in 0..rules {
+        text.push_str(&format!(
+            "-A U{} -s 10.{}.{}.0/24 -p tcp --dport {} -j ACCEPT\n",
+            k % 20,
+            k / 256 % 256,
+            k % 256,
+            1000 + k % 5000
+        ));
+    }
+    text.push_str("COMMIT\n");
+    let path = std::env::temp_dir().join(format!("{}.rules", a.name()));
+    std::fs::write(&path, text).expect("write the iptables rules");
+    a.sh(&format!(
+        "/usr/sbin/iptables-restore < {} && nft add table arp keep && \
+         nft add chain arp keep in '{{ type filter hook input priority 0; }}'",
+        path.display()
+    ));
+    let _ = std::fs::remove_file(path);
+}

@@ -259,13 +259,7 @@ fn a_restore_killed_behind_its_guard_passes_no_traffic_until_recovered() {
     require_root();
     let host = TestNs::host();
     let a = TestNs::new("rcga");
-    a.ip_batch(
-        "link set lo up\nlink add va type veth peer name vb\naddr add 10.63.0.1/16 dev va\nlink set va up\nlink set vb up\n",
-    );
-    a.add_routes(60_000, "10.63.0.2");
-    a.sh("/usr/sbin/iptables -A INPUT -p tcp --dport 9 -j DROP && \
-          nft add table arp keep && \
-          nft add chain arp keep in '{ type filter hook input priority 0; }'");
+    crhook_tests::fixture::populate_guarded(&a, 60_000, 30_000);
     let tmp = TempDir::new("recover-guard");
     let images = tmp.join("images");
     checkpoint(&host, &a, &images);

@@ -125,8 +125,11 @@ fn apply_in<'a: 's, 's>(
     if !overlap {
         firewall(cx, &xt, "firewall")?;
     }
+    let after_up = cx.routes.map_or(0, streamed::Streamed::len)
+        + todo.routes.len()
+        + todo.addresses.iter().filter(|a| is_v6(a)).count();
     let guard = match overlap {
-        true => guard::raise(cx, lp.target_up, xt.iter().chain(&nft))?,
+        true => guard::raise(cx, lp.target_up, xt.iter().chain(&nft), after_up)?,
         false => None,
     };
     let beside = guard.is_some();

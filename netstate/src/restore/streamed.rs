@@ -40,6 +40,11 @@ pub(crate) struct Streamed {
 }
 
 impl Streamed {
+    /// How many routes restore adds.
+    pub(super) fn len(&self) -> usize {
+        self.order.as_ref().map_or(self.entries.len(), Vec::len)
+    }
+
     /// Route `i` as saved, remapped as the rest of the snapshot was.
     fn route(&self, i: usize) -> Result<Route> {
         decode(&self.entries, &self.remaps, i).map(|(r, _)| r)
