@@ -3,9 +3,11 @@
 //! namespace and a replay of exactly what that restore sent (netlink buffers, tun ioctls,
 //! sysctl writes), timed alone. The replays take turns with crhook's restores (bench.rs), so
 //! the machine's speed, which moves by tens of percent over minutes on a shared VM, moves
-//! both alike. crhook's restore time over the floor's is its own overhead:
-//! reading and checking the images, planning against the live namespace, the dumps it makes
-//! while restoring, the journal, the DAD settle.
+//! both alike. The replay sends one thing after the other, where crhook runs some of them
+//! side by side (the nf_tables transaction beside other phases), so crhook may come in under
+//! it; its time over the floor's is its own overhead: reading and checking the images,
+//! planning against the live namespace, the dumps it makes while restoring, the journal, the
+//! DAD settle.
 
 use std::path::Path;
 use std::time::Duration;

@@ -516,8 +516,11 @@ fn floor(results: &[SizeResult]) -> String {
         "### Restore against the kernel's floor\n\n\
          The floor: what one restore sent the kernel (every netlink buffer, tun ioctl and \
          sysctl write, recorded as sent), replayed into a fresh namespace with nothing else, \
-         each replay right after one of crhook's restores. crhook's restore wall time over it is crhook's own work: reading the images, the plan, \
-         its dumps, the journal, the DAD settle, process start.\n"
+         each replay right after one of crhook's restores, one thing after the other. \
+         crhook runs some of it side by side (the nf_tables transaction beside what precedes \
+         link up, or behind its guard beside the IPv6 addresses and routes), which can bring \
+         it under the floor; above it, the rest is crhook's own work: reading the images, \
+         the plan, its dumps, the journal, the DAD settle, process start.\n"
     );
     let mut t = Table::new(
         &[
