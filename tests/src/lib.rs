@@ -171,6 +171,21 @@ pub fn restore_counting(host: &TestNs, ns: &TestNs, images: &str) -> (u64, serde
     (changes, stats)
 }
 
+/// Restores `images` into `ns` from `host`, made to fail after its `n`-th change
+/// (`CRHOOK_FAIL_AFTER`), and expects it to fail (exit 1) and leave `ns` as `before`.
+pub fn restore_failing_after(host: &TestNs, ns: &TestNs, images: &str, n: u64, before: &NsState) {
+    let value = n.to_string();
+    let args = ["restore", "--netns", &ns.path_str(), "--images", images];
+    crhook(Some(host), &args, &[("CRHOOK_FAIL_AFTER", &value)]).expect_code(1);
+    let diffs = compare_states(before, &NsState::capture(ns));
+    assert!(
+        diffs.is_empty(),
+        "{} after a failure at change {n}:\n  {}",
+        ns.name(),
+        diffs.join("\n  ")
+    );
+}
+
 /// The names of the phases of restore stats (`--print-stats`), in the order they were counted.
 pub fn phase_names(stats: &serde_json::Value) -> Vec<String> {
     stats["phases"]

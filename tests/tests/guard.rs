@@ -6,7 +6,7 @@
 
 use crhook_tests::fixture::populate_guarded;
 use crhook_tests::{
-    compare_states, crhook, crhook_on, phase_names, require_root, restore_counting, NsState,
+    crhook_on, phase_names, require_root, restore_counting, restore_failing_after, NsState,
     TempDir, TestNs,
 };
 
@@ -47,25 +47,7 @@ fn a_large_restore_raises_its_guard_undoes_it_on_failure_and_lowers_it_at_the_en
     let ruleset = || target.sh("nft list ruleset");
     let rules_before = ruleset();
     for n in [1, 2, changes / 2, changes - 2, changes] {
-        let value = n.to_string();
-        let run = crhook(
-            Some(&host),
-            &[
-                "restore",
-                "--netns",
-                &target.path_str(),
-                "--images",
-                &images,
-            ],
-            &[("CRHOOK_FAIL_AFTER", &value)],
-        );
-        run.expect_code(1);
-        let diffs = compare_states(&before, &NsState::capture(&target));
-        assert!(
-            diffs.is_empty(),
-            "the target after a failure at change {n} of {changes}:\n  {}",
-            diffs.join("\n  ")
-        );
+        restore_failing_after(&host, &target, &images, n, &before);
         assert_eq!(
             ruleset(),
             rules_before,

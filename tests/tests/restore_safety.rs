@@ -267,24 +267,7 @@ fn failure_beside_the_firewall_transaction_and_the_route_builder_is_rolled_back(
         changes - 5,
         changes,
     ] {
-        let value = n.to_string();
-        let run = crhook(
-            Some(&host),
-            &[
-                "restore",
-                "--netns",
-                &target.path_str(),
-                "--images",
-                &images,
-            ],
-            &[("CRHOOK_FAIL_AFTER", &value)],
-        );
-        run.expect_code(1);
-        assert_same(
-            &format!("the target after a failure at change {n}"),
-            &before,
-            &target,
-        );
+        crhook_tests::restore_failing_after(&host, &target, &images, n, &before);
         assert_eq!(
             ruleset(),
             rules_before,

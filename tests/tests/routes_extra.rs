@@ -168,7 +168,7 @@ fn routes_restored_a_chunk_at_a_time_come_back_whole() {
 /// routes of each, on no link restore makes, go only by their own undo.
 #[test]
 fn routes_of_both_families_come_back_whole_and_roll_back() {
-    use crhook_tests::{compare_states, crhook, restore_counting, NsState};
+    use crhook_tests::{restore_counting, NsState};
     require_root();
     let host = TestNs::host();
     let a = TestNs::new("r6b");
@@ -248,19 +248,7 @@ fn routes_of_both_families_come_back_whole_and_roll_back() {
     b.ip_batch("link set lo up\n");
     let before = NsState::capture(&b);
     for n in [3, changes / 3, changes / 2, changes - 3000, changes] {
-        let value = n.to_string();
-        let run = crhook(
-            Some(&host),
-            &["restore", "--netns", &b.path_str(), "--images", &images],
-            &[("CRHOOK_FAIL_AFTER", &value)],
-        );
-        run.expect_code(1);
-        let diffs = compare_states(&before, &NsState::capture(&b));
-        assert!(
-            diffs.is_empty(),
-            "the target after a failure at change {n} of {changes}:\n  {}",
-            diffs.join("\n  ")
-        );
+        crhook_tests::restore_failing_after(&host, &b, &images, n, &before);
     }
     restore(&host, &b, &images);
     assert!(

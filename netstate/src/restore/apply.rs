@@ -15,38 +15,17 @@
 
 use std::time::Instant;
 
-use crhook_core::StatsRecorder;
 use netlink_packet_core::{NLM_F_CREATE, NLM_F_EXCL};
 
+use super::applying::{is_v6, sysctls_logged, Applying};
 use super::up::{links_up, once_up};
-use super::{dad, guard, links, streamed, Socks};
-use crate::api::RestoreOptions;
+use super::{dad, guard, links, streamed};
 use crate::error::NetstateError;
 use crate::family::{self, Addresses, Tc};
 use crate::ifmap::IfMap;
 use crate::journal::{Journal, Sock};
 use crate::netns::NetNs;
-use crate::nl::Nl;
 use crate::snapshot::Snapshot;
-
-/// What applying works with: the target, the sockets, the journal and what it reports.
-pub(super) struct Applying<'a> {
-    pub(super) ns: &'a NetNs,
-    pub(super) socks: &'a mut Socks,
-    pub(super) journal: &'a mut Journal,
-    pub(super) stats: &'a mut StatsRecorder,
-    pub(super) warnings: &'a mut Vec<String>,
-    pub(super) opts: &'a RestoreOptions,
-    /// the routes to add when they are still encoded (see streamed.rs)
-    pub(super) routes: Option<&'a super::streamed::Streamed>,
-    /// the saved sysctls (all of them: each phase takes its own)
-    pub(super) sysctls: &'a crate::sysctl::Saved,
-    /// accept_dad suspended while addresses go in and links come up
-    pub(super) dad: Option<dad::Suspended>,
-    /// devices that keep DAD: an address of theirs (the kernel's link-local included) was
-    /// tentative or had failed DAD at checkpoint
-    pub(super) dad_keep: Vec<String>,
-}
 
 /// Applies `todo` (the saved links, and of every other family only what the plan must add) in
 /// the order DESIGN.md gives, journaling each change.
@@ -348,10 +327,6 @@ fn before_up(
     Ok((ifs, quiet))
 }
 
-pub(super) fn is_v6(a: &crhook_proto::Address) -> bool {
-    a.family == libc::AF_INET6 as u32
-}
-
 /// Device features and channels of the links restore made (their undo is their deletion),
 /// and features of those it configures (`lo`, journaled as they were), where they differ
 /// from what the kernel gave the device.
@@ -525,33 +500,4 @@ fn sysctls(
     let n = sysctls_logged(saved, phase, ns, journal.log().clone())?;
     journal.made(n);
     journal.check().map_err(|e| vec![e])
-}
-
-/// Writes the saved keys of `phase` that differ, each key's old value in `log` first;
-/// returns how many it wrote.
-pub(super) fn sysctls_logged(
-    saved: &crate::sysctl::Saved,
-    phase: crate::sysctl::Phase,
-    ns: &NetNs,
-    log: crate::journal::Log,
-) -> std::result::Result<usize, Vec<String>> {
-    if saved.is_empty() {
-        return Ok(0);
-    }
-    let name = ns.name().to_string();
-    let r = ns
-        .run(|| {
-            let mut nl = Nl::new(&name)?;
-            Ok(crate::sysctl::apply_journaled(
-                &mut nl,
-                saved,
-                phase,
-                &|n: &str| Some(n.to_string()),
-                Some(log),
-            ))
-        })
-        .map_err(|e| vec![crate::error::chain(&e)])?;
-    // each key's old value is in the journal already
-    let u = r.map_err(|(e, _)| vec![crate::error::chain(&e)])?;
-    Ok(u.len())
 }

@@ -19,7 +19,7 @@
 
 use crhook_proto::FirewallRuleset;
 
-use super::apply::Applying;
+use super::applying::Applying;
 use crate::error::chain;
 
 /// The least nf_tables state (rules and set elements saved) and the least work after link up

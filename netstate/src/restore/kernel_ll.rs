@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use super::apply::Applying;
+use super::applying::Applying;
 use super::links;
 use crate::error::NetstateError;
 use crate::family::{self, Addresses};

@@ -3,6 +3,7 @@
 //! every change; on failure the journal is undone in reverse and every error reported.
 
 mod apply;
+mod applying;
 mod dad;
 mod guard;
 mod kernel_ll;
@@ -30,7 +31,8 @@ use crate::transform::{self, Transformed};
 pub use plan::Plan;
 pub use socks::Socks;
 
-use apply::{apply, Applying};
+use apply::apply;
+use applying::Applying;
 use kernel_ll::link_locals;
 
 /// Reads the image directory, then restores it ([`restore_snapshot`]); the stats also go to

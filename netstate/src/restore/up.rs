@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use netlink_packet_core::{NLM_F_APPEND, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE};
 
-use super::apply::{is_v6, sysctls_logged, Applying};
+use super::applying::{is_v6, sysctls_logged, Applying};
 use super::{dad, links, streamed};
 use crate::family::{self, Addresses, Family, Neighbours, Nexthops, Routes, Rules};
 use crate::ifmap::IfMap;
