@@ -41,6 +41,7 @@ pub struct SizeResult {
     pub baseline_bytes: u64,
     /// `crhook diff` on the namespace crhook restored (first run)
     pub verify_crhook: Verify,
+    pub agreement: Option<crate::agree::Agreement>,
     /// `crhook diff` on the namespace the baseline restored (first run)
     pub verify_baseline: Verify,
     /// `crhook diff` exit code on the unchanged source namespace
@@ -174,7 +175,7 @@ pub fn bench_size(
             None
         }
     };
-    let restored = restore_runs(&cx, &mut floor)?;
+    let restored = restore_runs(&cx, &src, &mut floor)?;
     let floor = floor.map(crate::floor::Recorded::done);
     let (diff, diff_codes, differing) = diff_runs(&cx, &src)?;
 
@@ -206,6 +207,7 @@ pub fn bench_size(
         image_bytes,
         baseline_bytes,
         verify_crhook: restored.verify_crhook,
+        agreement: restored.agreement,
         verify_baseline: restored.verify_baseline,
         diff_codes,
         baseline_diff_differing: differing,
@@ -252,21 +254,29 @@ fn capture_runs(cx: &Ctx<'_>, src: &BenchNs) -> Result<(OpRuns, Vec<Sample>)> {
 struct Restored {
     runs: OpRuns,
     verify_crhook: Verify,
+    /// the source and crhook's first restore compared by the tools (agree.rs)
+    agreement: Option<crate::agree::Agreement>,
     verify_baseline: Verify,
     naive: Option<run::Measured>,
     with_links: Option<run::Measured>,
 }
 
 /// Restore into a fresh namespace per run, crhook then the baseline. After the first run,
-/// `crhook diff` checks both restored namespaces against the images.
+/// `crhook diff` checks both restored namespaces against the images, and the tools compare
+/// crhook's with the source `src` (agree.rs).
 /// crhook's restores, the floor's replays (when `floor` was recorded) and the baseline's, in
 /// turns: one of each per run. A replay that fails ends the floor's runs (said on stderr),
 /// not the benchmark.
-fn restore_runs(cx: &Ctx<'_>, floor: &mut Option<crate::floor::Recorded>) -> Result<Restored> {
+fn restore_runs(
+    cx: &Ctx<'_>,
+    src: &BenchNs,
+    floor: &mut Option<crate::floor::Recorded>,
+) -> Result<Restored> {
     let name = cx.size.name;
     let mut out = Restored {
         runs: OpRuns::default(),
         verify_crhook: Verify::default(),
+        agreement: None,
         verify_baseline: Verify::default(),
         naive: None,
         with_links: None,
@@ -281,6 +291,10 @@ fn restore_runs(cx: &Ctx<'_>, floor: &mut Option<crate::floor::Recorded>) -> Res
             )?);
             if i == 0 {
                 out.verify_crhook = verify(cx, &dst, "verify-crhook.txt")?;
+                match crate::agree::compare(cx.tools, src, &dst) {
+                    Ok(a) => out.agreement = Some(a),
+                    Err(e) => eprintln!("crhook-bench: {name}: tools' comparison failed: {e:#}"),
+                }
             }
         }
         if let Some(f) = floor.as_mut() {

@@ -36,6 +36,7 @@
 //! Every namespace it makes is named `crh-bench-<pid>-...` and deleted on the way out, also
 //! after an error or Ctrl-C.
 
+mod agree;
 mod bench;
 mod floor;
 mod memory;

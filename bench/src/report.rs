@@ -423,6 +423,24 @@ fn verdict(v: &Verify) -> String {
     }
 }
 
+/// "the same in every view", or what differs.
+fn agreement(a: &crate::agree::Agreement) -> String {
+    if a.differing.is_empty() {
+        return "the same in every view".into();
+    }
+    let each: Vec<String> = a
+        .differing
+        .iter()
+        .map(|d| {
+            format!(
+                "{}: {} lines only in the source, {} only restored (e.g. `{}`)",
+                d.view, d.only_source, d.only_restored, d.example
+            )
+        })
+        .collect();
+    format!("differs in {}", each.join("; "))
+}
+
 fn notes(s: &mut String, results: &[SizeResult]) {
     s.push_str("### Checks and notes\n\n");
     for r in results {
@@ -442,6 +460,15 @@ fn notes(s: &mut String, results: &[SizeResult]) {
                 format!("differences in {}", r.baseline_diff_differing.join(", "))
             }
         );
+        if let Some(a) = &r.agreement {
+            let _ = writeln!(
+                s,
+                "- {name}: the source and the namespace crhook restored (first run), each shown \
+                 by the tools ({}): {}.",
+                a.views.join(", "),
+                agreement(a)
+            );
+        }
         let fw_empty = part(&r.restore.baseline, "iptables-restore")
             .map(|x| fmt_dur(x.median))
             .unwrap_or_else(|| "-".into());

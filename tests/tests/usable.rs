@@ -400,3 +400,50 @@ fn bridges_the_kernel_takes_as_ready_late_keep_their_addresses() {
     );
     diff(&host, &b, &images).expect_success();
 }
+
+/// A persistent tun device with no queue, up, shows NO-CARRIER and `state DOWN` in a link
+/// dump (`ip link show`) from the moment restore returns, as in the source: restore settles
+/// the state the kernel holds back for a second (linkwatch), which otherwise flapped to
+/// `state UNKNOWN` without NO-CARRIER in the first second.
+#[test]
+fn a_tun_device_without_a_queue_shows_no_carrier_from_the_moment_restore_returns() {
+    require_root();
+    let host = TestNs::host();
+    let a = TestNs::new("tuncar");
+    a.ip_batch(
+        "link set lo up\ntuntap add name tq0 mode tun\nlink add va type veth peer name vb\n\
+         link set va up\nlink set vb up\nlink set tq0 up\n",
+    );
+    let shows = |ns: &TestNs| {
+        let out = ns.ip(&["-o", "link", "show"]);
+        let line = out
+            .lines()
+            .find(|l| l.contains(" tq0: "))
+            .unwrap_or_else(|| panic!("no tq0 in {out}"))
+            .to_string();
+        (
+            line.contains("NO-CARRIER") && line.contains("state DOWN"),
+            line,
+        )
+    };
+    wait_until("the source's tq0 settles", Duration::from_secs(3), || {
+        shows(&a).0
+    });
+    let tmp = TempDir::new("tuncar");
+    let images = tmp.join("images");
+    checkpoint(&host, &a, &images);
+    for attempt in 0..3 {
+        let b = TestNs::new("tuncarb");
+        restore(&host, &b, &images);
+        // sampled over the second the kernel may hold a link event back
+        for k in 0..8 {
+            let (ok, line) = shows(&b);
+            assert!(
+                ok,
+                "attempt {attempt}, {} ms after restore: {line}",
+                k * 150
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+}

@@ -110,6 +110,8 @@ pub fn create(
                 crate::error::chain(&e)
             )]);
         }
+        super::up::settle_state(&mut socks.target, specs.iter().map(|(name, ..)| *name))
+            .map_err(|e| vec![crate::error::chain(&e)])?;
         journal.check().map_err(|e| vec![e])?;
     }
     // the rest level by level: a link whose lower device is also being created waits for it
