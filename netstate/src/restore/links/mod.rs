@@ -10,7 +10,7 @@ mod peers;
 mod up;
 
 pub use create::create;
-pub use up::up;
+pub use up::{settle_state, up};
 
 use std::collections::{HashMap, HashSet};
 
