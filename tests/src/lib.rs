@@ -186,6 +186,24 @@ pub fn restore_failing_after(host: &TestNs, ns: &TestNs, images: &str, n: u64, b
     );
 }
 
+/// The one error line of a failed crhook run's stderr. Beside it only log lines of the
+/// journal's housekeeping may stand: a journal that some other test's killed restore left for
+/// a namespace whose inode number this one now has is removed with a warning.
+pub fn one_error_line(stderr: &str) -> &str {
+    let (errors, other): (Vec<&str>, Vec<&str>) = stderr
+        .trim_end()
+        .lines()
+        .partition(|l| l.starts_with("crhook:"));
+    assert_eq!(errors.len(), 1, "one error line expected: {stderr}");
+    assert!(
+        other
+            .iter()
+            .all(|l| l.contains(" WARN crhook_netstate::journal")),
+        "only the error expected: {stderr}"
+    );
+    errors[0]
+}
+
 /// The names of the phases of restore stats (`--print-stats`), in the order they were counted.
 pub fn phase_names(stats: &serde_json::Value) -> Vec<String> {
     stats["phases"]

@@ -162,8 +162,7 @@ fn a_mac_change_is_one_short_line_in_diff_and_in_restore_conflicts() {
         &[],
     );
     run.expect_code(1);
-    let err = run.stderr.trim_end();
-    assert_eq!(err.lines().count(), 1, "{err}");
+    let err = crhook_tests::one_error_line(&run.stderr);
     assert!(
         err.contains(
             "link veth0: exists as veth with differences (saved -> live): mac 02:00:00:00:00:01 -> 02:00:00:00:00:02"

@@ -200,7 +200,7 @@ fn a_damaged_image_file_is_refused_before_any_change() {
             &saved.sib,
         );
         run.expect_code(1);
-        assert_eq!(run.stderr.trim_end().lines().count(), 1, "{}", run.stderr);
+        crhook_tests::one_error_line(&run.stderr);
         assert!(
             run.stderr.contains(&p.display().to_string()) && run.stderr.contains("crc32c"),
             "the refusal does not name the damaged {name}:\n{}",
