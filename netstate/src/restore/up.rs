@@ -31,14 +31,6 @@ pub(super) fn links_up(
         .map(|a| a.ifindex)
         .collect();
     links::up(&todo.links, lp, ifs, &v6_links, cx.socks, cx.journal)?;
-    let veths = lp
-        .create
-        .iter()
-        .chain(lp.partner.values())
-        .filter_map(|&i| todo.links.get(i))
-        .filter(|l| l.kind == "veth" && l.flags & crate::link::create::IFF_UP != 0)
-        .map(|l| l.name.as_str());
-    links::settle_state(&mut cx.socks.target, veths).map_err(|e| vec![crate::error::chain(&e)])?;
     // before any route: setting the mode notifies NETDEV_CHANGE, on which IPv6 walks its
     // whole FIB per link (`rt6_sync_up`); beside the routes it took 200-500 ms at L
     links::ll::resume(quiet, cx.socks, cx.journal)?;

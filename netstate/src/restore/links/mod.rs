@@ -10,7 +10,7 @@ mod peers;
 mod up;
 
 pub use create::create;
-pub use up::{settle_state, up};
+pub use up::up;
 
 use std::collections::{HashMap, HashSet};
 

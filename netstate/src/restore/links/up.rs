@@ -47,6 +47,14 @@ pub fn up(
         }
     }
     send_up(&mut socks.target, reqs, what, &netns, journal)?;
+    let veths = p
+        .create
+        .iter()
+        .chain(p.partner.values())
+        .map(|&i| &saved[i])
+        .filter(|l| l.kind == "veth" && l.flags & IFF_UP != 0)
+        .map(|l| l.name.as_str());
+    settle_state(&mut socks.target, veths).map_err(|e| vec![crate::error::chain(&e)])?;
     let devices: Vec<(u32, String)> = p
         .create
         .iter()
@@ -140,7 +148,7 @@ fn send_up(
 /// making them, while they are down (where turning the carrier off costs no queue
 /// deactivation: after link up, 400 links took 120 ms at L), and for the veths once they are
 /// up (their carrier on: nothing to wait for).
-pub fn settle_state<'n>(
+pub(super) fn settle_state<'n>(
     nl: &mut Nl,
     names: impl Iterator<Item = &'n str>,
 ) -> crate::error::Result<()> {
